@@ -1,0 +1,11 @@
+//! uplift: upgrades an application's SQLite database when a new release is
+//! installed — backup, migrations, sandboxed WebAssembly upgrade hooks and the
+//! new data version, all in one transaction.
+//!
+//! The binary (`src/main.rs` over [`cli`]) is a thin layer over this library;
+//! nothing else knows about the terminal.
+
+pub mod cli;
+pub mod home;
+pub mod meta;
+pub mod version;

@@ -1,0 +1,129 @@
+//! uplift's own bookkeeping inside the application database: the data
+//! version, the application's name and each plugin's version. Keeping them in
+//! the database (not in a side file) means they move in the same transaction
+//! as the migrations and travel inside every backup.
+//!
+//! ```sql
+//! CREATE TABLE uplift_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+//! -- keys: 'data_version', 'app'
+//! CREATE TABLE uplift_plugins (name TEXT PRIMARY KEY, version TEXT NOT NULL,
+//!                              updated_at TEXT NOT NULL);
+//! ```
+//!
+//! Hooks can never read or write tables whose name starts with `uplift_`.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::version::Version;
+
+/// The prefix of every table uplift owns in the application database.
+pub const TABLE_PREFIX: &str = "uplift_";
+
+/// Errors reading uplift's bookkeeping.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The stored data version does not parse.
+    #[error("the database records data version {stored:?}, which is not a valid version: {reason}")]
+    BadVersion { stored: String, reason: String },
+}
+
+/// Creates uplift's tables if they are missing.
+pub fn ensure_tables(conn: &Connection) -> Result<(), MetaError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS uplift_meta (
+             key   TEXT PRIMARY KEY,
+             value TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS uplift_plugins (
+             name       TEXT PRIMARY KEY,
+             version    TEXT NOT NULL,
+             updated_at TEXT NOT NULL
+         );",
+    )?;
+    Ok(())
+}
+
+fn has_meta_table(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'uplift_meta'",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+fn get(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> {
+    if !has_meta_table(conn)? {
+        return Ok(None);
+    }
+    conn.query_row("SELECT value FROM uplift_meta WHERE key = ?1", [key], |row| row.get(0))
+        .optional()
+}
+
+fn set(conn: &Connection, key: &str, value: &str) -> Result<(), MetaError> {
+    ensure_tables(conn)?;
+    conn.execute(
+        "INSERT INTO uplift_meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// The release version the database was last upgraded to; `None` for a
+/// database uplift has never upgraded.
+pub fn data_version(conn: &Connection) -> Result<Option<Version>, MetaError> {
+    match get(conn, "data_version")? {
+        None => Ok(None),
+        Some(stored) => Version::parse(&stored).map(Some).map_err(|e| MetaError::BadVersion {
+            stored,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Records the data version (inside the caller's transaction, if any).
+pub fn set_data_version(conn: &Connection, version: &Version) -> Result<(), MetaError> {
+    set(conn, "data_version", &version.to_string())
+}
+
+/// The application name recorded with the data version.
+pub fn app_name(conn: &Connection) -> Result<Option<String>, MetaError> {
+    Ok(get(conn, "app")?)
+}
+
+/// Records the application name.
+pub fn set_app_name(conn: &Connection, app: &str) -> Result<(), MetaError> {
+    set(conn, "app", app)
+}
+
+/// Each plugin's recorded version, sorted by name.
+pub fn plugin_versions(conn: &Connection) -> Result<Vec<(String, String)>, MetaError> {
+    let exists: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'uplift_plugins'",
+        [],
+        |row| row.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare("SELECT name, version FROM uplift_plugins ORDER BY name")?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records a plugin's version after its hooks ran.
+pub fn set_plugin_version(conn: &Connection, name: &str, version: &str) -> Result<(), MetaError> {
+    ensure_tables(conn)?;
+    conn.execute(
+        "INSERT INTO uplift_plugins (name, version, updated_at)
+         VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version,
+                                          updated_at = excluded.updated_at",
+        params![name, version],
+    )?;
+    Ok(())
+}

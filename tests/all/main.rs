@@ -1,0 +1,6 @@
+//! uplift's integration tests: one binary, one module per capability.
+//!
+//! Tests that need the example or hostile plugin components or the `sqlite3`
+//! CLI expect `scripts/test` to have built or installed them first.
+
+mod support;
