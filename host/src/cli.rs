@@ -6,9 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::home::Home;
+use crate::release::Release;
+use crate::upgrade::{self, Outcome, Plan, UpgradeOptions};
 use crate::version::{Version, VersionRange};
 
-/// Exit code for a usage error or invalid input.
+/// Exit code when the operation failed (the database is unchanged).
+const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage error or invalid input (as clap uses).
 const EXIT_USAGE: u8 = 2;
 
 /// uplift upgrades an application's SQLite database when a new release is
@@ -35,9 +40,51 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Bring the database to the installed release's version: backup,
+    /// migrations, plugin hooks and the new version, all or nothing
+    Upgrade {
+        /// Print what would be done and change nothing
+        #[arg(long)]
+        plan: bool,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+        /// Wait for another uplift working on this home instead of failing
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Upgrade if needed, then replace this process with CMD (for use on
+    /// every start of the application)
+    Run {
+        /// Wait for another uplift working on this home instead of failing
+        #[arg(long)]
+        wait: bool,
+        /// The command to run, after `--`
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Show the release and data versions and what an upgrade would do
+    Status {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect schema migrations
+    #[command(subcommand)]
+    Migrations(MigrationsCommand),
     /// Compare versions and check version ranges, as hooks use them
     #[command(subcommand)]
     Version(VersionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrationsCommand {
+    /// List applied, pending and drifted migrations
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,15 +109,219 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(EXIT_USAGE)
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = Output { quiet: cli.quiet };
     match cli.command {
-        Command::Version(cmd) => version_command(cmd),
+        Command::Upgrade { plan, json, wait } => {
+            let home = Home::resolve(cli.home)?;
+            let release = Release::resolve(cli.release.as_deref())?;
+            let options = UpgradeOptions {
+                wait,
+                plan_only: plan,
+            };
+            let outcome = upgrade::upgrade(&home, &release, &options)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                out.outcome(&outcome);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { wait, command } => {
+            let home = Home::resolve(cli.home)?;
+            let release = Release::resolve(cli.release.as_deref())?;
+            let options = UpgradeOptions {
+                wait,
+                plan_only: false,
+            };
+            let outcome = upgrade::upgrade(&home, &release, &options)?;
+            if !matches!(outcome, Outcome::UpToDate { .. }) {
+                out.outcome(&outcome);
+            }
+            exec(&command)
+        }
+        Command::Status { json } => status_command(cli.home, cli.release.as_deref(), json),
+        Command::Migrations(MigrationsCommand::List { json }) => {
+            migrations_command(cli.home, cli.release.as_deref(), json)
+        }
+        Command::Version(cmd) => Ok(version_command(cmd).unwrap_or_else(|err| {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        })),
     }
+}
+
+/// Replaces this process with `command` (only returns on failure).
+fn exec(command: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no command given after --"))?;
+    let err = std::process::Command::new(program).args(args).exec();
+    Err(anyhow::anyhow!(
+        "could not run {}: {err}",
+        program.to_string_lossy()
+    ))
+}
+
+/// Prints human-readable results unless --quiet.
+struct Output {
+    quiet: bool,
+}
+
+impl Output {
+    fn line(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            println!("{text}");
+        }
+    }
+
+    fn outcome(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::UpToDate { version } => {
+                self.line(format_args!("up to date: data version {version}"))
+            }
+            Outcome::Planned { plan } => self.plan(plan),
+            Outcome::Installed {
+                plan,
+                migrations,
+                phases,
+            } => {
+                self.line(format_args!(
+                    "installed {} with {} migrations",
+                    plan.to,
+                    migrations.len()
+                ));
+                self.phases(phases);
+            }
+            Outcome::Upgraded {
+                plan,
+                backup,
+                migrations,
+                phases,
+            } => {
+                let from = plan
+                    .from
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                self.line(format_args!("upgraded {from} -> {}", plan.to));
+                if let Some(backup) = backup {
+                    self.line(format_args!("  backup     {}", backup.display()));
+                }
+                for m in migrations {
+                    self.line(format_args!("  migration  {} ({:.1} ms)", m.file, m.ms));
+                }
+                self.phases(phases);
+            }
+        }
+    }
+
+    fn plan(&self, plan: &Plan) {
+        match &plan.from {
+            Some(from) => self.line(format_args!("plan: upgrade {from} -> {}", plan.to)),
+            None => self.line(format_args!("plan: fresh install of {}", plan.to)),
+        }
+        if plan.migrations.is_empty() {
+            self.line("  no migrations");
+        }
+        for m in &plan.migrations {
+            self.line(format_args!("  migration  {m}"));
+        }
+    }
+
+    fn phases(&self, phases: &[upgrade::PhaseTime]) {
+        let parts: Vec<String> = phases
+            .iter()
+            .map(|p| format!("{} {:.1} ms", p.phase, p.ms))
+            .collect();
+        self.line(format_args!("  time       {}", parts.join(", ")));
+    }
+}
+
+fn status_command(
+    home: Option<PathBuf>,
+    release: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(home)?;
+    let release = Release::resolve(release)?;
+    let status = upgrade::status(&home, &release)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("home             {}", home.root().display());
+    println!(
+        "release          {} {} ({})",
+        release.app,
+        release.version,
+        release.dir.display()
+    );
+    match &status.data_version {
+        Some(v) => println!("data version     {v}"),
+        None if status.database_exists => {
+            println!("data version     none (not upgraded by uplift yet)")
+        }
+        None => println!("data version     none (no database yet: `uplift upgrade` installs it)"),
+    }
+    println!("state            {}", status.state);
+    println!(
+        "migrations       {} applied, {} pending",
+        status.applied,
+        status.pending.len()
+    );
+    for m in &status.pending {
+        println!("  pending        {m}");
+    }
+    for d in &status.drift {
+        println!("  drift          {d}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrations_command(
+    home: Option<PathBuf>,
+    release: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(home)?;
+    let release = Release::resolve(release)?;
+    let list = upgrade::migration_list(&home, &release)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for entry in &list {
+        match &entry.applied_at {
+            Some(at) => println!(
+                "{:<9} {}  (applied {at} by {})",
+                entry.state,
+                entry.file,
+                entry.release_version.as_deref().unwrap_or("?")
+            ),
+            None => println!("{:<9} {}", entry.state, entry.file),
+        }
+    }
+    if list.is_empty() {
+        println!(
+            "no migrations in {} and none applied",
+            release.dir.display()
+        );
+    }
+    let drifted = list
+        .iter()
+        .any(|e| e.state == "changed" || e.state == "missing");
+    Ok(if drifted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn version_command(cmd: VersionCommand) -> anyhow::Result<ExitCode> {
@@ -90,7 +341,11 @@ fn version_command(cmd: VersionCommand) -> anyhow::Result<ExitCode> {
                     all = false;
                 }
             }
-            Ok(if all { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if all {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         VersionCommand::Compare { a, b } => {
             let a = Version::parse(&a)?;

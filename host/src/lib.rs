@@ -8,4 +8,7 @@
 pub mod cli;
 pub mod home;
 pub mod meta;
+pub mod migrate;
+pub mod release;
+pub mod upgrade;
 pub mod version;

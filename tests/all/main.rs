@@ -4,3 +4,4 @@
 //! CLI expect `scripts/test` to have built or installed them first.
 
 mod support;
+mod upgrade;
