@@ -230,6 +230,17 @@ impl Version {
         out
     }
 
+    /// The epoch: the number before `!` (`1` in `1!2.0`), 0 when absent.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The release numbers as written (`[0, 15]` for `0.15`, `[0, 15, 0]`
+    /// for `0.15.0rc1`); comparisons ignore trailing zeros.
+    pub fn release(&self) -> &[u64] {
+        &self.release
+    }
+
     /// Whether this is a pre-release or development release (it sorts
     /// below the final release of its numbers): `1.0a1`, `1.0.0-beta.2`,
     /// `1.0.dev0`, `1.0.post1.dev0`.
