@@ -138,8 +138,14 @@ enum Pre {
 /// `Display` prints the version as given (trimmed, without a leading `v`);
 /// [`Version::normalized`] prints a canonical form. Serde reads and writes
 /// it as a string.
+#[derive(Clone)]
+pub struct Version(Box<Parts>);
+
+/// What a version is made of (boxed, so that a `Version` is one pointer
+/// wide and errors holding versions stay small).
 #[derive(Debug, Clone)]
-pub struct Version {
+struct Parts {
+    /// As given: trimmed, without a leading `v`.
     text: String,
     epoch: u64,
     release: Vec<u64>,
@@ -206,25 +212,25 @@ impl Version {
     /// ```
     pub fn normalized(&self) -> String {
         let mut out = String::new();
-        if self.epoch != 0 {
-            out.push_str(&format!("{}!", self.epoch));
+        if self.0.epoch != 0 {
+            out.push_str(&format!("{}!", self.0.epoch));
         }
-        let release = strip_trailing_zeros(&self.release);
+        let release = strip_trailing_zeros(&self.0.release);
         let numbers: Vec<String> = (0..release.len().max(3))
             .map(|i| release.get(i).copied().unwrap_or(0).to_string())
             .collect();
         out.push_str(&numbers.join("."));
-        match &self.pre {
+        match &self.0.pre {
             None => {}
             Some(Pre::Alpha(n)) => out.push_str(&format!("a{n}")),
             Some(Pre::Beta(n)) => out.push_str(&format!("b{n}")),
             Some(Pre::Rc(n)) => out.push_str(&format!("rc{n}")),
             Some(Pre::Other(p)) => out.push_str(&format!("-{p}")),
         }
-        if let Some(n) = self.post {
+        if let Some(n) = self.0.post {
             out.push_str(&format!(".post{n}"));
         }
-        if let Some(n) = self.dev {
+        if let Some(n) = self.0.dev {
             out.push_str(&format!(".dev{n}"));
         }
         out
@@ -232,33 +238,33 @@ impl Version {
 
     /// The epoch: the number before `!` (`1` in `1!2.0`), 0 when absent.
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.0.epoch
     }
 
     /// The release numbers as written (`[0, 15]` for `0.15`, `[0, 15, 0]`
     /// for `0.15.0rc1`); comparisons ignore trailing zeros.
     pub fn release(&self) -> &[u64] {
-        &self.release
+        &self.0.release
     }
 
     /// Whether this is a pre-release or development release (it sorts
     /// below the final release of its numbers): `1.0a1`, `1.0.0-beta.2`,
     /// `1.0.dev0`, `1.0.post1.dev0`.
     pub fn is_prerelease(&self) -> bool {
-        self.pre.is_some() || self.dev.is_some()
+        self.0.pre.is_some() || self.0.dev.is_some()
     }
 
     /// The build metadata or local label after `+`, if any (`git.682.g0be`
     /// in `0.15.0a5.dev0+git.682.g0be`). It never affects comparisons.
     pub fn build(&self) -> Option<&str> {
-        self.build.as_deref()
+        self.0.build.as_deref()
     }
 
     /// The least version of release `release` in epoch `epoch`:
     /// `release.dev0`. Nothing with the same epoch and release numbers sorts
     /// below it, so `< lowest_of(2)` excludes every pre-release of 2.
     fn lowest_of(epoch: u64, release: Vec<u64>) -> Version {
-        let mut v = Version {
+        let mut v = Version(Box::new(Parts {
             text: String::new(),
             epoch,
             release,
@@ -266,13 +272,13 @@ impl Version {
             post: None,
             dev: Some(0),
             build: None,
-        };
-        v.text = v.normalized();
+        }));
+        v.0.text = v.normalized();
         v
     }
 
     fn key(&self) -> OrderKey<'_> {
-        let phase = match (&self.pre, self.post, self.dev) {
+        let phase = match (&self.0.pre, self.0.post, self.0.dev) {
             (None, None, Some(_)) => PhaseKey::DevOnly,
             (None, _, _) => PhaseKey::Final,
             (Some(Pre::Other(p)), _, _) => PhaseKey::Other(p),
@@ -280,15 +286,15 @@ impl Version {
             (Some(Pre::Beta(n)), _, _) => PhaseKey::Beta(*n),
             (Some(Pre::Rc(n)), _, _) => PhaseKey::Rc(*n),
         };
-        let dev = match self.dev {
+        let dev = match self.0.dev {
             Some(n) => DevKey::Dev(n),
             None => DevKey::NoDev,
         };
         (
-            self.epoch,
-            strip_trailing_zeros(&self.release),
+            self.0.epoch,
+            strip_trailing_zeros(&self.0.release),
             phase,
-            self.post,
+            self.0.post,
             dev,
         )
     }
@@ -303,7 +309,13 @@ fn strip_trailing_zeros(release: &[u64]) -> &[u64] {
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.0.text)
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Version").field(&self.0.text).finish()
     }
 }
 
@@ -342,7 +354,7 @@ impl Hash for Version {
 
 impl serde::Serialize for Version {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
+        s.serialize_str(&self.0.text)
     }
 }
 
@@ -359,7 +371,10 @@ impl<'de> serde::Deserialize<'de> for Version {
 // Positions only ever advance over ASCII bytes, so every slice is on a
 // character boundary whatever the input.
 
-const PRE_WORDS: &[(&str, fn(u64) -> Pre)] = &[
+/// A pre-release word and the phase it stands for.
+type PreWord = (&'static str, fn(u64) -> Pre);
+
+const PRE_WORDS: &[PreWord] = &[
     ("preview", Pre::Rc),
     ("alpha", Pre::Alpha),
     ("beta", Pre::Beta),
@@ -472,7 +487,7 @@ fn parse_version(text: &str) -> Result<Version, String> {
         }
     }
 
-    Ok(Version {
+    Ok(Version(Box::new(Parts {
         text: body.to_string(),
         epoch,
         release,
@@ -480,7 +495,7 @@ fn parse_version(text: &str) -> Result<Version, String> {
         post,
         dev,
         build: build.map(str::to_string),
-    })
+    })))
 }
 
 /// The PEP 440 words at `pos` (after an optional separator): the longest of
@@ -898,8 +913,8 @@ fn parse_comparator(
         out.push(Comparator::Equal(v));
         return Ok(());
     };
-    let epoch = v.epoch;
-    let written = v.release.clone();
+    let epoch = v.0.epoch;
+    let written = v.0.release.clone();
     let upper_at = match op {
         Op::Less => return push(out, Comparator::Less(v)),
         Op::LessEq => return push(out, Comparator::LessEq(v)),
@@ -954,13 +969,13 @@ fn parse_wildcard(
     };
     let v = parse_version(prefix)
         .map_err(|reason| format!("{prefix:?} before \".*\" is not a version: {reason}"))?;
-    if v.pre.is_some() || v.post.is_some() || v.dev.is_some() || v.build.is_some() {
+    if v.0.pre.is_some() || v.0.post.is_some() || v.0.dev.is_some() || v.0.build.is_some() {
         return Err(format!(
             "a wildcard follows release numbers only, as in 1.2.*; found {token:?}"
         ));
     }
-    let low = Version::lowest_of(v.epoch, v.release.clone());
-    let high = bump(&v.release).map(|next| Version::lowest_of(v.epoch, next));
+    let low = Version::lowest_of(v.0.epoch, v.0.release.clone());
+    let high = bump(&v.0.release).map(|next| Version::lowest_of(v.0.epoch, next));
     match op.map(|(_, op)| op) {
         None | Some(Op::Equal) => {
             out.push(Comparator::GreaterEq(low));

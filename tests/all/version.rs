@@ -182,7 +182,11 @@ fn display_keeps_the_text_and_normalized_is_canonical() {
         ("1.0-preview_3", "1.0-preview_3", "1.0.0rc3"),
         ("1.0.0-x.7.z", "1.0.0-x.7.z", "1.0.0-x.7.z"),
         ("0!2.0-r", "0!2.0-r", "2.0.0.post0"),
-        ("3!1.0a1.post2.dev3", "3!1.0a1.post2.dev3", "3!1.0.0a1.post2.dev3"),
+        (
+            "3!1.0a1.post2.dev3",
+            "3!1.0a1.post2.dev3",
+            "3!1.0.0a1.post2.dev3",
+        ),
         ("1.1.1-DEV", "1.1.1-DEV", "1.1.1.dev0"),
     ];
     for (input, display, normalized) in cases {
@@ -229,7 +233,10 @@ fn versions_and_ranges_serialise_as_strings() {
     let back: Version = serde_json::from_str("\"0.15.0rc10\"").unwrap();
     assert_eq!(back, v("0.15.0rc10"));
     let err = serde_json::from_str::<Version>("\"notaversion\"").unwrap_err();
-    assert!(err.to_string().contains("invalid version \"notaversion\""), "{err}");
+    assert!(
+        err.to_string().contains("invalid version \"notaversion\""),
+        "{err}"
+    );
 
     let r = range(" >=0.14, <0.16 ");
     assert_eq!(serde_json::to_string(&r).unwrap(), "\">=0.14, <0.16\"");
@@ -237,7 +244,10 @@ fn versions_and_ranges_serialise_as_strings() {
     assert!(back.matches(&v("2.5")));
     assert!(!back.matches(&v("3.0")));
     let err = serde_json::from_str::<VersionRange>("\"1.0,,2.0\"").unwrap_err();
-    assert!(err.to_string().contains("empty comparator between commas"), "{err}");
+    assert!(
+        err.to_string().contains("empty comparator between commas"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -394,7 +404,10 @@ fn ranges_match_as_the_match_table_says() {
 
 #[test]
 fn range_display_is_the_trimmed_text() {
-    assert_eq!(range("  >= 0.14.0 , <0.16.0\n").to_string(), ">= 0.14.0 , <0.16.0");
+    assert_eq!(
+        range("  >= 0.14.0 , <0.16.0\n").to_string(),
+        ">= 0.14.0 , <0.16.0"
+    );
     assert_eq!(range("^1.2 || 2.*").to_string(), "^1.2 || 2.*");
     assert_eq!(VersionRange::any().to_string(), "*");
 }
@@ -444,12 +457,28 @@ fn lower_bounds_are_the_tightest_start_of_the_range() {
 
 #[test]
 fn lower_bounds_sort_unbounded_first_then_by_version_inclusive_first() {
-    let mut ranges = vec![">1.0", "^1.0.post1", "<3", ">=1.0", ">=0.9rc1", "*", "1.0.*"];
+    let mut ranges = vec![
+        ">1.0",
+        "^1.0.post1",
+        "<3",
+        ">=1.0",
+        ">=0.9rc1",
+        "*",
+        "1.0.*",
+    ];
     ranges.sort_by_key(|r| range(r).lower_bound());
     // The sort is stable, so "<3" stays before "*".
     assert_eq!(
         ranges,
-        ["<3", "*", ">=0.9rc1", "1.0.*", ">=1.0", ">1.0", "^1.0.post1"]
+        [
+            "<3",
+            "*",
+            ">=0.9rc1",
+            "1.0.*",
+            ">=1.0",
+            ">1.0",
+            "^1.0.post1"
+        ]
     );
     assert_eq!(
         LowerBound::Inclusive(v("1.0")),
@@ -486,7 +515,10 @@ fn bad_versions_are_errors_quoting_the_text_and_saying_what_was_expected() {
         ),
         ("", r#"invalid version "": expected digits such as 1.0.0"#),
         ("v", r#"invalid version "v": expected digits such as 1.0.0"#),
-        (".1", r#"invalid version ".1": expected digits such as 1.0.0"#),
+        (
+            ".1",
+            r#"invalid version ".1": expected digits such as 1.0.0"#,
+        ),
         (
             "1.0.0-",
             r#"invalid version "1.0.0-": expected a pre-release such as -beta.2 after "1.0.0""#,
@@ -506,9 +538,15 @@ fn bad_versions_are_errors_quoting_the_text_and_saying_what_was_expected() {
             "99999999999999999999",
             r#"number "99999999999999999999" is too large (the largest is 18446744073709551615)"#,
         ),
-        ("1.0rc99999999999999999999", r#"number "99999999999999999999" is too large"#),
+        (
+            "1.0rc99999999999999999999",
+            r#"number "99999999999999999999" is too large"#,
+        ),
         ("1.0-beta.99999999999999999999", "is too large"),
-        ("1!", r#"expected release numbers such as 1.0 after the epoch "1!""#),
+        (
+            "1!",
+            r#"expected release numbers such as 1.0 after the epoch "1!""#,
+        ),
         ("1.0!2", r#"unexpected "!2" after "1.0""#),
         ("1.2.*", r#"unexpected ".*" after "1.2""#),
         ("١.٠", "expected digits such as 1.0.0"),
@@ -548,10 +586,16 @@ fn bad_ranges_are_errors_quoting_the_offending_part() {
         ),
         ("1.2*", r#"found "1.2*""#),
         ("^", r#"invalid range "^": expected a version after "^""#),
-        ("1.0 ||", r#"invalid range "1.0 ||": empty alternative after "||""#),
+        (
+            "1.0 ||",
+            r#"invalid range "1.0 ||": empty alternative after "||""#,
+        ),
         ("||", r#"invalid range "||": empty alternative before "||""#),
         ("1.0 |||| 2.0", "empty alternative between"),
-        ("1.0 | 2.0", r#""|": a single "|" is not an operator; write || for OR"#),
+        (
+            "1.0 | 2.0",
+            r#""|": a single "|" is not an operator; write || for OR"#,
+        ),
         ("1.0|2.0", "write || for OR"),
         (
             ">=1.2.*",
@@ -559,15 +603,24 @@ fn bad_ranges_are_errors_quoting_the_offending_part() {
         ),
         ("^1.*", r#"wildcards go with == or != only, found "^1.*""#),
         ("~=1.*", "wildcards go with == or != only"),
-        ("1.0a1.*", r#"a wildcard follows release numbers only, as in 1.2.*; found "1.0a1.*""#),
+        (
+            "1.0a1.*",
+            r#"a wildcard follows release numbers only, as in 1.2.*; found "1.0a1.*""#,
+        ),
         ("x.*", r#""x" before ".*" is not a version"#),
-        ("==*", r#""*" alone means any version and takes no operator, found "==*""#),
+        (
+            "==*",
+            r#""*" alone means any version and takes no operator, found "==*""#,
+        ),
         ("~=1", r#""~=1" needs at least two release numbers"#),
         ("=== 1.0", r#"expected a version after "==", found "=""#),
         ("!1.0", r#"unknown operator in "!1.0""#),
         (">=1.0<2.0", r#""1.0<2.0" is not a version"#),
         ("1.0 - 2.0", r#""-" is not a version"#),
-        (">=1.0, <abc", r#""abc" is not a version: expected digits such as 1.0.0"#),
+        (
+            ">=1.0, <abc",
+            r#""abc" is not a version: expected digits such as 1.0.0"#,
+        ),
         ("<99999999999999999999", "is too large"),
     ];
     for (input, expected) in cases {
@@ -588,12 +641,8 @@ fn bad_ranges_are_errors_quoting_the_offending_part() {
 fn version_text() -> impl Strategy<Value = String> {
     let prefix = select(vec!["", "", "", "v", "V"]);
     let epoch = prop_oneof![4 => Just(String::new()), 1 => (0u64..3).prop_map(|e| format!("{e}!"))];
-    let release = prop::collection::vec(0u64..3, 1..5).prop_map(|ns| {
-        ns.iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(".")
-    });
+    let release = prop::collection::vec(0u64..3, 1..5)
+        .prop_map(|ns| ns.iter().map(u64::to_string).collect::<Vec<_>>().join("."));
     let sep = || select(vec!["", ".", "-", "_"]);
     let number = || prop_oneof![Just(String::new()), (0u64..12).prop_map(|n| n.to_string())];
     let word = |words: Vec<&'static str>| {
@@ -635,8 +684,7 @@ fn version_text() -> impl Strategy<Value = String> {
             .prop_map(str::to_string)
             .boxed(),
     );
-    (prefix, epoch, release, suffix, build)
-        .prop_map(|(p, e, r, s, b)| format!("{p}{e}{r}{s}{b}"))
+    (prefix, epoch, release, suffix, build).prop_map(|(p, e, r, s, b)| format!("{p}{e}{r}{s}{b}"))
 }
 
 fn version() -> impl Strategy<Value = Version> {
@@ -654,8 +702,7 @@ fn padded(version: &Version, len: usize) -> Vec<u64> {
 /// `series` (same epoch, same first numbers) — the model of wildcards and of
 /// the upper bounds of ^, ~ and ~=.
 fn in_series(version: &Version, series: &Version, prefix_len: usize) -> bool {
-    version.epoch() == series.epoch()
-        && padded(version, prefix_len) == padded(series, prefix_len)
+    version.epoch() == series.epoch() && padded(version, prefix_len) == padded(series, prefix_len)
 }
 
 fn hash_of(version: &Version, state: &RandomState) -> u64 {
@@ -880,5 +927,9 @@ fn version_compare_prints_the_sign() {
     let out = run(&["version", "compare", "1.0", "<<1.0"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(stdout(&out), "");
-    assert!(stderr(&out).contains(r#"invalid version "<<1.0""#), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"invalid version "<<1.0""#),
+        "{}",
+        stderr(&out)
+    );
 }
