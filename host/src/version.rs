@@ -33,8 +33,10 @@
 //!   `-dev.3` is `.dev3`, and also `-pre.1` is `rc1`, `-post.1` and `-r1`
 //!   are **post-releases**. Any other semver pre-release (`-x.7.z`, `-0.3.7`,
 //!   `-snapshot`, `-alpha.beta`, `-1`) is kept as written and is an *other*
-//!   pre-release (PEP 440's implicit post-release `1.0-1` is therefore not
-//!   supported: `1.0-1` is semver's pre-release `1`).
+//!   pre-release. The PEP 440 reading applies only when the whole
+//!   pre-release fits it: `-rc.1.2` and `-beta.x` are other pre-releases.
+//!   PEP 440's implicit post-release `1.0-1` is therefore not supported:
+//!   `1.0-1` is semver's pre-release `1`.
 //! - Build metadata (`+build.5`) and PEP 440 local labels (`+git.682.g0be`)
 //!   are the same thing here: kept, printed, and ignored by comparisons.
 //!
