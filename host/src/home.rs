@@ -40,7 +40,10 @@ fn holder_text(pid: &Option<u32>) -> String {
     }
 }
 
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
+fn io_error<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> HomeError + 'a {
     move |source| HomeError::Io {
         what,
         path: path.to_path_buf(),
@@ -112,7 +115,8 @@ impl Home {
 
     /// Creates the home folder if it does not exist yet.
     pub fn create(&self) -> Result<(), HomeError> {
-        std::fs::create_dir_all(&self.root).map_err(io_error("could not create home folder", &self.root))
+        std::fs::create_dir_all(&self.root)
+            .map_err(io_error("could not create home folder", &self.root))
     }
 
     /// Reads `uplift.toml`; defaults when it does not exist.

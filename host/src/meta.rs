@@ -59,8 +59,12 @@ fn get(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> 
     if !has_meta_table(conn)? {
         return Ok(None);
     }
-    conn.query_row("SELECT value FROM uplift_meta WHERE key = ?1", [key], |row| row.get(0))
-        .optional()
+    conn.query_row(
+        "SELECT value FROM uplift_meta WHERE key = ?1",
+        [key],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
 fn set(conn: &Connection, key: &str, value: &str) -> Result<(), MetaError> {
@@ -78,10 +82,12 @@ fn set(conn: &Connection, key: &str, value: &str) -> Result<(), MetaError> {
 pub fn data_version(conn: &Connection) -> Result<Option<Version>, MetaError> {
     match get(conn, "data_version")? {
         None => Ok(None),
-        Some(stored) => Version::parse(&stored).map(Some).map_err(|e| MetaError::BadVersion {
-            stored,
-            reason: e.to_string(),
-        }),
+        Some(stored) => Version::parse(&stored)
+            .map(Some)
+            .map_err(|e| MetaError::BadVersion {
+                stored,
+                reason: e.to_string(),
+            }),
     }
 }
 

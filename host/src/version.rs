@@ -66,11 +66,18 @@ impl VersionRange {
     /// Parses a range.
     pub fn parse(s: &str) -> Result<VersionRange, VersionError> {
         let mut comparators = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty() && *p != "*") {
+        for part in s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && *p != "*")
+        {
             let op: String = part.chars().take_while(|c| "<>=!".contains(*c)).collect();
             comparators.push((op.clone(), Version::parse(&part[op.len()..])?));
         }
-        Ok(VersionRange { text: s.trim().to_string(), comparators })
+        Ok(VersionRange {
+            text: s.trim().to_string(),
+            comparators,
+        })
     }
     /// Whether `v` is in the range.
     pub fn matches(&self, v: &Version) -> bool {
