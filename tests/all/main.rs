@@ -3,4 +3,5 @@
 //! Tests that need the example or hostile plugin components or the `sqlite3`
 //! CLI expect `scripts/test` to have built or installed them first.
 
+mod backup;
 mod support;

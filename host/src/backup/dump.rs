@@ -566,7 +566,7 @@ fn dump_rows(
         out.buf.extend_from_slice(b");\n");
         out.maybe_flush()?;
         *rows_done += 1;
-        if *rows_done % PROGRESS_EVERY == 0 {
+        if rows_done.is_multiple_of(PROGRESS_EVERY) {
             progress.update(*rows_done, *rows_done);
         }
     }
@@ -599,21 +599,59 @@ pub(crate) fn push_value(buf: &mut Vec<u8>, value: ValueRef<'_>) {
     }
 }
 
-/// Floats in their shortest form that parses back to the same bits.
+/// Floats as an expression SQLite evaluates to exactly the same bits.
+///
+/// SQLite's decimal-to-float conversion is not correctly rounded (neither
+/// the 3.40 shell's nor the 3.50 library's: `8.09810263174847e+128`, the
+/// shortest form of a double, reads back one unit in the last place off).
+/// So a float is written as `m.0`, `m` its integer significand, followed by
+/// multiplications or divisions by powers of two up to 2^62 written as
+/// integers: every step is exact in IEEE arithmetic, whatever the parser.
+/// Integral values below 2^53 need no step (`3.0`, `-0.0`); the infinities
+/// are `9.0e+999` and `-9.0e+999` as sqlite3's own `.dump` writes them.
 pub(crate) fn push_real(buf: &mut Vec<u8>, f: f64) {
     if f.is_nan() {
         // SQLite never stores a NaN (it becomes NULL); keep it that way.
         buf.extend_from_slice(b"NULL");
-    } else if f.is_infinite() {
+        return;
+    }
+    if f.is_infinite() {
         buf.extend_from_slice(if f > 0.0 { b"9.0e+999" } else { b"-9.0e+999" });
+        return;
+    }
+    let bits = f.to_bits();
+    if bits >> 63 == 1 {
+        buf.push(b'-');
+    }
+    let exponent_bits = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    let (mut m, mut e) = if exponent_bits == 0 {
+        (fraction, -1074)
     } else {
-        let mut b = zmij::Buffer::new();
-        let s = b.format_finite(f).as_bytes();
-        buf.extend_from_slice(s);
-        // Without a point or an exponent SQLite would read an integer.
-        if !s.iter().any(|&c| c == b'.' || c == b'e' || c == b'E') {
-            buf.extend_from_slice(b".0");
-        }
+        (fraction | (1u64 << 52), exponent_bits - 1075)
+    };
+    if m == 0 {
+        buf.extend_from_slice(b"0.0");
+        return;
+    }
+    let zeros = m.trailing_zeros() as i32;
+    m >>= zeros;
+    e += zeros;
+    // Integral and exactly representable as an integer: no steps needed.
+    if e >= 0 && e <= 52 - (64 - m.leading_zeros() as i32) + 1 {
+        buf.extend_from_slice(itoa::Buffer::new().format(m << e).as_bytes());
+        buf.extend_from_slice(b".0");
+        return;
+    }
+    buf.extend_from_slice(itoa::Buffer::new().format(m).as_bytes());
+    buf.extend_from_slice(b".0");
+    let op = if e > 0 { b'*' } else { b'/' };
+    let mut left = e.unsigned_abs();
+    while left > 0 {
+        let step = left.min(62);
+        buf.push(op);
+        buf.extend_from_slice(itoa::Buffer::new().format(1u64 << step).as_bytes());
+        left -= step;
     }
 }
 

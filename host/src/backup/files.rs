@@ -405,11 +405,20 @@ pub(crate) fn verify_with_progress(
     let trailer = find_trailer(&held);
     match header {
         Some(header) => {
-            let Some((start, expected)) = trailer else {
-                return Err(VerifyError::Truncated {
-                    path: path.to_path_buf(),
-                    detail: "its checksum line is missing".into(),
-                });
+            let (start, expected) = match trailer {
+                Trailer::Complete(start, expected) => (start, expected),
+                Trailer::Partial => {
+                    return Err(VerifyError::Truncated {
+                        path: path.to_path_buf(),
+                        detail: "its checksum line is cut short".into(),
+                    });
+                }
+                Trailer::Absent => {
+                    return Err(VerifyError::Truncated {
+                        path: path.to_path_buf(),
+                        detail: "its checksum line is missing".into(),
+                    });
+                }
             };
             hasher.update(&held[..start]);
             let actual = hex(&hasher.finalize());
@@ -428,7 +437,7 @@ pub(crate) fn verify_with_progress(
             })
         }
         None => {
-            if trailer.is_some() {
+            if matches!(trailer, Trailer::Complete(..)) {
                 return Err(VerifyError::Corrupt {
                     path: path.to_path_buf(),
                     detail: "it has uplift's checksum line but its header is damaged".into(),
@@ -446,15 +455,39 @@ pub(crate) fn verify_with_progress(
     }
 }
 
-/// Finds the trailer in the last bytes of the text: the offset of its line
-/// and the recorded checksum.
-fn find_trailer(tail: &[u8]) -> Option<(usize, String)> {
-    let body = tail.strip_suffix(b"\n").unwrap_or(tail);
+/// What the last line of a dump's text is.
+enum Trailer {
+    /// A complete trailer: the offset of its line and the recorded checksum.
+    Complete(usize, String),
+    /// The start of a trailer, cut short.
+    Partial,
+    /// No trailer.
+    Absent,
+}
+
+/// Finds the trailer in the last bytes of the text.
+fn find_trailer(tail: &[u8]) -> Trailer {
+    let Some(body) = tail.strip_suffix(b"\n") else {
+        // No final newline: a trailer line, if any, was cut.
+        let start = memchr::memrchr(b'\n', tail).map(|i| i + 1).unwrap_or(0);
+        return if tail[start..]
+            .starts_with(&TRAILER_PREFIX[..TRAILER_PREFIX.len().min(tail.len() - start)])
+            && start < tail.len()
+        {
+            Trailer::Partial
+        } else {
+            Trailer::Absent
+        };
+    };
     let start = memchr::memrchr(b'\n', body).map(|i| i + 1).unwrap_or(0);
-    let line = &body[start..];
-    let hex = line.strip_prefix(TRAILER_PREFIX)?;
-    let hex = std::str::from_utf8(hex).ok()?.trim_end_matches('\r');
-    Some((start, hex.to_string()))
+    let Some(hex) = body[start..].strip_prefix(TRAILER_PREFIX) else {
+        return Trailer::Absent;
+    };
+    if hex.len() == 64 && hex.iter().all(u8::is_ascii_hexdigit) {
+        Trailer::Complete(start, String::from_utf8_lossy(hex).into_owned())
+    } else {
+        Trailer::Partial
+    }
 }
 
 /// Plausibility checks for a dump without uplift's header.

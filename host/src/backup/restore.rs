@@ -540,7 +540,7 @@ fn build(
         })?;
         let Some((line, stmt)) = next else { break };
         statements += 1;
-        if statements % 4096 == 0 {
+        if statements.is_multiple_of(4096) {
             progress.update(consumed.get(), rows);
         }
         let keyword = first_keyword(stmt);
@@ -549,7 +549,7 @@ fn build(
                 if let Some(insert) = parse_insert(stmt, &mut values, &mut scratch) {
                     let to_schema = is_schema_table(unquote(insert.target).as_str());
                     if to_schema {
-                        check_schema_insert(stmt, &insert.head, &values, &scratch)
+                        check_schema_insert(stmt, insert.head, &values, &scratch)
                             .map_err(|reason| refused(line, reason, stmt))?;
                         running.store(Running::SchemaInsert as u8, Ordering::Relaxed);
                     }
@@ -690,7 +690,7 @@ fn unquote(ident: &[u8]) -> String {
 /// type `table`, the same name and table name, root page 0 and
 /// `CREATE VIRTUAL TABLE` text.
 fn check_schema_insert(
-    _stmt: &[u8],
+    stmt: &[u8],
     head: &[u8],
     values: &[Literal],
     scratch: &[u8],
@@ -708,7 +708,7 @@ fn check_schema_insert(
     let text = |v: &Literal| -> Option<Vec<u8>> {
         match *v {
             Literal::Text(Bytes::Scratch(a, e)) => Some(scratch[a..e].to_vec()),
-            Literal::Text(Bytes::Stmt(a, e)) => Some(_stmt[a..e].to_vec()),
+            Literal::Text(Bytes::Stmt(a, e)) => Some(stmt[a..e].to_vec()),
             _ => None,
         }
     };

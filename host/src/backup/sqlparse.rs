@@ -670,7 +670,7 @@ impl Parser<'_> {
         }
         let j = memchr::memchr(b'\'', &self.s[self.i..])?;
         let digits = &self.s[self.i..self.i + j];
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return None;
         }
         let start = scratch.len();
@@ -712,11 +712,35 @@ impl Parser<'_> {
             return None;
         }
         let text = std::str::from_utf8(&self.s[start..self.i]).ok()?;
-        if float {
-            text.parse::<f64>().ok().map(Literal::Real)
-        } else {
-            text.parse::<i64>().ok().map(Literal::Integer)
+        if !float {
+            return text.parse::<i64>().ok().map(Literal::Integer);
         }
+        let mut value = text.parse::<f64>().ok()?;
+        // Exact floats: `m.0` times or divided by powers of two (see
+        // `push_real`); each step is exact, in SQLite as here.
+        while let Some(op @ (b'*' | b'/')) = self.peek() {
+            self.i += 1;
+            let start = self.i;
+            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                self.i += 1;
+            }
+            if self.peek().is_some_and(is_id_char) {
+                return None;
+            }
+            let factor: u64 = std::str::from_utf8(&self.s[start..self.i])
+                .ok()?
+                .parse()
+                .ok()?;
+            if !factor.is_power_of_two() || factor > 1 << 62 {
+                return None;
+            }
+            if op == b'*' {
+                value *= factor as f64;
+            } else {
+                value /= factor as f64;
+            }
+        }
+        Some(Literal::Real(value))
     }
 }
 
@@ -771,7 +795,7 @@ mod tests {
 
     #[test]
     fn parses_the_literals_dumps_are_made_of() {
-        let stmt = b"INSERT INTO \"t\"(rowid,\"a\") VALUES(-9223372036854775808,1.5e-300,'it''s',X'00ff',NULL,'a'||char(10,0)||'b',CAST(X'ff' AS TEXT),9.0e+999,-0.0);";
+        let stmt = b"INSERT INTO \"t\"(rowid,\"a\") VALUES(-9223372036854775808,-3.0/4*2,'it''s',X'00ff',NULL,'a'||char(10,0)||'b',CAST(X'ff' AS TEXT),9.0e+999,-0.0);";
         let mut values = Vec::new();
         let mut scratch = Vec::new();
         let parsed = parse_insert(stmt, &mut values, &mut scratch).unwrap();
@@ -782,7 +806,7 @@ mod tests {
             Bytes::Scratch(a, e) => scratch[a..e].to_vec(),
         };
         assert_eq!(values[0], Literal::Integer(i64::MIN));
-        assert_eq!(values[1], Literal::Real(1.5e-300));
+        assert_eq!(values[1], Literal::Real(-1.5));
         let Literal::Text(t) = values[2] else {
             panic!()
         };
