@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod home;
+pub mod hooks;
 pub mod meta;
 pub mod migrate;
 pub mod paths;
