@@ -16,6 +16,7 @@
 //! Triggers are refused because SQLite authorizes a trigger's body only when
 //! it fires, which may be after the hook, outside the sandbox.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -33,17 +34,10 @@ const TABLE_PRAGMAS: &[&str] = &[
     "foreign_key_list",
 ];
 
-/// Table-valued functions (eponymous virtual tables) a hook may read.
-const TABLE_FUNCTIONS: &[&str] = &[
-    "json_each",
-    "json_tree",
-    "jsonb_each",
-    "jsonb_tree",
-    "pragma_table_info",
-    "pragma_table_xinfo",
-    "pragma_index_list",
-    "pragma_foreign_key_list",
-];
+/// Eponymous virtual tables that expose the database file itself (page
+/// contents, statistics of every table), refused although they are not in the
+/// schema.
+const HIDDEN_TABLES: &[&str] = &["dbstat", "sqlite_dbpage", "sqlite_stmt"];
 
 /// What the statement being compiled is, judged by its first action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +60,10 @@ enum Kind {
 pub struct Policy {
     plugin: String,
     caps: Capabilities,
+    /// Lower-cased names of the tables and views in the database when the
+    /// hook started. A name read that is neither one of these nor owned is a
+    /// common table expression, a subquery or a table-valued function.
+    existing: HashSet<String>,
     kind: Kind,
     last_refusal: Option<String>,
 }
@@ -74,11 +72,13 @@ pub struct Policy {
 pub type SharedPolicy = Arc<Mutex<Policy>>;
 
 impl Policy {
-    /// The policy for `plugin` with `caps`.
-    pub fn new(plugin: &str, caps: &Capabilities) -> Policy {
+    /// The policy for `plugin` with `caps`, in a database whose tables and
+    /// views are `existing`.
+    pub fn new(plugin: &str, caps: &Capabilities, existing: &[String]) -> Policy {
         Policy {
             plugin: plugin.to_string(),
             caps: caps.clone(),
+            existing: existing.iter().map(|n| n.to_ascii_lowercase()).collect(),
             kind: Kind::Unknown,
             last_refusal: None,
         }
@@ -121,12 +121,19 @@ impl Policy {
                     Ok(())
                 }
             }
-            AuthAction::Read { table_name, .. } => {
+            AuthAction::Read {
+                table_name,
+                column_name,
+            } => {
                 if is_schema_table(table_name) || table_name.eq_ignore_ascii_case("sqlite_sequence")
                 {
-                    // SQLite's own bookkeeping inside CREATE/ALTER/DROP.
+                    // SQLite's own bookkeeping inside CREATE/ALTER/DROP (after
+                    // CREATE it only looks up the new row's rowid; ALTER and
+                    // DROP cannot contain a query of the hook's own).
                     let internal = matches!(self.kind, Kind::Alter | Kind::Drop)
-                        || (self.kind == Kind::Create && is_schema_table(table_name));
+                        || (self.kind == Kind::Create
+                            && is_schema_table(table_name)
+                            && column_name.eq_ignore_ascii_case("rowid"));
                     if internal {
                         return Ok(());
                     }
@@ -137,10 +144,14 @@ impl Policy {
                 if is_uplift(table_name) {
                     return Err(format!("{table_name} is uplift's own table"));
                 }
-                if TABLE_FUNCTIONS
+                if HIDDEN_TABLES
                     .iter()
-                    .any(|f| f.eq_ignore_ascii_case(table_name))
-                    || self.caps.may_read(table_name)
+                    .any(|t| t.eq_ignore_ascii_case(table_name))
+                {
+                    return Err(format!("reading {table_name} is never allowed"));
+                }
+                if self.caps.may_read(table_name)
+                    || !self.existing.contains(&table_name.to_ascii_lowercase())
                 {
                     return Ok(());
                 }
@@ -314,6 +325,17 @@ fn is_uplift(name: &str) -> bool {
         && name.as_bytes()[..TABLE_PREFIX.len()].eq_ignore_ascii_case(TABLE_PREFIX.as_bytes())
 }
 
+/// The names of the tables and views of `conn`'s main and temp schemas, for
+/// [`Policy::new`].
+pub fn existing_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM main.sqlite_schema WHERE type IN ('table', 'view')
+         UNION SELECT name FROM temp.sqlite_schema WHERE type IN ('table', 'view')",
+    )?;
+    let names = stmt.query_map([], |r| r.get(0))?;
+    names.collect()
+}
+
 /// Installs `policy` as the connection's authorizer.
 pub fn install(conn: &Connection, policy: &SharedPolicy) {
     let policy = Arc::clone(policy);
@@ -348,7 +370,8 @@ mod tests {
              CREATE TABLE uplift_meta(key TEXT PRIMARY KEY, value TEXT);",
         )
         .unwrap();
-        let policy = Arc::new(Mutex::new(Policy::new("p", &caps)));
+        let existing = existing_tables(&conn).unwrap();
+        let policy = Arc::new(Mutex::new(Policy::new("p", &caps, &existing)));
         install(&conn, &policy);
         (conn, policy)
     }
@@ -436,6 +459,21 @@ mod tests {
                 "{sql}: {result:?} does not mention {reason:?}"
             );
         }
+    }
+
+    #[test]
+    fn common_table_expressions_are_not_tables() {
+        let (conn, policy) = conn_with(caps());
+        let sql = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r LIMIT 5) SELECT count(*) FROM r";
+        assert_eq!(run(&conn, &policy, sql), Ok(()));
+        assert_eq!(
+            run(&conn, &policy, "SELECT value FROM json_each('[1, 2]')"),
+            Ok(())
+        );
+        // A CTE cannot hide a real table: the name is checked as the table.
+        let shadow = "WITH x AS (SELECT * FROM secret) SELECT * FROM x";
+        assert!(run(&conn, &policy, shadow).is_err());
+        assert!(run(&conn, &policy, "SELECT * FROM dbstat").is_err());
     }
 
     #[test]

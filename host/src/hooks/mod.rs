@@ -174,7 +174,7 @@ pub enum HookError {
         hook: String,
         what: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
 }
 

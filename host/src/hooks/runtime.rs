@@ -314,11 +314,12 @@ impl HookRunner {
             plugin: "(benchmark)".into(),
             hook: "(none)".into(),
             what: "open an in-memory database",
-            source,
+            source: Box::new(source),
         })?;
         let policy = Arc::new(Mutex::new(Policy::new(
             "benchmark",
             &Capabilities::default(),
+            &[],
         )));
         let log = HookLog::new(
             Arc::new(|_: &crate::hooks::LogLine| {}),
@@ -401,18 +402,19 @@ impl HookRunner {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
                 what,
-                source,
+                source: Box::new(source),
             }
         };
         let placeholder =
             Connection::open_in_memory().map_err(db_err("open an in-memory database"))?;
         let before = schema_snapshot(conn).map_err(db_err("read the schema"))?;
+        let existing = authorizer::existing_tables(conn).map_err(db_err("read the schema"))?;
         conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))
             .map_err(db_err("start the hook's savepoint"))?;
 
         let started = Instant::now();
         let real = std::mem::replace(conn, placeholder);
-        let (returned, result) = self.run_in_store(real, &pre, hook, ctx, log);
+        let (returned, result) = self.run_in_store(real, &pre, hook, ctx, &existing, log);
         *conn = returned;
         let duration = started.elapsed();
 
@@ -457,11 +459,16 @@ impl HookRunner {
         pre: &UpgradeHookPre<HostState>,
         hook: &PlannedHook,
         ctx: &HookContext,
+        existing: &[String],
         sink: Arc<dyn LogSink>,
     ) -> (Connection, Result<(usize, Vec<String>), HookError>) {
         let timeout = Duration::from_secs(self.limits.timeout_seconds);
         let deadline = Instant::now() + timeout;
-        let policy = Arc::new(Mutex::new(Policy::new(&hook.plugin, &hook.capabilities)));
+        let policy = Arc::new(Mutex::new(Policy::new(
+            &hook.plugin,
+            &hook.capabilities,
+            existing,
+        )));
         let max_reply =
             i32::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20)).unwrap_or(i32::MAX);
         let old_length = conn.limit(SqliteLimit::SQLITE_LIMIT_LENGTH).ok();
@@ -574,6 +581,10 @@ fn classify_trap(
             "it executed `unreachable` (a Rust panic or abort ends this way)".to_string()
         }
         Some(Trap::StackOverflow) => "stack overflow (runaway recursion?)".to_string(),
+        Some(Trap::MemoryOutOfBounds) => {
+            "out-of-bounds memory access (a Rust stack overflow from deep recursion ends this way too)"
+                .to_string()
+        }
         Some(trap) => trap.to_string(),
         None => format!("{:#}", err),
     };
