@@ -178,10 +178,27 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render_error(&err));
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message already quotes (library errors often include their source).
+fn render_error(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -221,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::VerifyPaths { json, releases } => verify_paths_command(&out, json, &releases),
         Command::Version(cmd) => Ok(version_command(cmd).unwrap_or_else(|err| {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render_error(&err));
             ExitCode::from(EXIT_USAGE)
         })),
         Command::Hooks(cmd) => hooks_command(&out, cli.release.as_deref(), cmd),

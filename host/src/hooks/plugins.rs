@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::home::Home;
 use crate::hooks::HookError;
 use crate::hooks::manifest::{self, Capabilities, HookManifest};
-use crate::version::{Version, VersionRange};
+use crate::version::Version;
 
 /// Where a plugin was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,8 +213,8 @@ impl PluginSet {
                     continue;
                 }
                 let key = (
-                    lower_bound(&spec.old_version),
-                    lower_bound(&spec.new_version),
+                    spec.old_version.lower_bound(),
+                    spec.new_version.lower_bound(),
                     plugin.manifest.name.clone(),
                     index,
                 );
@@ -292,44 +292,4 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, HookError> {
     }
     files.sort();
     Ok(files)
-}
-
-/// Where a range starts, as a sort key: `None` (unbounded) sorts first.
-///
-/// Interim: reads the range's text until `VersionRange::lower_bound` lands
-/// from the version work; the highest of the `>=`, `>`, `==`, `~=`, `^`, `~`
-/// and bare-version bounds of the first alternative.
-fn lower_bound(range: &VersionRange) -> Option<Version> {
-    let text = range.to_string();
-    let first = text.split("||").next().unwrap_or("");
-    first
-        .split(',')
-        .filter_map(|part| {
-            let part = part.trim();
-            let op: String = part.chars().take_while(|c| "<>=!~^".contains(*c)).collect();
-            if op.starts_with('<') || op.starts_with('!') {
-                return None;
-            }
-            let rest = part[op.len()..]
-                .trim()
-                .trim_end_matches(".*")
-                .trim_end_matches('*');
-            Version::parse(rest.trim_end_matches('.')).ok()
-        })
-        .max()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unbounded_ranges_sort_before_bounded_ones() {
-        let any = VersionRange::parse("*").unwrap();
-        let below = VersionRange::parse("<0.6.4").unwrap();
-        let from = VersionRange::parse(">=0.2, <1").unwrap();
-        assert_eq!(lower_bound(&any), None);
-        assert_eq!(lower_bound(&below), None);
-        assert_eq!(lower_bound(&from), Some(Version::parse("0.2").unwrap()));
-    }
 }
