@@ -17,6 +17,7 @@
 //! it fires, which may be after the hook, outside the sandbox.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -66,6 +67,7 @@ pub struct Policy {
     existing: HashSet<String>,
     kind: Kind,
     last_refusal: Option<String>,
+    new_statement: Arc<AtomicBool>,
 }
 
 /// The policy shared between the authorizer callback and the host functions.
@@ -81,7 +83,14 @@ impl Policy {
             existing: existing.iter().map(|n| n.to_ascii_lowercase()).collect(),
             kind: Kind::Unknown,
             last_refusal: None,
+            new_statement: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// A flag that, when set, starts a new statement at the next action: the
+    /// cheap form of [`Policy::start_statement`] for hot paths.
+    pub fn statement_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.new_statement)
     }
 
     /// Call before SQLite compiles a statement (prepare, and step, which may
@@ -98,6 +107,9 @@ impl Policy {
 
     /// Decides one action. `Err` holds the reason, for people.
     pub fn check(&mut self, ctx: &AuthContext<'_>) -> Result<(), String> {
+        if self.new_statement.swap(false, Ordering::Relaxed) {
+            self.start_statement();
+        }
         let action = ctx.action;
         if self.kind == Kind::Unknown {
             self.kind = match action {

@@ -2,6 +2,8 @@
 //! connection, checked by the authorizer, with replies capped and runaway
 //! queries stopped at the hook's deadline.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rusqlite::Connection;
@@ -12,7 +14,7 @@ use crate::hooks::authorizer::SharedPolicy;
 use crate::hooks::bindings::uplift::hooks::database::{self, HostCursor, HostStatement};
 use crate::hooks::bindings::uplift::hooks::log;
 use crate::hooks::bindings::uplift::hooks::types::{self, DbError, Row, Rows, Value};
-use crate::hooks::raw::{RawStatement, SqlError, SqlValue};
+use crate::hooks::raw::{BindValue, RawStatement, SqlError, SqlValue};
 use crate::hooks::sandbox::{HostState, SharedLog};
 use crate::hooks::{Limit, LimitHit, LogLevel, LogSource};
 
@@ -20,6 +22,10 @@ use crate::hooks::{Limit, LimitHit, LogLevel, LogSource};
 pub(crate) struct DbState {
     pub conn: Connection,
     pub policy: SharedPolicy,
+    /// Tells the authorizer a new statement is being compiled (see
+    /// [`crate::hooks::authorizer::Policy::statement_flag`]); set before
+    /// every prepare and step, without taking the policy's lock.
+    pub new_statement: Arc<AtomicBool>,
     pub max_reply: usize,
     pub reply_mib: u64,
     pub deadline: Instant,
@@ -46,13 +52,13 @@ pub struct CursorEntry {
 /// `Err(trap)` for limits that stop the hook.
 type HostResult<T> = wasmtime::Result<Result<T, DbError>>;
 
-fn to_sql(value: Value) -> SqlValue {
+fn to_bind(value: &Value) -> BindValue<'_> {
     match value {
-        Value::Null => SqlValue::Null,
-        Value::Integer(v) => SqlValue::Integer(v),
-        Value::Real(v) => SqlValue::Real(v),
-        Value::Text(v) => SqlValue::Text(v),
-        Value::Blob(v) => SqlValue::Blob(v),
+        Value::Null => BindValue::Null,
+        Value::Integer(v) => BindValue::Integer(*v),
+        Value::Real(v) => BindValue::Real(*v),
+        Value::Text(v) => BindValue::Text(v),
+        Value::Blob(v) => BindValue::Blob(v),
     }
 }
 
@@ -64,10 +70,6 @@ fn from_sql(value: SqlValue) -> Value {
         SqlValue::Text(v) => Value::Text(v),
         SqlValue::Blob(v) => Value::Blob(v),
     }
-}
-
-fn to_params(params: Vec<Value>) -> Vec<SqlValue> {
-    params.into_iter().map(to_sql).collect()
 }
 
 fn db_error(e: SqlError) -> DbError {
@@ -156,9 +158,7 @@ impl Sql<'_> {
     }
 
     fn start_statement(&self) {
-        if let Ok(mut p) = self.db.policy.lock() {
-            p.start_statement();
-        }
+        self.db.new_statement.store(true, Ordering::Relaxed);
     }
 
     /// Prepares exactly one statement.
@@ -266,7 +266,7 @@ impl Sql<'_> {
 }
 
 fn bind(stmt: &mut RawStatement, params: Vec<Value>) -> Result<(), DbError> {
-    stmt.bind(&to_params(params)).map_err(db_error)
+    stmt.bind(params.iter().map(to_bind)).map_err(db_error)
 }
 
 fn misuse(message: &str) -> DbError {

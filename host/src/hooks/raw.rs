@@ -34,6 +34,16 @@ pub(crate) enum SqlValue {
     Blob(Vec<u8>),
 }
 
+/// A value to bind, borrowed from the guest's parameters (no copy).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BindValue<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
 /// An error from SQLite: primary and extended code, and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SqlError {
@@ -58,6 +68,8 @@ pub(crate) struct RawStatement {
     db: NonNull<ffi::sqlite3>,
     columns: Vec<String>,
     params: usize,
+    /// Stepped since the last reset.
+    dirty: bool,
 }
 
 // SAFETY: see the module comment; the statement moves between threads only
@@ -138,6 +150,7 @@ impl RawStatement {
                     db,
                     columns,
                     params,
+                    dirty: false,
                 }),
                 rest,
             ))
@@ -149,9 +162,15 @@ impl RawStatement {
         &self.columns
     }
 
-    /// Resets the statement and binds `params` to its parameters in order.
-    pub(crate) fn bind(&mut self, params: &[SqlValue]) -> Result<(), SqlError> {
-        self.reset();
+    /// Resets the statement if it ran, and binds `params` to its
+    /// parameters in order.
+    pub(crate) fn bind<'a>(
+        &mut self,
+        params: impl ExactSizeIterator<Item = BindValue<'a>>,
+    ) -> Result<(), SqlError> {
+        if self.dirty {
+            self.reset();
+        }
         if params.len() != self.params {
             return Err(SqlError::new(
                 ffi::SQLITE_RANGE,
@@ -162,17 +181,17 @@ impl RawStatement {
                 ),
             ));
         }
-        for (i, value) in params.iter().enumerate() {
+        for (i, value) in params.enumerate() {
             let index = (i + 1) as c_int;
             let stmt = self.stmt.as_ptr();
             // SAFETY: `stmt` is valid (module comment); text and blob bytes
             // are copied by SQLite (SQLITE_TRANSIENT) before the call returns.
             let rc = unsafe {
                 match value {
-                    SqlValue::Null => ffi::sqlite3_bind_null(stmt, index),
-                    SqlValue::Integer(v) => ffi::sqlite3_bind_int64(stmt, index, *v),
-                    SqlValue::Real(v) => ffi::sqlite3_bind_double(stmt, index, *v),
-                    SqlValue::Text(s) => ffi::sqlite3_bind_text64(
+                    BindValue::Null => ffi::sqlite3_bind_null(stmt, index),
+                    BindValue::Integer(v) => ffi::sqlite3_bind_int64(stmt, index, v),
+                    BindValue::Real(v) => ffi::sqlite3_bind_double(stmt, index, v),
+                    BindValue::Text(s) => ffi::sqlite3_bind_text64(
                         stmt,
                         index,
                         s.as_ptr().cast::<c_char>(),
@@ -180,7 +199,7 @@ impl RawStatement {
                         ffi::SQLITE_TRANSIENT(),
                         ffi::SQLITE_UTF8 as u8,
                     ),
-                    SqlValue::Blob(b) => ffi::sqlite3_bind_blob64(
+                    BindValue::Blob(b) => ffi::sqlite3_bind_blob64(
                         stmt,
                         index,
                         b.as_ptr().cast(),
@@ -198,6 +217,7 @@ impl RawStatement {
 
     /// Steps once: `true` when a row is ready, `false` when done.
     pub(crate) fn step(&mut self) -> Result<bool, SqlError> {
+        self.dirty = true;
         // SAFETY: `stmt` is valid (module comment).
         let rc = unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) };
         match rc {
@@ -279,6 +299,7 @@ impl RawStatement {
 
     /// Resets the statement so it can run again (bindings are kept).
     pub(crate) fn reset(&mut self) {
+        self.dirty = false;
         // SAFETY: `stmt` is valid; the result repeats the last step's error,
         // which `step` already reported.
         unsafe {

@@ -347,9 +347,14 @@ impl HookRunner {
         policy: authorizer::SharedPolicy,
         deadline: Instant,
     ) -> DbState {
+        let new_statement = policy
+            .lock()
+            .map(|p| p.statement_flag())
+            .unwrap_or_default();
         DbState {
             conn,
             policy,
+            new_statement,
             max_reply: usize::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20))
                 .unwrap_or(usize::MAX),
             reply_mib: self.limits.max_reply_mib,
