@@ -122,6 +122,12 @@ enum Command {
     /// List or prune the home's backups
     #[command(subcommand)]
     Backups(BackupsCommand),
+    /// Inspect, validate and prepare plugin components
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+    /// List, enable and disable plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +146,59 @@ enum BackupsCommand {
         #[arg(long, value_name = "N")]
         keep: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum HooksCommand {
+    /// Print a component's manifest (read from its custom section; nothing
+    /// is run)
+    Inspect {
+        /// The plugin component (.wasm)
+        file: PathBuf,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check plugin components for CI without running them: a component of
+    /// the upgrade-hook world, importing only what uplift provides, with a
+    /// valid manifest; with --release, the tables it names exist in that
+    /// release's schema. Exit 0 if all are valid, 1 if any is not, 2 on a
+    /// usage error
+    Validate {
+        /// Print one JSON object per file
+        #[arg(long)]
+        json: bool,
+        /// Plugin components (.wasm)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Add or replace the manifest of a component (for languages without
+    /// the SDK)
+    EmbedManifest {
+        /// The manifest, as TOML (see wit/MANIFEST.md)
+        #[arg(long, value_name = "TOML")]
+        manifest: PathBuf,
+        /// The component to read
+        input: PathBuf,
+        /// Where to write the component with the manifest
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// List the plugins of the release and the home, and which are active
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Activate an optional plugin (recorded in the home's plugins.toml)
+    Enable { name: String },
+    /// Deactivate an optional plugin; core plugins of the release cannot be
+    /// disabled
+    Disable { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -609,6 +668,149 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("error: {}", render_error(&err));
             ExitCode::from(EXIT_USAGE)
         })),
+        Command::Hooks(cmd) => hooks_command(&out, cli.release.as_deref(), cmd),
+        Command::Plugin(cmd) => plugin_command(&out, cli.home, cli.release.as_deref(), cmd),
+    }
+}
+
+fn hooks_command(
+    out: &Output,
+    release: Option<&std::path::Path>,
+    cmd: HooksCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::hooks::manifest;
+    match cmd {
+        HooksCommand::Inspect { file, json } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("could not read {}: {e}", file.display()))?;
+            let manifest = manifest::read_manifest(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+            } else {
+                print!("{manifest}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HooksCommand::Validate { json, files } => {
+            let validator = match crate::hooks::validate::Validator::new(release) {
+                Ok(v) => v,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            let reports: Vec<_> = files.iter().map(|f| validator.validate(f)).collect();
+            if json {
+                for report in &reports {
+                    println!("{}", serde_json::to_string(report)?);
+                }
+            } else {
+                for report in &reports {
+                    let name = match (&report.plugin, &report.version) {
+                        (Some(p), Some(v)) => format!(" (plugin {p} {v})"),
+                        _ => String::new(),
+                    };
+                    if report.valid {
+                        out.line(format_args!("ok   {}{name}", report.file.display()));
+                    } else {
+                        println!("FAIL {}{name}", report.file.display());
+                        for error in &report.errors {
+                            println!("     {error}");
+                        }
+                    }
+                }
+            }
+            Ok(if reports.iter().all(|r| r.valid) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            })
+        }
+        HooksCommand::EmbedManifest {
+            manifest: toml_path,
+            input,
+            output,
+        } => {
+            let text = std::fs::read_to_string(&toml_path)
+                .map_err(|e| anyhow::anyhow!("could not read {}: {e}", toml_path.display()))?;
+            let parsed = manifest::HookManifest::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", toml_path.display()))?;
+            let bytes = std::fs::read(&input)
+                .map_err(|e| anyhow::anyhow!("could not read {}: {e}", input.display()))?;
+            let embedded = manifest::embed_manifest(&bytes, &parsed)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+            std::fs::write(&output, embedded)
+                .map_err(|e| anyhow::anyhow!("could not write {}: {e}", output.display()))?;
+            out.line(format_args!(
+                "wrote {} with the manifest of plugin {} {}",
+                output.display(),
+                parsed.name,
+                parsed.version
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn plugin_command(
+    out: &Output,
+    home: Option<PathBuf>,
+    release: Option<&std::path::Path>,
+    cmd: PluginCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::hooks::{PluginOrigin, PluginSet};
+    let home = Home::resolve(home)?;
+    // Without a release, only the home's plugins are known.
+    let (plugins_dir, core) = match release {
+        Some(dir) => {
+            let release = Release::load(dir)?;
+            (release.plugins_dir(), release.core_plugins)
+        }
+        None => (home.root().join(".no-release"), Vec::new()),
+    };
+    let set = PluginSet::discover(&plugins_dir, &core, &home)?;
+    match cmd {
+        PluginCommand::List { json } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(set.plugins())?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if set.plugins().is_empty() {
+                out.line("no plugins found");
+            }
+            for p in set.plugins() {
+                let status = if p.core {
+                    "core (always active)"
+                } else if p.active {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                let origin = match p.origin {
+                    PluginOrigin::Release => "release",
+                    PluginOrigin::Home => "home",
+                };
+                println!(
+                    "{} {}  {status}  {} hook(s)  [{origin}] {}",
+                    p.manifest.name,
+                    p.manifest.version,
+                    p.manifest.hooks.len(),
+                    p.path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Enable { name } => {
+            set.enable(&home, &name)?;
+            out.line(format_args!("plugin {name} is active"));
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Disable { name } => {
+            set.disable(&home, &name)?;
+            out.line(format_args!("plugin {name} is disabled"));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod cli;
 pub mod home;
+pub mod hooks;
 pub mod meta;
 pub mod migrate;
 pub mod paths;

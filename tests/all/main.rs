@@ -5,6 +5,7 @@
 
 mod backup;
 mod crash;
+mod hooks;
 mod support;
 mod upgrade;
 mod version;
