@@ -3,5 +3,6 @@
 //! Tests that need the example or hostile plugin components or the `sqlite3`
 //! CLI expect `scripts/test` to have built or installed them first.
 
+mod sdk;
 mod support;
 mod upgrade;
