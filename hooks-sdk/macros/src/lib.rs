@@ -86,7 +86,7 @@ struct PluginArgs {
 
 impl Parse for PluginArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let span = input.span();
+        let span = Span::call_site();
         let mut entries = Vec::new();
         while !input.is_empty() {
             let key: Ident = input.parse()?;
@@ -194,7 +194,7 @@ impl PluginArgs {
             /// Set by `plugin!`: hooks refer to it so that a plugin without
             /// `plugin!` at its crate root does not compile.
             #[doc(hidden)]
-            pub(crate) const __UPLIFT_PLUGIN_DECLARED: () = ();
+            pub(crate) const __UPLIFT_HOOKS_NEED_PLUGIN_MACRO_AT_CRATE_ROOT: () = ();
             const _: () = {
                 use ::uplift_hooks_sdk::__private::Dispatcher;
                 ::uplift_hooks_sdk::bindings::export!(
@@ -293,7 +293,7 @@ fn expand_hook(
     };
     let declared = quote_spanned! {Span::call_site()=>
         #[allow(clippy::let_unit_value)]
-        let () = crate::__UPLIFT_PLUGIN_DECLARED;
+        let () = crate::__UPLIFT_HOOKS_NEED_PLUGIN_MACRO_AT_CRATE_ROOT;
     };
     Ok(quote! {
         #func
