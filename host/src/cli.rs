@@ -72,6 +72,17 @@ enum Command {
     /// Inspect schema migrations
     #[command(subcommand)]
     Migrations(MigrationsCommand),
+    /// Check every upgrade path between an application's releases: data
+    /// created at each release, upgraded directly to each later one, must have
+    /// the schema of a fresh install (for CI); exit 1 on any difference
+    VerifyPaths {
+        /// Print one JSON object per path
+        #[arg(long)]
+        json: bool,
+        /// Release folders (two or more, any order)
+        #[arg(required = true, value_name = "RELEASE_DIR")]
+        releases: Vec<PathBuf>,
+    },
     /// Compare versions and check version ranges, as hooks use them
     #[command(subcommand)]
     Version(VersionCommand),
@@ -108,10 +119,27 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render_error(&err));
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message already quotes (library errors often include their source).
+fn render_error(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -149,11 +177,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrations(MigrationsCommand::List { json }) => {
             migrations_command(cli.home, cli.release.as_deref(), json)
         }
+        Command::VerifyPaths { json, releases } => verify_paths_command(&out, json, &releases),
         Command::Version(cmd) => Ok(version_command(cmd).unwrap_or_else(|err| {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render_error(&err));
             ExitCode::from(EXIT_USAGE)
         })),
     }
+}
+
+fn verify_paths_command(
+    out: &Output,
+    json: bool,
+    releases: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let reports = crate::paths::verify_paths(releases, &mut |report| {
+        if json {
+            return;
+        }
+        let mark = if report.ok() { "ok  " } else { "FAIL" };
+        out.line(format_args!(
+            "{mark} {} -> {}  {}",
+            report.from, report.to, report.result
+        ));
+        for problem in &report.problems {
+            out.line(format_args!("       {problem}"));
+        }
+    })?;
+    let failed = reports.iter().filter(|r| !r.ok()).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        out.line(format_args!(
+            "{} paths checked, {failed} with problems",
+            reports.len()
+        ));
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
 }
 
 /// Replaces this process with `command` (only returns on failure).

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod home;
 pub mod meta;
 pub mod migrate;
+pub mod paths;
 pub mod release;
 pub mod upgrade;
 pub mod version;

@@ -565,11 +565,20 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
     Ok(entries)
 }
 
+/// Opens the database for reading. Read-write if the file allows it, because
+/// a database left with a hot journal by a crash must be rolled back before
+/// it can be read (SQLite does that on the first read); read-only otherwise.
 fn open_read_only(path: &Path) -> Result<Connection, UpgradeError> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
+    .or_else(|_| {
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    })
     .map_err(UpgradeError::open(path))?;
     conn.busy_timeout(Duration::from_secs(30))
         .map_err(UpgradeError::open(path))?;

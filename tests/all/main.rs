@@ -3,6 +3,8 @@
 //! Tests that need the example or hostile plugin components or the `sqlite3`
 //! CLI expect `scripts/test` to have built or installed them first.
 
+mod crash;
 mod sdk;
 mod support;
 mod upgrade;
+mod version;

@@ -484,3 +484,63 @@ fn run_upgrades_then_becomes_the_command() {
         stderr(&out)
     );
 }
+
+#[test]
+fn verify_paths_passes_the_example_application() {
+    let releases: Vec<String> = ["0.1.0", "0.2.0", "0.6.4", "1.0.0"]
+        .iter()
+        .map(|v| {
+            crate::support::example_release(v)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut args = vec!["verify-paths", "--json"];
+    args.extend(releases.iter().map(String::as_str));
+    let out = run(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 6, "4 releases give 6 paths");
+    assert!(json.as_array().unwrap().iter().all(|p| p["result"] == "ok"));
+}
+
+#[test]
+fn verify_paths_catches_a_migration_numbered_into_the_past() {
+    // Release 1.1 adds migration 0002 between two that 1.0 already had: an
+    // upgraded database gets the columns in another order than a fresh one.
+    let f = Fixture::new();
+    let add_b = ("0003_b.sql", "ALTER TABLE item ADD COLUMN b TEXT;");
+    let add_a = ("0002_a.sql", "ALTER TABLE item ADD COLUMN a TEXT;");
+    let r1 = f.release("1.0.0", &[INITIAL, add_b]);
+    let r2 = f.release("1.1.0", &[INITIAL, add_a, add_b]);
+    let out = run(&["verify-paths", r1.path(), r2.path()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAIL 1.0.0 -> 1.1.0  schema differs"),
+        "{text}"
+    );
+    assert!(text.contains("table item differs"), "{text}");
+    assert!(text.contains("1 paths checked, 1 with problems"), "{text}");
+}
+
+#[test]
+fn verify_paths_needs_two_distinct_releases() {
+    let f = Fixture::new();
+    let r1 = f.release("1.0.0", &[INITIAL]);
+    let out = run(&["verify-paths", r1.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("at least two release folders"),
+        "{}",
+        stderr(&out)
+    );
+    let copy = TestRelease::new(&f.root, "copy", "shop", "1.0", &[INITIAL]);
+    let out = run(&["verify-paths", r1.path(), copy.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("are both release 1.0"),
+        "{}",
+        stderr(&out)
+    );
+}
