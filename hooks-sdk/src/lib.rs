@@ -74,12 +74,13 @@ pub use error::{ConversionError, DbError, Error, Result};
 pub use log::Level;
 pub use row::{FromRow, FromSql, Row, RowIndex, ToSql, Value};
 pub use uplift_hooks_sdk_macros::{FromRow, plugin, version_upgrade};
+pub use uplift_version::{Version, VersionError, VersionRange};
 
 /// Everything a hook usually needs: `use uplift_hooks_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         Context, Cursor, Database, Error, FromRow, FromSql, Result, Row, Statement, ToSql, Value,
-        bail, debug, error, info, params, trace, version_upgrade, warn,
+        Version, bail, debug, error, info, params, trace, version_upgrade, warn,
     };
 }
 

@@ -130,8 +130,12 @@ impl PluginArgs {
                     name = Some(s.value());
                 }
                 ("version", PluginValue::Str(s)) => {
-                    uplift_hooks_sdk_ranges::check_version(&s.value())
-                        .map_err(|e| syn::Error::new(s.span(), format!("{e}: the plugin version must be a version uplift understands, e.g. \"1.0.0\"")))?;
+                    uplift_version::Version::parse(&s.value()).map_err(|e| {
+                        syn::Error::new(
+                            s.span(),
+                            format!("{e} (the plugin version must be a version uplift understands, e.g. \"1.0.0\")"),
+                        )
+                    })?;
                     version = Some(s.value());
                 }
                 ("reads", PluginValue::List(items, _)) => reads = check_tables(items)?,
@@ -255,12 +259,8 @@ fn expand_hook(
                 format!("`{key}` is given twice"),
             ));
         }
-        uplift_hooks_sdk_ranges::check_range(&lit.value()).map_err(|e| {
-            syn::Error::new(
-                lit.span(),
-                format!("{key}: invalid version range {:?}: {}", e.part, e.reason),
-            )
-        })?;
+        uplift_version::VersionRange::parse(&lit.value())
+            .map_err(|e| syn::Error::new(lit.span(), format!("{key}: {e}")))?;
         *slot = Some(lit.value());
     }
     let missing = |key: &str| {
