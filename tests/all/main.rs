@@ -6,6 +6,7 @@
 mod backup;
 mod crash;
 mod hooks;
+mod sdk;
 mod support;
 mod upgrade;
 mod version;
