@@ -612,7 +612,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait,
                 plan_only: plan,
             };
-            let outcome = upgrade::upgrade(&home, &release, &options)?;
+            let mut bars = Bars::new(cli.quiet || json);
+            let outcome =
+                upgrade::upgrade(&home, &release, &options, reporter(&mut bars, cli.quiet))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome)?);
             } else {
@@ -627,7 +629,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait,
                 plan_only: false,
             };
-            let outcome = upgrade::upgrade(&home, &release, &options)?;
+            let mut bars = Bars::new(cli.quiet);
+            let outcome =
+                upgrade::upgrade(&home, &release, &options, reporter(&mut bars, cli.quiet))?;
             if !matches!(outcome, Outcome::UpToDate { .. }) {
                 out.outcome(&outcome);
             }
@@ -848,6 +852,19 @@ fn verify_paths_command(
     })
 }
 
+/// Where an upgrade reports: progress bars, and hooks' log lines on stderr
+/// (with --quiet, only warnings and errors).
+fn reporter(bars: &mut Bars, quiet: bool) -> upgrade::Reporter<'_> {
+    upgrade::Reporter {
+        progress: bars,
+        log: std::sync::Arc::new(move |line: &crate::hooks::LogLine| {
+            if !quiet || line.level >= crate::hooks::LogLevel::Warn {
+                eprintln!("{line}");
+            }
+        }),
+    }
+}
+
 /// Replaces this process with `command` (only returns on failure).
 fn exec(command: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt;
@@ -894,7 +911,9 @@ impl Output {
             Outcome::Upgraded {
                 plan,
                 backup,
+                pruned,
                 migrations,
+                hooks,
                 phases,
             } => {
                 let from = plan
@@ -903,11 +922,18 @@ impl Output {
                     .map(ToString::to_string)
                     .unwrap_or_default();
                 self.line(format_args!("upgraded {from} -> {}", plan.to));
-                if let Some(backup) = backup {
-                    self.line(format_args!("  backup     {}", backup.display()));
+                self.line(format_args!("  backup     {}", backup.display()));
+                for path in pruned {
+                    self.line(format_args!("  pruned     {}", path.display()));
                 }
                 for m in migrations {
                     self.line(format_args!("  migration  {} ({:.1} ms)", m.file, m.ms));
+                }
+                for h in hooks {
+                    self.line(format_args!(
+                        "  hook       {}/{} ({:.1} ms)",
+                        h.plugin, h.hook, h.ms
+                    ));
                 }
                 self.phases(phases);
             }
@@ -924,6 +950,12 @@ impl Output {
         }
         for m in &plan.migrations {
             self.line(format_args!("  migration  {m}"));
+        }
+        for h in &plan.hooks {
+            self.line(format_args!(
+                "  hook       {}/{}  (old_version {:?}, new_version {:?})",
+                h.plugin, h.hook, h.old_version, h.new_version
+            ));
         }
     }
 

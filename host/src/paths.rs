@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::backup::NoProgress;
 use crate::home::Home;
+use crate::hooks::PluginSet;
 use crate::release::{Release, ReleaseError};
-use crate::upgrade::{self, UpgradeError, UpgradeOptions};
+use crate::upgrade::{self, Reporter, UpgradeError, UpgradeOptions};
 use crate::version::Version;
 
 /// Why verification could not run (as opposed to finding differences).
@@ -48,6 +50,9 @@ pub enum VerifyError {
     /// Scratch space could not be made.
     #[error("could not create a scratch folder: {0}")]
     Scratch(std::io::Error),
+    /// A release's plugins could not be read.
+    #[error(transparent)]
+    Plugins(#[from] crate::hooks::HookError),
     /// A fixture file failed.
     #[error("fixture {path} failed: {message}")]
     Fixture { path: PathBuf, message: String },
@@ -85,6 +90,7 @@ pub fn verify_paths(
 ) -> Result<Vec<PathReport>, VerifyError> {
     let releases = load_releases(release_dirs)?;
     let scratch = tempfile::tempdir().map_err(VerifyError::Scratch)?;
+    let owned = owned_prefixes(&releases, &Home::new(scratch.path().join("plugins")))?;
     let mut reports = Vec::new();
     let mut fresh: BTreeMap<usize, Result<Schema, String>> = BTreeMap::new();
     for j in 1..releases.len() {
@@ -94,10 +100,12 @@ pub fn verify_paths(
             install(&home, target)
                 .map_err(|e| e.to_string())
                 .and_then(|()| Schema::read(&home.db_path()).map_err(|e| e.to_string()))
+                .map(|schema| schema.without_prefixes(&owned))
         });
         for (i, origin) in releases.iter().enumerate().take(j) {
             let home = Home::new(scratch.path().join(format!("path-{i}-{j}")));
-            let report = match (&*fresh_schema, upgrade_path(&home, origin, target)) {
+            let upgraded = upgrade_path(&home, origin, target).map(|s| s.without_prefixes(&owned));
+            let report = match (&*fresh_schema, upgraded) {
                 (Err(e), _) => PathReport {
                     from: origin.version.clone(),
                     to: target.version.clone(),
@@ -132,6 +140,23 @@ pub fn verify_paths(
     Ok(reports)
 }
 
+/// The table prefixes plugins of any of the releases own: their tables are
+/// created by hooks, which run on upgrades only, so they are not compared.
+fn owned_prefixes(releases: &[Release], scratch: &Home) -> Result<Vec<String>, VerifyError> {
+    let mut prefixes = Vec::new();
+    for release in releases {
+        let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, scratch)?;
+        for plugin in plugins.plugins() {
+            if let Some(prefix) = &plugin.manifest.capabilities.owns {
+                prefixes.push(prefix.clone());
+            }
+        }
+    }
+    prefixes.sort();
+    prefixes.dedup();
+    Ok(prefixes)
+}
+
 fn load_releases(dirs: &[PathBuf]) -> Result<Vec<Release>, VerifyError> {
     if dirs.len() < 2 {
         return Err(VerifyError::TooFew(dirs.len()));
@@ -161,7 +186,13 @@ fn load_releases(dirs: &[PathBuf]) -> Result<Vec<Release>, VerifyError> {
 }
 
 fn install(home: &Home, release: &Release) -> Result<(), UpgradeError> {
-    upgrade::upgrade(home, release, &UpgradeOptions::default()).map(|_| ())
+    upgrade::upgrade(
+        home,
+        release,
+        &UpgradeOptions::default(),
+        Reporter::silent(&mut NoProgress),
+    )
+    .map(|_| ())
 }
 
 /// Fresh install at `origin`, its fixtures, then a direct upgrade to
@@ -169,7 +200,13 @@ fn install(home: &Home, release: &Release) -> Result<(), UpgradeError> {
 fn upgrade_path(home: &Home, origin: &Release, target: &Release) -> Result<Schema, String> {
     install(home, origin).map_err(|e| format!("install of {} failed: {e}", origin.version))?;
     load_fixtures(&home.db_path(), origin).map_err(|e| e.to_string())?;
-    upgrade::upgrade(home, target, &UpgradeOptions::default()).map_err(|e| {
+    upgrade::upgrade(
+        home,
+        target,
+        &UpgradeOptions::default(),
+        Reporter::silent(&mut NoProgress),
+    )
+    .map_err(|e| {
         format!(
             "upgrade {} -> {} failed: {e}",
             origin.version, target.version

@@ -7,12 +7,16 @@
 //! below it each do one step.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::home::{Home, HomeError, HomeLock};
+use crate::backup::{self, BackupError, BackupKind, BackupOptions, Progress};
+use crate::home::{Home, HomeError, HomeLock, Settings};
+use crate::hooks::LogSink;
+use crate::hooks::{HookContext, HookError, HookRunner, PlannedHook, PluginSet};
 use crate::meta::{self, MetaError};
 use crate::migrate::{self, MigrateError};
 use crate::release::{Migration, Release};
@@ -77,6 +81,22 @@ pub enum UpgradeError {
     /// SQLite failed while applying the upgrade.
     #[error("database error during the upgrade: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Plugins could not be found or read, or a hook failed.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// The backup before the upgrade could not be made.
+    #[error("could not back the database up before upgrading, so nothing was changed: {0}")]
+    Backup(#[from] BackupError),
+    /// A step failed after the backup was made; everything was rolled back.
+    #[error(
+        "{cause}; the upgrade was rolled back and the database is exactly as it was \
+         (the backup made before it is {})",
+        backup.display()
+    )]
+    RolledBack {
+        cause: Box<UpgradeError>,
+        backup: PathBuf,
+    },
     /// A file-system operation failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -141,6 +161,8 @@ pub struct Plan {
     pub to: Version,
     /// Migrations to apply, in order (file names).
     pub migrations: Vec<String>,
+    /// Hooks to run after the migrations, in order.
+    pub hooks: Vec<PlannedHook>,
 }
 
 /// The time one phase of the upgrade took.
@@ -161,6 +183,17 @@ pub struct MigrationRun {
     pub ms: f64,
 }
 
+/// What a hook took, and what it logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookRun {
+    /// The plugin.
+    pub plugin: String,
+    /// The hook.
+    pub hook: String,
+    /// Milliseconds, loading included.
+    pub ms: f64,
+}
+
 /// The result of [`upgrade`].
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -178,8 +211,12 @@ pub enum Outcome {
     /// The database was upgraded.
     Upgraded {
         plan: Plan,
-        backup: Option<PathBuf>,
+        /// The backup of the database as it was before.
+        backup: PathBuf,
+        /// Older automatic backups removed by retention.
+        pruned: Vec<PathBuf>,
         migrations: Vec<MigrationRun>,
+        hooks: Vec<HookRun>,
         phases: Vec<PhaseTime>,
     },
 }
@@ -213,16 +250,28 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Where an upgrade reports as it goes: backup progress and hooks' log lines.
+pub struct Reporter<'a> {
+    /// Progress of the backup (the command line draws a bar from it).
+    pub progress: &'a mut dyn Progress,
+    /// Every line a hook logs, as it is written.
+    pub log: Arc<dyn LogSink>,
+}
+
 /// Brings the home's database to the release's version.
 ///
 /// Steps: lock the home; compare versions (equal: return at once, having
-/// compiled and loaded nothing; data newer: refuse, listing the backups this
-/// release can restore; no database: fresh install); plan; back up; apply
-/// migrations, hooks and the new data version in one transaction.
+/// read no plugin and compiled nothing; data newer: refuse, listing the
+/// backups this release can restore; no database: fresh install); plan
+/// migrations and hooks; then, in one transaction, back up, apply the
+/// migrations, run the hooks (each in its own savepoint and sandbox), check
+/// foreign keys and record the new data version. Any failure rolls back the
+/// whole transaction.
 pub fn upgrade(
     home: &Home,
     release: &Release,
     options: &UpgradeOptions,
+    reporter: Reporter<'_>,
 ) -> Result<Outcome, UpgradeError> {
     let mut phases = Phases::start();
     let _lock: HomeLock = home.lock(options.wait)?;
@@ -230,19 +279,12 @@ pub fn upgrade(
 
     let db_path = home.db_path();
     if !db_path.exists() {
-        let plan = Plan {
-            from: None,
-            to: release.version.clone(),
-            migrations: release
-                .migrations
-                .iter()
-                .map(Migration::file_name)
-                .collect(),
-        };
+        let plan = fresh_plan(release);
         if options.plan_only {
             return Ok(Outcome::Planned { plan });
         }
-        let migrations = fresh_install(home, release)?;
+        let plugins = discover_plugins(home, release)?;
+        let migrations = fresh_install(home, release, &plugins)?;
         phases.end("migrations");
         return Ok(Outcome::Installed {
             plan,
@@ -264,9 +306,9 @@ pub fn upgrade(
     check_app(&conn, &db_path, release)?;
     if data_version > release.version {
         return Err(UpgradeError::DataNewer {
+            restorable: restorable_backups(home, &release.version),
             data: data_version,
             release: release.version.clone(),
-            restorable: Vec::new(),
         });
     }
 
@@ -274,24 +316,73 @@ pub fn upgrade(
     if !status.drift.is_empty() {
         return Err(MigrateError::Drift(status.drift).into());
     }
+    let plugins = discover_plugins(home, release)?;
     let plan = Plan {
         from: Some(data_version.clone()),
         to: release.version.clone(),
         migrations: status.pending.iter().map(Migration::file_name).collect(),
+        hooks: plugins.plan(&data_version, &release.version),
     };
     phases.end("plan");
     if options.plan_only {
         return Ok(Outcome::Planned { plan });
     }
 
-    let migrations =
-        apply_in_transaction(&db_path, &mut conn, release, &status.pending, &mut phases)?;
+    let settings = home.settings()?;
+    let steps = Steps {
+        release,
+        migrations: &status.pending,
+        plugins: &plugins,
+        hooks: &plan.hooks,
+        backup: Some((home, &settings)),
+        from: Some(&data_version),
+    };
+    let done = in_transaction(&db_path, &mut conn, &steps, reporter, &mut phases)?;
     Ok(Outcome::Upgraded {
         plan,
-        backup: None,
-        migrations,
+        backup: done.backup.unwrap_or_default(),
+        pruned: done.pruned,
+        migrations: done.migrations,
+        hooks: done.hooks,
         phases: phases.times,
     })
+}
+
+fn fresh_plan(release: &Release) -> Plan {
+    Plan {
+        from: None,
+        to: release.version.clone(),
+        migrations: release
+            .migrations
+            .iter()
+            .map(Migration::file_name)
+            .collect(),
+        hooks: Vec::new(),
+    }
+}
+
+/// The release's and the home's plugins, from their manifests only.
+fn discover_plugins(home: &Home, release: &Release) -> Result<PluginSet, UpgradeError> {
+    Ok(PluginSet::discover(
+        &release.plugins_dir(),
+        &release.core_plugins,
+        home,
+    )?)
+}
+
+/// Backups in the home that `version` can restore, newest first (names).
+fn restorable_backups(home: &Home, version: &Version) -> Vec<String> {
+    let Ok(mut entries) = backup::list(&home.backups_dir()) else {
+        return Vec::new();
+    };
+    entries.retain(|e| {
+        e.status == backup::BackupStatus::Verified
+            && e.data_version()
+                .and_then(|v| Version::parse(v).ok())
+                .is_some_and(|v| v <= *version)
+    });
+    entries.reverse();
+    entries.into_iter().map(|e| e.file_name).collect()
 }
 
 /// Opens the application database for the upgrade.
@@ -331,28 +422,21 @@ fn adopt_empty(
     if has_user_tables(&conn).map_err(UpgradeError::open(&db_path))? {
         return Err(UpgradeError::Unmanaged { path: db_path });
     }
-    let plan = Plan {
-        from: None,
-        to: release.version.clone(),
-        migrations: release
-            .migrations
-            .iter()
-            .map(Migration::file_name)
-            .collect(),
-    };
+    let plan = fresh_plan(release);
     if options.plan_only {
         return Ok(Outcome::Planned { plan });
     }
-    let migrations = apply_in_transaction(
+    let plugins = discover_plugins(home, release)?;
+    let done = in_transaction(
         &db_path,
         &mut conn,
-        release,
-        &release.migrations,
+        &Steps::fresh(release, &plugins),
+        Reporter::silent(&mut backup::NoProgress),
         &mut phases,
     )?;
     Ok(Outcome::Installed {
         plan,
-        migrations,
+        migrations: done.migrations,
         phases: phases.times,
     })
 }
@@ -360,23 +444,27 @@ fn adopt_empty(
 /// A fresh install: the whole schema is built in a temporary file next to
 /// where the database will be, which is renamed into place only when it is
 /// complete — a crash leaves no database rather than half of one.
-fn fresh_install(home: &Home, release: &Release) -> Result<Vec<MigrationRun>, UpgradeError> {
+fn fresh_install(
+    home: &Home,
+    release: &Release,
+    plugins: &PluginSet,
+) -> Result<Vec<MigrationRun>, UpgradeError> {
     let db_path = home.db_path();
     let temp_path = home.root().join("db.sqlite3.installing");
     remove_if_exists(&temp_path)?;
     let mut phases = Phases::start();
     let migrations = {
         let mut conn = Connection::open(&temp_path).map_err(UpgradeError::open(&temp_path))?;
-        let runs = apply_in_transaction(
+        let done = in_transaction(
             &temp_path,
             &mut conn,
-            release,
-            &release.migrations,
+            &Steps::fresh(release, plugins),
+            Reporter::silent(&mut backup::NoProgress),
             &mut phases,
         )?;
         conn.close()
             .map_err(|(_, e)| UpgradeError::open(&temp_path)(e))?;
-        runs
+        done.migrations
     };
     sync_file(&temp_path)?;
     std::fs::rename(&temp_path, &db_path).map_err(|source| UpgradeError::Io {
@@ -388,43 +476,160 @@ fn fresh_install(home: &Home, release: &Release) -> Result<Vec<MigrationRun>, Up
     Ok(migrations)
 }
 
-/// The one transaction: pending migrations, the new data version, a foreign
-/// key check, COMMIT. Any error rolls everything back.
-fn apply_in_transaction(
+impl<'a> Reporter<'a> {
+    /// Reports nothing.
+    pub fn silent(progress: &'a mut backup::NoProgress) -> Reporter<'a> {
+        Reporter {
+            progress,
+            log: Arc::new(|_: &crate::hooks::LogLine| {}),
+        }
+    }
+}
+
+/// What the transaction does.
+struct Steps<'a> {
+    release: &'a Release,
+    migrations: &'a [Migration],
+    plugins: &'a PluginSet,
+    hooks: &'a [PlannedHook],
+    /// Where to back up first, and the retention settings (none for a fresh
+    /// install: there is nothing to lose).
+    backup: Option<(&'a Home, &'a Settings)>,
+    /// The data version before (none for a fresh install).
+    from: Option<&'a Version>,
+}
+
+impl<'a> Steps<'a> {
+    fn fresh(release: &'a Release, plugins: &'a PluginSet) -> Steps<'a> {
+        Steps {
+            release,
+            migrations: &release.migrations,
+            plugins,
+            hooks: &[],
+            backup: None,
+            from: None,
+        }
+    }
+}
+
+/// What the transaction did.
+struct Done {
+    backup: Option<PathBuf>,
+    pruned: Vec<PathBuf>,
+    migrations: Vec<MigrationRun>,
+    hooks: Vec<HookRun>,
+}
+
+/// The one transaction: backup (of exactly the state being upgraded: it
+/// reads inside the transaction), migrations, hooks, plugin versions, a
+/// foreign-key check, the new data version, COMMIT. Any error rolls
+/// everything back.
+fn in_transaction(
     db_path: &Path,
     conn: &mut Connection,
-    release: &Release,
-    pending: &[Migration],
+    steps: &Steps<'_>,
+    reporter: Reporter<'_>,
     phases: &mut Phases,
-) -> Result<Vec<MigrationRun>, UpgradeError> {
+) -> Result<Done, UpgradeError> {
     // Foreign-key enforcement cannot change inside a transaction, and table
     // rebuilds (SQLite's 12-step procedure) need it off; the check before
     // COMMIT keeps the guarantee it gives.
     conn.pragma_update(None, "foreign_keys", false)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    meta::ensure_tables(&tx).map_err(UpgradeError::meta(db_path))?;
-    migrate::ensure_history(&tx)?;
-    let mut runs = Vec::with_capacity(pending.len());
-    for migration in pending {
-        let took = migrate::apply(&tx, migration, &release.version)?;
-        runs.push(MigrationRun {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut done = Done {
+        backup: None,
+        pruned: Vec::new(),
+        migrations: Vec::new(),
+        hooks: Vec::new(),
+    };
+    let result = apply_steps(db_path, conn, steps, reporter, phases, &mut done)
+        .and_then(|()| conn.execute_batch("COMMIT").map_err(UpgradeError::from));
+    match result {
+        Ok(()) => {
+            phases.end("commit");
+            Ok(done)
+        }
+        Err(cause) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(match done.backup {
+                Some(backup) => UpgradeError::RolledBack {
+                    cause: Box::new(cause),
+                    backup,
+                },
+                None => cause,
+            })
+        }
+    }
+}
+
+fn apply_steps(
+    db_path: &Path,
+    conn: &mut Connection,
+    steps: &Steps<'_>,
+    reporter: Reporter<'_>,
+    phases: &mut Phases,
+    done: &mut Done,
+) -> Result<(), UpgradeError> {
+    let release = steps.release;
+    meta::ensure_tables(conn).map_err(UpgradeError::meta(db_path))?;
+    migrate::ensure_history(conn)?;
+
+    if let Some((home, settings)) = steps.backup {
+        let mut options = BackupOptions::new(BackupKind::Automatic);
+        options.compress = settings.backups.compress;
+        let file = backup::write_backup(conn, &home.backups_dir(), &options, reporter.progress)?;
+        done.backup = Some(file.path);
+        done.pruned = backup::prune_automatic(&home.backups_dir(), settings.backups.keep)?;
+        phases.end("backup");
+    }
+
+    for migration in steps.migrations {
+        let took = migrate::apply(conn, migration, &release.version)?;
+        done.migrations.push(MigrationRun {
             file: migration.file_name(),
             ms: ms(took),
         });
     }
     phases.end("migrations");
-    let violations = migrate::foreign_key_violations(&tx, 10)?;
+
+    if let (Some(from), Some((home, settings))) = (steps.from, steps.backup)
+        && !steps.hooks.is_empty()
+    {
+        let mut runner = HookRunner::new(home, &settings.hooks)?;
+        let ctx = HookContext {
+            app: release.app.clone(),
+            old_version: from.to_string(),
+            new_version: release.version.to_string(),
+            dry_run: false,
+        };
+        for hook in steps.hooks {
+            let started = Instant::now();
+            runner.run(conn, hook, &ctx, reporter.log.clone())?;
+            done.hooks.push(HookRun {
+                plugin: hook.plugin.clone(),
+                hook: hook.hook.clone(),
+                ms: ms(started.elapsed()),
+            });
+        }
+        phases.end("hooks");
+    }
+    for plugin in steps.plugins.plugins().iter().filter(|p| p.active) {
+        meta::set_plugin_version(conn, plugin.name(), &plugin.manifest.version)
+            .map_err(UpgradeError::meta(db_path))?;
+    }
+
+    let violations = migrate::foreign_key_violations(conn, 10)?;
     if !violations.is_empty() {
         return Err(UpgradeError::ForeignKeys {
             to: release.version.clone(),
             violations: violations.iter().map(|v| v.to_string()).collect(),
         });
     }
-    meta::set_app_name(&tx, &release.app).map_err(UpgradeError::meta(db_path))?;
-    meta::set_data_version(&tx, &release.version).map_err(UpgradeError::meta(db_path))?;
-    tx.commit()?;
-    phases.end("commit");
-    Ok(runs)
+    meta::set_app_name(conn, &release.app).map_err(UpgradeError::meta(db_path))?;
+    meta::set_data_version(conn, &release.version).map_err(UpgradeError::meta(db_path))?;
+    Ok(())
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), UpgradeError> {

@@ -122,6 +122,8 @@ fn upgrade_killed_at_any_moment_leaves_old_or_new_and_can_finish() {
     let full = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     let new_rows = app_rows(&reference.join("db.sqlite3"));
+    // Later runs find the hooks compiled, as an operator's second run would.
+    copy_dir(&reference.join("cache"), &template.join("cache"));
 
     let mut outcomes = (0, 0); // (old, new)
     for k in 1..=MOMENTS {
@@ -166,6 +168,21 @@ fn upgrade_killed_at_any_moment_leaves_old_or_new_and_can_finish() {
             }
             other => panic!("moment {k}: data version {other:?} is neither old nor new"),
         }
+        for entry in std::fs::read_dir(home.join("backups"))
+            .into_iter()
+            .flatten()
+        {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".dump") || name.ends_with(".dump.zst") {
+                let verified = uplift::backup::verify(&path);
+                assert!(
+                    verified.as_ref().is_ok_and(|v| v.is_verified()),
+                    "moment {k}: backup {name} is not complete: {verified:?}"
+                );
+            }
+        }
+
         // A second run finishes the job.
         let out = run(&[
             "--home",

@@ -19,18 +19,7 @@ use crate::support;
 
 /// A plugin component built by `scripts/build-plugins`.
 fn component(crate_name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::repo_root().join("target"));
-    let path = target
-        .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", crate_name.replace('-', "_")));
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-plugins first",
-        path.display()
-    );
-    path
+    support::component(crate_name)
 }
 
 fn hostile() -> PathBuf {

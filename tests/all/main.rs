@@ -5,6 +5,7 @@
 
 mod backup;
 mod crash;
+mod example_app;
 mod hooks;
 mod sdk;
 mod support;

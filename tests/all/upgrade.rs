@@ -544,3 +544,62 @@ fn verify_paths_needs_two_distinct_releases() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_upgrade_backs_up_first_and_a_downgrade_is_told_which_backup_to_restore() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let out = f.upgrade(&f.release("1.1.0", &[INITIAL, ADD_COLUMN]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let backups = crate::support::file_names(&f.home.join("backups"));
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(backups[0].starts_with("db-v1.0.0_"), "{backups:?}");
+    assert!(stdout(&out).contains(&backups[0]), "{}", stdout(&out));
+
+    // The operator reinstalls 1.0.0: uplift refuses and names the backup.
+    let before = fingerprint(&f.db());
+    let out = f.upgrade(&f.release("1.0.0", &[INITIAL]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("data version 1.1.0, newer than the installed release 1.0.0"),
+        "{err}"
+    );
+    assert!(err.contains("uplift dbrestore --latest"), "{err}");
+    assert!(err.contains(&backups[0]), "{err}");
+    assert_eq!(fingerprint(&f.db()), before);
+}
+
+#[test]
+fn a_failing_hook_rolls_back_the_migrations_too_and_names_plugin_hook_and_backup() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let before = fingerprint(&f.db());
+    std::fs::write(f.home.join("uplift.toml"), "[hooks]\ntimeout_seconds = 1\n").unwrap();
+    let r2 = f.release("1.1.0", &[INITIAL, ADD_COLUMN]);
+    std::fs::write(
+        r2.dir.join("release.toml"),
+        "app = \"shop\"\nversion = \"1.1.0\"\ncore_plugins = [\"hostile\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(r2.dir.join("plugins")).unwrap();
+    std::fs::copy(
+        crate::support::component("uplift-test-hostile"),
+        r2.dir.join("plugins/hostile.wasm"),
+    )
+    .unwrap();
+    let out = f.upgrade(&r2);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("hostile/infinite_loop"), "{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(
+        err.contains("db-v1.0.0_"),
+        "the message names the backup: {err}"
+    );
+    assert_eq!(
+        fingerprint(&f.db()),
+        before,
+        "the migration must be rolled back with the hook"
+    );
+}

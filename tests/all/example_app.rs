@@ -1,0 +1,143 @@
+//! The example application, learnhub, on every upgrade path: data created at
+//! release i (with its fixtures), upgraded directly to release j, ends with
+//! the schema of a fresh install of j (see `verify-paths`) and with exactly
+//! the effects of the hooks whose ranges match (i, j).
+
+use std::path::Path;
+
+use crate::support::{example_release, query_i64, run, stderr};
+
+const RELEASES: [&str; 4] = ["0.1.0", "0.2.0", "0.6.4", "1.0.0"];
+
+fn version(v: &str) -> uplift::version::Version {
+    uplift::version::Version::parse(v).unwrap()
+}
+
+fn table_exists(db: &Path, table: &str) -> bool {
+    query_i64(
+        db,
+        &format!("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '{table}'"),
+    ) == 1
+}
+
+/// Installs `from` with its fixtures in a new home and upgrades it to `to`.
+fn upgrade_path(root: &Path, from: &str, to: &str) -> std::path::PathBuf {
+    let home = root.join(format!("{from}-{to}"));
+    let home_s = home.to_str().unwrap();
+    let out = run(&[
+        "--home",
+        home_s,
+        "--release",
+        example_release(from).to_str().unwrap(),
+        "upgrade",
+    ]);
+    assert!(out.status.success(), "install {from}: {}", stderr(&out));
+    let release = uplift::release::Release::load(&example_release(from)).unwrap();
+    uplift::paths::load_fixtures(&home.join("db.sqlite3"), &release).unwrap();
+    let out = run(&[
+        "--home",
+        home_s,
+        "--release",
+        example_release(to).to_str().unwrap(),
+        "upgrade",
+    ]);
+    assert!(
+        out.status.success(),
+        "upgrade {from} -> {to}: {}",
+        stderr(&out)
+    );
+    home.join("db.sqlite3")
+}
+
+#[test]
+fn every_upgrade_path_runs_exactly_the_hooks_whose_ranges_match() {
+    let scratch = tempfile::tempdir().unwrap();
+    for (i, from) in RELEASES.iter().enumerate() {
+        for to in &RELEASES[i + 1..] {
+            let db = upgrade_path(scratch.path(), from, to);
+            let (old, new) = (version(from), version(to));
+            let path = format!("{from} -> {to}");
+            assert_eq!(
+                query_i64(&db, "SELECT count(*) FROM pragma_foreign_key_check"),
+                0,
+                "{path}"
+            );
+
+            // badges/create_tables: old "*", new ">=0.2.0".
+            assert_eq!(
+                table_exists(&db, "badges_award"),
+                new >= version("0.2.0"),
+                "{path}"
+            );
+
+            // big-leap: old "<0.6.4", new ">=1.0.0" — the seed's big leap.
+            let leap = old < version("0.6.4") && new >= version("1.0.0");
+            assert_eq!(table_exists(&db, "bigleap_log"), leap, "{path}");
+            if leap {
+                let recorded: String = rusqlite::Connection::open(&db)
+                    .unwrap()
+                    .query_row(
+                        "SELECT old_version || '>' || new_version FROM bigleap_log",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(recorded, format!("{from}>{to}"), "{path}");
+            }
+
+            // email-backfill: old "<1.0.0", new ">=1.0.0".
+            let backfilled = new >= version("1.0.0");
+            let missing = query_i64(&db, "SELECT count(*) FROM learner WHERE email IS NULL");
+            let learners = query_i64(&db, "SELECT count(*) FROM learner");
+            assert!(learners > 0, "{path}: the fixtures put learners in");
+            if new >= version("0.2.0") {
+                assert_eq!(
+                    missing == 0,
+                    backfilled,
+                    "{path}: {missing} learners without email"
+                );
+            }
+            if backfilled {
+                // Learners that had an email keep it.
+                let kept = query_i64(
+                    &db,
+                    "SELECT count(*) FROM learner WHERE email LIKE '%@mail.example'",
+                );
+                let had = if old >= version("0.2.0") {
+                    learners / 4
+                } else {
+                    0
+                };
+                assert_eq!(kept, had, "{path}");
+                // The migration's backfill of learner_count.
+                assert_eq!(
+                    query_i64(&db, "SELECT sum(learner_count) FROM facility"),
+                    learners,
+                    "{path}"
+                );
+                // badges/first_lesson: one badge per learner with progress.
+                assert_eq!(
+                    query_i64(&db, "SELECT count(*) FROM badges_award"),
+                    query_i64(&db, "SELECT count(DISTINCT learner_id) FROM progress"),
+                    "{path}"
+                );
+                // The table rebuild turned text scores into numbers.
+                assert_eq!(
+                    query_i64(
+                        &db,
+                        "SELECT count(*) FROM progress WHERE typeof(score) = 'text'"
+                    ),
+                    0,
+                    "{path}"
+                );
+            }
+            // Each active plugin's version is recorded with the data.
+            let plugins = query_i64(&db, "SELECT count(*) FROM uplift_plugins");
+            let expected = uplift::release::Release::load(&example_release(to))
+                .unwrap()
+                .core_plugins
+                .len();
+            assert_eq!(plugins as usize, expected, "{path}");
+        }
+    }
+}
