@@ -5,8 +5,10 @@
 //! The binary (`src/main.rs` over [`cli`]) is a thin layer over this library;
 //! nothing else knows about the terminal.
 
+pub mod backup;
 pub mod cli;
 pub mod home;
+pub mod hooks;
 pub mod meta;
 pub mod migrate;
 pub mod paths;

@@ -3,7 +3,9 @@
 //! Tests that need the example or hostile plugin components or the `sqlite3`
 //! CLI expect `scripts/test` to have built or installed them first.
 
+mod backup;
 mod crash;
+mod hooks;
 mod sdk;
 mod support;
 mod upgrade;

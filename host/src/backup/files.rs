@@ -1,0 +1,809 @@
+//! Backup files on disk: their names, the header at their top, checking the
+//! checksum trailer at their end, listing a folder of them, retention, and
+//! picking the newest one a release can restore.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    BackupError, BackupKind, FORMAT_VERSION, IoFailure, NoProgress, Progress, ProgressUnit, io_err,
+};
+use crate::version::Version;
+
+/// The first bytes of every dump uplift writes.
+pub(crate) const HEADER_MAGIC: &[u8] = b"-- uplift-dump-format: ";
+/// The start of the last line of every dump uplift writes.
+pub(crate) const TRAILER_PREFIX: &[u8] = b"-- uplift-sha256: ";
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// Bytes at the end of the text held back from hashing until the trailer
+/// is found (the trailer line is 83 bytes).
+const TAIL: usize = 256;
+/// Bytes at the start of the text kept to read the header.
+const HEAD: usize = 4096;
+
+/// The comment lines at the top of a dump made by uplift.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DumpHeader {
+    /// The dump format version ([`FORMAT_VERSION`] when written by this uplift).
+    pub format: u32,
+    /// The application name recorded in the database, if any.
+    pub app: Option<String>,
+    /// The data version of the database when dumped; `None` for a database
+    /// uplift never upgraded.
+    pub data_version: Option<String>,
+    /// Why the backup was made.
+    pub kind: BackupKind,
+    /// When the dump was taken (UTC); backups are ordered by this, never by
+    /// file name.
+    #[serde(serialize_with = "serialize_timestamp")]
+    pub created: jiff::Timestamp,
+    /// The SQLite library version that wrote it.
+    pub sqlite_version: String,
+}
+
+fn serialize_timestamp<S: serde::Serializer>(t: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(t)
+}
+
+/// Header values are single-line: control characters become spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+impl DumpHeader {
+    /// Appends the header lines to `buf`.
+    pub(crate) fn write(&self, buf: &mut Vec<u8>) {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "-- uplift-dump-format: {}", self.format);
+        if let Some(app) = &self.app {
+            let _ = writeln!(s, "-- app: {}", one_line(app));
+        }
+        let version = self.data_version.as_deref().map(one_line);
+        let _ = writeln!(
+            s,
+            "-- data-version: {}",
+            version.as_deref().unwrap_or("none")
+        );
+        let _ = writeln!(s, "-- kind: {}", self.kind);
+        let _ = writeln!(s, "-- created: {}", self.created);
+        let _ = writeln!(s, "-- sqlite-version: {}", one_line(&self.sqlite_version));
+        buf.extend_from_slice(s.as_bytes());
+    }
+
+    /// Reads the header from the first bytes of a dump. `Ok(None)` when the
+    /// text does not start with uplift's header (a foreign dump);
+    /// `Err(detail)` when it does but the header is damaged or incomplete
+    /// (`complete` says whether `head` holds the whole file).
+    fn parse(head: &[u8], complete: bool) -> Result<Option<DumpHeader>, HeaderProblem> {
+        if !head.starts_with(HEADER_MAGIC) {
+            return Ok(None);
+        }
+        let mut format = None;
+        let mut app = None;
+        let mut data_version = None;
+        let mut kind = None;
+        let mut created = None;
+        let mut sqlite_version = None;
+        let mut finished = false;
+        let mut rest = head;
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            let line = &rest[..end];
+            rest = &rest[end + 1..];
+            let Some(line) = line.strip_prefix(b"-- ") else {
+                finished = true;
+                break;
+            };
+            let line = std::str::from_utf8(line)
+                .map_err(|_| HeaderProblem::Damaged("header is not UTF-8".into()))?;
+            let Some((key, value)) = line.split_once(": ") else {
+                continue;
+            };
+            match key {
+                "uplift-dump-format" => format = value.parse::<u32>().ok(),
+                "app" => app = Some(value.to_string()),
+                "data-version" => data_version = (value != "none").then(|| value.to_string()),
+                "kind" => kind = BackupKind::parse(value),
+                "created" => created = value.parse::<jiff::Timestamp>().ok(),
+                "sqlite-version" => sqlite_version = Some(value.to_string()),
+                _ => {}
+            }
+        }
+        if !finished {
+            return Err(if complete {
+                HeaderProblem::Truncated
+            } else {
+                HeaderProblem::Damaged("the header is too long".into())
+            });
+        }
+        let format = format.ok_or_else(|| HeaderProblem::Damaged("bad format version".into()))?;
+        if format > FORMAT_VERSION {
+            return Err(HeaderProblem::Newer(format));
+        }
+        Ok(Some(DumpHeader {
+            format,
+            app,
+            data_version,
+            kind: kind.ok_or_else(|| HeaderProblem::Damaged("missing or unknown kind".into()))?,
+            created: created
+                .ok_or_else(|| HeaderProblem::Damaged("missing or bad creation time".into()))?,
+            sqlite_version: sqlite_version.unwrap_or_default(),
+        }))
+    }
+}
+
+enum HeaderProblem {
+    Truncated,
+    Damaged(String),
+    Newer(u32),
+}
+
+/// The file name (without extension) of a backup: `db-v{version}_{time}`
+/// or `db-unversioned_{time}`, the time in UTC to the second.
+pub(crate) fn file_stem(data_version: Option<&str>, created: jiff::Timestamp) -> String {
+    let time = created.strftime("%Y-%m-%d_%H-%M-%S");
+    match data_version {
+        Some(v) => {
+            let v: String = v
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("db-v{v}_{time}")
+        }
+        None => format!("db-unversioned_{time}"),
+    }
+}
+
+/// A dump file that cannot be used, and why. The file is named in each
+/// message.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The file holds nothing.
+    #[error("{} is empty: it is not a backup; remove it or pick another", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file ends before its checksum trailer (or before the final
+    /// `COMMIT;` of a foreign dump).
+    #[error("{} is truncated ({detail}): it cannot be restored; pick another backup", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        detail: String,
+    },
+    /// The checksum does not match, or the file is damaged otherwise.
+    #[error("{} is corrupt ({detail}): it cannot be restored; pick another backup", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file is not an SQL dump at all.
+    #[error("{} is not an SQL dump ({detail})", path.display())]
+    NotADump {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        detail: String,
+    },
+    /// Written by a newer uplift in a format this one does not know.
+    #[error("{} was written in dump format {format}, newer than this uplift's ({FORMAT_VERSION}): restore it with a newer uplift", path.display())]
+    NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its format version.
+        format: u32,
+    },
+    /// Reading the file failed.
+    #[error(transparent)]
+    Io(#[from] IoFailure),
+}
+
+/// What checking a dump file found.
+#[derive(Debug, Clone)]
+pub struct VerifiedDump {
+    /// uplift's header; `None` for a foreign dump (such as `sqlite3 .dump`
+    /// output), which cannot be verified, only checked for plausibility.
+    pub header: Option<DumpHeader>,
+    /// The checksum, when the file carries one (and it matched).
+    pub sha256: Option<String>,
+    /// Size of the file on disk.
+    pub file_size: u64,
+    /// Size of the SQL text (after decompression).
+    pub text_size: u64,
+    /// Whether the file is zstd-compressed.
+    pub compressed: bool,
+}
+
+impl VerifiedDump {
+    /// Whether the checksum was checked (an uplift dump, not a foreign one).
+    pub fn is_verified(&self) -> bool {
+        self.sha256.is_some()
+    }
+}
+
+/// A reader counting the bytes taken from the file (compressed bytes for a
+/// compressed dump), for progress.
+pub(crate) struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// An open dump: its text, decompressed if needed.
+pub(crate) struct DumpReader {
+    pub(crate) text: Box<dyn Read>,
+    pub(crate) compressed: bool,
+    pub(crate) file_size: u64,
+    /// Bytes of the file consumed so far.
+    pub(crate) consumed: Rc<Cell<u64>>,
+}
+
+/// Opens a dump, recognising compression by its magic bytes (not its name).
+pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoFailure> {
+    let mut file = File::open(path).map_err(io_err("open", path))?;
+    let file_size = file.metadata().map_err(io_err("read", path))?.len();
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match file.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err("read", path)(e)),
+        }
+    }
+    let consumed = Rc::new(Cell::new(got as u64));
+    let prefix = io::Cursor::new(magic[..got].to_vec());
+    let counting = Counting {
+        inner: file,
+        count: consumed.clone(),
+    };
+    let raw = prefix.chain(counting);
+    let compressed = got == 4 && magic == ZSTD_MAGIC;
+    let text: Box<dyn Read> = if compressed {
+        Box::new(zstd::stream::read::Decoder::new(raw).map_err(io_err("decompress", path))?)
+    } else {
+        Box::new(raw)
+    };
+    Ok(DumpReader {
+        text,
+        compressed,
+        file_size,
+        consumed,
+    })
+}
+
+/// Maps an error met while reading a dump's text: errors of the
+/// decompressor mean a damaged file, others are I/O errors.
+pub(crate) fn read_failure(path: &Path, compressed: bool, e: io::Error) -> VerifyError {
+    if compressed
+        && matches!(
+            e.kind(),
+            io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+        )
+    {
+        VerifyError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("bad compressed data: {e}"),
+        }
+    } else {
+        VerifyError::Io(io_err("read", path)(e))
+    }
+}
+
+/// Checks a dump file end to end without touching anything: uplift's dumps
+/// must carry a header and a trailer whose SHA-256 matches every byte
+/// before it; a dump without the header (a foreign one) must look like SQL
+/// (no NUL bytes, a first statement a dump would start with) and end with
+/// `COMMIT;`, or it is taken as truncated.
+pub fn verify(path: &Path) -> Result<VerifiedDump, VerifyError> {
+    verify_with_progress(path, &mut NoProgress)
+}
+
+/// [`verify`], reporting progress in bytes of the file.
+pub(crate) fn verify_with_progress(
+    path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<VerifiedDump, VerifyError> {
+    let mut reader = open_dump(path)?;
+    progress.begin("verifying", Some(reader.file_size), ProgressUnit::Bytes);
+    let mut hasher = Sha256::new();
+    let mut head: Vec<u8> = Vec::with_capacity(HEAD);
+    let mut held: Vec<u8> = Vec::with_capacity(2 * TAIL);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut text_size = 0u64;
+    let mut has_nul = false;
+    loop {
+        let n = match reader.text.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_failure(path, reader.compressed, e)),
+        };
+        let data = &chunk[..n];
+        text_size += n as u64;
+        has_nul |= memchr::memchr(0, data).is_some();
+        if head.len() < HEAD {
+            let take = (HEAD - head.len()).min(n);
+            head.extend_from_slice(&data[..take]);
+        }
+        // Hash all but the last TAIL bytes seen so far.
+        let total = held.len() + n;
+        if total <= TAIL {
+            held.extend_from_slice(data);
+        } else {
+            let to_hash = total - TAIL;
+            if to_hash <= held.len() {
+                hasher.update(&held[..to_hash]);
+                held.drain(..to_hash);
+                held.extend_from_slice(data);
+            } else {
+                hasher.update(&held);
+                let from_data = to_hash - held.len();
+                hasher.update(&data[..from_data]);
+                held.clear();
+                held.extend_from_slice(&data[from_data..]);
+            }
+        }
+        progress.update(reader.consumed.get(), 0);
+    }
+    progress.end();
+    let file_size = reader.file_size;
+    let compressed = reader.compressed;
+    let whole = text_size as usize <= HEAD;
+    if text_size == 0 || (!compressed && head.iter().all(u8::is_ascii_whitespace)) {
+        return Err(VerifyError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let header = match DumpHeader::parse(&head, whole) {
+        Ok(h) => h,
+        Err(HeaderProblem::Truncated) => {
+            return Err(VerifyError::Truncated {
+                path: path.to_path_buf(),
+                detail: "it ends inside its header".into(),
+            });
+        }
+        Err(HeaderProblem::Damaged(detail)) => {
+            return Err(VerifyError::Corrupt {
+                path: path.to_path_buf(),
+                detail,
+            });
+        }
+        Err(HeaderProblem::Newer(format)) => {
+            return Err(VerifyError::NewerFormat {
+                path: path.to_path_buf(),
+                format,
+            });
+        }
+    };
+    let trailer = find_trailer(&held);
+    match header {
+        Some(header) => {
+            let (start, expected) = match trailer {
+                Trailer::Complete(start, expected) => (start, expected),
+                Trailer::Partial => {
+                    return Err(VerifyError::Truncated {
+                        path: path.to_path_buf(),
+                        detail: "its checksum line is cut short".into(),
+                    });
+                }
+                Trailer::Absent => {
+                    return Err(VerifyError::Truncated {
+                        path: path.to_path_buf(),
+                        detail: "its checksum line is missing".into(),
+                    });
+                }
+            };
+            hasher.update(&held[..start]);
+            let actual = hex(&hasher.finalize());
+            if actual != expected {
+                return Err(VerifyError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!("checksum {actual} does not match the recorded {expected}"),
+                });
+            }
+            Ok(VerifiedDump {
+                header: Some(header),
+                sha256: Some(actual),
+                file_size,
+                text_size,
+                compressed,
+            })
+        }
+        None => {
+            if matches!(trailer, Trailer::Complete(..)) {
+                return Err(VerifyError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: "it has uplift's checksum line but its header is damaged".into(),
+                });
+            }
+            check_foreign(path, &head, &held, has_nul)?;
+            Ok(VerifiedDump {
+                header: None,
+                sha256: None,
+                file_size,
+                text_size,
+                compressed,
+            })
+        }
+    }
+}
+
+/// What the last line of a dump's text is.
+enum Trailer {
+    /// A complete trailer: the offset of its line and the recorded checksum.
+    Complete(usize, String),
+    /// The start of a trailer, cut short.
+    Partial,
+    /// No trailer.
+    Absent,
+}
+
+/// Finds the trailer in the last bytes of the text.
+fn find_trailer(tail: &[u8]) -> Trailer {
+    let Some(body) = tail.strip_suffix(b"\n") else {
+        // No final newline: a trailer line, if any, was cut.
+        let start = memchr::memrchr(b'\n', tail).map(|i| i + 1).unwrap_or(0);
+        return if tail[start..]
+            .starts_with(&TRAILER_PREFIX[..TRAILER_PREFIX.len().min(tail.len() - start)])
+            && start < tail.len()
+        {
+            Trailer::Partial
+        } else {
+            Trailer::Absent
+        };
+    };
+    let start = memchr::memrchr(b'\n', body).map(|i| i + 1).unwrap_or(0);
+    let Some(hex) = body[start..].strip_prefix(TRAILER_PREFIX) else {
+        return Trailer::Absent;
+    };
+    if hex.len() == 64 && hex.iter().all(u8::is_ascii_hexdigit) {
+        Trailer::Complete(start, String::from_utf8_lossy(hex).into_owned())
+    } else {
+        Trailer::Partial
+    }
+}
+
+/// Plausibility checks for a dump without uplift's header.
+fn check_foreign(path: &Path, head: &[u8], tail: &[u8], has_nul: bool) -> Result<(), VerifyError> {
+    let not_a_dump = |detail: &str| VerifyError::NotADump {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    };
+    if head.starts_with(b"SQLite format 3\0") {
+        return Err(not_a_dump(
+            "it is an SQLite database file; copy it over db.sqlite3 instead, or dump it with `sqlite3 FILE .dump`",
+        ));
+    }
+    if has_nul {
+        return Err(not_a_dump("it contains NUL bytes, which no SQL dump does"));
+    }
+    let first = first_word(head);
+    const STARTS: [&str; 5] = ["PRAGMA", "BEGIN", "CREATE", "INSERT", "COMMIT"];
+    if !STARTS.iter().any(|w| first.eq_ignore_ascii_case(w)) {
+        return Err(not_a_dump(
+            "it does not start like an SQL dump (PRAGMA, BEGIN, CREATE or INSERT)",
+        ));
+    }
+    let end = trim_ascii_end(tail);
+    let ends_with_commit = end.len() >= 7 && end[end.len() - 7..].eq_ignore_ascii_case(b"COMMIT;");
+    if !ends_with_commit {
+        return Err(VerifyError::Truncated {
+            path: path.to_path_buf(),
+            detail: "it does not end with COMMIT; as a complete dump does".into(),
+        });
+    }
+    Ok(())
+}
+
+fn trim_ascii_end(s: &[u8]) -> &[u8] {
+    let end = s
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    &s[..end]
+}
+
+/// The first word of SQL text, after whitespace and comments.
+fn first_word(text: &[u8]) -> String {
+    let mut rest = text;
+    loop {
+        let start = rest
+            .iter()
+            .position(|c| !c.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        rest = &rest[start..];
+        if rest.starts_with(b"--") {
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => rest = &rest[i + 1..],
+                None => return String::new(),
+            }
+        } else if rest.starts_with(b"/*") {
+            match memchr::memmem::find(rest, b"*/") {
+                Some(i) => rest = &rest[i + 2..],
+                None => return String::new(),
+            }
+        } else {
+            let end = rest
+                .iter()
+                .position(|c| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            return String::from_utf8_lossy(&rest[..end]).into_owned();
+        }
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Reads only the header of a dump (cheap: the first few kilobytes).
+/// `Ok(None)` for a file without uplift's header.
+pub(crate) fn read_header(path: &Path) -> Result<Option<DumpHeader>, VerifyError> {
+    let reader = open_dump(path)?;
+    let compressed = reader.compressed;
+    let mut head = Vec::with_capacity(HEAD);
+    reader
+        .text
+        .take(HEAD as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| read_failure(path, compressed, e))?;
+    let whole = head.len() < HEAD;
+    match DumpHeader::parse(&head, whole) {
+        Ok(h) => Ok(h),
+        Err(HeaderProblem::Truncated) => Err(VerifyError::Truncated {
+            path: path.to_path_buf(),
+            detail: "it ends inside its header".into(),
+        }),
+        Err(HeaderProblem::Damaged(detail)) => Err(VerifyError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        }),
+        Err(HeaderProblem::Newer(format)) => Err(VerifyError::NewerFormat {
+            path: path.to_path_buf(),
+            format,
+        }),
+    }
+}
+
+/// Whether a backup file could be checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackupStatus {
+    /// An uplift dump whose checksum matches.
+    Verified,
+    /// A plausible SQL dump without uplift's header and checksum (such as
+    /// `sqlite3 .dump` output): restorable, but nothing proves it complete
+    /// beyond its final `COMMIT;`.
+    Unverified,
+    /// Truncated, damaged, not a dump, or of a newer format; the reason
+    /// says which.
+    Corrupt(String),
+}
+
+impl BackupStatus {
+    /// A one-word description: `verified`, `unverified` or `corrupt`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackupStatus::Verified => "verified",
+            BackupStatus::Unverified => "unverified",
+            BackupStatus::Corrupt(_) => "corrupt",
+        }
+    }
+}
+
+/// One file of a backups folder.
+#[derive(Debug, Clone)]
+pub struct BackupEntry {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its file name.
+    pub file_name: String,
+    /// Its size on disk in bytes.
+    pub size: u64,
+    /// What checking it found.
+    pub status: BackupStatus,
+    /// Its header, when it is an uplift dump whose header could be read.
+    pub header: Option<DumpHeader>,
+}
+
+impl BackupEntry {
+    /// The data version recorded in the header.
+    pub fn data_version(&self) -> Option<&str> {
+        self.header.as_ref().and_then(|h| h.data_version.as_deref())
+    }
+
+    /// The time recorded in the header.
+    pub fn created(&self) -> Option<jiff::Timestamp> {
+        self.header.as_ref().map(|h| h.created)
+    }
+
+    /// The kind recorded in the header.
+    pub fn kind(&self) -> Option<BackupKind> {
+        self.header.as_ref().map(|h| h.kind)
+    }
+}
+
+/// Files of `dir` that look like dumps by name: `*.dump` and `*.dump.zst`,
+/// not hidden (temporary files are hidden).
+fn dump_files(dir: &Path) -> Result<Vec<(PathBuf, String, u64)>, IoFailure> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !(name.ends_with(".dump") || name.ends_with(".dump.zst")) {
+            continue;
+        }
+        let meta = entry.metadata().map_err(io_err("read", entry.path()))?;
+        if meta.is_file() {
+            out.push((entry.path(), name, meta.len()));
+        }
+    }
+    Ok(out)
+}
+
+/// Orders entries by recorded time (oldest first), ties by name; entries
+/// without a recorded time last, by name.
+fn sort_entries(entries: &mut [BackupEntry]) {
+    entries.sort_by(|a, b| match (a.created(), b.created()) {
+        (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.file_name.cmp(&b.file_name)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.file_name.cmp(&b.file_name),
+    });
+}
+
+fn entry_for(path: PathBuf, file_name: String, size: u64) -> Result<BackupEntry, BackupError> {
+    let (status, header) = match verify(&path) {
+        Ok(v) if v.is_verified() => (BackupStatus::Verified, v.header),
+        Ok(v) => (BackupStatus::Unverified, v.header),
+        Err(VerifyError::Io(e)) => return Err(e.into()),
+        Err(e) => {
+            // Keep what the header says, if it can be read, to show it.
+            let header = read_header(&path).ok().flatten();
+            (BackupStatus::Corrupt(e.to_string()), header)
+        }
+    };
+    Ok(BackupEntry {
+        path,
+        file_name,
+        size,
+        status,
+        header,
+    })
+}
+
+/// Every dump in `dir` (`*.dump`, `*.dump.zst`), each verified end to end,
+/// oldest first by the time recorded in its header. An absent folder lists
+/// as empty. Fails only when the folder or a file cannot be read.
+pub fn list(dir: &Path) -> Result<Vec<BackupEntry>, BackupError> {
+    let mut entries = Vec::new();
+    for (path, name, size) in dump_files(dir)? {
+        entries.push(entry_for(path, name, size)?);
+    }
+    sort_entries(&mut entries);
+    Ok(entries)
+}
+
+/// Removes the backups of the given kinds beyond the newest `keep` of each
+/// kind (by recorded time) and returns the removed paths. Only verified
+/// uplift dumps count and are removed: foreign, corrupt and unreadable files
+/// are never touched.
+pub fn prune(dir: &Path, keep: usize, kinds: &[BackupKind]) -> Result<Vec<PathBuf>, BackupError> {
+    let mut candidates = Vec::new();
+    for (path, name, size) in dump_files(dir)? {
+        // Cheap header read first; verify only the kinds concerned.
+        let header = match read_header(&path) {
+            Ok(Some(h)) => h,
+            Ok(None)
+            | Err(
+                VerifyError::Truncated { .. }
+                | VerifyError::Corrupt { .. }
+                | VerifyError::NewerFormat { .. },
+            ) => continue,
+            Err(VerifyError::Io(e)) => return Err(e.into()),
+            Err(_) => continue,
+        };
+        if kinds.contains(&header.kind) {
+            let entry = entry_for(path, name, size)?;
+            if entry.status == BackupStatus::Verified {
+                candidates.push(entry);
+            }
+        }
+    }
+    sort_entries(&mut candidates);
+    let mut removed = Vec::new();
+    for kind in kinds {
+        let of_kind: Vec<&BackupEntry> = candidates
+            .iter()
+            .filter(|e| e.kind() == Some(*kind))
+            .collect();
+        let excess = of_kind.len().saturating_sub(keep);
+        for entry in &of_kind[..excess] {
+            std::fs::remove_file(&entry.path).map_err(io_err("remove", &entry.path))?;
+            removed.push(entry.path.clone());
+        }
+    }
+    if !removed.is_empty() {
+        super::sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// Removes automatic backups beyond the newest `keep` (by recorded time);
+/// manual and pre-restore backups, and files that do not verify as uplift
+/// dumps, are never touched. Returns the removed paths.
+pub fn prune_automatic(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
+    prune(dir, keep, &[BackupKind::Automatic])
+}
+
+/// The newest verified backup in `dir` (by recorded time) whose data
+/// version `release` can run (data version <= release version; a backup of
+/// a database without a data version counts as older than any release).
+/// With `release` `None`, the newest verified backup. `Ok(None)` when there
+/// is none. Foreign dumps are never picked (they record no time).
+pub fn latest_restorable(
+    dir: &Path,
+    release: Option<&Version>,
+) -> Result<Option<BackupEntry>, BackupError> {
+    let mut candidates = Vec::new();
+    for (path, name, size) in dump_files(dir)? {
+        let header = match read_header(&path) {
+            Ok(Some(h)) => h,
+            Err(VerifyError::Io(e)) => return Err(e.into()),
+            _ => continue,
+        };
+        let fits = match (release, &header.data_version) {
+            (None, _) | (Some(_), None) => true,
+            (Some(release), Some(v)) => Version::parse(v).is_ok_and(|v| &v <= release),
+        };
+        if fits {
+            candidates.push((header.created, name, path, size));
+        }
+    }
+    candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    for (_, name, path, size) in candidates {
+        let entry = entry_for(path, name, size)?;
+        if entry.status == BackupStatus::Verified {
+            return Ok(Some(entry));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,171 @@
+//! Backups of the application database as plain SQL dumps: the writer
+//! ([`write_backup`]), the restore ([`restore`]) and the backup files
+//! themselves (naming, [`list`], [`verify`], retention with
+//! [`prune_automatic`] and [`prune`], [`latest_restorable`]).
+//!
+//! # The dump format
+//!
+//! A dump is SQL text that the `sqlite3` command-line shell restores on its
+//! own (`sqlite3 new.db < file.dump`), framed by comment lines that only
+//! uplift reads:
+//!
+//! ```text
+//! -- uplift-dump-format: 1
+//! -- app: example
+//! -- data-version: 1.4.0
+//! -- kind: manual
+//! -- created: 2025-06-01T10:11:12.123456789Z
+//! -- sqlite-version: 3.50.2
+//! PRAGMA foreign_keys=OFF;
+//! BEGIN TRANSACTION;
+//! CREATE TABLE ...;              -- each table, then its rows
+//! INSERT INTO "t" VALUES(...);
+//! ...                            -- virtual tables, sqlite_stat1, sqlite_sequence
+//! CREATE INDEX ...;              -- indexes, triggers and views after the data
+//! PRAGMA user_version=...; PRAGMA application_id=...;
+//! COMMIT;
+//! -- uplift-sha256: <hex SHA-256 of every byte before this line>
+//! ```
+//!
+//! With compression the whole text is one zstd frame (`.dump.zst`); the
+//! checksum is always over the uncompressed text. A file that starts with the
+//! header but lacks the trailer is truncated; a file whose checksum does not
+//! match is corrupt; both are refused before anything is touched. A dump
+//! without the header (for example one made by `sqlite3 db .dump`) is
+//! accepted for restore, flagged as unverified.
+//!
+//! Values are written so that they come back bit for bit: integers in
+//! decimal, floats in their shortest round-trip form (`9.0e+999` and
+//! `-9.0e+999` for the infinities, `-0.0` kept), text in quotes with the
+//! control characters that the shell's line reader would damage (`\n`, `\r`,
+//! NUL) spelled `char(...)`, text that is not valid UTF-8 as
+//! `CAST(X'..' AS TEXT)`, blobs as `X'..'`. Rowids of tables without an
+//! `INTEGER PRIMARY KEY` are written explicitly; generated columns are left
+//! out of the inserts.
+//!
+//! # Locking
+//!
+//! Nothing here takes the home's lock: the command line does, and so does
+//! `uplift upgrade`, which calls [`write_backup`] while it holds it.
+
+mod dump;
+mod files;
+mod restore;
+mod sqlparse;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use dump::{BackupError, BackupFile, BackupOptions, write_backup};
+pub use files::{
+    BackupEntry, BackupStatus, DumpHeader, VerifiedDump, VerifyError, latest_restorable, list,
+    prune, prune_automatic, verify,
+};
+pub use restore::{RestoreError, RestoreOptions, RestoreReport, restore};
+
+/// The version of the dump format written by this uplift. Dumps of a newer
+/// format are refused with a message saying so.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why a backup was made. Retention treats the kinds differently:
+/// automatic backups beyond the newest N are pruned after each new one,
+/// the others stay until the operator prunes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupKind {
+    /// Made by `uplift upgrade` before it changes the database.
+    Automatic,
+    /// Made by the operator with `uplift dbbackup`.
+    Manual,
+    /// Made by `uplift dbrestore` of the database it was about to replace.
+    PreRestore,
+}
+
+impl BackupKind {
+    /// The word used in dump headers and listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Automatic => "automatic",
+            BackupKind::Manual => "manual",
+            BackupKind::PreRestore => "pre-restore",
+        }
+    }
+
+    /// Parses the word written by [`BackupKind::as_str`].
+    pub fn parse(word: &str) -> Option<BackupKind> {
+        match word {
+            "automatic" => Some(BackupKind::Automatic),
+            "manual" => Some(BackupKind::Manual),
+            "pre-restore" => Some(BackupKind::PreRestore),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a progress report counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressUnit {
+    /// Bytes (of the dump file being read).
+    Bytes,
+    /// Table rows.
+    Rows,
+}
+
+/// Receives progress of a long operation (dump, verification, restore). The
+/// library calls it; the command line draws bars from it. All methods have
+/// empty defaults, so an implementation picks what it needs.
+pub trait Progress {
+    /// A phase begins, such as "dumping", "verifying" or "restoring";
+    /// `total` is its size in `unit` when known.
+    fn begin(&mut self, _phase: &str, _total: Option<u64>, _unit: ProgressUnit) {}
+    /// The current phase has reached `done` (in its unit) and `rows` rows.
+    fn update(&mut self, _done: u64, _rows: u64) {}
+    /// The current phase is finished.
+    fn end(&mut self) {}
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// A path and what went wrong with it, for error messages.
+pub(crate) fn io_err(
+    what: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> IoFailure {
+    let path = path.into();
+    move |source| IoFailure { what, path, source }
+}
+
+/// A failed file-system operation on a named path.
+#[derive(Debug, thiserror::Error)]
+#[error("could not {what} {}: {source}", path.display())]
+pub struct IoFailure {
+    /// What was being done ("read", "create", ...).
+    pub what: &'static str,
+    /// The file or folder concerned.
+    pub path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Syncs a folder so that a rename inside it is durable.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), IoFailure> {
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("sync folder", dir))
+}

@@ -1,0 +1,806 @@
+//! Restoring a dump over the home's database, safely: verify the dump,
+//! back up the current database, build the restored one in a temporary file
+//! next to it (journal off, statements checked by an authorizer so that a
+//! dump cannot do anything but create and fill tables), check it, and only
+//! then rename it over the old one.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql};
+
+use super::files::{self, DumpHeader, VerifyError};
+use super::sqlparse::{Bytes, Literal, SplitError, StatementReader, parse_insert};
+use super::{
+    BackupError, BackupFile, BackupKind, BackupOptions, IoFailure, Progress, ProgressUnit, io_err,
+    sync_dir,
+};
+use crate::home::{Home, HomeError};
+use crate::meta;
+
+/// How a restore behaves.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Back up the current database (kind `pre-restore`) before replacing
+    /// it. On by default; turning it off is for callers that just made a
+    /// backup themselves.
+    pub safety_backup: bool,
+    /// Compress that safety backup.
+    pub compress_safety_backup: bool,
+    /// The longest statement accepted, in bytes. The default (2.1 GB) fits
+    /// the largest value SQLite stores (1 GB) written in hexadecimal.
+    pub max_statement_bytes: usize,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            safety_backup: true,
+            compress_safety_backup: false,
+            max_statement_bytes: 2_100_000_000,
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    /// The dump restored.
+    pub source: PathBuf,
+    /// The database replaced (or created).
+    pub database: PathBuf,
+    /// The dump's header; `None` for a foreign dump.
+    pub header: Option<DumpHeader>,
+    /// Whether the dump's checksum was verified.
+    pub verified: bool,
+    /// The backup made of the database that was replaced; `None` when
+    /// there was none (or it was turned off).
+    pub safety_backup: Option<BackupFile>,
+    /// The data version of the restored database.
+    pub data_version: Option<String>,
+    /// Statements executed.
+    pub statements: u64,
+    /// Rows inserted.
+    pub rows: u64,
+    /// Things the operator should know (an unverifiable dump, a data
+    /// version different from the header's).
+    pub warnings: Vec<String>,
+}
+
+/// Why a restore failed. Whatever the error, the home's database is as it
+/// was (a safety backup may have been written).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The dump is truncated, corrupt, empty or not a dump.
+    #[error("refusing to restore: {0}; nothing was changed")]
+    Verify(#[from] VerifyError),
+    /// The home folder could not be prepared.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The current database could not be backed up first.
+    #[error("could not back up the current database {} before restoring over it: {source}; nothing was changed (if the database is damaged beyond dumping, move it away and restore again)", database.display())]
+    SafetyBackup {
+        /// The current database.
+        database: PathBuf,
+        /// What failed.
+        #[source]
+        source: BackupError,
+    },
+    /// The dump contains a statement a dump never needs.
+    #[error("refusing to restore {}: line {line} {reason}: {excerpt}; nothing was changed", path.display())]
+    Refused {
+        /// The dump.
+        path: PathBuf,
+        /// Line where the statement starts.
+        line: u64,
+        /// What is refused.
+        reason: String,
+        /// The start of the statement.
+        excerpt: String,
+    },
+    /// A statement of the dump failed.
+    #[error("could not restore {}: the statement at line {line} failed: {source}: {excerpt}; nothing was changed", path.display())]
+    Statement {
+        /// The dump.
+        path: PathBuf,
+        /// Line where the statement starts.
+        line: u64,
+        /// The start of the statement.
+        excerpt: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The dump's text could not be split into statements.
+    #[error("could not restore {}: {source}; nothing was changed", path.display())]
+    Split {
+        /// The dump.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: SplitErrorText,
+    },
+    /// The dump ends with `ROLLBACK` (sqlite3 writes that when its dump
+    /// failed).
+    #[error("refusing to restore {}: line {line} rolls the dump back, so the dump is incomplete; nothing was changed", path.display())]
+    RolledBack {
+        /// The dump.
+        path: PathBuf,
+        /// The line of the `ROLLBACK`.
+        line: u64,
+    },
+    /// The restored database failed `PRAGMA integrity_check` or
+    /// `PRAGMA foreign_key_check`.
+    #[error("the database restored from {} fails its {check}: {details}; the current database was left as it was", path.display())]
+    Check {
+        /// The dump.
+        path: PathBuf,
+        /// Which check.
+        check: &'static str,
+        /// The first problems reported.
+        details: String,
+    },
+    /// Another process still has the current database open.
+    #[error("{} is in use ({evidence} exists): stop the application using it and restore again; nothing was changed", database.display())]
+    InUse {
+        /// The current database.
+        database: PathBuf,
+        /// The file showing it.
+        evidence: String,
+    },
+    /// Working on the temporary database failed.
+    #[error("could not build the restored database {}: {source}; nothing was changed", path.display())]
+    Build {
+        /// The temporary database.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file-system operation failed.
+    #[error(transparent)]
+    Io(#[from] IoFailure),
+}
+
+/// The text of a [`SplitError`] (kept private to the module).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SplitErrorText(String);
+
+/// Restores `file` over the home's database (`db.sqlite3`), which may not
+/// exist yet (the home folder is created if needed). Does not take the
+/// home's lock: the caller holds it.
+///
+/// The sequence: verify the dump's checksum (or, for a dump without
+/// uplift's header, that it looks complete) before anything else; back the
+/// current database up into the home's backups folder (kind `pre-restore`);
+/// build the restored database in a temporary file next to the database,
+/// refusing statements a dump never needs (`ATTACH`, `VACUUM`, pragmas but
+/// `foreign_keys`, `writable_schema`, `user_version` and `application_id`,
+/// `load_extension`...); check it with `PRAGMA integrity_check` and
+/// `PRAGMA foreign_key_check`; sync it and rename it over the database;
+/// sync the folder. Any failure leaves the current database as it was.
+pub fn restore(
+    home: &Home,
+    file: &Path,
+    options: &RestoreOptions,
+    progress: &mut dyn Progress,
+) -> Result<RestoreReport, RestoreError> {
+    let checked = files::verify_with_progress(file, progress)?;
+    let mut warnings = Vec::new();
+    if !checked.is_verified() {
+        warnings.push(format!(
+            "{} has no uplift header or checksum (a dump made by `sqlite3 .dump`?): it cannot be verified, only checked to end with COMMIT",
+            file.display()
+        ));
+    }
+    home.create()?;
+    let database = home.db_path();
+
+    let safety_backup = if options.safety_backup && database.exists() {
+        let backup = (|| {
+            let conn = Connection::open_with_flags(&database, OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .map_err(|source| BackupError::Sqlite {
+                    what: "open".into(),
+                    source,
+                })?;
+            let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
+            backup_options.compress = options.compress_safety_backup;
+            super::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
+        })();
+        Some(backup.map_err(|source| RestoreError::SafetyBackup {
+            database: database.clone(),
+            source,
+        })?)
+    } else {
+        None
+    };
+
+    let dir = database.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let temp = tempfile::Builder::new()
+        .prefix(".db.sqlite3.restoring-")
+        .tempfile_in(&dir)
+        .map_err(io_err("create a temporary database in", &dir))?;
+    let temp_path = temp.path().to_path_buf();
+    let (statements, rows) = build(&temp_path, file, checked.file_size, options, progress)?;
+    let data_version = check(&temp_path, file, progress)?;
+    temp.as_file()
+        .sync_all()
+        .map_err(io_err("sync", &temp_path))?;
+
+    if let (Some(header), Some(restored)) = (&checked.header, &data_version)
+        && header.data_version.as_deref() != Some(restored.as_str())
+    {
+        warnings.push(format!(
+            "the dump's header records data version {} but its data says {restored}",
+            header.data_version.as_deref().unwrap_or("none")
+        ));
+    }
+
+    ensure_quiescent(&database)?;
+    temp.persist(&database)
+        .map_err(|e| io_err("rename the restored database over", &database)(e.error))?;
+    sync_dir(&dir)?;
+    // Leftovers of the old database's journal (known empty or cold above)
+    // must not be applied to the new one.
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let path = sibling(&database, suffix);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        }
+    }
+
+    Ok(RestoreReport {
+        source: file.to_path_buf(),
+        database,
+        header: checked.header,
+        verified: checked.sha256.is_some(),
+        safety_backup,
+        data_version,
+        statements,
+        rows,
+        warnings,
+    })
+}
+
+fn sibling(database: &Path, suffix: &str) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Refuses to replace a database another process is writing: a non-empty
+/// write-ahead log or a hot rollback journal left after our own connection
+/// (which checkpoints and rolls back on close) means someone else has it
+/// open.
+fn ensure_quiescent(database: &Path) -> Result<(), RestoreError> {
+    let wal = sibling(database, "-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(RestoreError::InUse {
+            database: database.to_path_buf(),
+            evidence: wal.display().to_string(),
+        });
+    }
+    let journal = sibling(database, "-journal");
+    if let Ok(bytes) = std::fs::read(&journal).map(|b| b.into_iter().take(8).collect::<Vec<u8>>())
+        && bytes == [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7]
+    {
+        return Err(RestoreError::InUse {
+            database: database.to_path_buf(),
+            evidence: journal.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A literal's value, bound without copying.
+struct Bound<'a>(ValueRef<'a>);
+
+impl ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(self.0))
+    }
+}
+
+/// Pragmas a dump may use.
+const ALLOWED_PRAGMAS: [&str; 4] = [
+    "foreign_keys",
+    "writable_schema",
+    "user_version",
+    "application_id",
+];
+/// Functions a dump may never call.
+const DENIED_FUNCTIONS: [&str; 6] = [
+    "load_extension",
+    "fts3_tokenizer",
+    "readfile",
+    "writefile",
+    "edit",
+    "sqlite_dbpage",
+];
+/// Virtual-table modules a dump may create directly.
+const ALLOWED_MODULES: [&str; 6] = ["fts3", "fts4", "fts5", "rtree", "rtree_i32", "geopoly"];
+
+fn is_schema_table(name: &str) -> bool {
+    [
+        "sqlite_schema",
+        "sqlite_master",
+        "sqlite_temp_schema",
+        "sqlite_temp_master",
+    ]
+    .iter()
+    .any(|t| name.eq_ignore_ascii_case(t))
+}
+
+/// What the statement being run is, for the authorizer: SQLite reports its
+/// own bookkeeping (the `sqlite_schema` rows a `CREATE` writes, the
+/// `sqlite_stat1` rows `ANALYZE` replaces) as ordinary writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Running {
+    /// Anything else.
+    Other = 0,
+    /// A `CREATE` statement.
+    Create = 1,
+    /// `ANALYZE`.
+    Analyze = 2,
+    /// A checked `INSERT INTO sqlite_schema` declaring a virtual table.
+    SchemaInsert = 3,
+}
+
+/// The restore's authorizer: what SQL from a dump may do. Returns why an
+/// action is refused.
+fn judge(action: &AuthAction<'_>, running: u8) -> Option<String> {
+    // CREATE writes its schema row; ANALYZE creates sqlite_stat1.
+    let create = running == Running::Create as u8 || running == Running::Analyze as u8;
+    match action {
+        AuthAction::Attach { .. } => Some("attaches another database".into()),
+        AuthAction::Detach { .. } => Some("detaches a database".into()),
+        AuthAction::Pragma { pragma_name, .. } => (!ALLOWED_PRAGMAS.iter().any(|p| pragma_name.eq_ignore_ascii_case(p)))
+            .then(|| format!("uses PRAGMA {pragma_name}, which a dump never needs")),
+        AuthAction::Function { function_name } => DENIED_FUNCTIONS
+            .iter()
+            .any(|f| function_name.eq_ignore_ascii_case(f))
+            .then(|| format!("calls {function_name}()")),
+        AuthAction::Insert { table_name } if is_schema_table(table_name) => {
+            (!create && running != Running::SchemaInsert as u8)
+                .then(|| format!("writes {table_name} other than to declare a virtual table"))
+        }
+        AuthAction::Update { table_name, .. } | AuthAction::Delete { table_name } if is_schema_table(table_name) => {
+            (!create).then(|| format!("changes {table_name}"))
+        }
+        AuthAction::Insert { .. } => None,
+        AuthAction::Delete { table_name } => {
+            let allowed = table_name.eq_ignore_ascii_case("sqlite_sequence")
+                || (running == Running::Analyze as u8 && table_name.to_ascii_lowercase().starts_with("sqlite_stat"));
+            (!allowed).then(|| format!("deletes from {table_name}"))
+        }
+        AuthAction::Update { table_name, .. } => Some(format!("updates {table_name}")),
+        AuthAction::CreateVtable { module_name, .. } => (!ALLOWED_MODULES.iter().any(|m| module_name.eq_ignore_ascii_case(m)))
+            .then(|| format!("creates a virtual table using module {module_name}")),
+        AuthAction::CreateIndex { .. }
+        | AuthAction::CreateTable { .. }
+        | AuthAction::CreateTrigger { .. }
+        | AuthAction::CreateView { .. }
+        | AuthAction::Read { .. }
+        | AuthAction::Select
+        | AuthAction::Recursive
+        | AuthAction::Analyze { .. }
+        // CREATE INDEX reports itself as a reindex too; a REINDEX
+        // statement is refused before it reaches SQLite.
+        | AuthAction::Reindex { .. } => None,
+        AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => Some("creates a temporary object".into()),
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some("manages transactions".into()),
+        other => Some(format!("does something a dump never needs ({other:?})")),
+    }
+}
+
+fn excerpt(stmt: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&stmt[..stmt.len().min(120)]);
+    let mut text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if stmt.len() > 120 {
+        text.push_str("...");
+    }
+    text
+}
+
+fn first_keyword(stmt: &[u8]) -> String {
+    let end = stmt
+        .iter()
+        .position(|c| !c.is_ascii_alphabetic())
+        .unwrap_or(stmt.len());
+    String::from_utf8_lossy(&stmt[..end]).to_ascii_uppercase()
+}
+
+/// Whether `stmt` is one of the transaction statements a dump wraps itself
+/// in (`BEGIN TRANSACTION;`, `COMMIT;`...), which the restore replaces by
+/// its own.
+fn is_plain_transaction(stmt: &[u8]) -> bool {
+    let words: Vec<String> = String::from_utf8_lossy(stmt)
+        .trim_end_matches(';')
+        .split_ascii_whitespace()
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["BEGIN"]
+            | ["BEGIN", "TRANSACTION"]
+            | ["BEGIN", "DEFERRED" | "IMMEDIATE" | "EXCLUSIVE"]
+            | [
+                "BEGIN",
+                "DEFERRED" | "IMMEDIATE" | "EXCLUSIVE",
+                "TRANSACTION"
+            ]
+            | ["COMMIT"]
+            | ["COMMIT", "TRANSACTION"]
+            | ["END"]
+            | ["END", "TRANSACTION"]
+    )
+}
+
+/// Runs the dump's statements into a new database at `target`. Returns the
+/// numbers of statements and rows.
+fn build(
+    target: &Path,
+    dump: &Path,
+    file_size: u64,
+    options: &RestoreOptions,
+    progress: &mut dyn Progress,
+) -> Result<(u64, u64), RestoreError> {
+    let build_err = |source| RestoreError::Build {
+        path: target.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(target).map_err(build_err)?;
+    // The file is temporary until checked and renamed: no journal, no
+    // syncs (one sync of the finished file instead), a 32 MB cache.
+    conn.pragma_update(None, "journal_mode", "OFF")
+        .map_err(build_err)?;
+    conn.execute_batch(
+        "PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-32768;
+         PRAGMA foreign_keys=OFF; PRAGMA temp_store=FILE; BEGIN;",
+    )
+    .map_err(build_err)?;
+
+    let running = Arc::new(AtomicU8::new(Running::Other as u8));
+    let refusal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    {
+        let running = running.clone();
+        let refusal = refusal.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+            if ctx.database_name.is_some_and(|db| db != "main")
+                && !matches!(ctx.action, AuthAction::Pragma { .. })
+            {
+                if let Ok(mut r) = refusal.lock() {
+                    *r = Some(format!(
+                        "touches database {:?}",
+                        ctx.database_name.unwrap_or_default()
+                    ));
+                }
+                return Authorization::Deny;
+            }
+            match judge(&ctx.action, running.load(Ordering::Relaxed)) {
+                None => Authorization::Allow,
+                Some(reason) => {
+                    if let Ok(mut r) = refusal.lock() {
+                        *r = Some(reason);
+                    }
+                    Authorization::Deny
+                }
+            }
+        }));
+    }
+
+    let reader = files::open_dump(dump)?;
+    let consumed = reader.consumed.clone();
+    let compressed = reader.compressed;
+    let mut statements_reader = StatementReader::new(
+        BufReader::with_capacity(1 << 20, reader.text),
+        options.max_statement_bytes,
+    );
+    progress.begin("restoring", Some(file_size), ProgressUnit::Bytes);
+
+    let path = dump.to_path_buf();
+    let refused = |line: u64, reason: String, stmt: &[u8]| RestoreError::Refused {
+        path: path.clone(),
+        line,
+        reason,
+        excerpt: excerpt(stmt),
+    };
+    let take_refusal = || refusal.lock().ok().and_then(|mut r| r.take());
+
+    let mut values: Vec<Literal> = Vec::with_capacity(64);
+    let mut scratch: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut current: Option<(Vec<u8>, usize, rusqlite::Statement<'_>)> = None;
+    let mut sql = String::new();
+    let mut statements = 0u64;
+    let mut rows = 0u64;
+
+    loop {
+        let next = statements_reader.next_statement().map_err(|e| match e {
+            SplitError::Io(e) => match files::read_failure(dump, compressed, e) {
+                VerifyError::Io(e) => RestoreError::Io(e),
+                other => RestoreError::Verify(other),
+            },
+            other => RestoreError::Split {
+                path: dump.to_path_buf(),
+                source: SplitErrorText(other.to_string()),
+            },
+        })?;
+        let Some((line, stmt)) = next else { break };
+        statements += 1;
+        if statements.is_multiple_of(4096) {
+            progress.update(consumed.get(), rows);
+        }
+        let keyword = first_keyword(stmt);
+        match keyword.as_str() {
+            "INSERT" => {
+                if let Some(insert) = parse_insert(stmt, &mut values, &mut scratch) {
+                    let to_schema = is_schema_table(unquote(insert.target).as_str());
+                    if to_schema {
+                        check_schema_insert(stmt, insert.head, &values, &scratch)
+                            .map_err(|reason| refused(line, reason, stmt))?;
+                        running.store(Running::SchemaInsert as u8, Ordering::Relaxed);
+                    }
+                    let same = current.as_ref().is_some_and(|(head, n, _)| {
+                        head.as_slice() == insert.head && *n == values.len()
+                    });
+                    if !same {
+                        drop(current.take());
+                        let head = std::str::from_utf8(insert.head).map_err(|_| {
+                            refused(
+                                line,
+                                "names its table in text that is not UTF-8".into(),
+                                stmt,
+                            )
+                        })?;
+                        sql.clear();
+                        sql.push_str(head);
+                        sql.push_str(" VALUES(");
+                        for i in 0..values.len() {
+                            sql.push_str(if i == 0 { "?" } else { ",?" });
+                        }
+                        sql.push(')');
+                        let prepared =
+                            conn.prepare(&sql).map_err(|source| match take_refusal() {
+                                Some(reason) => refused(line, reason, stmt),
+                                None => RestoreError::Statement {
+                                    path: dump.to_path_buf(),
+                                    line,
+                                    excerpt: excerpt(stmt),
+                                    source,
+                                },
+                            })?;
+                        current = Some((insert.head.to_vec(), values.len(), prepared));
+                    }
+                    let (_, _, prepared) = current.as_mut().expect("prepared above");
+                    let bytes = |b: Bytes| match b {
+                        Bytes::Stmt(a, e) => &stmt[a..e],
+                        Bytes::Scratch(a, e) => &scratch[a..e],
+                    };
+                    let result = (|| {
+                        for (i, value) in values.iter().enumerate() {
+                            let v = match *value {
+                                Literal::Null => ValueRef::Null,
+                                Literal::Integer(n) => ValueRef::Integer(n),
+                                Literal::Real(f) => ValueRef::Real(f),
+                                Literal::Text(b) => ValueRef::Text(bytes(b)),
+                                Literal::Blob(b) => ValueRef::Blob(bytes(b)),
+                            };
+                            prepared.raw_bind_parameter(i + 1, Bound(v))?;
+                        }
+                        prepared.raw_execute()
+                    })();
+                    if to_schema {
+                        running.store(Running::Other as u8, Ordering::Relaxed);
+                        current = None;
+                    }
+                    result.map_err(|source| match take_refusal() {
+                        Some(reason) => refused(line, reason, stmt),
+                        None => RestoreError::Statement {
+                            path: dump.to_path_buf(),
+                            line,
+                            excerpt: excerpt(stmt),
+                            source,
+                        },
+                    })?;
+                    rows += 1;
+                    continue;
+                }
+                rows += 1;
+            }
+            "CREATE" | "DELETE" | "PRAGMA" | "ANALYZE" => {}
+            "BEGIN" | "COMMIT" | "END" if is_plain_transaction(stmt) => continue,
+            "ROLLBACK" => {
+                return Err(RestoreError::RolledBack {
+                    path: dump.to_path_buf(),
+                    line,
+                });
+            }
+            _ => {
+                let what = if keyword.is_empty() {
+                    "a statement".to_string()
+                } else {
+                    keyword
+                };
+                return Err(refused(
+                    line,
+                    format!("is {what}, which a dump never needs"),
+                    stmt,
+                ));
+            }
+        }
+        // Everything else goes to SQLite as written, under the authorizer.
+        let text = std::str::from_utf8(stmt)
+            .map_err(|_| refused(line, "is not valid UTF-8".into(), stmt))?;
+        let kind = match keyword.as_str() {
+            "CREATE" => Running::Create,
+            "ANALYZE" => Running::Analyze,
+            _ => Running::Other,
+        };
+        running.store(kind as u8, Ordering::Relaxed);
+        let result = conn.execute_batch(text);
+        running.store(Running::Other as u8, Ordering::Relaxed);
+        result.map_err(|source| match take_refusal() {
+            Some(reason) => refused(line, reason, stmt),
+            None => RestoreError::Statement {
+                path: dump.to_path_buf(),
+                line,
+                excerpt: excerpt(stmt),
+                source,
+            },
+        })?;
+    }
+    drop(current);
+    progress.update(consumed.get(), rows);
+    progress.end();
+    conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    conn.execute_batch("PRAGMA writable_schema=OFF; COMMIT;")
+        .map_err(build_err)?;
+    conn.close().map_err(|(_, source)| build_err(source))?;
+    Ok((statements, rows))
+}
+
+/// The text of an identifier without its quotes.
+fn unquote(ident: &[u8]) -> String {
+    let text = String::from_utf8_lossy(ident);
+    match text.as_bytes().first() {
+        Some(q @ (b'"' | b'`')) if text.len() >= 2 => {
+            let q = *q as char;
+            text[1..text.len() - 1].replace(&format!("{q}{q}"), &q.to_string())
+        }
+        Some(b'[') if text.len() >= 2 => text[1..text.len() - 1].to_string(),
+        _ => text.into_owned(),
+    }
+}
+
+/// A write to `sqlite_schema` is allowed only in the form sqlite3's `.dump`
+/// and uplift use to declare a virtual table: the five columns in order,
+/// type `table`, the same name and table name, root page 0 and
+/// `CREATE VIRTUAL TABLE` text.
+fn check_schema_insert(
+    stmt: &[u8],
+    head: &[u8],
+    values: &[Literal],
+    scratch: &[u8],
+) -> Result<(), String> {
+    let refusal = || "writes sqlite_schema other than to declare a virtual table".to_string();
+    let head: String = String::from_utf8_lossy(head)
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '"')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let columns = head.split_once('(').map(|(_, c)| c.trim_end_matches(')'));
+    if columns != Some("type,name,tbl_name,rootpage,sql") {
+        return Err(refusal());
+    }
+    let text = |v: &Literal| -> Option<Vec<u8>> {
+        match *v {
+            Literal::Text(Bytes::Scratch(a, e)) => Some(scratch[a..e].to_vec()),
+            Literal::Text(Bytes::Stmt(a, e)) => Some(stmt[a..e].to_vec()),
+            _ => None,
+        }
+    };
+    let [kind, name, tbl, root, sql] = values else {
+        return Err(refusal());
+    };
+    let (Some(kind), Some(name), Some(tbl), Some(sql)) =
+        (text(kind), text(name), text(tbl), text(sql))
+    else {
+        return Err(refusal());
+    };
+    let virtual_sql = sql
+        .get(..20)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"CREATE VIRTUAL TABLE"));
+    if kind != b"table" || name != tbl || *root != Literal::Integer(0) || !virtual_sql {
+        return Err(refusal());
+    }
+    Ok(())
+}
+
+/// Checks the built database; returns its data version.
+fn check(
+    target: &Path,
+    dump: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Option<String>, RestoreError> {
+    let build_err = |source| RestoreError::Build {
+        path: target.to_path_buf(),
+        source,
+    };
+    progress.begin("checking", None, ProgressUnit::Rows);
+    let conn = Connection::open(target).map_err(build_err)?;
+    conn.execute_batch("PRAGMA cache_size=-32768;")
+        .map_err(build_err)?;
+    let mut problems = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare("PRAGMA integrity_check(20)")
+            .map_err(build_err)?;
+        let mut rows = stmt.query([]).map_err(build_err)?;
+        while let Some(row) = rows.next().map_err(build_err)? {
+            let line: String = row.get(0).map_err(build_err)?;
+            if line != "ok" {
+                problems.push(line);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(RestoreError::Check {
+            path: dump.to_path_buf(),
+            check: "integrity check",
+            details: problems.join("; "),
+        });
+    }
+    {
+        let mut stmt = conn
+            .prepare("PRAGMA foreign_key_check")
+            .map_err(build_err)?;
+        let mut rows = stmt.query([]).map_err(build_err)?;
+        let mut count = 0u64;
+        while let Some(row) = rows.next().map_err(build_err)? {
+            count += 1;
+            if problems.len() < 5 {
+                let table: String = row.get(0).map_err(build_err)?;
+                let rowid: Option<i64> = row.get(1).map_err(build_err)?;
+                let parent: String = row.get(2).map_err(build_err)?;
+                let row_text = rowid
+                    .map(|r| format!("row {r}"))
+                    .unwrap_or_else(|| "a row".into());
+                problems.push(format!(
+                    "{row_text} of {table} refers to a missing row of {parent}"
+                ));
+            }
+        }
+        if count > 0 {
+            return Err(RestoreError::Check {
+                path: dump.to_path_buf(),
+                check: "foreign key check",
+                details: format!("{count} violation(s): {}", problems.join("; ")),
+            });
+        }
+    }
+    let version = meta::data_version(&conn)
+        .map_err(|e| match e {
+            meta::MetaError::Sqlite(source) => build_err(source),
+            other => RestoreError::Check {
+                path: dump.to_path_buf(),
+                check: "data version",
+                details: other.to_string(),
+            },
+        })?
+        .map(|v| v.to_string());
+    progress.end();
+    Ok(version)
+}

@@ -1,0 +1,854 @@
+//! Reading SQL dumps quickly: splitting a stream of SQL text into complete
+//! statements (the rules of SQLite's `sqlite3_complete`, so that a `;`
+//! inside a string, a comment or a trigger body does not end a statement),
+//! and parsing the literal values of the `INSERT` statements dumps are made
+//! of, so the restore can bind them to one prepared statement per table
+//! instead of having SQLite compile every row.
+
+use std::io::{self, BufRead};
+
+/// Tokens of the completeness state machine (see SQLite's `complete.c`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tok {
+    Semi = 0,
+    Ws = 1,
+    Other = 2,
+    Explain = 3,
+    Create = 4,
+    Temp = 5,
+    Trigger = 6,
+    End = 7,
+}
+
+/// States × tokens → next state. State 1 after a `;` means "a statement is
+/// complete"; states 5 to 7 are inside `CREATE TRIGGER ... END`.
+const TRANS: [[u8; 8]; 8] = [
+    /* 0 invalid */ [1, 0, 2, 3, 4, 2, 2, 2],
+    /* 1 start   */ [1, 1, 2, 3, 4, 2, 2, 2],
+    /* 2 normal  */ [1, 2, 2, 2, 2, 2, 2, 2],
+    /* 3 explain */ [1, 3, 3, 2, 4, 2, 2, 2],
+    /* 4 create  */ [1, 4, 2, 2, 2, 4, 5, 2],
+    /* 5 trigger */ [6, 5, 5, 5, 5, 5, 5, 5],
+    /* 6 semi    */ [6, 6, 5, 5, 5, 5, 5, 7],
+    /* 7 end     */ [1, 7, 5, 5, 5, 5, 5, 5],
+];
+
+/// Lexical state, kept across buffer refills.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lex {
+    Normal,
+    Word,
+    Quote(u8),
+    Bracket,
+    Dash,
+    LineComment,
+    Slash,
+    Block,
+    BlockStar,
+}
+
+fn is_id_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
+/// Bytes that need attention in the fast path (inside a statement whose
+/// keywords no longer matter).
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'\'' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'`' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b'-' as usize] = true;
+    t[b'/' as usize] = true;
+    t[b';' as usize] = true;
+    t
+};
+
+/// A statement that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SplitError {
+    /// Reading the stream failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A statement is longer than allowed.
+    #[error("the statement starting at line {line} is longer than {limit} bytes")]
+    TooLarge { line: u64, limit: usize },
+    /// The text ends inside a statement.
+    #[error("the text ends inside the statement starting at line {line}")]
+    Unfinished { line: u64 },
+}
+
+/// Splits SQL text into complete statements.
+pub(crate) struct StatementReader<R> {
+    inner: R,
+    stmt: Vec<u8>,
+    lex: Lex,
+    state: u8,
+    word: [u8; 9],
+    word_len: usize,
+    /// Offset in `stmt` of the first token that is not whitespace or a
+    /// comment.
+    first: Option<usize>,
+    /// Line number at the start of `stmt`.
+    line: u64,
+    limit: usize,
+}
+
+impl<R: BufRead> StatementReader<R> {
+    /// Reads statements from `inner`, refusing any longer than `limit`
+    /// bytes.
+    pub(crate) fn new(inner: R, limit: usize) -> Self {
+        StatementReader {
+            inner,
+            stmt: Vec::with_capacity(64 * 1024),
+            lex: Lex::Normal,
+            state: 0,
+            word: [0; 9],
+            word_len: 0,
+            first: None,
+            line: 1,
+            limit,
+        }
+    }
+
+    /// The next complete statement (from its first token to its `;`) and
+    /// the line it starts on; `None` at the end of the text (comments and
+    /// whitespace after the last statement are ignored).
+    pub(crate) fn next_statement(&mut self) -> Result<Option<(u64, &[u8])>, SplitError> {
+        // Forget the previous statement.
+        let newlines = memchr::memchr_iter(b'\n', &self.stmt).count() as u64;
+        self.line += newlines;
+        self.stmt.clear();
+        self.first = None;
+        loop {
+            let buf = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if buf.is_empty() {
+                // The end: flush a pending token, then see what is left.
+                self.finish_token_at_eof();
+                return match self.first {
+                    None => Ok(None),
+                    Some(first) => Err(SplitError::Unfinished {
+                        line: self.line
+                            + memchr::memchr_iter(b'\n', &self.stmt[..first]).count() as u64,
+                    }),
+                };
+            }
+            let base = self.stmt.len();
+            let (used, done) = scan(
+                buf,
+                base,
+                &mut self.lex,
+                &mut self.state,
+                &mut self.word,
+                &mut self.word_len,
+                &mut self.first,
+            );
+            self.stmt.extend_from_slice(&buf[..used]);
+            self.inner.consume(used);
+            if done {
+                let first = self.first.unwrap_or(0);
+                if &self.stmt[first..] == b";" {
+                    // An empty statement: skip it.
+                    let newlines = memchr::memchr_iter(b'\n', &self.stmt).count() as u64;
+                    self.line += newlines;
+                    self.stmt.clear();
+                    self.first = None;
+                    continue;
+                }
+                let line =
+                    self.line + memchr::memchr_iter(b'\n', &self.stmt[..first]).count() as u64;
+                if self.stmt.len() - first > self.limit {
+                    return Err(SplitError::TooLarge {
+                        line,
+                        limit: self.limit,
+                    });
+                }
+                return Ok(Some((line, &self.stmt[first..])));
+            }
+            if self.stmt.len() > self.limit {
+                let first = self.first.unwrap_or(0);
+                let line =
+                    self.line + memchr::memchr_iter(b'\n', &self.stmt[..first]).count() as u64;
+                return Err(SplitError::TooLarge {
+                    line,
+                    limit: self.limit,
+                });
+            }
+        }
+    }
+
+    fn finish_token_at_eof(&mut self) {
+        let at = self.stmt.len();
+        match self.lex {
+            Lex::Word => {
+                let tok = word_token(&self.word[..self.word_len.min(9)], self.word_len);
+                feed(&mut self.state, &mut self.first, tok, at);
+            }
+            Lex::Dash | Lex::Slash => {
+                feed(&mut self.state, &mut self.first, Tok::Other, at);
+            }
+            _ => {}
+        }
+        self.lex = Lex::Normal;
+    }
+}
+
+fn word_token(word: &[u8], len: usize) -> Tok {
+    let eq = |k: &[u8]| len == k.len() && word.eq_ignore_ascii_case(k);
+    if eq(b"create") {
+        Tok::Create
+    } else if eq(b"trigger") {
+        Tok::Trigger
+    } else if eq(b"temp") || eq(b"temporary") {
+        Tok::Temp
+    } else if eq(b"end") {
+        Tok::End
+    } else if eq(b"explain") {
+        Tok::Explain
+    } else {
+        Tok::Other
+    }
+}
+
+/// Feeds one token (starting at `at` in the statement) to the state machine.
+#[inline]
+fn feed(state: &mut u8, first: &mut Option<usize>, tok: Tok, at: usize) -> bool {
+    if tok != Tok::Ws && first.is_none() {
+        *first = Some(at);
+    }
+    *state = TRANS[*state as usize][tok as usize];
+    tok == Tok::Semi && *state == 1
+}
+
+/// Scans `buf`, whose first byte is at offset `base` of the statement.
+/// Returns how many bytes belong to the current statement and whether it is
+/// complete.
+#[allow(clippy::too_many_arguments)]
+fn scan(
+    buf: &[u8],
+    base: usize,
+    lex: &mut Lex,
+    state: &mut u8,
+    word: &mut [u8; 9],
+    word_len: &mut usize,
+    first: &mut Option<usize>,
+) -> (usize, bool) {
+    let mut i = 0;
+    let n = buf.len();
+    while i < n {
+        match *lex {
+            Lex::Normal => {
+                // Fast path: keywords do not matter in these states.
+                if *state == 2 || *state == 5 {
+                    while i < n && !SPECIAL[buf[i] as usize] {
+                        i += 1;
+                    }
+                    if i == n {
+                        break;
+                    }
+                }
+                let c = buf[i];
+                let at = base + i;
+                match c {
+                    b';' => {
+                        if feed(state, first, Tok::Semi, at) {
+                            return (i + 1, true);
+                        }
+                    }
+                    b'\'' | b'"' | b'`' => {
+                        feed(state, first, Tok::Other, at);
+                        *lex = Lex::Quote(c);
+                    }
+                    b'[' => {
+                        feed(state, first, Tok::Other, at);
+                        *lex = Lex::Bracket;
+                    }
+                    b'-' => *lex = Lex::Dash,
+                    b'/' => *lex = Lex::Slash,
+                    c if c.is_ascii_whitespace() => {
+                        feed(state, first, Tok::Ws, at);
+                    }
+                    c if is_id_char(c) => {
+                        if *state == 2 || *state == 5 {
+                            // Unreachable through the fast path, kept for clarity.
+                            feed(state, first, Tok::Other, at);
+                        } else {
+                            if first.is_none() {
+                                *first = Some(at);
+                            }
+                            word[0] = c;
+                            *word_len = 1;
+                            *lex = Lex::Word;
+                        }
+                    }
+                    _ => {
+                        feed(state, first, Tok::Other, at);
+                    }
+                }
+                i += 1;
+            }
+            Lex::Word => {
+                let c = buf[i];
+                if is_id_char(c) {
+                    if *word_len < word.len() {
+                        word[*word_len] = c;
+                    }
+                    *word_len += 1;
+                    i += 1;
+                } else {
+                    let tok = word_token(&word[..(*word_len).min(9)], *word_len);
+                    // `first` is already set at the word's start.
+                    feed(state, first, tok, base + i);
+                    *lex = Lex::Normal;
+                }
+            }
+            Lex::Quote(q) => match memchr::memchr(q, &buf[i..]) {
+                Some(j) => {
+                    i += j + 1;
+                    *lex = Lex::Normal;
+                }
+                None => i = n,
+            },
+            Lex::Bracket => match memchr::memchr(b']', &buf[i..]) {
+                Some(j) => {
+                    i += j + 1;
+                    *lex = Lex::Normal;
+                }
+                None => i = n,
+            },
+            Lex::Dash => {
+                if buf[i] == b'-' {
+                    *lex = Lex::LineComment;
+                    i += 1;
+                } else {
+                    feed(state, first, Tok::Other, (base + i).saturating_sub(1));
+                    *lex = Lex::Normal;
+                }
+            }
+            Lex::LineComment => match memchr::memchr(b'\n', &buf[i..]) {
+                Some(j) => {
+                    i += j + 1;
+                    feed(state, first, Tok::Ws, base + i);
+                    *lex = Lex::Normal;
+                }
+                None => i = n,
+            },
+            Lex::Slash => {
+                if buf[i] == b'*' {
+                    *lex = Lex::Block;
+                    i += 1;
+                } else {
+                    feed(state, first, Tok::Other, (base + i).saturating_sub(1));
+                    *lex = Lex::Normal;
+                }
+            }
+            Lex::Block => match memchr::memchr(b'*', &buf[i..]) {
+                Some(j) => {
+                    i += j + 1;
+                    *lex = Lex::BlockStar;
+                }
+                None => i = n,
+            },
+            Lex::BlockStar => {
+                if buf[i] == b'/' {
+                    i += 1;
+                    feed(state, first, Tok::Ws, base + i);
+                    *lex = Lex::Normal;
+                } else if buf[i] == b'*' {
+                    i += 1;
+                } else {
+                    *lex = Lex::Block;
+                }
+            }
+        }
+    }
+    (n, false)
+}
+
+/// Where the bytes of a parsed text or blob value are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Bytes {
+    /// A range of the statement text itself (no escapes to undo).
+    Stmt(usize, usize),
+    /// A range of the scratch buffer (unescaped, decoded or concatenated).
+    Scratch(usize, usize),
+}
+
+/// One literal value of an `INSERT` statement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Literal {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(Bytes),
+    Blob(Bytes),
+}
+
+/// An `INSERT INTO target[(columns)] VALUES(...);` statement, parsed.
+#[derive(Debug)]
+pub(crate) struct ParsedInsert<'a> {
+    /// `INSERT INTO target[(columns)]`, verbatim: with ` VALUES(?,...)`
+    /// appended, the statement to prepare.
+    pub(crate) head: &'a [u8],
+    /// The target table as written (quotes included).
+    pub(crate) target: &'a [u8],
+}
+
+/// Parses `stmt` as a single-row `INSERT` of plain literals, filling
+/// `values` (and `scratch` with bytes that needed unescaping). `None` when
+/// the statement is anything else or uses a form this parser does not
+/// know: the caller then hands it to SQLite as it is.
+pub(crate) fn parse_insert<'a>(
+    stmt: &'a [u8],
+    values: &mut Vec<Literal>,
+    scratch: &mut Vec<u8>,
+) -> Option<ParsedInsert<'a>> {
+    values.clear();
+    scratch.clear();
+    let mut p = Parser { s: stmt, i: 0 };
+    p.keyword(b"INSERT")?;
+    p.ws1()?;
+    p.keyword(b"INTO")?;
+    p.ws1()?;
+    let target_start = p.i;
+    p.identifier()?;
+    let target = &stmt[target_start..p.i];
+    let mut head_end = p.i;
+    p.ws();
+    if p.peek() == Some(b'(') {
+        p.i += 1;
+        loop {
+            p.ws();
+            p.identifier()?;
+            p.ws();
+            match p.next()? {
+                b',' => continue,
+                b')' => break,
+                _ => return None,
+            }
+        }
+        head_end = p.i;
+        p.ws();
+    }
+    p.keyword(b"VALUES")?;
+    p.ws();
+    p.expect(b'(')?;
+    loop {
+        p.ws();
+        let value = p.literal(scratch)?;
+        values.push(value);
+        p.ws();
+        match p.next()? {
+            b',' => continue,
+            b')' => break,
+            _ => return None,
+        }
+    }
+    p.ws();
+    p.expect(b';')?;
+    p.ws();
+    if p.i != stmt.len() {
+        return None;
+    }
+    Some(ParsedInsert {
+        head: &stmt[..head_end],
+        target,
+    })
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn expect(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    fn ws1(&mut self) -> Option<()> {
+        let start = self.i;
+        self.ws();
+        (self.i > start).then_some(())
+    }
+
+    /// A keyword, case-insensitively, not followed by an identifier byte.
+    fn keyword(&mut self, k: &[u8]) -> Option<()> {
+        let end = self.i + k.len();
+        let word = self.s.get(self.i..end)?;
+        if !word.eq_ignore_ascii_case(k) || self.s.get(end).is_some_and(|&c| is_id_char(c)) {
+            return None;
+        }
+        self.i = end;
+        Some(())
+    }
+
+    /// An identifier: bare, or quoted with `"`, `` ` `` or `[...]`. Single
+    /// quotes are left to SQLite (they may mean a string).
+    fn identifier(&mut self) -> Option<()> {
+        match self.peek()? {
+            q @ (b'"' | b'`') => {
+                self.i += 1;
+                loop {
+                    let j = memchr::memchr(q, &self.s[self.i..])?;
+                    self.i += j + 1;
+                    if self.peek() == Some(q) {
+                        self.i += 1;
+                    } else {
+                        return Some(());
+                    }
+                }
+            }
+            b'[' => {
+                let j = memchr::memchr(b']', &self.s[self.i..])?;
+                self.i += j + 1;
+                Some(())
+            }
+            c if is_id_char(c) && !c.is_ascii_digit() => {
+                while self.peek().is_some_and(is_id_char) {
+                    self.i += 1;
+                }
+                // A schema-qualified name is left to SQLite.
+                (self.peek() != Some(b'.')).then_some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, scratch: &mut Vec<u8>) -> Option<Literal> {
+        match self.peek()? {
+            b'\'' | b'c' | b'C' if self.starts_text() => self.text(scratch),
+            b'-' | b'0'..=b'9' | b'.' => self.number(),
+            b'X' | b'x' if self.s.get(self.i + 1) == Some(&b'\'') => {
+                let (start, end) = self.hex(scratch)?;
+                Some(Literal::Blob(Bytes::Scratch(start, end)))
+            }
+            b'N' | b'n' => {
+                self.keyword(b"NULL")?;
+                Some(Literal::Null)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a text value starts here: a quote, `char(` or `CAST(`.
+    fn starts_text(&self) -> bool {
+        let rest = &self.s[self.i..];
+        rest.first() == Some(&b'\'')
+            || rest
+                .get(..5)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"char("))
+            || rest
+                .get(..5)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"cast("))
+    }
+
+    /// Text: `CAST(X'..' AS TEXT)`, or quoted strings and `char(...)`
+    /// joined by `||`.
+    fn text(&mut self, scratch: &mut Vec<u8>) -> Option<Literal> {
+        if self.s[self.i..]
+            .get(..5)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"cast("))
+        {
+            self.i += 5;
+            self.ws();
+            let (start, end) = self.hex(scratch)?;
+            self.ws1()?;
+            self.keyword(b"AS")?;
+            self.ws1()?;
+            self.keyword(b"TEXT")?;
+            self.ws();
+            self.expect(b')')?;
+            return Some(Literal::Text(Bytes::Scratch(start, end)));
+        }
+        let piece = self.text_piece(scratch)?;
+        self.ws();
+        if !self.s[self.i..].starts_with(b"||") {
+            return Some(Literal::Text(piece));
+        }
+        // A concatenation: gather the pieces in the scratch buffer. Pieces
+        // that needed unescaping are already at its end, in order.
+        let start = match piece {
+            Bytes::Scratch(a, _) => a,
+            Bytes::Stmt(..) => scratch.len(),
+        };
+        self.append(piece, scratch);
+        while self.s[self.i..].starts_with(b"||") {
+            self.i += 2;
+            self.ws();
+            let piece = self.text_piece(scratch)?;
+            self.append(piece, scratch);
+            self.ws();
+        }
+        Some(Literal::Text(Bytes::Scratch(start, scratch.len())))
+    }
+
+    /// Appends a piece of a concatenation to the scratch buffer (pieces
+    /// decoded into it are already there).
+    fn append(&self, piece: Bytes, scratch: &mut Vec<u8>) {
+        if let Bytes::Stmt(a, b) = piece {
+            scratch.extend_from_slice(&self.s[a..b]);
+        }
+    }
+
+    /// One quoted string or `char(n, ...)`.
+    fn text_piece(&mut self, scratch: &mut Vec<u8>) -> Option<Bytes> {
+        if self.peek()? == b'\'' {
+            self.i += 1;
+            let start = self.i;
+            let j = memchr::memchr(b'\'', &self.s[self.i..])?;
+            if self.s.get(self.i + j + 1) != Some(&b'\'') {
+                self.i += j + 1;
+                return Some(Bytes::Stmt(start, start + j));
+            }
+            // Doubled quotes: unescape into the scratch buffer.
+            let out = scratch.len();
+            loop {
+                let j = memchr::memchr(b'\'', &self.s[self.i..])?;
+                scratch.extend_from_slice(&self.s[self.i..self.i + j]);
+                self.i += j + 1;
+                if self.peek() == Some(b'\'') {
+                    scratch.push(b'\'');
+                    self.i += 1;
+                } else {
+                    return Some(Bytes::Scratch(out, scratch.len()));
+                }
+            }
+        }
+        if !self.s[self.i..].get(..5)?.eq_ignore_ascii_case(b"char(") {
+            return None;
+        }
+        self.i += 5;
+        let out = scratch.len();
+        loop {
+            self.ws();
+            let start = self.i;
+            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                self.i += 1;
+            }
+            let n: u32 = std::str::from_utf8(&self.s[start..self.i])
+                .ok()?
+                .parse()
+                .ok()?;
+            let c = char::from_u32(n)?;
+            let mut utf8 = [0u8; 4];
+            scratch.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            self.ws();
+            match self.next()? {
+                b',' => continue,
+                b')' => return Some(Bytes::Scratch(out, scratch.len())),
+                _ => return None,
+            }
+        }
+    }
+
+    /// `X'hex'`, decoded into the scratch buffer.
+    fn hex(&mut self, scratch: &mut Vec<u8>) -> Option<(usize, usize)> {
+        if !matches!(self.next()?, b'X' | b'x') || self.next()? != b'\'' {
+            return None;
+        }
+        let j = memchr::memchr(b'\'', &self.s[self.i..])?;
+        let digits = &self.s[self.i..self.i + j];
+        if !digits.len().is_multiple_of(2) {
+            return None;
+        }
+        let start = scratch.len();
+        scratch.reserve(digits.len() / 2);
+        for pair in digits.chunks_exact(2) {
+            scratch.push((hex_digit(pair[0])? << 4) | hex_digit(pair[1])?);
+        }
+        self.i += j + 1;
+        Some((start, scratch.len()))
+    }
+
+    /// An integer or a float, optionally negative. Integers that do not fit
+    /// 64 bits and hexadecimal integers are left to SQLite.
+    fn number(&mut self) -> Option<Literal> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let digits_start = self.i;
+        let mut float = false;
+        while let Some(c) = self.peek() {
+            match c {
+                b'0'..=b'9' => self.i += 1,
+                b'.' => {
+                    float = true;
+                    self.i += 1;
+                }
+                b'e' | b'E' => {
+                    float = true;
+                    self.i += 1;
+                    if matches!(self.peek(), Some(b'+' | b'-')) {
+                        self.i += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        if self.i == digits_start || self.peek().is_some_and(is_id_char) {
+            return None;
+        }
+        let text = std::str::from_utf8(&self.s[start..self.i]).ok()?;
+        if !float {
+            return text.parse::<i64>().ok().map(Literal::Integer);
+        }
+        let mut value = text.parse::<f64>().ok()?;
+        // Exact floats: `m.0` times or divided by powers of two (see
+        // `push_real`); each step is exact, in SQLite as here.
+        while let Some(op @ (b'*' | b'/')) = self.peek() {
+            self.i += 1;
+            let start = self.i;
+            while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                self.i += 1;
+            }
+            if self.peek().is_some_and(is_id_char) {
+                return None;
+            }
+            let factor: u64 = std::str::from_utf8(&self.s[start..self.i])
+                .ok()?
+                .parse()
+                .ok()?;
+            if !factor.is_power_of_two() || factor > 1 << 62 {
+                return None;
+            }
+            if op == b'*' {
+                value *= factor as f64;
+            } else {
+                value /= factor as f64;
+            }
+        }
+        Some(Literal::Real(value))
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(text: &str) -> Vec<(u64, String)> {
+        let mut r = StatementReader::new(io::BufReader::with_capacity(3, text.as_bytes()), 1 << 20);
+        let mut out = Vec::new();
+        while let Some((line, s)) = r.next_statement().unwrap() {
+            out.push((line, String::from_utf8(s.to_vec()).unwrap()));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_at_semicolons_outside_strings_comments_and_trigger_bodies() {
+        let text = "-- head\nCREATE TABLE t(a);\nINSERT INTO t VALUES('x;y'); /* ; */\n\
+                    CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 'end;'; END;\n\
+                    INSERT INTO \"t;\" VALUES(1);";
+        let got = split(text);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], (2, "CREATE TABLE t(a);".to_string()));
+        assert_eq!(got[1], (3, "INSERT INTO t VALUES('x;y');".to_string()));
+        assert!(got[2].1.starts_with("CREATE TRIGGER") && got[2].1.ends_with("END;"));
+        assert_eq!(got[2].0, 4);
+        assert_eq!(got[3], (5, "INSERT INTO \"t;\" VALUES(1);".to_string()));
+    }
+
+    #[test]
+    fn an_unfinished_statement_is_reported_with_its_line() {
+        let mut r = StatementReader::new(
+            io::BufReader::new("SELECT 1;\nINSERT INTO t VALUES('x".as_bytes()),
+            1 << 20,
+        );
+        assert!(r.next_statement().unwrap().is_some());
+        match r.next_statement() {
+            Err(SplitError::Unfinished { line }) => assert_eq!(line, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_literals_dumps_are_made_of() {
+        let stmt = b"INSERT INTO \"t\"(rowid,\"a\") VALUES(-9223372036854775808,-3.0/4*2,'it''s',X'00ff',NULL,'a'||char(10,0)||'b',CAST(X'ff' AS TEXT),9.0e+999,-0.0);";
+        let mut values = Vec::new();
+        let mut scratch = Vec::new();
+        let parsed = parse_insert(stmt, &mut values, &mut scratch).unwrap();
+        assert_eq!(parsed.head, &b"INSERT INTO \"t\"(rowid,\"a\")"[..]);
+        assert_eq!(parsed.target, &b"\"t\""[..]);
+        let text = |b: Bytes| match b {
+            Bytes::Stmt(a, e) => stmt[a..e].to_vec(),
+            Bytes::Scratch(a, e) => scratch[a..e].to_vec(),
+        };
+        assert_eq!(values[0], Literal::Integer(i64::MIN));
+        assert_eq!(values[1], Literal::Real(-1.5));
+        let Literal::Text(t) = values[2] else {
+            panic!()
+        };
+        assert_eq!(text(t), b"it's");
+        let Literal::Blob(b) = values[3] else {
+            panic!()
+        };
+        assert_eq!(text(b), [0, 255]);
+        assert_eq!(values[4], Literal::Null);
+        let Literal::Text(t) = values[5] else {
+            panic!()
+        };
+        assert_eq!(text(t), b"a\n\0b");
+        let Literal::Text(t) = values[6] else {
+            panic!()
+        };
+        assert_eq!(text(t), [255]);
+        assert_eq!(values[7], Literal::Real(f64::INFINITY));
+        let Literal::Real(z) = values[8] else {
+            panic!()
+        };
+        assert!(z == 0.0 && z.is_sign_negative());
+    }
+
+    #[test]
+    fn leaves_unknown_forms_to_sqlite() {
+        let mut values = Vec::new();
+        let mut scratch = Vec::new();
+        for stmt in [
+            &b"INSERT INTO t VALUES(1),(2);"[..],
+            b"INSERT INTO t VALUES(9223372036854775808);",
+            b"INSERT INTO t VALUES(0x10);",
+            b"INSERT INTO t VALUES(replace('a\\nb','\\n',char(10)));",
+            b"INSERT INTO main.t VALUES(1);",
+            b"INSERT INTO t SELECT 1;",
+            b"INSERT INTO t VALUES(X'abc');",
+        ] {
+            assert!(
+                parse_insert(stmt, &mut values, &mut scratch).is_none(),
+                "{}",
+                String::from_utf8_lossy(stmt)
+            );
+        }
+    }
+}
