@@ -63,10 +63,11 @@ fn manifest(file: &str) -> (Json, Vec<Json>) {
     for f in &fragments {
         assert_eq!(f["uplift_manifest"], 1, "{file}: format version in {f}");
     }
-    let mut hooks: Vec<Json> = fragments
-        .iter()
-        .filter_map(|f| f.get("hook").cloned())
-        .collect();
+    let mut hooks: Vec<Json> = Vec::new();
+    for f in &fragments {
+        hooks.extend(f.get("hook").cloned());
+        hooks.extend(f["hooks"].as_array().into_iter().flatten().cloned());
+    }
     hooks.sort_by_key(|h| h["order"].as_u64());
     (plugin[0].clone(), hooks)
 }
@@ -261,6 +262,134 @@ fn email_backfill_fills_only_missing_addresses_through_a_cursor() {
         "{:?}",
         plugin.log()
     );
+}
+
+#[test]
+fn the_python_plugin_carries_its_manifest_at_the_component_top_level() {
+    let (plugin, hooks) = manifest("py_stats.wasm");
+    assert_eq!(plugin["name"], "py-stats");
+    assert_eq!(plugin["version"], "1.0.0");
+    assert_eq!(
+        plugin["capabilities"]["read"],
+        serde_json::json!(["learner"])
+    );
+    assert_eq!(plugin["capabilities"]["owns"], "pystats_");
+    assert_eq!(
+        hook_summary(&hooks),
+        [(
+            "summarize_learners".into(),
+            "<1.0.0".into(),
+            ">=1.0.0".into()
+        )]
+    );
+}
+
+#[test]
+fn the_python_plugin_runs_its_hook_and_refuses_unknown_ones() {
+    let mut plugin = harness::Probe::load(&component("py_stats.wasm"));
+    plugin.sql(
+        "CREATE TABLE learner (id INTEGER PRIMARY KEY, facility_id INTEGER NOT NULL,
+                               username TEXT NOT NULL, joined TEXT, email TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200)
+         INSERT INTO learner (id, facility_id, username) SELECT i, i % 3 + 1, 'u' || i FROM n;",
+    );
+    plugin.run("summarize_learners").unwrap();
+    assert_eq!(
+        plugin.strings(
+            "SELECT facility_id || ':' || learners FROM pystats_summary ORDER BY facility_id"
+        ),
+        ["1:400", "2:400", "3:400"]
+    );
+    assert!(
+        plugin.log().contains(&(
+            "info".into(),
+            "counted 1200 learners in 3 facilities".into()
+        )),
+        "{:?}",
+        plugin.log()
+    );
+    assert_eq!(plugin.stdout(), "py-stats: 0.9.0 -> 1.0.0\n");
+
+    let err = plugin.run("nope").unwrap_err();
+    assert_eq!(
+        err,
+        "plugin 'py-stats' has no hook named 'nope' (it has: summarize_learners)"
+    );
+}
+
+/// Runs hooks-sdk/python/build-plugin on `source` (as app.py in a fresh
+/// folder); returns its exit code, stderr and whether it wrote the output.
+fn build_python(source: &str) -> (Option<i32>, String, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.py");
+    std::fs::write(&app, source).unwrap();
+    let out = dir.path().join("out.wasm");
+    let result = std::process::Command::new(repo_root().join("hooks-sdk/python/build-plugin"))
+        .arg(&app)
+        .arg("-o")
+        .arg(&out)
+        .arg("--uplift")
+        .arg(env!("CARGO_BIN_EXE_uplift"))
+        .output()
+        .expect("python3 runs build-plugin");
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    (result.status.code(), stderr, out.exists())
+}
+
+#[test]
+fn python_build_refuses_a_bad_range_naming_the_file_and_hook() {
+    let (code, stderr, written) = build_python(
+        "from uplift_hooks import plugin, version_upgrade\n\
+         plugin(name=\"p\", version=\"1.0.0\")\n\
+         @version_upgrade(old_version=\"<<0.6\", new_version=\">=1.0.0\")\n\
+         def leap(ctx):\n    pass\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("app.py")
+            && stderr.contains("hook leap: old_version")
+            && stderr.contains("<<0.6"),
+        "{stderr}"
+    );
+    assert!(!written);
+}
+
+#[test]
+fn python_build_refuses_bad_manifests_before_building() {
+    for (source, expected) in [
+        (
+            "plugin(name=\"Bad Name\", version=\"1.0\")\n@version_upgrade(old_version=\"*\", new_version=\"*\")\ndef h(ctx): pass\n",
+            "invalid plugin name 'Bad Name'",
+        ),
+        (
+            "plugin(name=\"p\", version=\"1.0\", reads=[\"sqlite_master\"])\n@version_upgrade(old_version=\"*\", new_version=\"*\")\ndef h(ctx): pass\n",
+            "'sqlite_master' cannot be declared",
+        ),
+        (
+            "plugin(name=\"p\", version=\"1.0\")\n@version_upgrade(old_version=\"*\")\ndef h(ctx): pass\n",
+            "@version_upgrade needs new_version",
+        ),
+        (
+            "plugin(name=\"p\", version=\"1.0\")\n@version_upgrade(old_version=\"*\", new_version=\"*\")\ndef h(): pass\n",
+            "must take exactly one argument",
+        ),
+        (
+            "V = \"1.0\"\nplugin(name=\"p\", version=V)\n",
+            "must be a literal",
+        ),
+        (
+            "plugin(name=\"p\", version=\"one\")\n@version_upgrade(old_version=\"*\", new_version=\"*\")\ndef h(ctx): pass\n",
+            "plugin version: invalid version \"one\"",
+        ),
+    ] {
+        let (code, stderr, written) = build_python(source);
+        assert_eq!(code, Some(1), "{source}: {stderr}");
+        assert!(
+            stderr.starts_with("build-plugin: ") && stderr.contains(expected),
+            "{source}: {stderr}"
+        );
+        assert!(!written, "{source}");
+    }
 }
 
 /// Just enough of a host to run SDK components: the `uplift:hooks` imports
