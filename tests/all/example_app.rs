@@ -131,6 +131,15 @@ fn every_upgrade_path_runs_exactly_the_hooks_whose_ranges_match() {
                     "{path}"
                 );
             }
+            // py-stats (Python): old "<1.0.0", new ">=1.0.0".
+            assert_eq!(table_exists(&db, "pystats_summary"), backfilled, "{path}");
+            if backfilled {
+                assert_eq!(
+                    query_i64(&db, "SELECT sum(learners) FROM pystats_summary"),
+                    learners,
+                    "{path}"
+                );
+            }
             // Each active plugin's version is recorded with the data.
             let plugins = query_i64(&db, "SELECT count(*) FROM uplift_plugins");
             let expected = uplift::release::Release::load(&example_release(to))
