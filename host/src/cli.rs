@@ -68,6 +68,11 @@ enum Command {
         /// Pick the backup from a numbered list (needs a terminal)
         #[arg(long)]
         select: bool,
+        /// Check the restored database with PRAGMA quick_check instead of
+        /// the full integrity_check (much faster on large databases; skips
+        /// re-comparing the indexes it just built with their tables)
+        #[arg(long)]
+        quick_check: bool,
         /// Wait for another uplift working on this home instead of failing
         #[arg(long)]
         wait: bool,
@@ -138,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             latest,
             select,
+            quick_check,
             wait,
         } => {
             let home = Home::resolve(cli.home)?;
@@ -146,7 +152,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, true, _) => Which::Latest,
                 _ => Which::Select,
             };
-            dbrestore(&home, cli.release.as_deref(), which, wait, cli.quiet)
+            let mut options = RestoreOptions::default();
+            if quick_check {
+                options.check = backup::IntegrityCheck::Quick;
+            }
+            dbrestore(
+                &home,
+                cli.release.as_deref(),
+                which,
+                &options,
+                wait,
+                cli.quiet,
+            )
         }
         Command::Backups(cmd) => {
             let home = Home::resolve(cli.home)?;
@@ -316,6 +333,7 @@ fn dbrestore(
     home: &Home,
     release: Option<&Path>,
     which: Which,
+    options: &RestoreOptions,
     wait: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -401,7 +419,7 @@ fn dbrestore(
         }
     };
     let mut bars = Bars::new(quiet);
-    let report = backup::restore(home, &file, &RestoreOptions::default(), &mut bars)?;
+    let report = backup::restore(home, &file, options, &mut bars)?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }

@@ -61,7 +61,7 @@ pub use files::{
     BackupEntry, BackupStatus, DumpHeader, VerifiedDump, VerifyError, latest_restorable, list,
     prune, prune_automatic, verify,
 };
-pub use restore::{RestoreError, RestoreOptions, RestoreReport, restore};
+pub use restore::{IntegrityCheck, RestoreError, RestoreOptions, RestoreReport, restore};
 
 /// The version of the dump format written by this uplift. Dumps of a newer
 /// format are refused with a message saying so.

@@ -674,9 +674,16 @@ impl Parser<'_> {
             return None;
         }
         let start = scratch.len();
-        scratch.reserve(digits.len() / 2);
-        for pair in digits.chunks_exact(2) {
-            scratch.push((hex_digit(pair[0])? << 4) | hex_digit(pair[1])?);
+        scratch.resize(start + digits.len() / 2, 0);
+        let mut bad = 0u8;
+        for (out, pair) in scratch[start..].iter_mut().zip(digits.chunks_exact(2)) {
+            let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+            bad |= (hi | lo) & 0x10;
+            *out = (hi << 4) | (lo & 0x0f);
+        }
+        if bad != 0 {
+            scratch.truncate(start);
+            return None;
         }
         self.i += j + 1;
         Some((start, scratch.len()))
@@ -744,14 +751,23 @@ impl Parser<'_> {
     }
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Each byte's value as a hexadecimal digit; 0x10 marks a byte that is not
+/// one.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
