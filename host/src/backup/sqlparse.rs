@@ -389,25 +389,27 @@ pub(crate) enum Literal {
     Blob(Bytes),
 }
 
-/// An `INSERT INTO target[(columns)] VALUES(...);` statement, parsed.
-#[derive(Debug)]
-pub(crate) struct ParsedInsert<'a> {
-    /// `INSERT INTO target[(columns)]`, verbatim: with ` VALUES(?,...)`
-    /// appended, the statement to prepare.
-    pub(crate) head: &'a [u8],
-    /// The target table as written (quotes included).
-    pub(crate) target: &'a [u8],
+/// An `INSERT INTO target[(columns)] VALUES(...);` statement, parsed: where
+/// its parts are in the statement's text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ParsedInsert {
+    /// `stmt[..head_end]` is `INSERT INTO target[(columns)]`, verbatim: with
+    /// ` VALUES(?,...)` appended, the statement to prepare.
+    pub(crate) head_end: usize,
+    /// `stmt[target.0..target.1]` is the target table as written (quotes
+    /// included).
+    pub(crate) target: (usize, usize),
 }
 
 /// Parses `stmt` as a single-row `INSERT` of plain literals, filling
 /// `values` (and `scratch` with bytes that needed unescaping). `None` when
 /// the statement is anything else or uses a form this parser does not
 /// know: the caller then hands it to SQLite as it is.
-pub(crate) fn parse_insert<'a>(
-    stmt: &'a [u8],
+pub(crate) fn parse_insert(
+    stmt: &[u8],
     values: &mut Vec<Literal>,
     scratch: &mut Vec<u8>,
-) -> Option<ParsedInsert<'a>> {
+) -> Option<ParsedInsert> {
     values.clear();
     scratch.clear();
     let mut p = Parser { s: stmt, i: 0 };
@@ -417,7 +419,7 @@ pub(crate) fn parse_insert<'a>(
     p.ws1()?;
     let target_start = p.i;
     p.identifier()?;
-    let target = &stmt[target_start..p.i];
+    let target = (target_start, p.i);
     let mut head_end = p.i;
     p.ws();
     if p.peek() == Some(b'(') {
@@ -455,10 +457,7 @@ pub(crate) fn parse_insert<'a>(
     if p.i != stmt.len() {
         return None;
     }
-    Some(ParsedInsert {
-        head: &stmt[..head_end],
-        target,
-    })
+    Some(ParsedInsert { head_end, target })
 }
 
 struct Parser<'a> {
@@ -815,8 +814,11 @@ mod tests {
         let mut values = Vec::new();
         let mut scratch = Vec::new();
         let parsed = parse_insert(stmt, &mut values, &mut scratch).unwrap();
-        assert_eq!(parsed.head, &b"INSERT INTO \"t\"(rowid,\"a\")"[..]);
-        assert_eq!(parsed.target, &b"\"t\""[..]);
+        assert_eq!(
+            &stmt[..parsed.head_end],
+            &b"INSERT INTO \"t\"(rowid,\"a\")"[..]
+        );
+        assert_eq!(&stmt[parsed.target.0..parsed.target.1], &b"\"t\""[..]);
         let text = |b: Bytes| match b {
             Bytes::Stmt(a, e) => stmt[a..e].to_vec(),
             Bytes::Scratch(a, e) => scratch[a..e].to_vec(),
