@@ -107,9 +107,6 @@ pub enum BackupError {
         /// The destination folder.
         dir: PathBuf,
     },
-    /// A backup file could not be listed, verified or removed.
-    #[error(transparent)]
-    Verify(#[from] super::VerifyError),
 }
 
 fn sql_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> BackupError {
