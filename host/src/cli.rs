@@ -10,9 +10,13 @@ use clap::{Parser, Subcommand};
 
 use crate::backup::{self, BackupKind, BackupOptions, Progress, ProgressUnit, RestoreOptions};
 use crate::home::Home;
+use crate::release::Release;
+use crate::upgrade::{self, Outcome, Plan, UpgradeOptions};
 use crate::version::{Version, VersionRange};
 
-/// Exit code for a usage error or invalid input.
+/// Exit code when the operation failed (the database is unchanged).
+const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage error or invalid input (as clap uses).
 const EXIT_USAGE: u8 = 2;
 
 /// uplift upgrades an application's SQLite database when a new release is
@@ -39,6 +43,49 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Bring the database to the installed release's version: backup,
+    /// migrations, plugin hooks and the new version, all or nothing
+    Upgrade {
+        /// Print what would be done and change nothing
+        #[arg(long)]
+        plan: bool,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+        /// Wait for another uplift working on this home instead of failing
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Upgrade if needed, then replace this process with CMD (for use on
+    /// every start of the application)
+    Run {
+        /// Wait for another uplift working on this home instead of failing
+        #[arg(long)]
+        wait: bool,
+        /// The command to run, after `--`
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Show the release and data versions and what an upgrade would do
+    Status {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect schema migrations
+    #[command(subcommand)]
+    Migrations(MigrationsCommand),
+    /// Check every upgrade path between an application's releases: data
+    /// created at each release, upgraded directly to each later one, must have
+    /// the schema of a fresh install (for CI); exit 1 on any difference
+    VerifyPaths {
+        /// Print one JSON object per path
+        #[arg(long)]
+        json: bool,
+        /// Release folders (two or more, any order)
+        #[arg(required = true, value_name = "RELEASE_DIR")]
+        releases: Vec<PathBuf>,
+    },
     /// Compare versions and check version ranges, as hooks use them
     #[command(subcommand)]
     Version(VersionCommand),
@@ -80,6 +127,12 @@ enum Command {
     /// List or prune the home's backups
     #[command(subcommand)]
     Backups(BackupsCommand),
+    /// Inspect, validate and prepare plugin components
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+    /// List, enable and disable plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +150,69 @@ enum BackupsCommand {
         /// How many of each kind to keep
         #[arg(long, value_name = "N")]
         keep: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HooksCommand {
+    /// Print a component's manifest (read from its custom section; nothing
+    /// is run)
+    Inspect {
+        /// The plugin component (.wasm)
+        file: PathBuf,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check plugin components for CI without running them: a component of
+    /// the upgrade-hook world, importing only what uplift provides, with a
+    /// valid manifest; with --release, the tables it names exist in that
+    /// release's schema. Exit 0 if all are valid, 1 if any is not, 2 on a
+    /// usage error
+    Validate {
+        /// Print one JSON object per file
+        #[arg(long)]
+        json: bool,
+        /// Plugin components (.wasm)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Add or replace the manifest of a component (for languages without
+    /// the SDK)
+    EmbedManifest {
+        /// The manifest, as TOML (see wit/MANIFEST.md)
+        #[arg(long, value_name = "TOML")]
+        manifest: PathBuf,
+        /// The component to read
+        input: PathBuf,
+        /// Where to write the component with the manifest
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// List the plugins of the release and the home, and which are active
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Activate an optional plugin (recorded in the home's plugins.toml)
+    Enable { name: String },
+    /// Deactivate an optional plugin; core plugins of the release cannot be
+    /// disabled
+    Disable { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrationsCommand {
+    /// List applied, pending and drifted migrations
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -122,54 +238,27 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(EXIT_USAGE)
+            eprintln!("error: {}", render_error(&err));
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Version(cmd) => version_command(cmd),
-        Command::Dbbackup {
-            dest,
-            compress,
-            wait,
-        } => {
-            let home = Home::resolve(cli.home)?;
-            dbbackup(&home, dest, compress, wait, cli.quiet)
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message already quotes (library errors often include their source).
+fn render_error(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
         }
-        Command::Dbrestore {
-            file,
-            latest,
-            select,
-            quick_check,
-            wait,
-        } => {
-            let home = Home::resolve(cli.home)?;
-            let which = match (file, latest, select) {
-                (Some(file), _, _) => Which::File(file),
-                (None, true, _) => Which::Latest,
-                _ => Which::Select,
-            };
-            let mut options = RestoreOptions::default();
-            if quick_check {
-                options.check = backup::IntegrityCheck::Quick;
-            }
-            dbrestore(
-                &home,
-                cli.release.as_deref(),
-                which,
-                &options,
-                wait,
-                cli.quiet,
-            )
+        if !text.is_empty() {
+            text.push_str(": ");
         }
-        Command::Backups(cmd) => {
-            let home = Home::resolve(cli.home)?;
-            backups_command(&home, cmd)
-        }
+        text.push_str(&part);
     }
+    text
 }
 
 /// A write beyond the file-size limit (`ulimit -f`) must fail with an error
@@ -293,21 +382,6 @@ enum Which {
     Select,
 }
 
-/// The installed release's version, from `<release>/release.toml`.
-// TODO(release.rs): replace by crate::release::Release::load(dir)?.version once it is on main.
-fn release_version(dir: &Path) -> anyhow::Result<Version> {
-    let path = dir.join("release.toml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("could not read {}", path.display()))?;
-    let value: toml::Table =
-        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-    let version = value
-        .get("version")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{} has no version = \"...\"", path.display()))?;
-    Ok(Version::parse(version)?)
-}
-
 fn describe_entries(entries: &[backup::BackupEntry]) -> String {
     if entries.is_empty() {
         return "  (no backups)".to_string();
@@ -347,7 +421,7 @@ fn dbrestore(
     let file = match which {
         Which::File(file) => file,
         Which::Latest => {
-            let release_version = release.map(release_version).transpose()?;
+            let release_version = release.map(Release::read_version).transpose()?;
             match backup::latest_restorable(&dir, release_version.as_ref())? {
                 Some(entry) => {
                     if release_version.is_none() && !quiet {
@@ -517,6 +591,432 @@ fn backups_command(home: &Home, cmd: BackupsCommand) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = Output { quiet: cli.quiet };
+    match cli.command {
+        Command::Upgrade { plan, json, wait } => {
+            let home = Home::resolve(cli.home)?;
+            let release = Release::resolve(cli.release.as_deref())?;
+            let options = UpgradeOptions {
+                wait,
+                plan_only: plan,
+            };
+            let outcome = upgrade::upgrade(&home, &release, &options)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                out.outcome(&outcome);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { wait, command } => {
+            let home = Home::resolve(cli.home)?;
+            let release = Release::resolve(cli.release.as_deref())?;
+            let options = UpgradeOptions {
+                wait,
+                plan_only: false,
+            };
+            let outcome = upgrade::upgrade(&home, &release, &options)?;
+            if !matches!(outcome, Outcome::UpToDate { .. }) {
+                out.outcome(&outcome);
+            }
+            exec(&command)
+        }
+        Command::Status { json } => status_command(cli.home, cli.release.as_deref(), json),
+        Command::Migrations(MigrationsCommand::List { json }) => {
+            migrations_command(cli.home, cli.release.as_deref(), json)
+        }
+        Command::VerifyPaths { json, releases } => verify_paths_command(&out, json, &releases),
+        Command::Dbbackup {
+            dest,
+            compress,
+            wait,
+        } => {
+            let home = Home::resolve(cli.home)?;
+            dbbackup(&home, dest, compress, wait, cli.quiet)
+        }
+        Command::Dbrestore {
+            file,
+            latest,
+            select,
+            quick_check,
+            wait,
+        } => {
+            let home = Home::resolve(cli.home)?;
+            let which = match (file, latest, select) {
+                (Some(file), _, _) => Which::File(file),
+                (None, true, _) => Which::Latest,
+                _ => Which::Select,
+            };
+            let mut options = RestoreOptions::default();
+            if quick_check {
+                options.check = backup::IntegrityCheck::Quick;
+            }
+            dbrestore(
+                &home,
+                cli.release.as_deref(),
+                which,
+                &options,
+                wait,
+                cli.quiet,
+            )
+        }
+        Command::Backups(cmd) => {
+            let home = Home::resolve(cli.home)?;
+            backups_command(&home, cmd)
+        }
+        Command::Version(cmd) => Ok(version_command(cmd).unwrap_or_else(|err| {
+            eprintln!("error: {}", render_error(&err));
+            ExitCode::from(EXIT_USAGE)
+        })),
+        Command::Hooks(cmd) => hooks_command(&out, cli.release.as_deref(), cmd),
+        Command::Plugin(cmd) => plugin_command(&out, cli.home, cli.release.as_deref(), cmd),
+    }
+}
+
+fn hooks_command(
+    out: &Output,
+    release: Option<&std::path::Path>,
+    cmd: HooksCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::hooks::manifest;
+    match cmd {
+        HooksCommand::Inspect { file, json } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("could not read {}: {e}", file.display()))?;
+            let manifest = manifest::read_manifest(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+            } else {
+                print!("{manifest}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HooksCommand::Validate { json, files } => {
+            let validator = match crate::hooks::validate::Validator::new(release) {
+                Ok(v) => v,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            let reports: Vec<_> = files.iter().map(|f| validator.validate(f)).collect();
+            if json {
+                for report in &reports {
+                    println!("{}", serde_json::to_string(report)?);
+                }
+            } else {
+                for report in &reports {
+                    let name = match (&report.plugin, &report.version) {
+                        (Some(p), Some(v)) => format!(" (plugin {p} {v})"),
+                        _ => String::new(),
+                    };
+                    if report.valid {
+                        out.line(format_args!("ok   {}{name}", report.file.display()));
+                    } else {
+                        println!("FAIL {}{name}", report.file.display());
+                        for error in &report.errors {
+                            println!("     {error}");
+                        }
+                    }
+                }
+            }
+            Ok(if reports.iter().all(|r| r.valid) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            })
+        }
+        HooksCommand::EmbedManifest {
+            manifest: toml_path,
+            input,
+            output,
+        } => {
+            let text = std::fs::read_to_string(&toml_path)
+                .map_err(|e| anyhow::anyhow!("could not read {}: {e}", toml_path.display()))?;
+            let parsed = manifest::HookManifest::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", toml_path.display()))?;
+            let bytes = std::fs::read(&input)
+                .map_err(|e| anyhow::anyhow!("could not read {}: {e}", input.display()))?;
+            let embedded = manifest::embed_manifest(&bytes, &parsed)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+            std::fs::write(&output, embedded)
+                .map_err(|e| anyhow::anyhow!("could not write {}: {e}", output.display()))?;
+            out.line(format_args!(
+                "wrote {} with the manifest of plugin {} {}",
+                output.display(),
+                parsed.name,
+                parsed.version
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn plugin_command(
+    out: &Output,
+    home: Option<PathBuf>,
+    release: Option<&std::path::Path>,
+    cmd: PluginCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::hooks::{PluginOrigin, PluginSet};
+    let home = Home::resolve(home)?;
+    // Without a release, only the home's plugins are known.
+    let (plugins_dir, core) = match release {
+        Some(dir) => {
+            let release = Release::load(dir)?;
+            (release.plugins_dir(), release.core_plugins)
+        }
+        None => (home.root().join(".no-release"), Vec::new()),
+    };
+    let set = PluginSet::discover(&plugins_dir, &core, &home)?;
+    match cmd {
+        PluginCommand::List { json } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(set.plugins())?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if set.plugins().is_empty() {
+                out.line("no plugins found");
+            }
+            for p in set.plugins() {
+                let status = if p.core {
+                    "core (always active)"
+                } else if p.active {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                let origin = match p.origin {
+                    PluginOrigin::Release => "release",
+                    PluginOrigin::Home => "home",
+                };
+                println!(
+                    "{} {}  {status}  {} hook(s)  [{origin}] {}",
+                    p.manifest.name,
+                    p.manifest.version,
+                    p.manifest.hooks.len(),
+                    p.path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Enable { name } => {
+            set.enable(&home, &name)?;
+            out.line(format_args!("plugin {name} is active"));
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Disable { name } => {
+            set.disable(&home, &name)?;
+            out.line(format_args!("plugin {name} is disabled"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn verify_paths_command(
+    out: &Output,
+    json: bool,
+    releases: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let reports = crate::paths::verify_paths(releases, &mut |report| {
+        if json {
+            return;
+        }
+        let mark = if report.ok() { "ok  " } else { "FAIL" };
+        out.line(format_args!(
+            "{mark} {} -> {}  {}",
+            report.from, report.to, report.result
+        ));
+        for problem in &report.problems {
+            out.line(format_args!("       {problem}"));
+        }
+    })?;
+    let failed = reports.iter().filter(|r| !r.ok()).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        out.line(format_args!(
+            "{} paths checked, {failed} with problems",
+            reports.len()
+        ));
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+/// Replaces this process with `command` (only returns on failure).
+fn exec(command: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no command given after --"))?;
+    let err = std::process::Command::new(program).args(args).exec();
+    Err(anyhow::anyhow!(
+        "could not run {}: {err}",
+        program.to_string_lossy()
+    ))
+}
+
+/// Prints human-readable results unless --quiet.
+struct Output {
+    quiet: bool,
+}
+
+impl Output {
+    fn line(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            println!("{text}");
+        }
+    }
+
+    fn outcome(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::UpToDate { version } => {
+                self.line(format_args!("up to date: data version {version}"))
+            }
+            Outcome::Planned { plan } => self.plan(plan),
+            Outcome::Installed {
+                plan,
+                migrations,
+                phases,
+            } => {
+                self.line(format_args!(
+                    "installed {} with {} migrations",
+                    plan.to,
+                    migrations.len()
+                ));
+                self.phases(phases);
+            }
+            Outcome::Upgraded {
+                plan,
+                backup,
+                migrations,
+                phases,
+            } => {
+                let from = plan
+                    .from
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                self.line(format_args!("upgraded {from} -> {}", plan.to));
+                if let Some(backup) = backup {
+                    self.line(format_args!("  backup     {}", backup.display()));
+                }
+                for m in migrations {
+                    self.line(format_args!("  migration  {} ({:.1} ms)", m.file, m.ms));
+                }
+                self.phases(phases);
+            }
+        }
+    }
+
+    fn plan(&self, plan: &Plan) {
+        match &plan.from {
+            Some(from) => self.line(format_args!("plan: upgrade {from} -> {}", plan.to)),
+            None => self.line(format_args!("plan: fresh install of {}", plan.to)),
+        }
+        if plan.migrations.is_empty() {
+            self.line("  no migrations");
+        }
+        for m in &plan.migrations {
+            self.line(format_args!("  migration  {m}"));
+        }
+    }
+
+    fn phases(&self, phases: &[upgrade::PhaseTime]) {
+        let parts: Vec<String> = phases
+            .iter()
+            .map(|p| format!("{} {:.1} ms", p.phase, p.ms))
+            .collect();
+        self.line(format_args!("  time       {}", parts.join(", ")));
+    }
+}
+
+fn status_command(
+    home: Option<PathBuf>,
+    release: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(home)?;
+    let release = Release::resolve(release)?;
+    let status = upgrade::status(&home, &release)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("home             {}", home.root().display());
+    println!(
+        "release          {} {} ({})",
+        release.app,
+        release.version,
+        release.dir.display()
+    );
+    match &status.data_version {
+        Some(v) => println!("data version     {v}"),
+        None if status.database_exists => {
+            println!("data version     none (not upgraded by uplift yet)")
+        }
+        None => println!("data version     none (no database yet: `uplift upgrade` installs it)"),
+    }
+    println!("state            {}", status.state);
+    println!(
+        "migrations       {} applied, {} pending",
+        status.applied,
+        status.pending.len()
+    );
+    for m in &status.pending {
+        println!("  pending        {m}");
+    }
+    for d in &status.drift {
+        println!("  drift          {d}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrations_command(
+    home: Option<PathBuf>,
+    release: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(home)?;
+    let release = Release::resolve(release)?;
+    let list = upgrade::migration_list(&home, &release)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for entry in &list {
+        match &entry.applied_at {
+            Some(at) => println!(
+                "{:<9} {}  (applied {at} by {})",
+                entry.state,
+                entry.file,
+                entry.release_version.as_deref().unwrap_or("?")
+            ),
+            None => println!("{:<9} {}", entry.state, entry.file),
+        }
+    }
+    if list.is_empty() {
+        println!(
+            "no migrations in {} and none applied",
+            release.dir.display()
+        );
+    }
+    let drifted = list
+        .iter()
+        .any(|e| e.state == "changed" || e.state == "missing");
+    Ok(if drifted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn version_command(cmd: VersionCommand) -> anyhow::Result<ExitCode> {

@@ -8,5 +8,10 @@
 pub mod backup;
 pub mod cli;
 pub mod home;
+pub mod hooks;
 pub mod meta;
+pub mod migrate;
+pub mod paths;
+pub mod release;
+pub mod upgrade;
 pub mod version;

@@ -15,7 +15,7 @@ use uplift::backup::{
 };
 use uplift::home::Home;
 
-use crate::support::{file_names, run, sqlite3, stderr, stdout, uplift};
+use crate::support::{file_names, run_cmd, sqlite3, stderr, stdout, uplift};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -309,9 +309,11 @@ fn sqlite3_restores_our_dump_to_the_same_database() {
     rich_database(&source, false);
     let file = backup_of(&source, &home.root().join("out"), &manual());
     let restored = home.root().join("by-sqlite3.sqlite3");
-    let output = run(sqlite3()
-        .arg(&restored)
-        .arg(format!(".read {}", file.path.display())));
+    let output = run_cmd(
+        sqlite3()
+            .arg(&restored)
+            .arg(format!(".read {}", file.path.display())),
+    );
     assert!(
         output.status.success() && output.stderr.is_empty(),
         "{}",
@@ -326,7 +328,7 @@ fn we_restore_a_dump_made_by_sqlite3_with_a_warning() {
     let source = home.root().join("source.sqlite3");
     rich_database(&source, true);
     let dump = home.root().join("by-sqlite3.sql");
-    let output = run(sqlite3().arg(&source).arg(".dump --preserve-rowids"));
+    let output = run_cmd(sqlite3().arg(&source).arg(".dump --preserve-rowids"));
     assert!(output.status.success(), "{}", stderr(&output));
     std::fs::write(&dump, &output.stdout).unwrap();
 
@@ -526,9 +528,11 @@ fn sqlite3_shell_reads_our_floats_exactly() {
     drop(conn);
     let file = backup_of(&source, &home.backups_dir(), &manual());
     let restored = home.root().join("by-sqlite3.sqlite3");
-    let output = run(sqlite3()
-        .arg(&restored)
-        .arg(format!(".read {}", file.path.display())));
+    let output = run_cmd(
+        sqlite3()
+            .arg(&restored)
+            .arg(format!(".read {}", file.path.display())),
+    );
     assert!(
         output.status.success() && output.stderr.is_empty(),
         "{}",
@@ -910,10 +914,12 @@ fn retention_removes_old_automatic_backups_and_keeps_manual_ones() {
     }
 
     // The command prunes every kind to N, by time; foreign files stay.
-    let output = run(uplift()
-        .arg("--home")
-        .arg(home.root())
-        .args(["backups", "prune", "--keep", "1"]));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(home.root())
+            .args(["backups", "prune", "--keep", "1"]),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let left = file_names(&dir);
     let expected_left: Vec<String> = {
@@ -982,12 +988,14 @@ fn latest_picks_the_newest_backup_the_release_can_run_by_recorded_time() {
         "app = \"demo\"\nversion = \"1.3\"\n",
     )
     .unwrap();
-    let output = run(uplift()
-        .arg("--home")
-        .arg(home.root())
-        .arg("--release")
-        .arg(&release_dir)
-        .args(["dbrestore", "--latest"]));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(home.root())
+            .arg("--release")
+            .arg(&release_dir)
+            .args(["dbrestore", "--latest"]),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains(&v10_renamed.display().to_string()),
@@ -1000,12 +1008,14 @@ fn latest_picks_the_newest_backup_the_release_can_run_by_recorded_time() {
         "app = \"demo\"\nversion = \"0.5\"\n",
     )
     .unwrap();
-    let output = run(uplift()
-        .arg("--home")
-        .arg(home.root())
-        .arg("--release")
-        .arg(&release_dir)
-        .args(["dbrestore", "--latest"]));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(home.root())
+            .arg("--release")
+            .arg(&release_dir)
+            .args(["dbrestore", "--latest"]),
+    );
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("no backup") && err.contains("<= 0.5"), "{err}");
@@ -1021,10 +1031,12 @@ fn latest_picks_the_newest_backup_the_release_can_run_by_recorded_time() {
 #[test]
 fn dbbackup_then_dbrestore_into_a_home_without_a_database() {
     let (_dir, home, _) = home_with_database();
-    let output = run(uplift()
-        .arg("--home")
-        .arg(home.root())
-        .args(["dbbackup", "--compress"]));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(home.root())
+            .args(["dbbackup", "--compress"]),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let path = PathBuf::from(stdout(&output).trim());
     assert!(path.starts_with(home.backups_dir()));
@@ -1041,11 +1053,13 @@ fn dbbackup_then_dbrestore_into_a_home_without_a_database() {
     );
 
     let (_dir2, fresh) = temp_home();
-    let output = run(uplift()
-        .arg("--home")
-        .arg(fresh.root())
-        .arg("dbrestore")
-        .arg(&path));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(fresh.root())
+            .arg("dbrestore")
+            .arg(&path),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("data version 1.0"),
@@ -1059,12 +1073,14 @@ fn dbbackup_then_dbrestore_into_a_home_without_a_database() {
     assert_same_database(&home.db_path(), &fresh.db_path());
 
     // Restoring over it backs the current database up first and says where.
-    let output = run(uplift()
-        .arg("--home")
-        .arg(fresh.root())
-        .arg("--quiet")
-        .arg("dbrestore")
-        .arg(&path));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(fresh.root())
+            .arg("--quiet")
+            .arg("dbrestore")
+            .arg(&path),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(file_names(&fresh.backups_dir()).len(), 1);
 }
@@ -1080,7 +1096,7 @@ fn a_full_disk_leaves_no_dump_and_the_database_untouched() {
         env!("CARGO_BIN_EXE_uplift"),
         home.root().display()
     );
-    let output = run(std::process::Command::new("sh").arg("-c").arg(script));
+    let output = run_cmd(std::process::Command::new("sh").arg("-c").arg(script));
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(
@@ -1097,10 +1113,12 @@ fn a_full_disk_leaves_no_dump_and_the_database_untouched() {
 #[test]
 fn dbrestore_select_refuses_without_a_terminal() {
     let (_dir, home, bytes) = home_with_database();
-    let output = run(uplift()
-        .arg("--home")
-        .arg(home.root())
-        .args(["dbrestore", "--select"]));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(home.root())
+            .args(["dbrestore", "--select"]),
+    );
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("needs a terminal"),
@@ -1119,7 +1137,7 @@ fn dbbackup_and_dbrestore_refuse_while_another_uplift_holds_the_home() {
         vec!["dbbackup".to_string()],
         vec!["dbrestore".into(), dump.display().to_string()],
     ] {
-        let output = run(uplift().arg("--home").arg(home.root()).args(&args));
+        let output = run_cmd(uplift().arg("--home").arg(home.root()).args(&args));
         assert!(!output.status.success(), "{args:?}");
         assert!(
             stderr(&output).contains("holds this home"),
@@ -1145,10 +1163,12 @@ fn backups_list_shows_versions_times_sizes_and_verification() {
         .set_len(len - 20)
         .unwrap();
 
-    let output = run(uplift()
-        .arg("--home")
-        .arg(home.root())
-        .args(["backups", "list", "--json"]));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(home.root())
+            .args(["backups", "list", "--json"]),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let listed = listed.as_array().unwrap();
@@ -1165,10 +1185,12 @@ fn backups_list_shows_versions_times_sizes_and_verification() {
     assert_eq!(listed[1]["status"], "corrupt");
     assert!(listed[1]["problem"].as_str().unwrap().contains("truncated"));
 
-    let output = run(uplift()
-        .arg("--home")
-        .arg(home.root())
-        .args(["backups", "list"]));
+    let output = run_cmd(
+        uplift()
+            .arg("--home")
+            .arg(home.root())
+            .args(["backups", "list"]),
+    );
     let text = stdout(&output);
     assert!(
         text.contains("verified") && text.contains("corrupt") && text.contains("1.1"),

@@ -4,4 +4,9 @@
 //! CLI expect `scripts/test` to have built or installed them first.
 
 mod backup;
+mod crash;
+mod hooks;
+mod sdk;
 mod support;
+mod upgrade;
+mod version;

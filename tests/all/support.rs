@@ -1,11 +1,122 @@
 //! Helpers shared by the integration tests.
 
-use std::path::Path;
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A `Command` running the `uplift` binary built for these tests.
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// An `uplift` command with a clean environment (no UPLIFT_HOME or
+/// UPLIFT_RELEASE leaking in from the developer's shell).
 pub fn uplift() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_uplift"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uplift"));
+    cmd.env_remove("UPLIFT_HOME").env_remove("UPLIFT_RELEASE");
+    cmd
+}
+
+/// Runs `uplift ARGS` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    uplift().args(args).output().expect("uplift runs")
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The example application's release folder for `version`.
+pub fn example_release(version: &str) -> PathBuf {
+    repo_root().join("example-hooks/app/releases").join(version)
+}
+
+/// A release folder written by a test: `release.toml` plus migrations.
+pub struct TestRelease {
+    pub dir: PathBuf,
+}
+
+impl TestRelease {
+    /// Creates `root/name` with a release.toml for `app` at `version` and the
+    /// given migrations (file name, SQL).
+    pub fn new(
+        root: &Path,
+        name: &str,
+        app: &str,
+        version: &str,
+        migrations: &[(&str, &str)],
+    ) -> Self {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("migrations")).unwrap();
+        std::fs::write(
+            dir.join("release.toml"),
+            format!("app = \"{app}\"\nversion = \"{version}\"\ncore_plugins = []\n"),
+        )
+        .unwrap();
+        for (file, sql) in migrations {
+            std::fs::write(dir.join("migrations").join(file), sql).unwrap();
+        }
+        TestRelease { dir }
+    }
+
+    pub fn path(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+}
+
+/// Every row of every table (including uplift's), as text, in a stable
+/// order: a fingerprint that changes if anything in the database changes.
+pub fn fingerprint(db: &Path) -> String {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut out = String::new();
+    let mut tables = conn
+        .prepare("SELECT name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY type, name")
+        .unwrap();
+    let schema: Vec<(String, String)> = tables
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (name, sql) in &schema {
+        out.push_str(sql);
+        out.push('\n');
+        if sql.starts_with("CREATE TABLE") {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT * FROM \"{}\" ORDER BY 1",
+                    name.replace('"', "\"\"")
+                ))
+                .unwrap();
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).unwrap();
+            while let Some(row) = rows.next().unwrap() {
+                for i in 0..n {
+                    let v: rusqlite::types::Value = row.get(i).unwrap();
+                    out.push_str(&format!("{v:?}|"));
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Runs one SQL query returning a single integer.
+pub fn query_i64(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// A `Command` running the real `sqlite3` shell, which `scripts/setup`
@@ -20,20 +131,10 @@ pub fn sqlite3() -> Command {
 }
 
 /// Runs a command to completion with stdin closed and returns its output.
-pub fn run(cmd: &mut Command) -> Output {
+pub fn run_cmd(cmd: &mut Command) -> Output {
     cmd.stdin(std::process::Stdio::null())
         .output()
         .expect("the command should start")
-}
-
-/// The output's stderr as text.
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The output's stdout as text.
-pub fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The names of the files in a folder, sorted (empty if it does not exist).

@@ -1,0 +1,6 @@
+uplift_hooks_sdk::plugin! {
+    name: "p",
+    version: "one",
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use uplift_hooks_sdk::prelude::*;
+
+#[version_upgrade(old_version = "<0.6.4", new_version = ">=1.0.0")]
+fn hook(_ctx: &Context) -> Result<()> {
+    Ok(())
+}
+
+fn main() {}

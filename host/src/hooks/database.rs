@@ -1,0 +1,468 @@
+//! The host side of the `database` and `log` interfaces: SQL on the upgrade's
+//! connection, checked by the authorizer, with replies capped and runaway
+//! queries stopped at the hook's deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rusqlite::Connection;
+use rusqlite::ffi;
+use wasmtime::component::Resource;
+
+use crate::hooks::authorizer::SharedPolicy;
+use crate::hooks::bindings::uplift::hooks::database::{self, HostCursor, HostStatement};
+use crate::hooks::bindings::uplift::hooks::log;
+use crate::hooks::bindings::uplift::hooks::types::{self, DbError, Row, Rows, Value};
+use crate::hooks::raw::{BindValue, RawStatement, SqlError, SqlValue};
+use crate::hooks::sandbox::{HostState, SharedLog};
+use crate::hooks::{Limit, LimitHit, LogLevel, LogSource};
+
+/// The database half of a hook's store data.
+pub(crate) struct DbState {
+    pub conn: Connection,
+    pub policy: SharedPolicy,
+    /// Tells the authorizer a new statement is being compiled (see
+    /// [`crate::hooks::authorizer::Policy::statement_flag`]); set before
+    /// every prepare and step, without taking the policy's lock.
+    pub new_statement: Arc<AtomicBool>,
+    pub max_reply: usize,
+    pub reply_mib: u64,
+    pub deadline: Instant,
+    pub timeout_seconds: u64,
+    /// Statements refused during the hook, with the reason.
+    pub refused: Vec<String>,
+}
+
+/// A prepared statement the guest holds.
+pub struct StatementEntry {
+    stmt: RawStatement,
+    sql: String,
+}
+
+/// A cursor the guest holds: a running statement.
+pub struct CursorEntry {
+    stmt: RawStatement,
+    /// The statement is positioned on a row not yet returned.
+    row_ready: bool,
+    done: bool,
+}
+
+/// Host calls return `Ok(Err(db_error))` for errors the guest sees and
+/// `Err(trap)` for limits that stop the hook.
+type HostResult<T> = wasmtime::Result<Result<T, DbError>>;
+
+fn to_bind(value: &Value) -> BindValue<'_> {
+    match value {
+        Value::Null => BindValue::Null,
+        Value::Integer(v) => BindValue::Integer(*v),
+        Value::Real(v) => BindValue::Real(*v),
+        Value::Text(v) => BindValue::Text(v),
+        Value::Blob(v) => BindValue::Blob(v),
+    }
+}
+
+fn from_sql(value: SqlValue) -> Value {
+    match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(v) => Value::Integer(v),
+        SqlValue::Real(v) => Value::Real(v),
+        SqlValue::Text(v) => Value::Text(v),
+        SqlValue::Blob(v) => Value::Blob(v),
+    }
+}
+
+fn db_error(e: SqlError) -> DbError {
+    DbError {
+        code: e.code,
+        extended_code: e.extended_code,
+        message: e.message,
+    }
+}
+
+fn short(sql: &str) -> String {
+    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 200 {
+        let cut: String = one_line.chars().take(200).collect();
+        format!("{cut}…")
+    } else {
+        one_line
+    }
+}
+
+/// The parts of the store data that running SQL needs, borrowed apart from
+/// the resource table so that a statement can run while it stays in the
+/// table.
+pub(crate) struct Sql<'a> {
+    db: &'a mut DbState,
+    log: &'a SharedLog,
+    limit_hit: &'a mut Option<Limit>,
+}
+
+impl HostState {
+    fn sql(&mut self) -> Sql<'_> {
+        Sql {
+            db: &mut self.db,
+            log: &self.log,
+            limit_hit: &mut self.limit_hit,
+        }
+    }
+}
+
+impl Sql<'_> {
+    fn hit(&mut self, limit: Limit) -> wasmtime::Error {
+        *self.limit_hit = Some(limit.clone());
+        wasmtime::Error::new(LimitHit(limit))
+    }
+
+    /// Turns an SQLite error into what the guest sees, or into a trap when
+    /// it means a limit was hit. A refusal by the authorizer is logged and
+    /// recorded.
+    fn failure(&mut self, sql: &str, err: SqlError) -> wasmtime::Result<DbError> {
+        if err.code == ffi::SQLITE_INTERRUPT && Instant::now() >= self.db.deadline {
+            return Err(self.hit(Limit::Time {
+                seconds: self.db.timeout_seconds,
+            }));
+        }
+        if err.code == ffi::SQLITE_TOOBIG {
+            return Err(self.hit(Limit::Reply {
+                mib: self.db.reply_mib,
+            }));
+        }
+        if err.code == ffi::SQLITE_AUTH {
+            let reason = self
+                .db
+                .policy
+                .lock()
+                .ok()
+                .and_then(|mut p| p.take_refusal())
+                .unwrap_or_else(|| err.message.clone());
+            let statement = short(sql);
+            self.db.refused.push(format!("{reason} (in: {statement})"));
+            let note = format!("refused: {reason}; statement: {statement}");
+            let logged = self
+                .log
+                .lock()
+                .map(|mut log| log.sandbox(LogLevel::Warn, &note))
+                .unwrap_or(Ok(()));
+            if let Err(limit) = logged {
+                return Err(self.hit(limit));
+            }
+            return Ok(DbError {
+                code: ffi::SQLITE_AUTH,
+                extended_code: ffi::SQLITE_AUTH,
+                message: format!("not authorized by the sandbox: {reason}"),
+            });
+        }
+        Ok(db_error(err))
+    }
+
+    fn start_statement(&self) {
+        self.db.new_statement.store(true, Ordering::Relaxed);
+    }
+
+    /// Prepares exactly one statement.
+    fn prepare_one(&mut self, sql: &str) -> HostResult<RawStatement> {
+        self.start_statement();
+        let (stmt, rest) = match RawStatement::prepare(&self.db.conn, sql) {
+            Ok(ok) => ok,
+            Err(e) => return Ok(Err(self.failure(sql, e)?)),
+        };
+        let Some(stmt) = stmt else {
+            return Ok(Err(misuse("no SQL statement given")));
+        };
+        let tail = &sql[rest..];
+        if !tail.trim().is_empty() {
+            self.start_statement();
+            match RawStatement::prepare(&self.db.conn, tail) {
+                Ok((None, _)) => {}
+                Ok((Some(_), _)) | Err(_) => {
+                    return Ok(Err(misuse(
+                        "more than one statement given: use execute-batch for several",
+                    )));
+                }
+            }
+        }
+        Ok(Ok(stmt))
+    }
+
+    /// Steps `stmt` once, authorizing a recompilation if SQLite does one.
+    fn step(&mut self, stmt: &mut RawStatement, sql: &str) -> HostResult<bool> {
+        self.start_statement();
+        match stmt.step() {
+            Ok(row) => Ok(Ok(row)),
+            Err(e) => Ok(Err(self.failure(sql, e)?)),
+        }
+    }
+
+    /// Runs `stmt` to completion; the rows it changed.
+    fn run_to_end(&mut self, stmt: &mut RawStatement, sql: &str) -> HostResult<u64> {
+        loop {
+            match self.step(stmt, sql)? {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let changes = if stmt.readonly() { 0 } else { stmt.changes() };
+        stmt.reset();
+        Ok(Ok(changes))
+    }
+
+    /// Reads rows from `stmt`: at most `max_rows`, and no more than fit in
+    /// one reply (`None` for a query, whose reply must hold every row).
+    /// `row_ready` says whether `stmt` already sits on an unread row; on
+    /// return it says whether a row was left unread.
+    fn read_rows(
+        &mut self,
+        stmt: &mut RawStatement,
+        sql: &str,
+        max_rows: Option<usize>,
+        row_ready: &mut bool,
+        done: &mut bool,
+    ) -> HostResult<Vec<Row>> {
+        let columns = stmt.columns().len();
+        let mut budget: usize = stmt.columns().iter().map(|c| c.len() + 8).sum();
+        let mut rows = Vec::new();
+        while max_rows.is_none_or(|max| rows.len() < max) && !*done {
+            if !*row_ready {
+                match self.step(stmt, sql)? {
+                    Ok(true) => *row_ready = true,
+                    Ok(false) => {
+                        *done = true;
+                        break;
+                    }
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            let size: usize = (0..columns).map(|i| stmt.column_size(i)).sum();
+            if budget.saturating_add(size) > self.db.max_reply {
+                if rows.is_empty() || max_rows.is_none() {
+                    return Err(self.hit(Limit::Reply {
+                        mib: self.db.reply_mib,
+                    }));
+                }
+                break; // the row waits for the next batch
+            }
+            budget += size;
+            rows.push((0..columns).map(|i| from_sql(stmt.column(i))).collect());
+            *row_ready = false;
+        }
+        Ok(Ok(rows))
+    }
+
+    fn query_all(&mut self, stmt: &mut RawStatement, sql: &str) -> HostResult<Rows> {
+        let (mut ready, mut done) = (false, false);
+        let rows = match self.read_rows(stmt, sql, None, &mut ready, &mut done)? {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(e)),
+        };
+        stmt.reset();
+        Ok(Ok(Rows {
+            columns: stmt.columns().to_vec(),
+            rows,
+        }))
+    }
+}
+
+fn bind(stmt: &mut RawStatement, params: Vec<Value>) -> Result<(), DbError> {
+    stmt.bind(params.iter().map(to_bind)).map_err(db_error)
+}
+
+fn misuse(message: &str) -> DbError {
+    DbError {
+        code: ffi::SQLITE_MISUSE,
+        extended_code: ffi::SQLITE_MISUSE,
+        message: message.into(),
+    }
+}
+
+impl HostState {
+    fn new_cursor(
+        &mut self,
+        mut stmt: RawStatement,
+        params: Vec<Value>,
+    ) -> HostResult<Resource<CursorEntry>> {
+        if let Err(e) = bind(&mut stmt, params) {
+            return Ok(Err(e));
+        }
+        let entry = CursorEntry {
+            stmt,
+            row_ready: false,
+            done: false,
+        };
+        Ok(Ok(self.table.push(entry)?))
+    }
+
+    /// The parts for running SQL, and the resource table, borrowed apart.
+    fn split(&mut self) -> (&mut wasmtime::component::ResourceTable, Sql<'_>) {
+        (
+            &mut self.table,
+            Sql {
+                db: &mut self.db,
+                log: &self.log,
+                limit_hit: &mut self.limit_hit,
+            },
+        )
+    }
+}
+
+impl types::Host for HostState {}
+
+impl database::Host for HostState {
+    fn execute(&mut self, sql: String, params: Vec<Value>) -> HostResult<u64> {
+        let mut ctx = self.sql();
+        let mut stmt = match ctx.prepare_one(&sql)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = bind(&mut stmt, params) {
+            return Ok(Err(e));
+        }
+        ctx.run_to_end(&mut stmt, &sql)
+    }
+
+    fn execute_batch(&mut self, sql: String) -> HostResult<()> {
+        let mut ctx = self.sql();
+        let mut offset = 0;
+        while offset < sql.len() {
+            let part = &sql[offset..];
+            ctx.start_statement();
+            let (stmt, rest) = match RawStatement::prepare(&ctx.db.conn, part) {
+                Ok(ok) => ok,
+                Err(e) => return Ok(Err(ctx.failure(part, e)?)),
+            };
+            let Some(mut stmt) = stmt else {
+                break;
+            };
+            if let Err(e) = ctx.run_to_end(&mut stmt, &part[..rest])? {
+                return Ok(Err(e));
+            }
+            if rest == 0 {
+                break;
+            }
+            offset += rest;
+        }
+        Ok(Ok(()))
+    }
+
+    fn query(&mut self, sql: String, params: Vec<Value>) -> HostResult<Rows> {
+        let mut ctx = self.sql();
+        let mut stmt = match ctx.prepare_one(&sql)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = bind(&mut stmt, params) {
+            return Ok(Err(e));
+        }
+        ctx.query_all(&mut stmt, &sql)
+    }
+
+    fn open_cursor(
+        &mut self,
+        sql: String,
+        params: Vec<Value>,
+    ) -> HostResult<Resource<CursorEntry>> {
+        let stmt = match self.sql().prepare_one(&sql)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.new_cursor(stmt, params)
+    }
+
+    fn prepare(&mut self, sql: String) -> HostResult<Resource<StatementEntry>> {
+        let stmt = match self.sql().prepare_one(&sql)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(self.table.push(StatementEntry { stmt, sql })?))
+    }
+
+    fn last_insert_rowid(&mut self) -> wasmtime::Result<i64> {
+        Ok(self.db.conn.last_insert_rowid())
+    }
+}
+
+impl HostStatement for HostState {
+    fn execute(&mut self, this: Resource<StatementEntry>, params: Vec<Value>) -> HostResult<u64> {
+        let (table, mut ctx) = self.split();
+        let entry = table.get_mut(&this)?;
+        if let Err(e) = bind(&mut entry.stmt, params) {
+            return Ok(Err(e));
+        }
+        ctx.run_to_end(&mut entry.stmt, &entry.sql)
+    }
+
+    fn query(&mut self, this: Resource<StatementEntry>, params: Vec<Value>) -> HostResult<Rows> {
+        let (table, mut ctx) = self.split();
+        let entry = table.get_mut(&this)?;
+        if let Err(e) = bind(&mut entry.stmt, params) {
+            return Ok(Err(e));
+        }
+        ctx.query_all(&mut entry.stmt, &entry.sql)
+    }
+
+    fn cursor(
+        &mut self,
+        this: Resource<StatementEntry>,
+        params: Vec<Value>,
+    ) -> HostResult<Resource<CursorEntry>> {
+        // A cursor runs on its own copy of the statement, so the statement
+        // can run again while the cursor is open.
+        let sql = self.table.get(&this)?.sql.clone();
+        let stmt = match self.sql().prepare_one(&sql)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.new_cursor(stmt, params)
+    }
+
+    fn columns(&mut self, this: Resource<StatementEntry>) -> wasmtime::Result<Vec<String>> {
+        Ok(self.table.get(&this)?.stmt.columns().to_vec())
+    }
+
+    fn drop(&mut self, this: Resource<StatementEntry>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl HostCursor for HostState {
+    fn columns(&mut self, this: Resource<CursorEntry>) -> wasmtime::Result<Vec<String>> {
+        Ok(self.table.get(&this)?.stmt.columns().to_vec())
+    }
+
+    fn next(&mut self, this: Resource<CursorEntry>, max_rows: u32) -> HostResult<Vec<Row>> {
+        let (table, mut ctx) = self.split();
+        let entry = table.get_mut(&this)?;
+        let max = max_rows.max(1) as usize;
+        let CursorEntry {
+            stmt,
+            row_ready,
+            done,
+        } = entry;
+        ctx.read_rows(stmt, "(cursor)", Some(max), row_ready, done)
+    }
+
+    fn drop(&mut self, this: Resource<CursorEntry>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        let written = match self.log.lock() {
+            Ok(mut log) => log.write(level, LogSource::Hook, &message),
+            Err(_) => Ok(()),
+        };
+        written.map_err(|limit| self.hit(limit))
+    }
+}

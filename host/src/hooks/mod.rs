@@ -1,0 +1,324 @@
+//! Plugin upgrade hooks: WebAssembly components of the world `upgrade-hook`
+//! (`wit/hooks.wit`) run in a sandbox with exactly the database access their
+//! manifest declares.
+//!
+//! - [`manifest`]: the `uplift:manifest` custom section, read without running
+//!   anything; `embed-manifest`.
+//! - [`plugins`]: finding plugins in the release and the home, which are
+//!   active (`plugins.toml`), and the deterministic plan of hooks to run.
+//! - [`runtime`]: the engine, the compile cache and [`HookRunner`], which runs
+//!   one hook in its own store, savepoint and limits.
+//! - [`authorizer`]: SQLite's authorizer enforcing a manifest's capabilities.
+//! - [`validate`]: the checks of `uplift hooks validate`, for CI.
+//!
+//! Store data must be `'static`, so [`HookRunner::run`] takes the upgrade's
+//! connection out of the caller's `&mut Connection` for the duration of the
+//! hook (leaving an empty in-memory connection in its place) and always puts
+//! it back before returning, whatever the outcome.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub mod authorizer;
+mod bindings;
+mod database;
+pub mod manifest;
+pub mod plugins;
+mod raw;
+pub mod runtime;
+mod sandbox;
+pub mod validate;
+
+pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};
+pub use plugins::{PlannedHook, Plugin, PluginOrigin, PluginSet, PluginsToml};
+pub use runtime::{HookContext, HookOutcome, HookRunner};
+
+/// A limit of the sandbox that a hook hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limit {
+    /// The wall-clock time limit (`[hooks] timeout_seconds`).
+    Time { seconds: u64 },
+    /// The memory limit (`[hooks] memory_mib`).
+    Memory { mib: u64 },
+    /// The cap on the bytes one database call may return (`[hooks] max_reply_mib`).
+    Reply { mib: u64 },
+    /// The cap on log output, including stdout and stderr (`[hooks] max_log_kib`).
+    Log { kib: u64 },
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Time { seconds } => write!(
+                f,
+                "time limit: ran longer than {seconds} s (raise [hooks] timeout_seconds in uplift.toml if the hook needs it)"
+            ),
+            Limit::Memory { mib } => write!(
+                f,
+                "memory limit: tried to grow its memory beyond {mib} MiB ([hooks] memory_mib in uplift.toml)"
+            ),
+            Limit::Reply { mib } => write!(
+                f,
+                "reply limit: one database call would return more than {mib} MiB (use a cursor; [hooks] max_reply_mib in uplift.toml)"
+            ),
+            Limit::Log { kib } => write!(
+                f,
+                "log limit: wrote more than {kib} KiB of log, stdout and stderr ([hooks] max_log_kib in uplift.toml)"
+            ),
+        }
+    }
+}
+
+/// The error a host function raises to stop the guest when a limit is hit;
+/// found again in the trap's error chain.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct LimitHit(pub Limit);
+
+/// Everything that can go wrong finding, loading, validating or running
+/// hooks. Errors about one hook name its plugin and hook.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// A plugin file or folder could not be read.
+    #[error("could not read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A plugin's manifest is missing or invalid.
+    #[error("plugin {path}: {source}")]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: ManifestError,
+    },
+    /// Two plugin files declare the same plugin name.
+    #[error("two plugins are named {name:?}: {first} and {second}; remove or rename one of them")]
+    DuplicatePlugin {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    /// `release.toml` names a core plugin the release does not contain.
+    #[error(
+        "the release names core plugin {name:?}, but no component in {dir} has that name: reinstall the release"
+    )]
+    MissingCorePlugin { name: String, dir: PathBuf },
+    /// `plugins.toml` is not valid.
+    #[error("invalid {path}: {message}; fix or remove it")]
+    PluginsToml { path: PathBuf, message: String },
+    /// `plugin enable/disable` of a plugin that does not exist.
+    #[error("no plugin is named {name:?}; `uplift plugin list` shows the plugins found")]
+    UnknownPlugin { name: String },
+    /// `plugin disable` of a core plugin.
+    #[error(
+        "plugin {name:?} is a core plugin of the release: it is always active and cannot be disabled"
+    )]
+    CorePlugin { name: String },
+    /// The release given to `hooks validate --release` could not be read.
+    #[error("release {dir}: {message}")]
+    Release { dir: PathBuf, message: String },
+    /// The engine could not be created.
+    #[error("could not set up the WebAssembly engine: {0}")]
+    Engine(String),
+    /// A component could not be compiled or linked.
+    #[error("plugin {plugin} ({path}) could not be loaded: {message}")]
+    Load {
+        plugin: String,
+        path: PathBuf,
+        message: String,
+    },
+    /// The hook trapped (a panic, an out-of-bounds access, a stack overflow...).
+    #[error("{}", describe_trap(.plugin, .hook, .reason, .stderr, .backtrace))]
+    Trap {
+        plugin: String,
+        hook: String,
+        reason: String,
+        /// The last lines the hook wrote to stderr (a Rust panic's message).
+        stderr: Vec<String>,
+        /// The guest's call stack at the trap, when known.
+        backtrace: Option<String>,
+    },
+    /// The hook returned an error.
+    #[error("{}", describe_failed(.plugin, .hook, .message, .refused))]
+    Failed {
+        plugin: String,
+        hook: String,
+        message: String,
+        /// Statements the sandbox refused during the hook.
+        refused: Vec<String>,
+    },
+    /// The hook hit a limit of the sandbox.
+    #[error("hook {plugin}/{hook} was stopped: {limit}")]
+    Limit {
+        plugin: String,
+        hook: String,
+        limit: Limit,
+    },
+    /// The hook left a schema change on objects it does not own.
+    #[error(
+        "hook {plugin}/{hook} changed {object}, which its manifest does not own; the change was rolled back"
+    )]
+    SchemaChange {
+        plugin: String,
+        hook: String,
+        object: String,
+    },
+    /// The host's own bookkeeping around a hook failed (savepoint, schema
+    /// snapshot).
+    #[error("hook {plugin}/{hook}: could not {what}: {source}")]
+    Database {
+        plugin: String,
+        hook: String,
+        what: &'static str,
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
+}
+
+fn describe_trap(
+    plugin: &str,
+    hook: &str,
+    reason: &str,
+    stderr: &[String],
+    backtrace: &Option<String>,
+) -> String {
+    let mut text = format!("hook {plugin}/{hook} crashed: {reason}");
+    if !stderr.is_empty() {
+        text.push_str("\n  its stderr ended with:");
+        for line in stderr {
+            text.push_str("\n    ");
+            text.push_str(line);
+        }
+    }
+    if let Some(bt) = backtrace {
+        text.push_str("\n  guest backtrace:");
+        for line in bt.lines() {
+            text.push_str("\n    ");
+            text.push_str(line.trim_start());
+        }
+    }
+    text
+}
+
+fn describe_failed(plugin: &str, hook: &str, message: &str, refused: &[String]) -> String {
+    let mut text = format!("hook {plugin}/{hook} failed: {message}");
+    for r in refused {
+        text.push_str("\n  the sandbox refused: ");
+        text.push_str(r);
+    }
+    text
+}
+
+impl HookError {
+    /// The plugin and hook the error is about, when it is about one hook.
+    pub fn hook(&self) -> Option<(&str, &str)> {
+        match self {
+            HookError::Trap { plugin, hook, .. }
+            | HookError::Failed { plugin, hook, .. }
+            | HookError::Limit { plugin, hook, .. }
+            | HookError::SchemaChange { plugin, hook, .. }
+            | HookError::Database { plugin, hook, .. } => Some((plugin, hook)),
+            _ => None,
+        }
+    }
+}
+
+/// How much a log line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        })
+    }
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    /// The hook's `log` import.
+    Hook,
+    /// The hook's stdout (level info).
+    Stdout,
+    /// The hook's stderr (level warn).
+    Stderr,
+    /// The sandbox itself (a refused statement, a limit).
+    Sandbox,
+}
+
+/// One line of a hook's log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub source: LogSource,
+    pub plugin: String,
+    pub hook: String,
+    pub message: String,
+}
+
+impl fmt::Display for LogLine {
+    /// `[plugin/hook] message`, with the level when it is not info.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}/{}] ", self.plugin, self.hook)?;
+        if self.level != LogLevel::Info {
+            write!(f, "{}: ", self.level)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Receives a hook's log lines as they are written. Called on the thread
+/// running the hook.
+pub trait LogSink: Send + Sync {
+    /// One line (never containing a newline).
+    fn line(&self, line: &LogLine);
+}
+
+impl<F: Fn(&LogLine) + Send + Sync> LogSink for F {
+    fn line(&self, line: &LogLine) {
+        self(line)
+    }
+}
+
+/// A [`LogSink`] that keeps every line, for tests and `--json` output.
+#[derive(Debug, Default)]
+pub struct CollectLog {
+    lines: Mutex<Vec<LogLine>>,
+}
+
+impl CollectLog {
+    /// An empty collector, shareable as a sink.
+    pub fn new() -> Arc<CollectLog> {
+        Arc::new(CollectLog::default())
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<LogLine> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl LogSink for CollectLog {
+    fn line(&self, line: &LogLine) {
+        if let Ok(mut lines) = self.lines.lock() {
+            lines.push(line.clone());
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Finding plugins and planning their hooks. Plugins are the `*.wasm`
+//! components in the release's `plugins/` and the home's `plugins/`; only
+//! their manifests are read (nothing is compiled). The release's core plugins
+//! are always active; every other plugin is active when the home's
+//! `plugins.toml` enables it:
+//!
+//! ```toml
+//! # Which optional plugins are active (`uplift plugin enable/disable NAME`).
+//! [plugins]
+//! audit-log = true
+//! old-report = false
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::home::Home;
+use crate::hooks::HookError;
+use crate::hooks::manifest::{self, Capabilities, HookManifest};
+use crate::version::Version;
+
+/// Where a plugin was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginOrigin {
+    /// The release's `plugins/`.
+    Release,
+    /// The home's `plugins/`, added by the operator.
+    Home,
+}
+
+/// One plugin component and its manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plugin {
+    /// The manifest, read from the component's custom section.
+    pub manifest: HookManifest,
+    /// The component file.
+    pub path: PathBuf,
+    /// Where it was found.
+    pub origin: PluginOrigin,
+    /// A core plugin of the release: always active.
+    pub core: bool,
+    /// Whether its hooks run.
+    pub active: bool,
+}
+
+impl Plugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+}
+
+/// A hook that will run, in plan order.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedHook {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The plugin's version.
+    pub plugin_version: String,
+    /// The hook's name.
+    pub hook: String,
+    /// The component file.
+    pub path: PathBuf,
+    /// What the hook may touch.
+    pub capabilities: Capabilities,
+    /// The hook's `old_version` range.
+    pub old_version: String,
+    /// The hook's `new_version` range.
+    pub new_version: String,
+}
+
+/// The home's `plugins.toml`: which non-core plugins are active.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsToml {
+    /// Plugin name → active.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, bool>,
+}
+
+impl PluginsToml {
+    /// Reads the home's `plugins.toml`; empty when it does not exist.
+    pub fn load(home: &Home) -> Result<PluginsToml, HookError> {
+        let path = home.plugins_toml();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| HookError::PluginsToml {
+                path,
+                message: e.message().to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PluginsToml::default()),
+            Err(source) => Err(HookError::Io { path, source }),
+        }
+    }
+
+    /// Writes the home's `plugins.toml` atomically (a temporary file renamed
+    /// over it).
+    pub fn save(&self, home: &Home) -> Result<(), HookError> {
+        let path = home.plugins_toml();
+        let io = |source| HookError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(home.root()).map_err(io)?;
+        let text = format!(
+            "# Which optional plugins are active; core plugins of the release always are.\n\
+             # Edited by `uplift plugin enable NAME` and `uplift plugin disable NAME`.\n{}",
+            toml::to_string(self).map_err(|e| HookError::PluginsToml {
+                path: path.clone(),
+                message: e.to_string(),
+            })?
+        );
+        let mut tmp = tempfile::NamedTempFile::new_in(home.root()).map_err(io)?;
+        tmp.write_all(text.as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+
+    /// Whether `name` is enabled.
+    pub fn enabled(&self, name: &str) -> bool {
+        self.plugins.get(name).copied().unwrap_or(false)
+    }
+}
+
+/// All plugins of a release and a home.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSet {
+    plugins: Vec<Plugin>,
+}
+
+impl PluginSet {
+    /// Finds the plugins in `release_plugins_dir` and the home's `plugins/`
+    /// (a missing folder holds none), reading only their manifests.
+    ///
+    /// Fails when a file cannot be read or its manifest is missing or
+    /// invalid, when two files declare the same plugin name (naming both),
+    /// when a name in `core_plugins` is not among the release's plugins, or
+    /// when `plugins.toml` is invalid.
+    pub fn discover(
+        release_plugins_dir: &Path,
+        core_plugins: &[String],
+        home: &Home,
+    ) -> Result<PluginSet, HookError> {
+        let toml = PluginsToml::load(home)?;
+        let mut plugins: Vec<Plugin> = Vec::new();
+        for (dir, origin) in [
+            (release_plugins_dir.to_path_buf(), PluginOrigin::Release),
+            (home.plugins_dir(), PluginOrigin::Home),
+        ] {
+            for path in wasm_files(&dir)? {
+                let bytes = std::fs::read(&path).map_err(|source| HookError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let manifest =
+                    manifest::read_manifest(&bytes).map_err(|source| HookError::Manifest {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if let Some(other) = plugins.iter().find(|p| p.manifest.name == manifest.name) {
+                    return Err(HookError::DuplicatePlugin {
+                        name: manifest.name,
+                        first: other.path.clone(),
+                        second: path,
+                    });
+                }
+                let core = origin == PluginOrigin::Release && core_plugins.contains(&manifest.name);
+                let active = core || toml.enabled(&manifest.name);
+                plugins.push(Plugin {
+                    manifest,
+                    path,
+                    origin,
+                    core,
+                    active,
+                });
+            }
+        }
+        for name in core_plugins {
+            if !plugins.iter().any(|p| p.core && &p.manifest.name == name) {
+                return Err(HookError::MissingCorePlugin {
+                    name: name.clone(),
+                    dir: release_plugins_dir.to_path_buf(),
+                });
+            }
+        }
+        plugins.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        Ok(PluginSet { plugins })
+    }
+
+    /// Every plugin found, by name.
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.plugins
+    }
+
+    /// The plugin called `name`.
+    pub fn get(&self, name: &str) -> Option<&Plugin> {
+        self.plugins.iter().find(|p| p.manifest.name == name)
+    }
+
+    /// The active plugins' hooks that match an upgrade from `old` to `new`,
+    /// in the order they run: by the lower bound of `old_version`, then of
+    /// `new_version` (an unbounded range first), then plugin name, then
+    /// declaration order.
+    pub fn plan(&self, old: &Version, new: &Version) -> Vec<PlannedHook> {
+        let mut planned = Vec::new();
+        for plugin in self.plugins.iter().filter(|p| p.active) {
+            for (index, spec) in plugin.manifest.hooks.iter().enumerate() {
+                if !spec.matches(old, new) {
+                    continue;
+                }
+                let key = (
+                    spec.old_version.lower_bound(),
+                    spec.new_version.lower_bound(),
+                    plugin.manifest.name.clone(),
+                    index,
+                );
+                planned.push((
+                    key,
+                    PlannedHook {
+                        plugin: plugin.manifest.name.clone(),
+                        plugin_version: plugin.manifest.version.clone(),
+                        hook: spec.name.clone(),
+                        path: plugin.path.clone(),
+                        capabilities: plugin.manifest.capabilities.clone(),
+                        old_version: spec.old_version.to_string(),
+                        new_version: spec.new_version.to_string(),
+                    },
+                ));
+            }
+        }
+        planned.sort_by(|a, b| a.0.cmp(&b.0));
+        planned.into_iter().map(|(_, hook)| hook).collect()
+    }
+
+    /// Enables the optional plugin `name` in the home's `plugins.toml`.
+    /// Fails when no plugin has that name.
+    pub fn enable(&self, home: &Home, name: &str) -> Result<(), HookError> {
+        let plugin = self.get(name).ok_or_else(|| HookError::UnknownPlugin {
+            name: name.to_string(),
+        })?;
+        let mut toml = PluginsToml::load(home)?;
+        if !plugin.core {
+            toml.plugins.insert(name.to_string(), true);
+            toml.save(home)?;
+        }
+        Ok(())
+    }
+
+    /// Disables the plugin `name`. Fails for a core plugin, and when no
+    /// plugin has that name.
+    pub fn disable(&self, home: &Home, name: &str) -> Result<(), HookError> {
+        let plugin = self.get(name).ok_or_else(|| HookError::UnknownPlugin {
+            name: name.to_string(),
+        })?;
+        if plugin.core {
+            return Err(HookError::CorePlugin {
+                name: name.to_string(),
+            });
+        }
+        let mut toml = PluginsToml::load(home)?;
+        toml.plugins.insert(name.to_string(), false);
+        toml.save(home)
+    }
+}
+
+/// The `*.wasm` files of `dir`, sorted by name; none when `dir` is missing.
+fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, HookError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(HookError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| HookError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}

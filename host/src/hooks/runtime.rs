@@ -1,0 +1,640 @@
+//! Loading and running hooks: one wasmtime engine per upgrade, the compile
+//! cache in the home's `cache/`, the linker (WASI with nothing granted, plus
+//! `database` and `log`), and [`HookRunner::run`], which runs one hook in its
+//! own store, savepoint, authorizer and limits.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use rusqlite::limits::Limit as SqliteLimit;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
+
+use crate::home::{Home, HookLimits};
+use crate::hooks::authorizer::{self, Policy};
+use crate::hooks::bindings::exports::uplift::hooks::hooks::Context;
+use crate::hooks::bindings::{UpgradeHook, UpgradeHookPre};
+use crate::hooks::database::DbState;
+use crate::hooks::plugins::PlannedHook;
+use crate::hooks::sandbox::{HookLog, HostState};
+use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink};
+
+/// How often the epoch ticks; the time limit is checked at this grain.
+const TICK: Duration = Duration::from_millis(10);
+
+/// SQLite virtual-machine instructions between checks of the time limit.
+const PROGRESS_OPS: i32 = 10_000;
+
+/// The savepoint each hook runs in.
+const SAVEPOINT: &str = "uplift_hook";
+
+/// Where in the upgrade a hook runs (the plugin and hook come from the
+/// [`PlannedHook`]).
+#[derive(Debug, Clone)]
+pub struct HookContext {
+    /// The application's name.
+    pub app: String,
+    /// The data version before the upgrade.
+    pub old_version: String,
+    /// The release version the data is being upgraded to.
+    pub new_version: String,
+    /// True when nothing the run does will be kept.
+    pub dry_run: bool,
+}
+
+/// What a hook that succeeded did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HookOutcome {
+    pub plugin: String,
+    pub hook: String,
+    /// Wall-clock time of the hook, loading excluded.
+    pub duration: Duration,
+    /// Bytes of log it wrote.
+    pub log_bytes: usize,
+    /// Statements the sandbox refused (the hook handled the errors).
+    pub refused: Vec<String>,
+}
+
+/// Where a compiled component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheOutcome {
+    /// Read from the compile cache.
+    Hit,
+    /// Compiled, and stored in the cache.
+    Compiled,
+    /// Compiled; the cache could not be written (it is an optimisation only).
+    CompiledUncached,
+}
+
+/// The engine and the linker every hook is instantiated with.
+pub(crate) struct HookEngine {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+}
+
+impl HookEngine {
+    /// The engine (epoch interruption on, component model) and a linker that
+    /// provides exactly WASI p2, `database` and `log`.
+    pub fn new() -> Result<HookEngine, HookError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| HookError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| HookError::Engine(e.to_string()))?;
+        UpgradeHook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| HookError::Engine(e.to_string()))?;
+        Ok(HookEngine { engine, linker })
+    }
+
+    /// Compiles `bytes`, through `cache` when given.
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+        cache: Option<&CompileCache>,
+    ) -> Result<(Component, CacheOutcome), String> {
+        if let Some(cache) = cache
+            && let Some(component) = cache.load(&self.engine, bytes)
+        {
+            return Ok((component, CacheOutcome::Hit));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let outcome = match cache {
+            Some(cache) if cache.store(&self.engine, bytes, &component).is_ok() => {
+                CacheOutcome::Compiled
+            }
+            _ => CacheOutcome::CompiledUncached,
+        };
+        Ok((component, outcome))
+    }
+
+    /// Type-checks `component` against the linker (its imports) and the
+    /// world (its exports), without instantiating it.
+    pub fn pre(&self, component: &Component) -> Result<UpgradeHookPre<HostState>, String> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("it imports something uplift does not provide: {e:#}"))?;
+        UpgradeHookPre::new(pre).map_err(|e| {
+            format!("it does not export the uplift:hooks/hooks interface of the upgrade-hook world: {e:#}")
+        })
+    }
+}
+
+/// Compiled components in the home's `cache/`, keyed by the SHA-256 of the
+/// component's bytes and the engine's compatibility hash. Each file ends with
+/// the SHA-256 of the rest; an entry whose checksum does not match, or that
+/// wasmtime refuses, is ignored and compiled again.
+pub struct CompileCache {
+    dir: PathBuf,
+}
+
+impl CompileCache {
+    /// The cache in `dir` (created on first store).
+    pub fn new(dir: impl Into<PathBuf>) -> CompileCache {
+        CompileCache { dir: dir.into() }
+    }
+
+    /// The file that holds (or would hold) the compiled form of `bytes`.
+    pub fn entry_path(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let digest = Sha256::digest(bytes);
+        self.dir
+            .join(format!("{}-{:016x}.cwasm", hex(&digest), hasher.finish()))
+    }
+
+    fn load(&self, engine: &Engine, bytes: &[u8]) -> Option<Component> {
+        let data = std::fs::read(self.entry_path(engine, bytes)).ok()?;
+        if data.len() < 32 {
+            return None;
+        }
+        let (payload, checksum) = data.split_at(data.len() - 32);
+        if Sha256::digest(payload).as_slice() != checksum {
+            return None;
+        }
+        // SAFETY: `Component::deserialize` trusts its input to be what
+        // `Component::serialize` produced for a compatible engine, because it
+        // maps the bytes as executable code. The payload is exactly what
+        // `store` wrote: its SHA-256 (written after it, checked just above)
+        // matches, the file name carries the engine's compatibility hash, and
+        // wasmtime itself re-checks its header and compatibility and fails
+        // (we then recompile) on any mismatch. The cache lives in the
+        // operator's own home, which uplift treats as trusted as its binary.
+        unsafe { Component::deserialize(engine, payload) }.ok()
+    }
+
+    fn store(&self, engine: &Engine, bytes: &[u8], component: &Component) -> std::io::Result<()> {
+        let mut payload = component.serialize().map_err(std::io::Error::other)?;
+        let checksum = Sha256::digest(&payload);
+        payload.extend_from_slice(&checksum);
+        std::fs::create_dir_all(&self.dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(&payload)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.entry_path(engine, bytes))
+            .map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Ticks the engine's epoch until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.clone();
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("uplift-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        EpochTicker { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What loading a component cost: for `uplift hooks test` and the benchmark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    /// Where the compiled code came from.
+    pub cache: CacheOutcome,
+    /// Reading, compiling or deserializing, and linking.
+    pub load: Duration,
+    /// Instantiating in a fresh store.
+    pub instantiate: Duration,
+}
+
+/// Runs hooks: one engine and compile cache for a whole upgrade.
+pub struct HookRunner {
+    engine: HookEngine,
+    cache: Option<CompileCache>,
+    limits: HookLimits,
+    loaded: HashMap<PathBuf, UpgradeHookPre<HostState>>,
+    ticker: EpochTicker,
+}
+
+impl HookRunner {
+    /// A runner caching compiled components in `home`'s `cache/`, with
+    /// `limits` for every hook. Fails only when the engine cannot be set up.
+    pub fn new(home: &Home, limits: &HookLimits) -> Result<HookRunner, HookError> {
+        Self::with_cache(Some(CompileCache::new(home.cache_dir())), limits)
+    }
+
+    /// A runner with the given cache (`None`: compile every time).
+    pub fn with_cache(
+        cache: Option<CompileCache>,
+        limits: &HookLimits,
+    ) -> Result<HookRunner, HookError> {
+        let engine = HookEngine::new()?;
+        let ticker = EpochTicker::start(&engine.engine);
+        Ok(HookRunner {
+            engine,
+            cache,
+            limits: limits.clone(),
+            loaded: HashMap::new(),
+            ticker,
+        })
+    }
+
+    fn compile_and_link(
+        &self,
+        path: &Path,
+        plugin: &str,
+    ) -> Result<(UpgradeHookPre<HostState>, CacheOutcome), HookError> {
+        let bytes = std::fs::read(path).map_err(|source| HookError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let load_error = |message: String| HookError::Load {
+            plugin: plugin.to_string(),
+            path: path.to_path_buf(),
+            message,
+        };
+        let (component, outcome) = self
+            .engine
+            .compile(&bytes, self.cache.as_ref())
+            .map_err(load_error)?;
+        let pre = self.engine.pre(&component).map_err(load_error)?;
+        Ok((pre, outcome))
+    }
+
+    /// Compiles (or takes from the cache) and links the plugin at `path`,
+    /// once per runner.
+    fn load(&mut self, path: &Path, plugin: &str) -> Result<UpgradeHookPre<HostState>, HookError> {
+        if let Some(pre) = self.loaded.get(path) {
+            return Ok(pre.clone());
+        }
+        let (pre, _) = self.compile_and_link(path, plugin)?;
+        self.loaded.insert(path.to_path_buf(), pre.clone());
+        Ok(pre)
+    }
+
+    /// Loads the component at `path` through the compile cache (never from
+    /// this runner's memory) and instantiates it in a throwaway store with an
+    /// empty database, running none of its hooks: what a hook pays before it
+    /// runs. For the benchmark and `uplift hooks test`.
+    pub fn load_and_instantiate(&mut self, path: &Path) -> Result<LoadReport, HookError> {
+        let started = Instant::now();
+        let (pre, cache) = self.compile_and_link(path, "(benchmark)")?;
+        let load = started.elapsed();
+        let started = Instant::now();
+        let conn = Connection::open_in_memory().map_err(|source| HookError::Database {
+            plugin: "(benchmark)".into(),
+            hook: "(none)".into(),
+            what: "open an in-memory database",
+            source: Box::new(source),
+        })?;
+        let policy = Arc::new(Mutex::new(Policy::new(
+            "benchmark",
+            &Capabilities::default(),
+            &[],
+        )));
+        let log = HookLog::new(
+            Arc::new(|_: &crate::hooks::LogLine| {}),
+            "benchmark",
+            "-",
+            1,
+        );
+        let db = self.db_state(conn, policy, Instant::now() + Duration::from_secs(60));
+        let mut store = self.store(HostState::new(db, log, self.limits.memory_mib));
+        pre.instantiate(&mut store).map_err(|e| HookError::Load {
+            plugin: "(benchmark)".into(),
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+        Ok(LoadReport {
+            cache,
+            load,
+            instantiate: started.elapsed(),
+        })
+    }
+
+    fn db_state(
+        &self,
+        conn: Connection,
+        policy: authorizer::SharedPolicy,
+        deadline: Instant,
+    ) -> DbState {
+        let new_statement = policy
+            .lock()
+            .map(|p| p.statement_flag())
+            .unwrap_or_default();
+        DbState {
+            conn,
+            policy,
+            new_statement,
+            max_reply: usize::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+            reply_mib: self.limits.max_reply_mib,
+            deadline,
+            timeout_seconds: self.limits.timeout_seconds,
+            refused: Vec::new(),
+        }
+    }
+
+    fn store(&self, state: HostState) -> Store<HostState> {
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        let ticks = self
+            .limits
+            .timeout_seconds
+            .saturating_mul(1000)
+            .div_ceil(TICK.as_millis() as u64)
+            .max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Runs one hook on `conn`, which is inside the upgrade's transaction.
+    ///
+    /// The hook runs in its own savepoint, store and limits, with the
+    /// authorizer enforcing its plugin's capabilities and a progress handler
+    /// stopping runaway queries. On success the savepoint is released; on any
+    /// failure it is rolled back, so the database is exactly as before the
+    /// hook. Log lines go to `log` as they are written.
+    ///
+    /// `conn` is taken out of the caller's reference for the hook's duration
+    /// (wasmtime's store data must be `'static`; an empty in-memory
+    /// connection holds its place) and is always put back before this
+    /// returns.
+    ///
+    /// Fails when the component cannot be loaded, the hook traps, returns an
+    /// error, hits a limit, or leaves a schema change outside what it owns;
+    /// the error names the plugin, the hook and the reason.
+    pub fn run(
+        &mut self,
+        conn: &mut Connection,
+        hook: &PlannedHook,
+        ctx: &HookContext,
+        log: Arc<dyn LogSink>,
+    ) -> Result<HookOutcome, HookError> {
+        let pre = self.load(&hook.path, &hook.plugin)?;
+        let db_err = |what: &'static str| {
+            move |source: rusqlite::Error| HookError::Database {
+                plugin: hook.plugin.clone(),
+                hook: hook.hook.clone(),
+                what,
+                source: Box::new(source),
+            }
+        };
+        let placeholder =
+            Connection::open_in_memory().map_err(db_err("open an in-memory database"))?;
+        let before = schema_snapshot(conn).map_err(db_err("read the schema"))?;
+        let existing = authorizer::existing_tables(conn).map_err(db_err("read the schema"))?;
+        conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))
+            .map_err(db_err("start the hook's savepoint"))?;
+
+        let started = Instant::now();
+        let real = std::mem::replace(conn, placeholder);
+        let (returned, result) = self.run_in_store(real, &pre, hook, ctx, &existing, log);
+        *conn = returned;
+        let duration = started.elapsed();
+
+        let result = result.and_then(|outcome| {
+            let after = schema_snapshot(conn).map_err(db_err("read the schema"))?;
+            match schema_violation(&before, &after, &hook.capabilities) {
+                Some(object) => Err(HookError::SchemaChange {
+                    plugin: hook.plugin.clone(),
+                    hook: hook.hook.clone(),
+                    object,
+                }),
+                None => Ok(outcome),
+            }
+        });
+        match result {
+            Ok((log_bytes, refused)) => {
+                conn.execute_batch(&format!("RELEASE {SAVEPOINT}"))
+                    .map_err(db_err("release the hook's savepoint"))?;
+                Ok(HookOutcome {
+                    plugin: hook.plugin.clone(),
+                    hook: hook.hook.clone(),
+                    duration,
+                    log_bytes,
+                    refused,
+                })
+            }
+            Err(err) => {
+                conn.execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"))
+                    .map_err(db_err("roll back the hook's savepoint"))?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs the hook with `conn` moved into its store; always gives `conn`
+    /// back, with the authorizer, progress handler and limits removed and
+    /// every statement of the hook finalized.
+    #[allow(clippy::type_complexity)]
+    fn run_in_store(
+        &self,
+        conn: Connection,
+        pre: &UpgradeHookPre<HostState>,
+        hook: &PlannedHook,
+        ctx: &HookContext,
+        existing: &[String],
+        sink: Arc<dyn LogSink>,
+    ) -> (Connection, Result<(usize, Vec<String>), HookError>) {
+        let timeout = Duration::from_secs(self.limits.timeout_seconds);
+        let deadline = Instant::now() + timeout;
+        let policy = Arc::new(Mutex::new(Policy::new(
+            &hook.plugin,
+            &hook.capabilities,
+            existing,
+        )));
+        let max_reply =
+            i32::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20)).unwrap_or(i32::MAX);
+        let old_length = conn.limit(SqliteLimit::SQLITE_LIMIT_LENGTH).ok();
+        let old_attached = conn.limit(SqliteLimit::SQLITE_LIMIT_ATTACHED).ok();
+        if let Some(old) = old_length {
+            let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_LENGTH, old.min(max_reply));
+        }
+        let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_ATTACHED, 0);
+        authorizer::install(&conn, &policy);
+        conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline));
+
+        let log = HookLog::new(sink, &hook.plugin, &hook.hook, self.limits.max_log_kib);
+        let db = self.db_state(conn, policy, deadline);
+        let mut store = self.store(HostState::new(db, Arc::clone(&log), self.limits.memory_mib));
+        let context = Context {
+            app: ctx.app.clone(),
+            plugin: hook.plugin.clone(),
+            plugin_version: hook.plugin_version.clone(),
+            hook: hook.hook.clone(),
+            old_version: ctx.old_version.clone(),
+            new_version: ctx.new_version.clone(),
+            dry_run: ctx.dry_run,
+        };
+        let called = pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.uplift_hooks_hooks().call_run(&mut store, &context));
+
+        let state = store.into_data();
+        let HostState {
+            table,
+            limit_hit,
+            db,
+            ..
+        } = state;
+        drop(table); // finalizes the hook's statements before the connection moves on
+        let DbState { conn, refused, .. } = db;
+        authorizer::remove(&conn);
+        conn.progress_handler(0, None::<fn() -> bool>);
+        if let Some(old) = old_length {
+            let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_LENGTH, old);
+        }
+        if let Some(old) = old_attached {
+            let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_ATTACHED, old);
+        }
+
+        let (written, stderr) = match log.lock() {
+            Ok(mut log) => {
+                log.finish();
+                (log.written(), log.stderr_tail())
+            }
+            Err(_) => (0, Vec::new()),
+        };
+        let result = match called {
+            Ok(Ok(())) => Ok((written, refused)),
+            Ok(Err(message)) => Err(HookError::Failed {
+                plugin: hook.plugin.clone(),
+                hook: hook.hook.clone(),
+                message,
+                refused,
+            }),
+            Err(err) => Err(classify_trap(
+                err,
+                limit_hit,
+                hook,
+                stderr,
+                self.limits.timeout_seconds,
+            )),
+        };
+        (conn, result)
+    }
+}
+
+impl Drop for HookRunner {
+    fn drop(&mut self) {
+        // Stop the ticker before the engine goes (field order would do it
+        // too; this keeps it explicit).
+        self.ticker.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn classify_trap(
+    err: wasmtime::Error,
+    limit_hit: Option<Limit>,
+    hook: &PlannedHook,
+    stderr: Vec<String>,
+    timeout_seconds: u64,
+) -> HookError {
+    let limit = err
+        .downcast_ref::<LimitHit>()
+        .map(|hit| hit.0.clone())
+        .or(limit_hit)
+        .or_else(|| {
+            (err.downcast_ref::<Trap>() == Some(&Trap::Interrupt)).then_some(Limit::Time {
+                seconds: timeout_seconds,
+            })
+        });
+    if let Some(limit) = limit {
+        return HookError::Limit {
+            plugin: hook.plugin.clone(),
+            hook: hook.hook.clone(),
+            limit,
+        };
+    }
+    let backtrace = err
+        .downcast_ref::<WasmBacktrace>()
+        .map(|bt| bt.to_string())
+        .filter(|bt| !bt.trim().is_empty());
+    let reason = match err.downcast_ref::<Trap>() {
+        Some(Trap::UnreachableCodeReached) => {
+            "it executed `unreachable` (a Rust panic or abort ends this way)".to_string()
+        }
+        Some(Trap::StackOverflow) => "stack overflow (runaway recursion?)".to_string(),
+        Some(Trap::MemoryOutOfBounds) => {
+            "out-of-bounds memory access (a Rust stack overflow from deep recursion ends this way too)"
+                .to_string()
+        }
+        Some(trap) => trap.to_string(),
+        None => format!("{:#}", err),
+    };
+    HookError::Trap {
+        plugin: hook.plugin.clone(),
+        hook: hook.hook.clone(),
+        reason,
+        stderr,
+        backtrace,
+    }
+}
+
+/// One row of `sqlite_schema` (or `sqlite_temp_schema`).
+type SchemaRow = (String, String, String, String, Option<String>);
+
+fn schema_snapshot(conn: &Connection) -> rusqlite::Result<Vec<SchemaRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT 'main', type, name, tbl_name, sql FROM main.sqlite_schema
+         UNION ALL
+         SELECT 'temp', type, name, tbl_name, sql FROM temp.sqlite_schema
+         ORDER BY 1, 2, 3",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    rows.collect()
+}
+
+/// The first schema object added, removed or changed between `before` and
+/// `after` that the capabilities do not own.
+fn schema_violation(
+    before: &[SchemaRow],
+    after: &[SchemaRow],
+    caps: &Capabilities,
+) -> Option<String> {
+    let changed = before
+        .iter()
+        .filter(|row| !after.contains(row))
+        .chain(after.iter().filter(|row| !before.contains(row)));
+    for (_, kind, name, table, _) in changed {
+        let owned = caps.owns_table(table)
+            && (caps.owns_table(name) || name.starts_with("sqlite_autoindex_"));
+        if !owned {
+            return Some(format!("{kind} {name}"));
+        }
+    }
+    None
+}

@@ -1,0 +1,139 @@
+//! `uplift hooks validate`: checks a plugin component for CI without running
+//! any of its code — it is a component, imports only what uplift provides,
+//! exports the `upgrade-hook` world, carries a valid manifest, and (given a
+//! release) names only tables that exist in that release's schema.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::hooks::HookError;
+use crate::hooks::manifest::{self, ManifestError};
+use crate::hooks::runtime::HookEngine;
+use crate::release::Release;
+
+/// The result of validating one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// The file.
+    pub file: PathBuf,
+    /// The plugin's name, when its manifest could be read.
+    pub plugin: Option<String>,
+    /// The plugin's version, when its manifest could be read.
+    pub version: Option<String>,
+    /// True when there are no errors.
+    pub valid: bool,
+    /// What is wrong, one sentence each.
+    pub errors: Vec<String>,
+}
+
+/// Validates plugin components against this uplift's linker and, optionally,
+/// a release's schema.
+pub struct Validator {
+    engine: HookEngine,
+    release: Option<(PathBuf, Vec<String>)>,
+}
+
+impl Validator {
+    /// A validator; with `release`, also checks that the tables a manifest
+    /// names exist after that release's migrations (applied in order to an
+    /// in-memory database). Fails when the engine cannot be set up or the
+    /// release cannot be loaded or its migrations do not apply.
+    pub fn new(release: Option<&Path>) -> Result<Validator, HookError> {
+        let engine = HookEngine::new()?;
+        let release = match release {
+            Some(dir) => Some((dir.to_path_buf(), release_tables(dir)?)),
+            None => None,
+        };
+        Ok(Validator { engine, release })
+    }
+
+    /// Validates the file at `path`. Never fails: problems are the report's
+    /// errors.
+    pub fn validate(&self, path: &Path) -> FileReport {
+        let mut report = FileReport {
+            file: path.to_path_buf(),
+            plugin: None,
+            version: None,
+            valid: false,
+            errors: Vec::new(),
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                report.errors.push(format!("could not read the file: {e}"));
+                return report;
+            }
+        };
+        match manifest::read_manifest(&bytes) {
+            Ok(m) => {
+                if let Some((dir, tables)) = &self.release {
+                    for (key, names) in [
+                        ("read", &m.capabilities.read),
+                        ("write", &m.capabilities.write),
+                    ] {
+                        for name in names {
+                            if !tables.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+                                report.errors.push(format!(
+                                    "capabilities.{key} names table {name}, which the schema of release {} does not have",
+                                    dir.display()
+                                ));
+                            }
+                        }
+                    }
+                }
+                report.plugin = Some(m.name);
+                report.version = Some(m.version);
+            }
+            Err(
+                e @ (ManifestError::NotWasm
+                | ManifestError::CoreModule
+                | ManifestError::Malformed(_)),
+            ) => {
+                report.errors.push(e.to_string());
+                return report;
+            }
+            Err(e) => report.errors.push(format!("manifest: {e}")),
+        }
+        match self.engine.compile(&bytes, None) {
+            Ok((component, _)) => {
+                if let Err(e) = self.engine.pre(&component) {
+                    report.errors.push(e);
+                }
+            }
+            Err(e) => report.errors.push(format!("not a valid component: {e}")),
+        }
+        report.valid = report.errors.is_empty();
+        report
+    }
+}
+
+/// The tables and views of `dir`'s schema after all its migrations.
+fn release_tables(dir: &Path) -> Result<Vec<String>, HookError> {
+    let release = Release::load(dir).map_err(|e| HookError::Release {
+        dir: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let db_error = |e: rusqlite::Error| HookError::Release {
+        dir: dir.to_path_buf(),
+        message: e.to_string(),
+    };
+    let conn = Connection::open_in_memory().map_err(db_error)?;
+    for migration in &release.migrations {
+        conn.execute_batch(&migration.sql)
+            .map_err(|e| HookError::Release {
+                dir: dir.to_path_buf(),
+                message: format!("migration {} does not apply: {e}", migration.file_name()),
+            })?;
+    }
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')")
+        .map_err(db_error)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_error)?;
+    Ok(names)
+}

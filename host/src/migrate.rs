@@ -1,0 +1,299 @@
+//! Schema migrations: the history table, drift detection and applying.
+//!
+//! Every applied migration is recorded in the same transaction that applies
+//! it, so the history can never disagree with the schema:
+//!
+//! ```sql
+//! CREATE TABLE uplift_migrations (
+//!     id              INTEGER PRIMARY KEY,  -- the NNNN of NNNN_name.sql
+//!     name            TEXT NOT NULL,        -- the name part
+//!     checksum        TEXT NOT NULL,        -- SHA-256 of the file, hex
+//!     applied_at      TEXT NOT NULL,        -- UTC, RFC 3339
+//!     release_version TEXT NOT NULL,        -- the release that applied it
+//!     duration_ms     INTEGER NOT NULL
+//! );
+//! ```
+//!
+//! A migration that was applied and whose file has since changed or
+//! disappeared is *drift*: uplift refuses to upgrade until it is resolved,
+//! because the schema no longer matches what the release describes.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization, TransactionOperation};
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::release::{Migration, Release};
+use crate::version::Version;
+
+/// Errors reading the history or applying a migration.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// SQLite failed outside any one migration.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A migration's SQL failed.
+    #[error("migration {file} failed: {message}")]
+    Failed { file: String, message: String },
+    /// A migration tried to control the transaction itself.
+    #[error(
+        "migration {file} uses {statement}: migrations must not begin, commit or roll back transactions \
+         (uplift runs all of them in one transaction); remove it from the file"
+    )]
+    TransactionControl { file: String, statement: String },
+    /// Applied migrations no longer match the release's files.
+    #[error("{}", describe_drift(.0))]
+    Drift(Vec<Drift>),
+}
+
+fn describe_drift(drift: &[Drift]) -> String {
+    let items: Vec<String> = drift.iter().map(|d| d.to_string()).collect();
+    format!(
+        "the database's migration history does not match this release: {}; \
+         install the release the database was upgraded with, or restore a backup",
+        items.join("; ")
+    )
+}
+
+/// A migration recorded as applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedMigration {
+    /// Its number.
+    pub id: u32,
+    /// Its name.
+    pub name: String,
+    /// The checksum of the file that was applied.
+    pub checksum: String,
+    /// When (UTC, RFC 3339).
+    pub applied_at: String,
+    /// The release that applied it.
+    pub release_version: String,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// An applied migration that no longer matches the release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Drift {
+    /// The file changed since it was applied.
+    Changed {
+        id: u32,
+        name: String,
+        recorded: String,
+        actual: String,
+    },
+    /// The file is gone from the release.
+    Missing { id: u32, name: String },
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Drift::Changed { id, name, .. } => {
+                write!(
+                    f,
+                    "migration {id:04}_{name}.sql changed after it was applied"
+                )
+            }
+            Drift::Missing { id, name } => {
+                write!(
+                    f,
+                    "migration {id:04}_{name}.sql was applied but is not in the release"
+                )
+            }
+        }
+    }
+}
+
+/// Where the database stands against a release's migrations.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationStatus {
+    /// Recorded as applied (whether or not they still match).
+    pub applied: Vec<AppliedMigration>,
+    /// In the release, not yet applied, in order.
+    pub pending: Vec<Migration>,
+    /// Applied ones that no longer match.
+    pub drift: Vec<Drift>,
+}
+
+/// Creates the history table if it is missing.
+pub fn ensure_history(conn: &Connection) -> Result<(), MigrateError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS uplift_migrations (
+             id              INTEGER PRIMARY KEY,
+             name            TEXT NOT NULL,
+             checksum        TEXT NOT NULL,
+             applied_at      TEXT NOT NULL,
+             release_version TEXT NOT NULL,
+             duration_ms     INTEGER NOT NULL
+         );",
+    )?;
+    Ok(())
+}
+
+/// The applied migrations, in order; empty for a database without history.
+pub fn applied(conn: &Connection) -> Result<Vec<AppliedMigration>, MigrateError> {
+    let exists: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'uplift_migrations'",
+        [],
+        |row| row.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, name, checksum, applied_at, release_version, duration_ms
+         FROM uplift_migrations ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok(AppliedMigration {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            checksum: row.get(2)?,
+            applied_at: row.get(3)?,
+            release_version: row.get(4)?,
+            duration_ms: row.get::<_, i64>(5)?.max(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Compares the history with the release's migrations.
+pub fn status(conn: &Connection, release: &Release) -> Result<MigrationStatus, MigrateError> {
+    let applied = applied(conn)?;
+    let mut drift = Vec::new();
+    for record in &applied {
+        match release.migrations.iter().find(|m| m.id == record.id) {
+            None => drift.push(Drift::Missing {
+                id: record.id,
+                name: record.name.clone(),
+            }),
+            Some(m) if m.checksum != record.checksum => drift.push(Drift::Changed {
+                id: record.id,
+                name: record.name.clone(),
+                recorded: record.checksum.clone(),
+                actual: m.checksum.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let pending = release
+        .migrations
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.id == m.id))
+        .cloned()
+        .collect();
+    Ok(MigrationStatus {
+        applied,
+        pending,
+        drift,
+    })
+}
+
+/// Applies one migration and records it, inside the caller's transaction.
+/// Transaction control inside the file is refused (by SQLite's authorizer,
+/// before it can take effect). Returns how long the SQL took.
+pub fn apply(
+    conn: &Connection,
+    migration: &Migration,
+    release_version: &Version,
+) -> Result<Duration, MigrateError> {
+    ensure_history(conn)?;
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<&'static str>));
+    let seen = refused.clone();
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+        let statement = match ctx.action {
+            AuthAction::Transaction { operation } => match operation {
+                TransactionOperation::Begin => "BEGIN",
+                TransactionOperation::Rollback => "ROLLBACK",
+                TransactionOperation::Release => "RELEASE",
+                _ => "COMMIT",
+            },
+            AuthAction::Savepoint { operation, .. } => match operation {
+                TransactionOperation::Release => "RELEASE",
+                TransactionOperation::Rollback => "ROLLBACK TO",
+                _ => "SAVEPOINT",
+            },
+            _ => return Authorization::Allow,
+        };
+        if let Ok(mut slot) = seen.lock() {
+            *slot = Some(statement);
+        }
+        Authorization::Deny
+    }));
+    let started = Instant::now();
+    let result = conn.execute_batch(&migration.sql);
+    let elapsed = started.elapsed();
+    conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    if let Err(e) = result {
+        let statement = refused.lock().ok().and_then(|mut slot| slot.take());
+        return Err(match statement {
+            Some(statement) => MigrateError::TransactionControl {
+                file: migration.file_name(),
+                statement: statement.to_string(),
+            },
+            None => MigrateError::Failed {
+                file: migration.file_name(),
+                message: e.to_string(),
+            },
+        });
+    }
+    conn.execute(
+        "INSERT INTO uplift_migrations (id, name, checksum, applied_at, release_version, duration_ms)
+         VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, ?5)",
+        params![
+            migration.id,
+            migration.name,
+            migration.checksum,
+            release_version.to_string(),
+            elapsed.as_millis() as i64
+        ],
+    )?;
+    Ok(elapsed)
+}
+
+/// A row that breaks a foreign key, from `PRAGMA foreign_key_check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForeignKeyViolation {
+    /// The table holding the row.
+    pub table: String,
+    /// The row's rowid (None for WITHOUT ROWID tables).
+    pub rowid: Option<i64>,
+    /// The table it refers to.
+    pub parent: String,
+}
+
+impl std::fmt::Display for ForeignKeyViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rowid {
+            Some(rowid) => write!(
+                f,
+                "row {rowid} of {} refers to a missing row of {}",
+                self.table, self.parent
+            ),
+            None => write!(
+                f,
+                "a row of {} refers to a missing row of {}",
+                self.table, self.parent
+            ),
+        }
+    }
+}
+
+/// Runs `PRAGMA foreign_key_check`; at most `limit` violations are returned.
+pub fn foreign_key_violations(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<ForeignKeyViolation>, rusqlite::Error> {
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    let rows = stmt.query_map([], |row| {
+        Ok(ForeignKeyViolation {
+            table: row.get(0)?,
+            rowid: row.get(1)?,
+            parent: row.get(2)?,
+        })
+    })?;
+    rows.take(limit).collect()
+}

@@ -1,0 +1,266 @@
+//! The installed release: a folder holding `release.toml` (application name,
+//! version, core plugins), `migrations/NNNN_name.sql` and `plugins/*.wasm`.
+//!
+//! ```toml
+//! app = "learnhub"
+//! version = "1.0.0"
+//! core_plugins = ["big-leap", "email-backfill"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::version::Version;
+
+/// Problems with a release folder. Each names the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// No release was given.
+    #[error(
+        "no release given: pass --release DIR or set UPLIFT_RELEASE to the installed release's folder"
+    )]
+    NotGiven,
+    /// The folder or its `release.toml` is missing.
+    #[error(
+        "{path} not found: is this the installed release's folder? (it must hold release.toml)"
+    )]
+    Missing { path: PathBuf },
+    /// A file could not be read.
+    #[error("could not read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `release.toml` is not valid TOML or lacks a field.
+    #[error("invalid {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+    /// The `version` field does not parse.
+    #[error("invalid {path}: field `version`: {message}")]
+    Version { path: PathBuf, message: String },
+    /// A file in `migrations/` is not named `NNNN_name.sql`.
+    #[error(
+        "migration file {path} is not named NNNN_name.sql (digits, an underscore, a name, .sql): rename it"
+    )]
+    MigrationName { path: PathBuf },
+    /// Two migrations share a number.
+    #[error("migrations {first} and {second} have the same number {id}: renumber one of them")]
+    DuplicateMigration {
+        id: u32,
+        first: PathBuf,
+        second: PathBuf,
+    },
+}
+
+/// `release.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseToml {
+    app: String,
+    version: String,
+    #[serde(default)]
+    core_plugins: Vec<String>,
+}
+
+/// An installed release, loaded from its folder.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// The release folder.
+    pub dir: PathBuf,
+    /// The application's name.
+    pub app: String,
+    /// The release version: what the data version becomes after an upgrade.
+    pub version: Version,
+    /// Plugins that are always active with this release.
+    pub core_plugins: Vec<String>,
+    /// The release's migrations, in order of their numbers.
+    pub migrations: Vec<Migration>,
+}
+
+/// One schema migration file.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// The number in the file name (`0003` → 3); migrations run in this order.
+    pub id: u32,
+    /// The part of the file name after the number (`0003_add_email.sql` →
+    /// `add_email`).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The SQL text.
+    pub sql: String,
+    /// SHA-256 of the file's bytes, in hex.
+    pub checksum: String,
+}
+
+impl Migration {
+    /// The file name, e.g. `0003_add_email.sql`: how messages name it.
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("{:04}_{}.sql", self.id, self.name))
+    }
+}
+
+impl Release {
+    /// The release folder given on the command line (or by
+    /// `UPLIFT_RELEASE`), loaded.
+    pub fn resolve(given: Option<&Path>) -> Result<Release, ReleaseError> {
+        Release::load(given.ok_or(ReleaseError::NotGiven)?)
+    }
+
+    /// Loads `release.toml` and the migrations of the release at `dir`.
+    pub fn load(dir: &Path) -> Result<Release, ReleaseError> {
+        let toml_path = dir.join("release.toml");
+        let text = read_to_string(&toml_path)?;
+        let parsed: ReleaseToml = toml::from_str(&text).map_err(|e| ReleaseError::Manifest {
+            path: toml_path.clone(),
+            message: e.message().to_string(),
+        })?;
+        let version = Version::parse(&parsed.version).map_err(|e| ReleaseError::Version {
+            path: toml_path.clone(),
+            message: e.to_string(),
+        })?;
+        if parsed.app.trim().is_empty() {
+            return Err(ReleaseError::Manifest {
+                path: toml_path,
+                message: "field `app` is empty: give the application's name".into(),
+            });
+        }
+        Ok(Release {
+            dir: dir.to_path_buf(),
+            app: parsed.app,
+            version,
+            core_plugins: parsed.core_plugins,
+            migrations: load_migrations(&dir.join("migrations"))?,
+        })
+    }
+
+    /// Where the release's bundled plugin components are.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.join("plugins")
+    }
+
+    /// Reads only the version from `release.toml`: the cheap check that the
+    /// no-op upgrade path makes before deciding anything else is needed.
+    pub fn read_version(dir: &Path) -> Result<Version, ReleaseError> {
+        let toml_path = dir.join("release.toml");
+        let text = read_to_string(&toml_path)?;
+        let parsed: ReleaseToml = toml::from_str(&text).map_err(|e| ReleaseError::Manifest {
+            path: toml_path.clone(),
+            message: e.message().to_string(),
+        })?;
+        Version::parse(&parsed.version).map_err(|e| ReleaseError::Version {
+            path: toml_path,
+            message: e.to_string(),
+        })
+    }
+}
+
+fn read_to_string(path: &Path) -> Result<String, ReleaseError> {
+    std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ReleaseError::Missing {
+                path: path.to_path_buf(),
+            }
+        } else {
+            ReleaseError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+/// Reads `dir/NNNN_name.sql` files in order. A missing folder means no
+/// migrations; files not ending in `.sql` are ignored (a README, say).
+fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ReleaseError::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut by_id: BTreeMap<u32, Migration> = BTreeMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ReleaseError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = file_name.strip_suffix(".sql") else {
+            continue;
+        };
+        let (id, name) = parse_migration_name(stem)
+            .ok_or_else(|| ReleaseError::MigrationName { path: path.clone() })?;
+        let bytes = std::fs::read(&path).map_err(|source| ReleaseError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let sql = String::from_utf8(bytes.clone()).map_err(|_| ReleaseError::Manifest {
+            path: path.clone(),
+            message: "not UTF-8 text".into(),
+        })?;
+        let migration = Migration {
+            id,
+            name: name.to_string(),
+            path: path.clone(),
+            sql,
+            checksum: sha256_hex(&bytes),
+        };
+        if let Some(first) = by_id.insert(id, migration) {
+            return Err(ReleaseError::DuplicateMigration {
+                id,
+                first: first.path,
+                second: path,
+            });
+        }
+    }
+    Ok(by_id.into_values().collect())
+}
+
+/// `0003_add_email` → (3, "add_email").
+fn parse_migration_name(stem: &str) -> Option<(u32, &str)> {
+    let (digits, name) = stem.split_once('_')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
+        return None;
+    }
+    Some((digits.parse().ok()?, name))
+}
+
+/// SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_migration_name;
+
+    #[test]
+    fn migration_names_need_a_number_and_a_name() {
+        assert_eq!(
+            parse_migration_name("0003_add_email"),
+            Some((3, "add_email"))
+        );
+        assert_eq!(parse_migration_name("12_x_y"), Some((12, "x_y")));
+        assert_eq!(parse_migration_name("add_email"), None);
+        assert_eq!(parse_migration_name("0003"), None);
+        assert_eq!(parse_migration_name("0003_"), None);
+        assert_eq!(parse_migration_name("00a3_x"), None);
+    }
+}

@@ -1,0 +1,595 @@
+//! The upgrade, step by step: lock the home, compare the data version with
+//! the release, plan, back up, then migrations, hooks and the new data version
+//! in one transaction. Whatever happens, the database ends up fully upgraded
+//! or exactly as it was.
+//!
+//! [`upgrade`] is the whole data flow in one readable function; the helpers
+//! below it each do one step.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::home::{Home, HomeError, HomeLock};
+use crate::meta::{self, MetaError};
+use crate::migrate::{self, MigrateError};
+use crate::release::{Migration, Release};
+use crate::version::Version;
+
+/// Why an upgrade did not happen. Every variant leaves the database as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    /// The home could not be locked or read.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The database could not be opened or read.
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// uplift's bookkeeping in the database is unreadable.
+    #[error("database {path}: {source}")]
+    Meta {
+        path: PathBuf,
+        #[source]
+        source: MetaError,
+    },
+    /// The database has tables but was never upgraded by uplift.
+    #[error(
+        "database {path} has tables but no uplift data version, so uplift cannot tell which release \
+         created it: restore a backup made by uplift (`uplift dbrestore FILE`), or move the file away \
+         to start with a fresh install"
+    )]
+    Unmanaged { path: PathBuf },
+    /// The database was upgraded by a different application.
+    #[error(
+        "database {path} belongs to application {found:?}, but the release is {expected:?}: check --home and --release"
+    )]
+    OtherApp {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    /// The data is newer than the installed release: a downgrade.
+    #[error("{}", describe_newer(.data, .release, .restorable))]
+    DataNewer {
+        data: Version,
+        release: Version,
+        /// Backups the installed release can restore, newest first.
+        restorable: Vec<String>,
+    },
+    /// The migration history does not match the release.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    /// A migration left rows that break foreign keys.
+    #[error(
+        "the upgrade to {to} left rows that break foreign keys ({}); nothing was changed: fix the migrations",
+        .violations.join("; ")
+    )]
+    ForeignKeys {
+        to: Version,
+        violations: Vec<String>,
+    },
+    /// SQLite failed while applying the upgrade.
+    #[error("database error during the upgrade: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file-system operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn describe_newer(data: &Version, release: &Version, restorable: &[String]) -> String {
+    let mut text = format!(
+        "the database is at data version {data}, newer than the installed release {release}: \
+         this release cannot run it. To downgrade, restore a backup made at {release} or earlier"
+    );
+    if restorable.is_empty() {
+        text.push_str(
+            " — but there is none in the home's backups/ folder; install release {data} or newer again",
+        );
+        text = text.replace("{data}", &data.to_string());
+    } else {
+        text.push_str(&format!(
+            ": `uplift dbrestore --latest` restores {}; all that qualify: {}",
+            restorable[0],
+            restorable.join(", ")
+        ));
+    }
+    text
+}
+
+impl UpgradeError {
+    fn open(path: &Path) -> impl FnOnce(rusqlite::Error) -> UpgradeError + '_ {
+        move |source| UpgradeError::Open {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn meta(path: &Path) -> impl FnOnce(MetaError) -> UpgradeError + '_ {
+        move |source| UpgradeError::Meta {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// How to run an upgrade.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeOptions {
+    /// Wait for another uplift holding the home instead of failing at once.
+    pub wait: bool,
+    /// Compute and return the plan, change nothing.
+    pub plan_only: bool,
+}
+
+/// What an upgrade will do (or did).
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The data version before; `None` for a fresh install.
+    pub from: Option<Version>,
+    /// The release version.
+    pub to: Version,
+    /// Migrations to apply, in order (file names).
+    pub migrations: Vec<String>,
+}
+
+/// The time one phase of the upgrade took.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTime {
+    /// `lock`, `plan`, `backup`, `migrations`, `hooks`, `commit`.
+    pub phase: &'static str,
+    /// Milliseconds, with fractions.
+    pub ms: f64,
+}
+
+/// What a migration took.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationRun {
+    /// Its file name.
+    pub file: String,
+    /// Milliseconds.
+    pub ms: f64,
+}
+
+/// The result of [`upgrade`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The data version already equals the release: nothing was done.
+    UpToDate { version: Version },
+    /// `plan_only`: what would be done.
+    Planned { plan: Plan },
+    /// The database was created at the release version.
+    Installed {
+        plan: Plan,
+        migrations: Vec<MigrationRun>,
+        phases: Vec<PhaseTime>,
+    },
+    /// The database was upgraded.
+    Upgraded {
+        plan: Plan,
+        backup: Option<PathBuf>,
+        migrations: Vec<MigrationRun>,
+        phases: Vec<PhaseTime>,
+    },
+}
+
+/// Times the phases of one run.
+struct Phases {
+    times: Vec<PhaseTime>,
+    started: Instant,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            times: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Closes the current phase under `name` and starts the next.
+    fn end(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.times.push(PhaseTime {
+            phase,
+            ms: ms(now - self.started),
+        });
+        self.started = now;
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Brings the home's database to the release's version.
+///
+/// Steps: lock the home; compare versions (equal: return at once, having
+/// compiled and loaded nothing; data newer: refuse, listing the backups this
+/// release can restore; no database: fresh install); plan; back up; apply
+/// migrations, hooks and the new data version in one transaction.
+pub fn upgrade(
+    home: &Home,
+    release: &Release,
+    options: &UpgradeOptions,
+) -> Result<Outcome, UpgradeError> {
+    let mut phases = Phases::start();
+    let _lock: HomeLock = home.lock(options.wait)?;
+    phases.end("lock");
+
+    let db_path = home.db_path();
+    if !db_path.exists() {
+        let plan = Plan {
+            from: None,
+            to: release.version.clone(),
+            migrations: release
+                .migrations
+                .iter()
+                .map(Migration::file_name)
+                .collect(),
+        };
+        if options.plan_only {
+            return Ok(Outcome::Planned { plan });
+        }
+        let migrations = fresh_install(home, release)?;
+        phases.end("migrations");
+        return Ok(Outcome::Installed {
+            plan,
+            migrations,
+            phases: phases.times,
+        });
+    }
+
+    let mut conn = open_database(&db_path)?;
+    let data_version = meta::data_version(&conn).map_err(UpgradeError::meta(&db_path))?;
+    let Some(data_version) = data_version else {
+        return adopt_empty(home, release, conn, options, phases);
+    };
+    if data_version == release.version {
+        return Ok(Outcome::UpToDate {
+            version: data_version,
+        });
+    }
+    check_app(&conn, &db_path, release)?;
+    if data_version > release.version {
+        return Err(UpgradeError::DataNewer {
+            data: data_version,
+            release: release.version.clone(),
+            restorable: Vec::new(),
+        });
+    }
+
+    let status = migrate::status(&conn, release)?;
+    if !status.drift.is_empty() {
+        return Err(MigrateError::Drift(status.drift).into());
+    }
+    let plan = Plan {
+        from: Some(data_version.clone()),
+        to: release.version.clone(),
+        migrations: status.pending.iter().map(Migration::file_name).collect(),
+    };
+    phases.end("plan");
+    if options.plan_only {
+        return Ok(Outcome::Planned { plan });
+    }
+
+    let migrations =
+        apply_in_transaction(&db_path, &mut conn, release, &status.pending, &mut phases)?;
+    Ok(Outcome::Upgraded {
+        plan,
+        backup: None,
+        migrations,
+        phases: phases.times,
+    })
+}
+
+/// Opens the application database for the upgrade.
+fn open_database(path: &Path) -> Result<Connection, UpgradeError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(UpgradeError::open(path))?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(UpgradeError::open(path))?;
+    Ok(conn)
+}
+
+/// Refuses a database recorded as belonging to another application.
+fn check_app(conn: &Connection, path: &Path, release: &Release) -> Result<(), UpgradeError> {
+    match meta::app_name(conn).map_err(UpgradeError::meta(path))? {
+        Some(found) if found != release.app => Err(UpgradeError::OtherApp {
+            path: path.to_path_buf(),
+            found,
+            expected: release.app.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A database file without a data version: if it holds no tables at all (an
+/// application created the empty file), install into it; otherwise refuse.
+fn adopt_empty(
+    home: &Home,
+    release: &Release,
+    mut conn: Connection,
+    options: &UpgradeOptions,
+    mut phases: Phases,
+) -> Result<Outcome, UpgradeError> {
+    let db_path = home.db_path();
+    if has_user_tables(&conn).map_err(UpgradeError::open(&db_path))? {
+        return Err(UpgradeError::Unmanaged { path: db_path });
+    }
+    let plan = Plan {
+        from: None,
+        to: release.version.clone(),
+        migrations: release
+            .migrations
+            .iter()
+            .map(Migration::file_name)
+            .collect(),
+    };
+    if options.plan_only {
+        return Ok(Outcome::Planned { plan });
+    }
+    let migrations = apply_in_transaction(
+        &db_path,
+        &mut conn,
+        release,
+        &release.migrations,
+        &mut phases,
+    )?;
+    Ok(Outcome::Installed {
+        plan,
+        migrations,
+        phases: phases.times,
+    })
+}
+
+/// A fresh install: the whole schema is built in a temporary file next to
+/// where the database will be, which is renamed into place only when it is
+/// complete — a crash leaves no database rather than half of one.
+fn fresh_install(home: &Home, release: &Release) -> Result<Vec<MigrationRun>, UpgradeError> {
+    let db_path = home.db_path();
+    let temp_path = home.root().join("db.sqlite3.installing");
+    remove_if_exists(&temp_path)?;
+    let mut phases = Phases::start();
+    let migrations = {
+        let mut conn = Connection::open(&temp_path).map_err(UpgradeError::open(&temp_path))?;
+        let runs = apply_in_transaction(
+            &temp_path,
+            &mut conn,
+            release,
+            &release.migrations,
+            &mut phases,
+        )?;
+        conn.close()
+            .map_err(|(_, e)| UpgradeError::open(&temp_path)(e))?;
+        runs
+    };
+    sync_file(&temp_path)?;
+    std::fs::rename(&temp_path, &db_path).map_err(|source| UpgradeError::Io {
+        what: "could not move the new database into place at",
+        path: db_path.clone(),
+        source,
+    })?;
+    sync_dir(home.root())?;
+    Ok(migrations)
+}
+
+/// The one transaction: pending migrations, the new data version, a foreign
+/// key check, COMMIT. Any error rolls everything back.
+fn apply_in_transaction(
+    db_path: &Path,
+    conn: &mut Connection,
+    release: &Release,
+    pending: &[Migration],
+    phases: &mut Phases,
+) -> Result<Vec<MigrationRun>, UpgradeError> {
+    // Foreign-key enforcement cannot change inside a transaction, and table
+    // rebuilds (SQLite's 12-step procedure) need it off; the check before
+    // COMMIT keeps the guarantee it gives.
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    meta::ensure_tables(&tx).map_err(UpgradeError::meta(db_path))?;
+    migrate::ensure_history(&tx)?;
+    let mut runs = Vec::with_capacity(pending.len());
+    for migration in pending {
+        let took = migrate::apply(&tx, migration, &release.version)?;
+        runs.push(MigrationRun {
+            file: migration.file_name(),
+            ms: ms(took),
+        });
+    }
+    phases.end("migrations");
+    let violations = migrate::foreign_key_violations(&tx, 10)?;
+    if !violations.is_empty() {
+        return Err(UpgradeError::ForeignKeys {
+            to: release.version.clone(),
+            violations: violations.iter().map(|v| v.to_string()).collect(),
+        });
+    }
+    meta::set_app_name(&tx, &release.app).map_err(UpgradeError::meta(db_path))?;
+    meta::set_data_version(&tx, &release.version).map_err(UpgradeError::meta(db_path))?;
+    tx.commit()?;
+    phases.end("commit");
+    Ok(runs)
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), UpgradeError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(UpgradeError::Io {
+            what: "could not remove",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn sync_file(path: &Path) -> Result<(), UpgradeError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| UpgradeError::Io {
+            what: "could not sync",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn sync_dir(path: &Path) -> Result<(), UpgradeError> {
+    sync_file(path)
+}
+
+/// Where a home stands against a release, for `uplift status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Whether the database file exists.
+    pub database_exists: bool,
+    /// The data version, if any.
+    pub data_version: Option<Version>,
+    /// The installed release's version.
+    pub release_version: Version,
+    /// `up to date`, `upgrade needed`, `not installed`, `data newer than release`
+    /// or `not managed by uplift`.
+    pub state: &'static str,
+    /// How many migrations are recorded as applied.
+    pub applied: usize,
+    /// Pending migrations (file names).
+    pub pending: Vec<String>,
+    /// Applied migrations that no longer match the release.
+    pub drift: Vec<String>,
+}
+
+/// Reads where the home stands, without locking or changing anything.
+pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
+    let db_path = home.db_path();
+    let mut status = Status {
+        database_exists: db_path.exists(),
+        data_version: None,
+        release_version: release.version.clone(),
+        state: "not installed",
+        applied: 0,
+        pending: release
+            .migrations
+            .iter()
+            .map(Migration::file_name)
+            .collect(),
+        drift: Vec::new(),
+    };
+    if !status.database_exists {
+        return Ok(status);
+    }
+    let conn = open_read_only(&db_path)?;
+    status.data_version = meta::data_version(&conn).map_err(UpgradeError::meta(&db_path))?;
+    let migrations = migrate::status(&conn, release)?;
+    status.applied = migrations.applied.len();
+    status.pending = migrations
+        .pending
+        .iter()
+        .map(Migration::file_name)
+        .collect();
+    status.drift = migrations.drift.iter().map(ToString::to_string).collect();
+    status.state = match &status.data_version {
+        None => {
+            if has_user_tables(&conn).map_err(UpgradeError::open(&db_path))? {
+                "not managed by uplift"
+            } else {
+                "not installed"
+            }
+        }
+        Some(v) if *v == release.version => "up to date",
+        Some(v) if *v > release.version => "data newer than release",
+        Some(_) => "upgrade needed",
+    };
+    Ok(status)
+}
+
+/// One migration's state, for `uplift migrations list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationEntry {
+    /// File name (`0003_add_email.sql`).
+    pub file: String,
+    /// `applied`, `pending`, `changed` (drift) or `missing` (drift).
+    pub state: &'static str,
+    /// When it was applied.
+    pub applied_at: Option<String>,
+    /// The release that applied it.
+    pub release_version: Option<String>,
+}
+
+/// Every migration of the release and of the history, in order.
+pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEntry>, UpgradeError> {
+    let db_path = home.db_path();
+    let applied = if db_path.exists() {
+        migrate::applied(&open_read_only(&db_path)?)?
+    } else {
+        Vec::new()
+    };
+    let mut ids: Vec<u32> = release.migrations.iter().map(|m| m.id).collect();
+    ids.extend(applied.iter().map(|a| a.id));
+    ids.sort_unstable();
+    ids.dedup();
+    let entries = ids
+        .into_iter()
+        .map(|id| {
+            let file = release.migrations.iter().find(|m| m.id == id);
+            let record = applied.iter().find(|a| a.id == id);
+            let (name, state) = match (file, record) {
+                (Some(m), None) => (m.file_name(), "pending"),
+                (Some(m), Some(a)) if m.checksum != a.checksum => (m.file_name(), "changed"),
+                (Some(m), Some(_)) => (m.file_name(), "applied"),
+                (None, Some(a)) => (format!("{:04}_{}.sql", a.id, a.name), "missing"),
+                (None, None) => unreachable!("every id comes from a file or a record"),
+            };
+            MigrationEntry {
+                file: name,
+                state,
+                applied_at: record.map(|a| a.applied_at.clone()),
+                release_version: record.map(|a| a.release_version.clone()),
+            }
+        })
+        .collect();
+    Ok(entries)
+}
+
+/// Opens the database for reading. Read-write if the file allows it, because
+/// a database left with a hot journal by a crash must be rolled back before
+/// it can be read (SQLite does that on the first read); read-only otherwise.
+fn open_read_only(path: &Path) -> Result<Connection, UpgradeError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .or_else(|_| {
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    })
+    .map_err(UpgradeError::open(path))?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(UpgradeError::open(path))?;
+    Ok(conn)
+}
+
+fn has_user_tables(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(n > 0)
+}

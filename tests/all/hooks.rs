@@ -1,0 +1,838 @@
+//! Hooks in the sandbox: the well-behaved plugin's happy path, every hostile
+//! plugin hook stopped with a clear error and the database unchanged, plugin
+//! discovery and plan order, the compile cache, and `uplift hooks validate`.
+//!
+//! The plugin components come from `scripts/build-plugins`.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use uplift::home::{Home, HookLimits};
+use uplift::hooks::manifest::{self, HookManifest};
+use uplift::hooks::runtime::{CacheOutcome, CompileCache};
+use uplift::hooks::{
+    CollectLog, HookContext, HookError, HookRunner, Limit, PlannedHook, PluginSet,
+};
+use uplift::version::Version;
+
+use crate::support;
+
+/// A plugin component built by `scripts/build-plugins`.
+fn component(crate_name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| support::repo_root().join("target"));
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build-plugins first",
+        path.display()
+    );
+    path
+}
+
+fn hostile() -> PathBuf {
+    component("uplift-test-hostile")
+}
+
+fn tidy() -> PathBuf {
+    component("uplift-test-tidy")
+}
+
+/// The hook `hook` of the plugin at `path`, as the plan would give it.
+fn planned(path: &Path, hook: &str) -> PlannedHook {
+    let bytes = std::fs::read(path).unwrap();
+    let m = manifest::read_manifest(&bytes).unwrap();
+    assert!(m.hook(hook).is_some(), "{} has no hook {hook}", m.name);
+    PlannedHook {
+        plugin: m.name.clone(),
+        plugin_version: m.version.clone(),
+        hook: hook.to_string(),
+        path: path.to_path_buf(),
+        capabilities: m.capabilities.clone(),
+        old_version: "*".into(),
+        new_version: "*".into(),
+    }
+}
+
+fn limits() -> HookLimits {
+    HookLimits {
+        timeout_seconds: 1,
+        memory_mib: 64,
+        max_reply_mib: 8,
+        max_log_kib: 16,
+    }
+}
+
+/// A runner sharing one compile cache across the tests (so each component
+/// is compiled once).
+fn runner() -> HookRunner {
+    let cache = CompileCache::new(Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-cache"));
+    HookRunner::with_cache(Some(cache), &limits()).unwrap()
+}
+
+fn context() -> HookContext {
+    HookContext {
+        app: "notebook".into(),
+        old_version: "0.9.0".into(),
+        new_version: "1.0.0".into(),
+        dry_run: false,
+    }
+}
+
+/// A database like an application's, inside the upgrade's transaction.
+fn database() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+         INSERT INTO notes(body) VALUES ('alpha'), ('beta'), ('gamma'), ('delta'), ('epsilon');
+         CREATE TABLE secret(id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO secret(v) VALUES ('s1'), ('s2');
+         CREATE TABLE uplift_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO uplift_meta VALUES ('data_version', '0.9.0');
+         BEGIN IMMEDIATE;",
+    )
+    .unwrap();
+    conn
+}
+
+/// Every schema object and every row of every table, as text.
+fn dump(conn: &Connection) -> String {
+    let mut out = String::new();
+    let mut stmt = conn
+        .prepare("SELECT type, name, sql FROM sqlite_schema ORDER BY name")
+        .unwrap();
+    let objects: Vec<(String, String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (kind, name, sql) in objects {
+        out.push_str(&format!("{kind} {name}: {sql:?}\n"));
+        if kind == "table" {
+            let mut rows = conn
+                .prepare(&format!("SELECT * FROM \"{name}\" ORDER BY rowid"))
+                .unwrap();
+            let n = rows.column_count();
+            let all: Vec<String> = rows
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for row in all {
+                out.push_str(&format!("  {row}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// Runs hostile hook `hook` and checks it fails, leaves the database exactly
+/// as before and inside the upgrade's transaction, and that another plugin's
+/// hook then runs normally. Returns the error.
+fn stopped(hook: &str) -> HookError {
+    let mut runner = runner();
+    let mut conn = database();
+    let before = dump(&conn);
+    let log = CollectLog::new();
+    let err = runner
+        .run(
+            &mut conn,
+            &planned(&hostile(), hook),
+            &context(),
+            log.clone(),
+        )
+        .expect_err("the hostile hook must fail");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("hostile/{hook}")),
+        "the error does not name plugin and hook: {text}"
+    );
+    assert_eq!(dump(&conn), before, "hostile/{hook} changed the database");
+    assert!(
+        !conn.is_autocommit(),
+        "hostile/{hook} ended the upgrade's transaction"
+    );
+    // Another hook in the same upgrade is unaffected.
+    runner
+        .run(
+            &mut conn,
+            &planned(&tidy(), "shout"),
+            &context(),
+            CollectLog::new(),
+        )
+        .expect("a well-behaved hook after the hostile one");
+    let shouted: String = conn
+        .query_row("SELECT body FROM notes WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(shouted, "ALPHA");
+    err
+}
+
+fn assert_limit(err: &HookError, expected: fn(&Limit) -> bool) {
+    match err {
+        HookError::Limit { limit, .. } if expected(limit) => {}
+        other => panic!("expected a limit error, got: {other}"),
+    }
+}
+
+fn assert_refused(err: &HookError, reason: &str) {
+    let text = err.to_string();
+    assert!(
+        matches!(err, HookError::Failed { refused, .. } if !refused.is_empty()),
+        "expected a refusal, got: {text}"
+    );
+    assert!(text.contains("not authorized"), "{text}");
+    assert!(text.contains(reason), "{text} does not say {reason:?}");
+}
+
+#[test]
+fn a_well_behaved_hook_reads_writes_owns_and_logs() {
+    let mut runner = runner();
+    let mut conn = database();
+    let log = CollectLog::new();
+    let outcome = runner
+        .run(
+            &mut conn,
+            &planned(&tidy(), "copy_notes"),
+            &context(),
+            log.clone(),
+        )
+        .unwrap();
+    assert!(outcome.refused.is_empty());
+    let copied: Vec<(i64, String, i64)> = conn
+        .prepare("SELECT id, body, len FROM tidy_copy ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(copied.len(), 5);
+    assert_eq!(copied[4], (5, "epsilon".to_string(), 7));
+    let lines: Vec<String> = log.lines().iter().map(|l| l.to_string()).collect();
+    assert!(
+        lines.contains(&"[tidy/copy_notes] copied 5 notes for notebook 0.9.0 -> 1.0.0".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"[tidy/copy_notes] stdout works too".to_string()),
+        "{lines:?}"
+    );
+
+    runner
+        .run(
+            &mut conn,
+            &planned(&tidy(), "shout"),
+            &context(),
+            log.clone(),
+        )
+        .unwrap();
+    let bodies: Vec<String> = conn
+        .prepare("SELECT body FROM notes ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(bodies[0], "ALPHA");
+    assert_eq!(bodies[5], "shouted 5");
+    // Still inside the upgrade's transaction: the caller decides.
+    assert!(!conn.is_autocommit());
+    conn.execute_batch("ROLLBACK").unwrap();
+    let count: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'tidy_copy'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_the_time_limit() {
+    let err = stopped("infinite_loop");
+    assert_limit(&err, |l| matches!(l, Limit::Time { seconds: 1 }));
+    assert!(err.to_string().contains("time limit"));
+}
+
+#[test]
+fn a_runaway_query_is_interrupted_at_the_deadline() {
+    assert_limit(&stopped("runaway_query"), |l| {
+        matches!(l, Limit::Time { .. })
+    });
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_by_the_memory_limit() {
+    let err = stopped("memory_bomb");
+    assert_limit(&err, |l| matches!(l, Limit::Memory { mib: 64 }));
+    assert!(err.to_string().contains("memory limit"));
+}
+
+#[test]
+fn deep_recursion_traps_with_a_stack_overflow() {
+    let err = stopped("deep_recursion");
+    assert!(matches!(err, HookError::Trap { .. }), "{err}");
+    // Rust's stack lives in linear memory: overflowing it is an out-of-bounds
+    // access; a deeper native stack would be a stack-overflow trap.
+    assert!(err.to_string().contains("stack overflow"), "{err}");
+    assert!(err.to_string().contains("guest backtrace"), "{err}");
+}
+
+#[test]
+fn a_query_returning_gigabytes_is_stopped_by_the_reply_limit() {
+    let err = stopped("huge_query");
+    assert_limit(&err, |l| matches!(l, Limit::Reply { mib: 8 }));
+    assert!(err.to_string().contains("use a cursor"));
+}
+
+#[test]
+fn a_single_huge_value_is_stopped_by_the_reply_limit() {
+    // SQLite's length limit is lowered to the reply cap for the hook, so
+    // the two-gigabyte blob is never even built.
+    assert_limit(&stopped("huge_blob"), |l| {
+        matches!(l, Limit::Reply { mib: 8 })
+    });
+}
+
+#[test]
+fn reading_an_undeclared_table_is_refused() {
+    assert_refused(&stopped("read_undeclared"), "may not read table secret");
+}
+
+#[test]
+fn writing_an_undeclared_table_is_refused() {
+    assert_refused(&stopped("write_undeclared"), "may not write table secret");
+}
+
+#[test]
+fn attach_is_refused() {
+    assert_refused(&stopped("attach"), "ATTACH");
+    assert!(!Path::new("/tmp/uplift-hostile.db").exists());
+}
+
+#[test]
+fn pragma_writable_schema_is_refused() {
+    assert_refused(&stopped("writable_schema"), "PRAGMA writable_schema");
+}
+
+#[test]
+fn commit_cannot_escape_the_savepoint() {
+    assert_refused(&stopped("commit"), "transaction control");
+}
+
+#[test]
+fn rollback_cannot_escape_the_savepoint() {
+    assert_refused(&stopped("rollback"), "transaction control");
+}
+
+#[test]
+fn release_cannot_escape_the_savepoint() {
+    assert_refused(&stopped("release"), "SAVEPOINT/RELEASE");
+}
+
+#[test]
+fn dropping_a_core_table_is_refused() {
+    assert_refused(
+        &stopped("drop_core"),
+        "may not change the schema of table secret",
+    );
+}
+
+#[test]
+fn writing_uplift_tables_is_refused() {
+    assert_refused(&stopped("write_uplift"), "uplift's own table");
+}
+
+#[test]
+fn reading_sqlite_schema_is_refused() {
+    assert_refused(&stopped("read_schema"), "SQLite's schema");
+}
+
+#[test]
+fn flooding_the_log_is_stopped_by_the_log_limit() {
+    assert_limit(&stopped("log_flood"), |l| {
+        matches!(l, Limit::Log { kib: 16 })
+    });
+}
+
+#[test]
+fn flooding_stdout_is_stopped_by_the_log_limit() {
+    assert_limit(&stopped("stdout_flood"), |l| {
+        matches!(l, Limit::Log { kib: 16 })
+    });
+}
+
+#[test]
+fn reading_a_file_through_wasi_fails() {
+    let err = stopped("read_file");
+    assert!(
+        err.to_string().contains("could not read /etc/passwd"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_panic_is_reported_with_its_message_and_backtrace() {
+    let err = stopped("panic");
+    let text = err.to_string();
+    assert!(matches!(err, HookError::Trap { .. }), "{text}");
+    assert!(text.contains("panics on purpose"), "{text}");
+    assert!(text.contains("guest backtrace"), "{text}");
+}
+
+#[test]
+fn a_failing_hook_rolls_back_its_own_changes() {
+    let err = stopped("write_then_fail");
+    assert!(matches!(err, HookError::Failed { .. }));
+    assert!(err.to_string().contains("failed on purpose"));
+}
+
+#[test]
+fn renaming_an_owned_table_out_of_the_prefix_is_rolled_back() {
+    let err = stopped("rename_out");
+    assert!(matches!(err, HookError::SchemaChange { .. }), "{err}");
+    assert!(err.to_string().contains("table users"), "{err}");
+}
+
+#[test]
+fn creating_a_trigger_is_refused() {
+    assert_refused(&stopped("create_trigger"), "creating trigger");
+}
+
+#[test]
+fn a_handled_refusal_is_logged_and_the_hook_goes_on() {
+    let mut runner = runner();
+    let mut conn = database();
+    let log = CollectLog::new();
+    let outcome = runner
+        .run(
+            &mut conn,
+            &planned(&hostile(), "ignore_refusal"),
+            &context(),
+            log.clone(),
+        )
+        .unwrap();
+    assert_eq!(outcome.refused.len(), 1);
+    assert!(outcome.refused[0].contains("may not read table secret"));
+    let lines: Vec<String> = log.lines().iter().map(|l| l.to_string()).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "[hostile/ignore_refusal] warn: refused: plugin hostile may not read table secret"
+        )),
+        "{lines:?}"
+    );
+    let last: String = conn
+        .query_row("SELECT body FROM notes ORDER BY id DESC LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(last, "secret refused: true");
+}
+
+#[test]
+fn the_compile_cache_is_used_and_a_corrupt_entry_is_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runner =
+        HookRunner::with_cache(Some(CompileCache::new(dir.path())), &limits()).unwrap();
+    let first = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(first.cache, CacheOutcome::Compiled);
+    let second = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(second.cache, CacheOutcome::Hit);
+
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    let third = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(
+        third.cache,
+        CacheOutcome::Compiled,
+        "a corrupt entry was trusted"
+    );
+    let fourth = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(fourth.cache, CacheOutcome::Hit);
+}
+
+// ---------------------------------------------------------------- plugins
+
+/// An empty component (no imports, no exports) carrying `manifest`.
+fn component_with(manifest: &str) -> Vec<u8> {
+    let m = HookManifest::from_section(manifest.as_bytes()).unwrap();
+    manifest::embed_manifest(&empty_component(), &m).unwrap()
+}
+
+fn empty_component() -> Vec<u8> {
+    wasm_encoder::Component::new().finish()
+}
+
+fn manifest_json(name: &str, hooks: &str) -> String {
+    format!(r#"{{"uplift_manifest":1,"name":"{name}","version":"1.0","hooks":[{hooks}]}}"#)
+}
+
+#[test]
+fn plugins_are_found_in_the_release_and_the_home_and_planned_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let release = tmp.path().join("release/plugins");
+    let home = Home::new(tmp.path().join("home"));
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::create_dir_all(home.plugins_dir()).unwrap();
+    let write = |dir: &Path, file: &str, json: String| {
+        std::fs::write(dir.join(file), component_with(&json)).unwrap()
+    };
+    write(
+        &release,
+        "b.wasm",
+        manifest_json(
+            "bravo",
+            r#"{"name":"late","old_version":">=0.5"},{"name":"early","old_version":"<0.5"},{"name":"any"}"#,
+        ),
+    );
+    write(
+        &release,
+        "a.wasm",
+        manifest_json(
+            "alpha",
+            r#"{"name":"one","old_version":">=0.5"},{"name":"two","new_version":"<0.1"}"#,
+        ),
+    );
+    write(
+        &home.plugins_dir(),
+        "c.wasm",
+        manifest_json("charlie", r#"{"name":"x"}"#),
+    );
+
+    let set = PluginSet::discover(&release, &["bravo".to_string()], &home).unwrap();
+    let names: Vec<_> = set.plugins().iter().map(|p| (p.name(), p.active)).collect();
+    assert_eq!(
+        names,
+        [("alpha", false), ("bravo", true), ("charlie", false)]
+    );
+
+    set.enable(&home, "alpha").unwrap();
+    set.enable(&home, "charlie").unwrap();
+    set.disable(&home, "charlie").unwrap();
+    let err = set.disable(&home, "bravo").unwrap_err();
+    assert!(err.to_string().contains("core plugin"), "{err}");
+    assert!(set.enable(&home, "nobody").is_err());
+
+    let set = PluginSet::discover(&release, &["bravo".to_string()], &home).unwrap();
+    let plan = set.plan(
+        &Version::parse("0.6").unwrap(),
+        &Version::parse("1.0").unwrap(),
+    );
+    let order: Vec<String> = plan
+        .iter()
+        .map(|h| format!("{}/{}", h.plugin, h.hook))
+        .collect();
+    // Unbounded old_version first (bravo/any), then by lower bound 0.5:
+    // alpha before bravo by name; bravo/early does not match 0.6, alpha/two
+    // does not match 1.0, charlie is disabled.
+    assert_eq!(order, ["bravo/any", "alpha/one", "bravo/late"]);
+}
+
+#[test]
+fn two_plugins_with_the_same_name_are_an_error_naming_both_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let release = tmp.path().join("plugins");
+    let home = Home::new(tmp.path().join("home"));
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::create_dir_all(home.plugins_dir()).unwrap();
+    std::fs::write(
+        release.join("one.wasm"),
+        component_with(&manifest_json("same", "")),
+    )
+    .unwrap();
+    std::fs::write(
+        home.plugins_dir().join("two.wasm"),
+        component_with(&manifest_json("same", "")),
+    )
+    .unwrap();
+    let err = PluginSet::discover(&release, &[], &home)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("one.wasm") && err.contains("two.wasm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_core_plugin_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::new(tmp.path().join("home"));
+    let err = PluginSet::discover(&tmp.path().join("none"), &["big-leap".into()], &home)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("big-leap"), "{err}");
+}
+
+// ------------------------------------------------------------- validation
+
+fn validate(files: &[&Path]) -> (i32, Vec<serde_json::Value>) {
+    let mut args: Vec<&str> = vec!["hooks", "validate", "--json"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = support::run(&args);
+    let reports = support::stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.code().unwrap_or(-1), reports)
+}
+
+fn errors(report: &serde_json::Value) -> String {
+    report["errors"].to_string()
+}
+
+#[test]
+fn validate_accepts_real_plugins() {
+    let (code, reports) = validate(&[&hostile(), &tidy()]);
+    assert_eq!(code, 0, "{reports:?}");
+    assert_eq!(reports.len(), 2);
+    assert!(reports.iter().all(|r| r["valid"] == true));
+    assert_eq!(reports[1]["plugin"], "tidy");
+}
+
+#[test]
+fn validate_rejects_broken_files_with_a_reason_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let not_wasm = file("not.wasm", b"#!/bin/sh\necho hi\n");
+    let core = file("core.wasm", &wasm_encoder::Module::new().finish());
+    let other_world = file("other.wasm", &component_with(&manifest_json("other", "")));
+    let no_manifest = {
+        // A real hook component with its manifest sections stripped.
+        let bytes = std::fs::read(tidy()).unwrap();
+        file("bare.wasm", &strip_manifest(&bytes))
+    };
+    let bad_json = file(
+        "badjson.wasm",
+        &with_raw_section(&std::fs::read(tidy()).unwrap(), b"{not json"),
+    );
+    let bad_range = file(
+        "badrange.wasm",
+        &with_raw_section(
+            &std::fs::read(tidy()).unwrap(),
+            manifest_json("p", r#"{"name":"h","old_version":"<banana"}"#).as_bytes(),
+        ),
+    );
+    let (code, reports) = validate(&[
+        &not_wasm,
+        &core,
+        &other_world,
+        &no_manifest,
+        &bad_json,
+        &bad_range,
+        &tidy(),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(reports.len(), 7);
+    assert!(
+        errors(&reports[0]).contains("not a WebAssembly file"),
+        "{}",
+        errors(&reports[0])
+    );
+    assert!(
+        errors(&reports[1]).contains("core WebAssembly module"),
+        "{}",
+        errors(&reports[1])
+    );
+    assert!(
+        errors(&reports[2]).contains("does not export"),
+        "{}",
+        errors(&reports[2])
+    );
+    assert!(
+        errors(&reports[3]).contains("no `uplift:manifest`"),
+        "{}",
+        errors(&reports[3])
+    );
+    assert!(
+        errors(&reports[4]).contains("not valid JSON"),
+        "{}",
+        errors(&reports[4])
+    );
+    assert!(
+        errors(&reports[5]).contains("invalid range"),
+        "{}",
+        errors(&reports[5])
+    );
+    assert_eq!(reports[6]["valid"], true);
+    for r in &reports[..6] {
+        assert_eq!(r["valid"], false);
+    }
+}
+
+#[test]
+fn validate_checks_tables_against_a_release_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let release = support::TestRelease::new(
+        tmp.path(),
+        "rel",
+        "notebook",
+        "1.0.0",
+        &[(
+            "0001_init.sql",
+            "CREATE TABLE other(id INTEGER PRIMARY KEY);",
+        )],
+    );
+    let out = support::run(&[
+        "hooks",
+        "validate",
+        "--release",
+        release.dir.to_str().unwrap(),
+        tidy().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = support::stdout(&out);
+    assert!(text.contains("names table notes"), "{text}");
+
+    let out = support::run(&[
+        "hooks",
+        "validate",
+        "--release",
+        "/nonexistent/release",
+        tidy().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", support::stderr(&out));
+}
+
+#[test]
+fn embed_manifest_replaces_the_manifest_and_inspect_shows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = tmp.path().join("hook.toml");
+    std::fs::write(
+        &toml,
+        "name = \"renamed\"\nversion = \"2.0.0\"\n[capabilities]\nread = [\"notes\"]\n[[hooks]]\nname = \"shout\"\nold_version = \"<1.0\"\n",
+    )
+    .unwrap();
+    let out_file = tmp.path().join("out.wasm");
+    let out = support::run(&[
+        "hooks",
+        "embed-manifest",
+        "--manifest",
+        toml.to_str().unwrap(),
+        tidy().to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let out = support::run(&["hooks", "inspect", "--json", out_file.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_str(&support::stdout(&out)).unwrap();
+    assert_eq!(json["name"], "renamed");
+    assert_eq!(json["hooks"][0]["old_version"], "<1.0");
+    let (code, _) = validate(&[&out_file]);
+    assert_eq!(code, 0, "the component still validates after embedding");
+
+    std::fs::write(
+        &toml,
+        "name = \"x\"\nversion = \"1\"\n[[hooks]]\nname = \"h\"\nold_version = \"<banana\"\n",
+    )
+    .unwrap();
+    let bad_out = tmp.path().join("bad.wasm");
+    let out = support::run(&[
+        "hooks",
+        "embed-manifest",
+        "--manifest",
+        toml.to_str().unwrap(),
+        tidy().to_str().unwrap(),
+        "-o",
+        bad_out.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        support::stderr(&out).contains("invalid range"),
+        "{}",
+        support::stderr(&out)
+    );
+    assert!(!bad_out.exists());
+}
+
+/// `bytes` with every `uplift:manifest` section removed, at any depth.
+fn strip_manifest(bytes: &[u8]) -> Vec<u8> {
+    // Replacing the top-level section with one that embed_manifest writes and
+    // then renaming it is simpler than rewriting nested modules: rename every
+    // occurrence of the section name to a name of the same length.
+    let needle = manifest::SECTION_NAME.as_bytes();
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i + needle.len() <= out.len() {
+        if &out[i..i + needle.len()] == needle {
+            out[i..i + needle.len()].copy_from_slice(b"uplift:ignored_");
+            i += needle.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// `bytes` without its manifest, plus a top-level section holding `data`.
+fn with_raw_section(bytes: &[u8], data: &[u8]) -> Vec<u8> {
+    use wasm_encoder::Encode;
+    let mut out = strip_manifest(bytes);
+    out.push(0); // the custom section's id; `encode` writes size, name and data
+    wasm_encoder::CustomSection {
+        name: manifest::SECTION_NAME.into(),
+        data: data.into(),
+    }
+    .encode(&mut out);
+    out
+}
+
+#[test]
+fn plugin_commands_list_enable_and_refuse_to_disable_core_plugins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let release = support::TestRelease::new(tmp.path(), "rel", "notebook", "1.0.0", &[]);
+    std::fs::create_dir_all(release.dir.join("plugins")).unwrap();
+    std::fs::copy(tidy(), release.dir.join("plugins/tidy.wasm")).unwrap();
+    let toml_path = release.dir.join("release.toml");
+    let text = std::fs::read_to_string(&toml_path).unwrap();
+    let text = text.replace("core_plugins = []", "core_plugins = [\"tidy\"]");
+    std::fs::write(&toml_path, text).unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("plugins")).unwrap();
+    std::fs::copy(hostile(), home.join("plugins/hostile.wasm")).unwrap();
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "--home",
+            home.to_str().unwrap(),
+            "--release",
+            release.dir.to_str().unwrap(),
+            "plugin",
+        ];
+        v.extend_from_slice(extra);
+        support::run(&v)
+    };
+    let out = args(&["list"]);
+    let text = support::stdout(&out);
+    assert!(text.contains("tidy 1.2.0  core (always active)"), "{text}");
+    assert!(text.contains("hostile 0.1.0  disabled"), "{text}");
+    assert!(args(&["enable", "hostile"]).status.success());
+    assert!(support::stdout(&args(&["list"])).contains("hostile 0.1.0  enabled"));
+    let out = args(&["disable", "tidy"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        support::stderr(&out).contains("core plugin"),
+        "{}",
+        support::stderr(&out)
+    );
+    assert!(!args(&["enable", "nobody"]).status.success());
+}

@@ -1,0 +1,546 @@
+//! `uplift upgrade`, `status`, `migrations list` and `run`: the atomic upgrade
+//! and every way it refuses.
+
+use crate::support::{TestRelease, fingerprint, query_i64, run, stderr, stdout, uplift};
+
+const INITIAL: (&str, &str) = (
+    "0001_initial.sql",
+    "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
+);
+const ADD_COLUMN: (&str, &str) = ("0002_price.sql", "ALTER TABLE item ADD COLUMN price REAL;");
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    home: std::path::PathBuf,
+    root: std::path::PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let root = dir.path().to_path_buf();
+        Fixture {
+            _dir: dir,
+            home,
+            root,
+        }
+    }
+
+    fn home(&self) -> &str {
+        self.home.to_str().unwrap()
+    }
+
+    fn db(&self) -> std::path::PathBuf {
+        self.home.join("db.sqlite3")
+    }
+
+    fn release(&self, version: &str, migrations: &[(&str, &str)]) -> TestRelease {
+        TestRelease::new(
+            &self.root,
+            &format!("release-{version}"),
+            "shop",
+            version,
+            migrations,
+        )
+    }
+
+    fn upgrade(&self, release: &TestRelease) -> std::process::Output {
+        run(&[
+            "--home",
+            self.home(),
+            "--release",
+            release.path(),
+            "upgrade",
+        ])
+    }
+
+    fn install_with_rows(&self, release: &TestRelease) {
+        let out = self.upgrade(release);
+        assert!(out.status.success(), "install failed: {}", stderr(&out));
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        conn.execute_batch("INSERT INTO item (name) VALUES ('a'), ('b'), ('c');")
+            .unwrap();
+    }
+}
+
+#[test]
+fn fresh_install_applies_every_migration_and_records_the_version() {
+    let f = Fixture::new();
+    let r = f.release("1.0.0", &[INITIAL, ADD_COLUMN]);
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("installed 1.0.0 with 2 migrations"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        query_i64(
+            &f.db(),
+            "SELECT count(*) FROM pragma_table_info('item') WHERE name = 'price'"
+        ),
+        1
+    );
+    assert_eq!(
+        query_i64(&f.db(), "SELECT count(*) FROM uplift_migrations"),
+        2
+    );
+    let status = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r.path(),
+        "status",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["data_version"], "1.0.0");
+    assert_eq!(json["state"], "up to date");
+    assert!(!f.root.join("home/db.sqlite3.installing").exists());
+}
+
+#[test]
+fn upgrade_applies_only_pending_migrations_and_keeps_rows() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let r2 = f.release("1.1.0", &[INITIAL, ADD_COLUMN]);
+    let out = f.upgrade(&r2);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("upgraded 1.0.0 -> 1.1.0"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("0002_price.sql"), "{}", stdout(&out));
+    assert_eq!(query_i64(&f.db(), "SELECT count(*) FROM item"), 3);
+    assert_eq!(
+        query_i64(&f.db(), "SELECT count(*) FROM uplift_migrations"),
+        2
+    );
+    let version: String = rusqlite::Connection::open(f.db())
+        .unwrap()
+        .query_row(
+            "SELECT value FROM uplift_meta WHERE key = 'data_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "1.1.0");
+}
+
+#[test]
+fn already_upgraded_is_a_quick_no_op_that_changes_nothing() {
+    let f = Fixture::new();
+    let r = f.release("1.0.0", &[INITIAL]);
+    f.install_with_rows(&r);
+    let before = fingerprint(&f.db());
+    let out = f.upgrade(&r);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("up to date: data version 1.0.0"));
+    assert_eq!(fingerprint(&f.db()), before);
+}
+
+#[test]
+fn plan_prints_pending_migrations_and_changes_nothing() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let before = fingerprint(&f.db());
+    let r2 = f.release("1.1.0", &[INITIAL, ADD_COLUMN]);
+    let out = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r2.path(),
+        "upgrade",
+        "--plan",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["outcome"], "planned");
+    assert_eq!(json["plan"]["from"], "1.0.0");
+    assert_eq!(json["plan"]["migrations"][0], "0002_price.sql");
+    assert_eq!(fingerprint(&f.db()), before);
+}
+
+#[test]
+fn a_failing_migration_rolls_everything_back_and_names_the_file() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let before = fingerprint(&f.db());
+    let r2 = f.release(
+        "1.1.0",
+        &[
+            INITIAL,
+            ADD_COLUMN,
+            ("0003_broken.sql", "UPDATE item SET name = NULL;"),
+        ],
+    );
+    let out = f.upgrade(&r2);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("0003_broken.sql"), "{err}");
+    assert!(err.contains("NOT NULL"), "{err}");
+    assert_eq!(fingerprint(&f.db()), before, "the database changed");
+}
+
+#[test]
+fn a_migration_that_commits_on_its_own_is_refused() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let before = fingerprint(&f.db());
+    let r2 = f.release(
+        "1.1.0",
+        &[
+            INITIAL,
+            (
+                "0002_commit.sql",
+                "ALTER TABLE item ADD COLUMN price REAL; COMMIT; BEGIN; DELETE FROM item;",
+            ),
+        ],
+    );
+    let out = f.upgrade(&r2);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("0002_commit.sql uses COMMIT"), "{err}");
+    assert_eq!(fingerprint(&f.db()), before);
+}
+
+#[test]
+fn a_table_rebuild_with_foreign_keys_works_and_broken_references_roll_back() {
+    let f = Fixture::new();
+    let parent_child = (
+        "0001_initial.sql",
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+         CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id), qty TEXT);
+         INSERT INTO parent VALUES (1);
+         INSERT INTO child VALUES (1, 1, '5');",
+    );
+    let out = f.upgrade(&f.release("1.0.0", &[parent_child]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The 12-step rebuild of `parent` drops a table that `child` refers to:
+    // that only works with foreign-key enforcement off.
+    let rebuild = (
+        "0002_rebuild_parent.sql",
+        "CREATE TABLE parent_new (id INTEGER PRIMARY KEY, label TEXT NOT NULL DEFAULT '');
+         INSERT INTO parent_new (id) SELECT id FROM parent;
+         DROP TABLE parent;
+         ALTER TABLE parent_new RENAME TO parent;",
+    );
+    let out = f.upgrade(&f.release("1.1.0", &[parent_child, rebuild]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(query_i64(&f.db(), "SELECT count(*) FROM child"), 1);
+
+    let before = fingerprint(&f.db());
+    let orphan = ("0003_orphan.sql", "DELETE FROM parent;");
+    let out = f.upgrade(&f.release("1.2.0", &[parent_child, rebuild, orphan]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("foreign keys"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("child"), "{}", stderr(&out));
+    assert_eq!(fingerprint(&f.db()), before);
+}
+
+#[test]
+fn data_newer_than_the_release_is_refused_with_the_versions() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("2.0.0", &[INITIAL]));
+    let before = fingerprint(&f.db());
+    let out = f.upgrade(&f.release("1.0.0", &[INITIAL]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("data version 2.0.0"), "{err}");
+    assert!(err.contains("installed release 1.0.0"), "{err}");
+    assert_eq!(fingerprint(&f.db()), before);
+}
+
+#[test]
+fn a_changed_or_missing_applied_migration_is_drift() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL, ADD_COLUMN]));
+    let before = fingerprint(&f.db());
+    let edited = (
+        "0002_price.sql",
+        "ALTER TABLE item ADD COLUMN price INTEGER;",
+    );
+    let r2 = f.release("1.1.0", &[INITIAL, edited]);
+    let out = f.upgrade(&r2);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("0002_price.sql changed after it was applied"),
+        "{}",
+        stderr(&out)
+    );
+    let list = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r2.path(),
+        "migrations",
+        "list",
+    ]);
+    assert_eq!(list.status.code(), Some(1));
+    assert!(stdout(&list).contains("changed"), "{}", stdout(&list));
+
+    let r3 = f.release("1.2.0", &[INITIAL]);
+    let out = f.upgrade(&r3);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("was applied but is not in the release"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fingerprint(&f.db()), before);
+}
+
+#[test]
+fn migrations_list_shows_applied_and_pending() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let r2 = f.release("1.1.0", &[INITIAL, ADD_COLUMN]);
+    let out = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r2.path(),
+        "migrations",
+        "list",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["state"], "applied");
+    assert_eq!(json[0]["release_version"], "1.0.0");
+    assert_eq!(json[1]["state"], "pending");
+}
+
+#[test]
+fn a_database_not_made_by_uplift_is_refused() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(&f.home).unwrap();
+    rusqlite::Connection::open(f.db())
+        .unwrap()
+        .execute_batch("CREATE TABLE mine (x); INSERT INTO mine VALUES (1);")
+        .unwrap();
+    let before = fingerprint(&f.db());
+    let out = f.upgrade(&f.release("1.0.0", &[INITIAL]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no uplift data version"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fingerprint(&f.db()), before);
+}
+
+#[test]
+fn an_empty_database_file_gets_a_fresh_install() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(&f.home).unwrap();
+    std::fs::write(f.db(), b"").unwrap();
+    let out = f.upgrade(&f.release("1.0.0", &[INITIAL]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        query_i64(&f.db(), "SELECT count(*) FROM uplift_migrations"),
+        1
+    );
+}
+
+#[test]
+fn another_applications_database_is_refused() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let other = TestRelease::new(&f.root, "other", "blog", "2.0.0", &[INITIAL]);
+    let out = f.upgrade(&other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("belongs to application \"shop\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_release_folders_are_named_in_the_error() {
+    let f = Fixture::new();
+    let missing = f.root.join("nowhere");
+    let out = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        missing.to_str().unwrap(),
+        "upgrade",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nowhere/release.toml not found"),
+        "{}",
+        stderr(&out)
+    );
+
+    let r = f.release("1.0.0", &[INITIAL]);
+    std::fs::write(
+        r.dir.join("release.toml"),
+        "app = \"shop\"\nversion = \"one\"\n",
+    )
+    .unwrap();
+    let out = f.upgrade(&r);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("field `version`"), "{}", stderr(&out));
+
+    std::fs::write(r.dir.join("release.toml"), "app = \"shop\"\n").unwrap();
+    let out = f.upgrade(&r);
+    assert!(
+        stderr(&out).contains("missing field `version`"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(
+        r.dir.join("release.toml"),
+        "app = \"shop\"\nversion = \"1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(r.dir.join("migrations/add_thing.sql"), "SELECT 1;").unwrap();
+    let out = f.upgrade(&r);
+    assert!(
+        stderr(&out).contains("add_thing.sql is not named NNNN_name.sql"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!f.db().exists(), "nothing may be created for a bad release");
+
+    let out = uplift()
+        .args(["--home", f.home(), "upgrade"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("pass --release DIR or set UPLIFT_RELEASE"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_second_runner_is_refused_while_the_home_is_locked() {
+    let f = Fixture::new();
+    let r = f.release("1.0.0", &[INITIAL]);
+    f.install_with_rows(&r);
+    let lock = uplift::home::Home::new(&f.home).lock(false).unwrap();
+    let out = f.upgrade(&f.release("1.1.0", &[INITIAL, ADD_COLUMN]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "another uplift (pid {}) holds this home",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    drop(lock);
+    let out = f.upgrade(&f.release("1.1.0", &[INITIAL, ADD_COLUMN]));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn run_upgrades_then_becomes_the_command() {
+    let f = Fixture::new();
+    let r = f.release("1.0.0", &[INITIAL]);
+    let out = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r.path(),
+        "--quiet",
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo started with $0 $1; exit 7",
+        "x",
+        "y",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "started with x y\n");
+    assert_eq!(
+        query_i64(&f.db(), "SELECT count(*) FROM uplift_migrations"),
+        1
+    );
+
+    let out = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r.path(),
+        "run",
+        "--",
+        "/no/such/program",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("could not run /no/such/program"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn verify_paths_passes_the_example_application() {
+    let releases: Vec<String> = ["0.1.0", "0.2.0", "0.6.4", "1.0.0"]
+        .iter()
+        .map(|v| {
+            crate::support::example_release(v)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut args = vec!["verify-paths", "--json"];
+    args.extend(releases.iter().map(String::as_str));
+    let out = run(&args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 6, "4 releases give 6 paths");
+    assert!(json.as_array().unwrap().iter().all(|p| p["result"] == "ok"));
+}
+
+#[test]
+fn verify_paths_catches_a_migration_numbered_into_the_past() {
+    // Release 1.1 adds migration 0002 between two that 1.0 already had: an
+    // upgraded database gets the columns in another order than a fresh one.
+    let f = Fixture::new();
+    let add_b = ("0003_b.sql", "ALTER TABLE item ADD COLUMN b TEXT;");
+    let add_a = ("0002_a.sql", "ALTER TABLE item ADD COLUMN a TEXT;");
+    let r1 = f.release("1.0.0", &[INITIAL, add_b]);
+    let r2 = f.release("1.1.0", &[INITIAL, add_a, add_b]);
+    let out = run(&["verify-paths", r1.path(), r2.path()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAIL 1.0.0 -> 1.1.0  schema differs"),
+        "{text}"
+    );
+    assert!(text.contains("table item differs"), "{text}");
+    assert!(text.contains("1 paths checked, 1 with problems"), "{text}");
+}
+
+#[test]
+fn verify_paths_needs_two_distinct_releases() {
+    let f = Fixture::new();
+    let r1 = f.release("1.0.0", &[INITIAL]);
+    let out = run(&["verify-paths", r1.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("at least two release folders"),
+        "{}",
+        stderr(&out)
+    );
+    let copy = TestRelease::new(&f.root, "copy", "shop", "1.0", &[INITIAL]);
+    let out = run(&["verify-paths", r1.path(), copy.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("are both release 1.0"),
+        "{}",
+        stderr(&out)
+    );
+}
