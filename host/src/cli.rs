@@ -115,6 +115,11 @@ enum Command {
         /// Pick the backup from a numbered list (needs a terminal)
         #[arg(long)]
         select: bool,
+        /// Check the restored database with PRAGMA quick_check instead of
+        /// the full integrity_check (much faster on large databases; skips
+        /// re-comparing the indexes it just built with their tables)
+        #[arg(long)]
+        quick_check: bool,
         /// Wait for another uplift working on this home instead of failing
         #[arg(long)]
         wait: bool,
@@ -377,21 +382,6 @@ enum Which {
     Select,
 }
 
-/// The installed release's version, from `<release>/release.toml`.
-// TODO(release.rs): replace by crate::release::Release::load(dir)?.version once it is on main.
-fn release_version(dir: &Path) -> anyhow::Result<Version> {
-    let path = dir.join("release.toml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("could not read {}", path.display()))?;
-    let value: toml::Table =
-        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-    let version = value
-        .get("version")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{} has no version = \"...\"", path.display()))?;
-    Ok(Version::parse(version)?)
-}
-
 fn describe_entries(entries: &[backup::BackupEntry]) -> String {
     if entries.is_empty() {
         return "  (no backups)".to_string();
@@ -417,6 +407,7 @@ fn dbrestore(
     home: &Home,
     release: Option<&Path>,
     which: Which,
+    options: &RestoreOptions,
     wait: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -430,7 +421,7 @@ fn dbrestore(
     let file = match which {
         Which::File(file) => file,
         Which::Latest => {
-            let release_version = release.map(release_version).transpose()?;
+            let release_version = release.map(Release::read_version).transpose()?;
             match backup::latest_restorable(&dir, release_version.as_ref())? {
                 Some(entry) => {
                     if release_version.is_none() && !quiet {
@@ -502,7 +493,7 @@ fn dbrestore(
         }
     };
     let mut bars = Bars::new(quiet);
-    let report = backup::restore(home, &file, &RestoreOptions::default(), &mut bars)?;
+    let report = backup::restore(home, &file, options, &mut bars)?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
@@ -654,6 +645,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             latest,
             select,
+            quick_check,
             wait,
         } => {
             let home = Home::resolve(cli.home)?;
@@ -662,7 +654,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, true, _) => Which::Latest,
                 _ => Which::Select,
             };
-            dbrestore(&home, cli.release.as_deref(), which, wait, cli.quiet)
+            let mut options = RestoreOptions::default();
+            if quick_check {
+                options.check = backup::IntegrityCheck::Quick;
+            }
+            dbrestore(
+                &home,
+                cli.release.as_deref(),
+                which,
+                &options,
+                wait,
+                cli.quiet,
+            )
         }
         Command::Backups(cmd) => {
             let home = Home::resolve(cli.home)?;

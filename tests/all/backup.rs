@@ -294,7 +294,11 @@ fn compressed_backups_round_trip_and_verify() {
     );
     let entries = backup::list(&home.backups_dir()).unwrap();
     assert_eq!(entries[0].status, BackupStatus::Verified);
-    restore_file(&home, &file.path).unwrap();
+    let options = RestoreOptions {
+        check: backup::IntegrityCheck::Quick,
+        ..RestoreOptions::default()
+    };
+    backup::restore(&home, &file.path, &options, &mut NoProgress).unwrap();
     assert_same_database(&source, &home.db_path());
 }
 

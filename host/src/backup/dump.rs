@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -106,14 +107,20 @@ pub enum BackupError {
         /// The destination folder.
         dir: PathBuf,
     },
-    /// A backup file could not be listed, verified or removed.
-    #[error(transparent)]
-    Verify(#[from] super::VerifyError),
 }
 
 fn sql_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> BackupError {
     let what = what.into();
     move |source| BackupError::Sqlite { what, source }
+}
+
+/// [`sql_err`] with the description built only if there is an error (the
+/// row loop must not format a string per row).
+fn sql_err_with(what: &dyn Fn() -> String) -> impl FnOnce(rusqlite::Error) -> BackupError + '_ {
+    move |source| BackupError::Sqlite {
+        what: what(),
+        source,
+    }
 }
 
 /// Dumps the database behind `conn` into a new file in `dir` (created if
@@ -248,111 +255,36 @@ fn write_in_snapshot(
     } else {
         Sink::Plain(file)
     };
-    let mut out = Out {
-        buf: Vec::with_capacity(CHUNK + 64 * 1024),
-        hasher: Sha256::new(),
-        sink,
-        text_bytes: 0,
-        path: temp_path.clone(),
-    };
-
-    progress.begin("dumping", Some(total_rows), ProgressUnit::Rows);
-    let mut rows = 0u64;
-    header.write(&mut out.buf);
-    out.buf
-        .extend_from_slice(b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n");
-
-    // Tables and their rows, in creation order.
-    let mut table_iter = tables.iter();
-    let mut virtual_tables = Vec::new();
-    let mut sequence = false;
-    let mut stat1 = false;
-    for entry in &schema {
-        if entry.kind != "table" {
-            continue;
-        }
-        if entry.name == "sqlite_sequence" {
-            sequence = true;
-        } else if entry.name == "sqlite_stat1" {
-            stat1 = true;
-        } else if is_virtual(entry) {
-            virtual_tables.push(entry);
-        } else if is_plain_table(entry) {
-            let table = table_iter
-                .next()
-                .expect("one TableDump per plain table, in order");
-            if let Some(sql) = &entry.sql {
-                out.buf.extend_from_slice(sql.as_bytes());
-                out.buf.extend_from_slice(b";\n");
-            }
-            dump_rows(conn, table, &mut out, &mut rows, progress)?;
-        }
-    }
-
-    // Virtual tables go in as schema rows, the way sqlite3's .dump does it:
-    // their shadow tables (above) already hold their content.
-    if !virtual_tables.is_empty() {
-        out.buf.extend_from_slice(b"PRAGMA writable_schema=ON;\n");
-        for entry in virtual_tables {
-            let sql = entry.sql.as_deref().unwrap_or_default();
-            out.buf.extend_from_slice(
-                b"INSERT INTO sqlite_schema(type,name,tbl_name,rootpage,sql)VALUES('table',",
-            );
-            push_text(&mut out.buf, entry.name.as_bytes());
-            out.buf.push(b',');
-            push_text(&mut out.buf, entry.name.as_bytes());
-            out.buf.extend_from_slice(b",0,");
-            push_text(&mut out.buf, sql.as_bytes());
-            out.buf.extend_from_slice(b");\n");
-        }
-        out.buf.extend_from_slice(b"PRAGMA writable_schema=OFF;\n");
-    }
-    if stat1 {
-        out.buf.extend_from_slice(b"ANALYZE sqlite_schema;\n");
-        let table = TableDump {
-            name: "sqlite_stat1".into(),
-            select: "SELECT tbl, idx, stat FROM main.sqlite_stat1".into(),
-            insert_prefix: b"INSERT INTO sqlite_stat1 VALUES(".to_vec(),
-            columns: 3,
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(3);
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    let (rows, sha256, text_size, sink) = std::thread::scope(|scope| {
+        // Hashing and writing (and compressing) run beside the SQLite reads.
+        let writer = scope.spawn(|| write_chunks(rx, free_tx, sink, &temp_path));
+        let mut out = Out {
+            buf: Vec::with_capacity(CHUNK + 64 * 1024),
+            tx: Some(tx),
+            free: free_rx,
+            path: temp_path.clone(),
         };
-        dump_rows(conn, &table, &mut out, &mut rows, progress)?;
-    }
-    if sequence {
-        out.buf.extend_from_slice(b"DELETE FROM sqlite_sequence;\n");
-        let table = TableDump {
-            name: "sqlite_sequence".into(),
-            select: "SELECT name, seq FROM main.sqlite_sequence".into(),
-            insert_prefix: b"INSERT INTO sqlite_sequence VALUES(".to_vec(),
-            columns: 2,
-        };
-        dump_rows(conn, &table, &mut out, &mut rows, progress)?;
-    }
-
-    // Indexes, triggers and views after the data: indexes are built once,
-    // triggers do not fire on restored rows.
-    for entry in &schema {
-        if matches!(entry.kind.as_str(), "index" | "trigger" | "view")
-            && !entry.name.starts_with("sqlite_")
-            && let Some(sql) = &entry.sql
-        {
-            out.buf.extend_from_slice(sql.as_bytes());
-            out.buf.extend_from_slice(b";\n");
-            out.maybe_flush()?;
-        }
-    }
-    let user_version: i64 = conn
-        .query_row("PRAGMA main.user_version", [], |r| r.get(0))
-        .map_err(sql_err("user_version"))?;
-    let application_id: i64 = conn
-        .query_row("PRAGMA main.application_id", [], |r| r.get(0))
-        .map_err(sql_err("application_id"))?;
-    write!(
-        out.buf,
-        "PRAGMA user_version={user_version};\nPRAGMA application_id={application_id};\nCOMMIT;\n"
-    )
-    .map_err(io_err("write", &temp_path))?;
-
-    let (sha256, text_size, sink) = out.finish()?;
+        let generated = generate(
+            conn, &schema, &tables, &header, total_rows, &mut out, progress,
+        )
+        .and_then(|rows| out.flush().map(|()| rows));
+        out.tx = None;
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(io_err("write", &temp_path)(io::Error::other("the writer thread panicked")).into())
+        });
+        let (hasher, mut sink, mut text_size) = written?;
+        let rows = generated?;
+        let sha256 = files::hex(&hasher.finalize());
+        let mut trailer = TRAILER_PREFIX.to_vec();
+        trailer.extend_from_slice(sha256.as_bytes());
+        trailer.push(b'\n');
+        sink.write_all(&trailer)
+            .map_err(io_err("write", &temp_path))?;
+        text_size += trailer.len() as u64;
+        Ok::<_, BackupError>((rows, sha256, text_size, sink))
+    })?;
     let file = sink.finish().map_err(io_err("write", &temp_path))?;
     file.sync_all().map_err(io_err("sync", &temp_path))?;
     drop(file);
@@ -386,6 +318,116 @@ fn write_in_snapshot(
         header,
         rows,
     })
+}
+
+/// Writes the whole dump text (header to `COMMIT;`) into `out`; returns the
+/// number of rows.
+fn generate(
+    conn: &Connection,
+    schema: &[SchemaEntry],
+    tables: &[TableDump],
+    header: &DumpHeader,
+    total_rows: u64,
+    out: &mut Out,
+    progress: &mut dyn Progress,
+) -> Result<u64, BackupError> {
+    progress.begin("dumping", Some(total_rows), ProgressUnit::Rows);
+    let mut rows = 0u64;
+    header.write(&mut out.buf);
+    out.buf
+        .extend_from_slice(b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n");
+
+    // Tables and their rows, in creation order.
+    let mut table_iter = tables.iter();
+    let mut virtual_tables = Vec::new();
+    let mut sequence = false;
+    let mut stat1 = false;
+    for entry in schema {
+        if entry.kind != "table" {
+            continue;
+        }
+        if entry.name == "sqlite_sequence" {
+            sequence = true;
+        } else if entry.name == "sqlite_stat1" {
+            stat1 = true;
+        } else if is_virtual(entry) {
+            virtual_tables.push(entry);
+        } else if is_plain_table(entry) {
+            let table = table_iter
+                .next()
+                .expect("one TableDump per plain table, in order");
+            if let Some(sql) = &entry.sql {
+                out.buf.extend_from_slice(sql.as_bytes());
+                out.buf.extend_from_slice(b";\n");
+            }
+            dump_rows(conn, table, out, &mut rows, progress)?;
+        }
+    }
+
+    // Virtual tables go in as schema rows, the way sqlite3's .dump does it:
+    // their shadow tables (above) already hold their content.
+    if !virtual_tables.is_empty() {
+        out.buf.extend_from_slice(b"PRAGMA writable_schema=ON;\n");
+        for entry in virtual_tables {
+            let sql = entry.sql.as_deref().unwrap_or_default();
+            out.buf.extend_from_slice(
+                b"INSERT INTO sqlite_schema(type,name,tbl_name,rootpage,sql)VALUES('table',",
+            );
+            push_text(&mut out.buf, entry.name.as_bytes());
+            out.buf.push(b',');
+            push_text(&mut out.buf, entry.name.as_bytes());
+            out.buf.extend_from_slice(b",0,");
+            push_text(&mut out.buf, sql.as_bytes());
+            out.buf.extend_from_slice(b");\n");
+        }
+        out.buf.extend_from_slice(b"PRAGMA writable_schema=OFF;\n");
+    }
+    if stat1 {
+        out.buf.extend_from_slice(b"ANALYZE sqlite_schema;\n");
+        let table = TableDump {
+            name: "sqlite_stat1".into(),
+            select: "SELECT tbl, idx, stat FROM main.sqlite_stat1".into(),
+            insert_prefix: b"INSERT INTO sqlite_stat1 VALUES(".to_vec(),
+            columns: 3,
+        };
+        dump_rows(conn, &table, out, &mut rows, progress)?;
+    }
+    if sequence {
+        out.buf.extend_from_slice(b"DELETE FROM sqlite_sequence;\n");
+        let table = TableDump {
+            name: "sqlite_sequence".into(),
+            select: "SELECT name, seq FROM main.sqlite_sequence".into(),
+            insert_prefix: b"INSERT INTO sqlite_sequence VALUES(".to_vec(),
+            columns: 2,
+        };
+        dump_rows(conn, &table, out, &mut rows, progress)?;
+    }
+
+    // Indexes, triggers and views after the data: indexes are built once,
+    // triggers do not fire on restored rows.
+    for entry in schema {
+        if matches!(entry.kind.as_str(), "index" | "trigger" | "view")
+            && !entry.name.starts_with("sqlite_")
+            && let Some(sql) = &entry.sql
+        {
+            out.buf.extend_from_slice(sql.as_bytes());
+            out.buf.extend_from_slice(b";\n");
+            out.maybe_flush()?;
+        }
+    }
+    let user_version: i64 = conn
+        .query_row("PRAGMA main.user_version", [], |r| r.get(0))
+        .map_err(sql_err("user_version"))?;
+    let application_id: i64 = conn
+        .query_row("PRAGMA main.application_id", [], |r| r.get(0))
+        .map_err(sql_err("application_id"))?;
+    write!(
+        out.buf,
+        "PRAGMA user_version={user_version};\nPRAGMA application_id={application_id};\nCOMMIT;\n"
+    )
+    .map_err(io_err("write", &out.path))?;
+
+    Ok(rows)
 }
 
 /// Renames the finished temporary file to the first free name.
@@ -460,12 +502,12 @@ fn table_dump(conn: &Connection, name: &str) -> Result<TableDump, BackupError> {
     {
         let mut stmt = conn
             .prepare(&format!("PRAGMA main.table_xinfo({qname})"))
-            .map_err(sql_err(what()))?;
-        let mut rows = stmt.query([]).map_err(sql_err(what()))?;
-        while let Some(row) = rows.next().map_err(sql_err(what()))? {
-            let col: String = row.get(1).map_err(sql_err(what()))?;
-            let pk: i64 = row.get(5).map_err(sql_err(what()))?;
-            let hidden: i64 = row.get(6).map_err(sql_err(what()))?;
+            .map_err(sql_err_with(&what))?;
+        let mut rows = stmt.query([]).map_err(sql_err_with(&what))?;
+        while let Some(row) = rows.next().map_err(sql_err_with(&what))? {
+            let col: String = row.get(1).map_err(sql_err_with(&what))?;
+            let pk: i64 = row.get(5).map_err(sql_err_with(&what))?;
+            let hidden: i64 = row.get(6).map_err(sql_err_with(&what))?;
             if hidden == 2 || hidden == 3 {
                 generated = true;
                 continue;
@@ -533,10 +575,10 @@ fn table_dump(conn: &Connection, name: &str) -> Result<TableDump, BackupError> {
 fn is_rowid_alias(conn: &Connection, qname: &str, column: &str) -> Result<bool, BackupError> {
     let sql = format!("EXPLAIN SELECT {} FROM main.{qname}", quote_ident(column));
     let what = || format!("plan for {qname}");
-    let mut stmt = conn.prepare(&sql).map_err(sql_err(what()))?;
-    let mut rows = stmt.query([]).map_err(sql_err(what()))?;
-    while let Some(row) = rows.next().map_err(sql_err(what()))? {
-        let opcode: String = row.get(1).map_err(sql_err(what()))?;
+    let mut stmt = conn.prepare(&sql).map_err(sql_err_with(&what))?;
+    let mut rows = stmt.query([]).map_err(sql_err_with(&what))?;
+    while let Some(row) = rows.next().map_err(sql_err_with(&what))? {
+        let opcode: String = row.get(1).map_err(sql_err_with(&what))?;
         if opcode == "Rowid" || opcode == "IdxRowid" {
             return Ok(true);
         }
@@ -552,15 +594,15 @@ fn dump_rows(
     progress: &mut dyn Progress,
 ) -> Result<(), BackupError> {
     let what = || format!("rows of table {}", table.name);
-    let mut stmt = conn.prepare(&table.select).map_err(sql_err(what()))?;
-    let mut rows = stmt.query([]).map_err(sql_err(what()))?;
-    while let Some(row) = rows.next().map_err(sql_err(what()))? {
+    let mut stmt = conn.prepare(&table.select).map_err(sql_err_with(&what))?;
+    let mut rows = stmt.query([]).map_err(sql_err_with(&what))?;
+    while let Some(row) = rows.next().map_err(sql_err_with(&what))? {
         out.buf.extend_from_slice(&table.insert_prefix);
         for i in 0..table.columns {
             if i > 0 {
                 out.buf.push(b',');
             }
-            let value = row.get_ref(i).map_err(sql_err(what()))?;
+            let value = row.get_ref(i).map_err(sql_err_with(&what))?;
             push_value(&mut out.buf, value);
         }
         out.buf.extend_from_slice(b");\n");
@@ -713,12 +755,24 @@ fn push_quoted(buf: &mut Vec<u8>, t: &[u8]) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Each byte's two hexadecimal digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
+
 pub(crate) fn push_blob(buf: &mut Vec<u8>, b: &[u8]) {
     buf.reserve(b.len() * 2 + 3);
     buf.extend_from_slice(b"X'");
-    for &byte in b {
-        buf.push(HEX[(byte >> 4) as usize]);
-        buf.push(HEX[(byte & 15) as usize]);
+    let start = buf.len();
+    buf.resize(start + 2 * b.len(), 0);
+    for (pair, &byte) in buf[start..].chunks_exact_mut(2).zip(b) {
+        pair.copy_from_slice(&HEX_PAIRS[byte as usize]);
     }
     buf.push(b'\'');
 }
@@ -748,13 +802,12 @@ impl Sink {
     }
 }
 
-/// The text being written: gathered in a buffer, hashed and passed on in
-/// large chunks.
+/// The text being written: gathered in a buffer and passed in large chunks
+/// to the writer thread, which hashes and writes them.
 struct Out {
     buf: Vec<u8>,
-    hasher: Sha256,
-    sink: Sink,
-    text_bytes: u64,
+    tx: Option<SyncSender<Vec<u8>>>,
+    free: Receiver<Vec<u8>>,
     path: PathBuf,
 }
 
@@ -768,31 +821,38 @@ impl Out {
     }
 
     fn flush(&mut self) -> Result<(), BackupError> {
-        self.hasher.update(&self.buf);
-        self.sink
-            .write_all(&self.buf)
-            .map_err(io_err("write", &self.path))?;
-        self.text_bytes += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
-    }
-
-    /// Writes what is left and the checksum trailer.
-    fn finish(mut self) -> Result<(String, u64, Sink), BackupError> {
-        self.flush()?;
-        let digest = self.hasher.finalize();
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            hex.push(HEX[(byte >> 4) as usize] as char);
-            hex.push(HEX[(byte & 15) as usize] as char);
+        if self.buf.is_empty() {
+            return Ok(());
         }
-        let mut trailer = TRAILER_PREFIX.to_vec();
-        trailer.extend_from_slice(hex.as_bytes());
-        trailer.push(b'\n');
-        self.sink
-            .write_all(&trailer)
-            .map_err(io_err("write", &self.path))?;
-        self.text_bytes += trailer.len() as u64;
-        Ok((hex, self.text_bytes, self.sink))
+        let next = self
+            .free
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK + 64 * 1024));
+        let full = std::mem::replace(&mut self.buf, next);
+        let sent = self.tx.as_ref().map(|tx| tx.send(full));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The writer stopped on an error, which the caller reports.
+            _ => Err(io_err("write", &self.path)(io::Error::other("the writer stopped")).into()),
+        }
     }
+}
+
+/// The writer thread: hashes and writes each chunk, hands the buffer back.
+fn write_chunks(
+    rx: Receiver<Vec<u8>>,
+    free: Sender<Vec<u8>>,
+    mut sink: Sink,
+    path: &Path,
+) -> Result<(Sha256, Sink, u64), BackupError> {
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    for mut chunk in rx {
+        hasher.update(&chunk);
+        sink.write_all(&chunk).map_err(io_err("write", path))?;
+        bytes += chunk.len() as u64;
+        chunk.clear();
+        let _ = free.send(chunk);
+    }
+    Ok((hasher, sink, bytes))
 }

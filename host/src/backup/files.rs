@@ -2,11 +2,11 @@
 //! checksum trailer at their end, listing a folder of them, retention, and
 //! picking the newest one a release can restore.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -243,24 +243,24 @@ impl VerifiedDump {
 /// compressed dump), for progress.
 pub(crate) struct Counting<R> {
     inner: R,
-    count: Rc<Cell<u64>>,
+    count: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
 
 /// An open dump: its text, decompressed if needed.
 pub(crate) struct DumpReader {
-    pub(crate) text: Box<dyn Read>,
+    pub(crate) text: Box<dyn Read + Send>,
     pub(crate) compressed: bool,
     pub(crate) file_size: u64,
     /// Bytes of the file consumed so far.
-    pub(crate) consumed: Rc<Cell<u64>>,
+    pub(crate) consumed: Arc<AtomicU64>,
 }
 
 /// Opens a dump, recognising compression by its magic bytes (not its name).
@@ -277,7 +277,7 @@ pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoFailure> {
             Err(e) => return Err(io_err("read", path)(e)),
         }
     }
-    let consumed = Rc::new(Cell::new(got as u64));
+    let consumed = Arc::new(AtomicU64::new(got as u64));
     let prefix = io::Cursor::new(magic[..got].to_vec());
     let counting = Counting {
         inner: file,
@@ -285,7 +285,7 @@ pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoFailure> {
     };
     let raw = prefix.chain(counting);
     let compressed = got == 4 && magic == ZSTD_MAGIC;
-    let text: Box<dyn Read> = if compressed {
+    let text: Box<dyn Read + Send> = if compressed {
         Box::new(zstd::stream::read::Decoder::new(raw).map_err(io_err("decompress", path))?)
     } else {
         Box::new(raw)
@@ -370,7 +370,7 @@ pub(crate) fn verify_with_progress(
                 held.extend_from_slice(&data[from_data..]);
             }
         }
-        progress.update(reader.consumed.get(), 0);
+        progress.update(reader.consumed.load(Ordering::Relaxed), 0);
     }
     progress.end();
     let file_size = reader.file_size;

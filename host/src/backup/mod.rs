@@ -34,14 +34,31 @@
 //! without the header (for example one made by `sqlite3 db .dump`) is
 //! accepted for restore, flagged as unverified.
 //!
-//! Values are written so that they come back bit for bit: integers in
-//! decimal, floats in their shortest round-trip form (`9.0e+999` and
-//! `-9.0e+999` for the infinities, `-0.0` kept), text in quotes with the
-//! control characters that the shell's line reader would damage (`\n`, `\r`,
-//! NUL) spelled `char(...)`, text that is not valid UTF-8 as
-//! `CAST(X'..' AS TEXT)`, blobs as `X'..'`. Rowids of tables without an
+//! Values are written so that they come back bit for bit, whichever SQLite
+//! reads them: integers in decimal; floats as `m.0` (their integer
+//! significand) times or divided by powers of two written as integers, an
+//! expression every step of which is exact, because SQLite's own
+//! decimal-to-float conversion is not correctly rounded (integral floats
+//! below 2^53 are simply `3.0`; the infinities `9.0e+999` and `-9.0e+999`;
+//! `-0.0` keeps its sign); text in quotes, with the control characters the
+//! shell's line reader would damage (`\n`, `\r`, NUL) spelled `char(...)`
+//! and joined with `||`; text that is not valid UTF-8 as
+//! `CAST(X'..' AS TEXT)`; blobs as `X'..'`. Rowids of tables without an
 //! `INTEGER PRIMARY KEY` are written explicitly; generated columns are left
-//! out of the inserts.
+//! out of the inserts; virtual tables are declared through
+//! `PRAGMA writable_schema` as sqlite3's `.dump` does, their shadow tables
+//! dumped like any other. `sqlite_stat4` (planner samples, present only when
+//! SQLite is built with STAT4) is not carried: `ANALYZE` rebuilds it.
+//!
+//! # Restoring
+//!
+//! [`restore`] runs a dump as a data-only program: statements other than
+//! `CREATE`, `INSERT`, `DELETE FROM sqlite_sequence`, `ANALYZE` and four
+//! pragmas are refused, and an authorizer refuses `ATTACH`, extension
+//! loading, temporary objects and any write to the schema table but a
+//! virtual-table declaration. `INSERT`s in the forms above are parsed here
+//! and bound to one prepared statement per table; anything else is handed
+//! to SQLite as written.
 //!
 //! # Locking
 //!
@@ -61,7 +78,7 @@ pub use files::{
     BackupEntry, BackupStatus, DumpHeader, VerifiedDump, VerifyError, latest_restorable, list,
     prune, prune_automatic, verify,
 };
-pub use restore::{RestoreError, RestoreOptions, RestoreReport, restore};
+pub use restore::{IntegrityCheck, RestoreError, RestoreOptions, RestoreReport, restore};
 
 /// The version of the dump format written by this uplift. Dumps of a newer
 /// format are refused with a message saying so.

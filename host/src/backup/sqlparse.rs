@@ -389,25 +389,27 @@ pub(crate) enum Literal {
     Blob(Bytes),
 }
 
-/// An `INSERT INTO target[(columns)] VALUES(...);` statement, parsed.
-#[derive(Debug)]
-pub(crate) struct ParsedInsert<'a> {
-    /// `INSERT INTO target[(columns)]`, verbatim: with ` VALUES(?,...)`
-    /// appended, the statement to prepare.
-    pub(crate) head: &'a [u8],
-    /// The target table as written (quotes included).
-    pub(crate) target: &'a [u8],
+/// An `INSERT INTO target[(columns)] VALUES(...);` statement, parsed: where
+/// its parts are in the statement's text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ParsedInsert {
+    /// `stmt[..head_end]` is `INSERT INTO target[(columns)]`, verbatim: with
+    /// ` VALUES(?,...)` appended, the statement to prepare.
+    pub(crate) head_end: usize,
+    /// `stmt[target.0..target.1]` is the target table as written (quotes
+    /// included).
+    pub(crate) target: (usize, usize),
 }
 
 /// Parses `stmt` as a single-row `INSERT` of plain literals, filling
 /// `values` (and `scratch` with bytes that needed unescaping). `None` when
 /// the statement is anything else or uses a form this parser does not
 /// know: the caller then hands it to SQLite as it is.
-pub(crate) fn parse_insert<'a>(
-    stmt: &'a [u8],
+pub(crate) fn parse_insert(
+    stmt: &[u8],
     values: &mut Vec<Literal>,
     scratch: &mut Vec<u8>,
-) -> Option<ParsedInsert<'a>> {
+) -> Option<ParsedInsert> {
     values.clear();
     scratch.clear();
     let mut p = Parser { s: stmt, i: 0 };
@@ -417,7 +419,7 @@ pub(crate) fn parse_insert<'a>(
     p.ws1()?;
     let target_start = p.i;
     p.identifier()?;
-    let target = &stmt[target_start..p.i];
+    let target = (target_start, p.i);
     let mut head_end = p.i;
     p.ws();
     if p.peek() == Some(b'(') {
@@ -455,10 +457,7 @@ pub(crate) fn parse_insert<'a>(
     if p.i != stmt.len() {
         return None;
     }
-    Some(ParsedInsert {
-        head: &stmt[..head_end],
-        target,
-    })
+    Some(ParsedInsert { head_end, target })
 }
 
 struct Parser<'a> {
@@ -674,9 +673,16 @@ impl Parser<'_> {
             return None;
         }
         let start = scratch.len();
-        scratch.reserve(digits.len() / 2);
-        for pair in digits.chunks_exact(2) {
-            scratch.push((hex_digit(pair[0])? << 4) | hex_digit(pair[1])?);
+        scratch.resize(start + digits.len() / 2, 0);
+        let mut bad = 0u8;
+        for (out, pair) in scratch[start..].iter_mut().zip(digits.chunks_exact(2)) {
+            let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+            bad |= (hi | lo) & 0x10;
+            *out = (hi << 4) | (lo & 0x0f);
+        }
+        if bad != 0 {
+            scratch.truncate(start);
+            return None;
         }
         self.i += j + 1;
         Some((start, scratch.len()))
@@ -744,14 +750,23 @@ impl Parser<'_> {
     }
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Each byte's value as a hexadecimal digit; 0x10 marks a byte that is not
+/// one.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -799,8 +814,11 @@ mod tests {
         let mut values = Vec::new();
         let mut scratch = Vec::new();
         let parsed = parse_insert(stmt, &mut values, &mut scratch).unwrap();
-        assert_eq!(parsed.head, &b"INSERT INTO \"t\"(rowid,\"a\")"[..]);
-        assert_eq!(parsed.target, &b"\"t\""[..]);
+        assert_eq!(
+            &stmt[..parsed.head_end],
+            &b"INSERT INTO \"t\"(rowid,\"a\")"[..]
+        );
+        assert_eq!(&stmt[parsed.target.0..parsed.target.1], &b"\"t\""[..]);
         let text = |b: Bytes| match b {
             Bytes::Stmt(a, e) => stmt[a..e].to_vec(),
             Bytes::Scratch(a, e) => scratch[a..e].to_vec(),
