@@ -240,8 +240,15 @@ fn hooks_test_shows_the_rows_a_hook_updates_and_leaves_the_database_untouched() 
         )),
         "{text}"
     );
-    assert!(text.contains("updated rowid="), "{text}");
-    assert!(text.contains("email NULL → '"), "{text}");
+    // Examples in rowid order, showing only the changed column.
+    assert!(
+        text.contains("updated rowid=1: email NULL → 'learner1@2.example.org'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("updated rowid=2: email NULL → 'learner2@3.example.org'"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "gave {missing} learners a placeholder email address"

@@ -306,8 +306,13 @@ fn copy_database(original: &Path, copy: &Path) -> Result<Connection, TrialError>
     })
 }
 
+/// A row's key: its rowid (0 for a `WITHOUT ROWID` table), so rows sort in
+/// rowid order, and the key as shown (`rowid=N`, or the primary key's
+/// columns).
+type RowKey = (i64, String);
+
 /// The rows of one table: key → column → value.
-type Rows = BTreeMap<String, BTreeMap<String, String>>;
+type Rows = BTreeMap<RowKey, BTreeMap<String, String>>;
 
 /// The rows of every table the plugin may write or owns (and of every table
 /// in `also`, so a table dropped by a hook shows its rows as deleted).
@@ -368,9 +373,11 @@ fn table_rows(conn: &Connection, table: &str) -> rusqlite::Result<Rows> {
     while let Some(row) = rows.next()? {
         let mut columns = BTreeMap::new();
         let mut key = String::new();
+        let mut rowid = 0;
         let first = usize::from(has_rowid);
         if has_rowid {
-            key = format!("rowid={}", literal(row.get_ref(0)?));
+            rowid = row.get::<_, i64>(0)?;
+            key = format!("rowid={rowid}");
         }
         for (i, name) in names.iter().enumerate().skip(first) {
             let value = literal(row.get_ref(i)?);
@@ -382,7 +389,7 @@ fn table_rows(conn: &Connection, table: &str) -> rusqlite::Result<Rows> {
             }
             columns.insert(name.clone(), value);
         }
-        out.insert(key, columns);
+        out.insert((rowid, key), columns);
     }
     Ok(out)
 }
@@ -428,7 +435,7 @@ fn compare(before: &BTreeMap<String, Rows>, after: &BTreeMap<String, Rows>) -> V
                     changes.inserted += 1;
                     if ins.len() < EXAMPLES {
                         ins.push(RowChange {
-                            key: key.clone(),
+                            key: key.1.clone(),
                             before: None,
                             after: Some(row.clone()),
                         });
@@ -444,7 +451,7 @@ fn compare(before: &BTreeMap<String, Rows>, after: &BTreeMap<String, Rows>) -> V
                                 .collect::<BTreeMap<_, _>>()
                         };
                         upd.push(RowChange {
-                            key: key.clone(),
+                            key: key.1.clone(),
                             before: Some(changed(was)),
                             after: Some(changed(row)),
                         });
@@ -458,7 +465,7 @@ fn compare(before: &BTreeMap<String, Rows>, after: &BTreeMap<String, Rows>) -> V
                 changes.deleted += 1;
                 if del.len() < EXAMPLES {
                     del.push(RowChange {
-                        key: key.clone(),
+                        key: key.1.clone(),
                         before: Some(row.clone()),
                         after: None,
                     });
