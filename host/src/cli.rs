@@ -716,13 +716,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("error: {}", render_error(&err));
             ExitCode::from(EXIT_USAGE)
         })),
-        Command::Hooks(cmd) => hooks_command(&out, cli.release.as_deref(), cmd),
+        Command::Hooks(cmd) => hooks_command(&out, cli.home, cli.release.as_deref(), cmd),
         Command::Plugin(cmd) => plugin_command(&out, cli.home, cli.release.as_deref(), cmd),
     }
 }
 
 fn hooks_command(
     out: &Output,
+    home: Option<PathBuf>,
     release: Option<&std::path::Path>,
     cmd: HooksCommand,
 ) -> anyhow::Result<ExitCode> {
@@ -817,7 +818,15 @@ fn hooks_command(
             to,
             hook,
             json,
-        } => hooks_test(out, release, plugin, db, (&from, &to), hook, json),
+        } => {
+            // The home's compile cache, when there is a home, spares
+            // recompiling the plugin on every run (it is an optimisation only).
+            let cache = Home::resolve(home)
+                .ok()
+                .filter(|h| h.root().is_dir())
+                .map(|h| h.cache_dir());
+            hooks_test(out, release, cache, plugin, db, (&from, &to), hook, json)
+        }
         HooksCommand::EmbedManifest {
             manifest: toml_path,
             input,
@@ -845,9 +854,11 @@ fn hooks_command(
 }
 
 /// `uplift hooks test`.
+#[allow(clippy::too_many_arguments)]
 fn hooks_test(
     out: &Output,
     release: Option<&Path>,
+    cache: Option<PathBuf>,
     plugin: PathBuf,
     db: PathBuf,
     (from, to): (&str, &str),
@@ -879,6 +890,7 @@ fn hooks_test(
         hook,
         app,
         limits: crate::home::HookLimits::default(),
+        cache,
     };
     let quiet_log = json || out.quiet;
     let log = std::sync::Arc::new(move |line: &crate::hooks::LogLine| {

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::home::HookLimits;
 use crate::hooks::manifest::{self, Capabilities};
+use crate::hooks::runtime::CompileCache;
 use crate::hooks::{HookContext, HookError, HookRunner, LogLine, LogSink, PlannedHook};
 use crate::version::Version;
 
@@ -45,6 +46,8 @@ pub struct TrialOptions {
     pub app: String,
     /// The sandbox's limits.
     pub limits: HookLimits,
+    /// Where to cache compiled components (`None`: compile every time).
+    pub cache: Option<PathBuf>,
 }
 
 /// Why a trial could not run (a hook failing is not one of these: it is in
@@ -234,7 +237,9 @@ pub fn run_trial(opts: &TrialOptions, log: Arc<dyn LogSink>) -> Result<TrialRepo
         .map_err(db_err("turn foreign keys off"))?;
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(db_err("begin a transaction"))?;
-    let mut runner = HookRunner::with_cache(None, &opts.limits).map_err(TrialError::Engine)?;
+    let mut runner =
+        HookRunner::with_cache(opts.cache.clone().map(CompileCache::new), &opts.limits)
+            .map_err(TrialError::Engine)?;
     let ctx = HookContext {
         app: opts.app.clone(),
         old_version: opts.from.to_string(),
