@@ -177,6 +177,43 @@ enum HooksCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Create a new plugin that builds and passes `hooks validate` as
+    /// generated: a Rust crate using uplift-hooks-sdk, or a Python app.py
+    New {
+        /// The plugin's name: 1 to 64 of a-z 0-9 - _, starting with a letter
+        name: String,
+        /// The plugin's language
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: LangArg,
+        /// The folder to create it in (must not exist or be empty)
+        /// [default: ./NAME]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Run a plugin's hooks against a copy of a database (the original is
+    /// never written) inside the real sandbox, and print their log and the
+    /// rows they inserted, updated and deleted per table. Exit 0 if every
+    /// hook succeeded, 1 if one failed or was refused, 2 on a usage error
+    Test {
+        /// The plugin component (.wasm)
+        plugin: PathBuf,
+        /// The database to copy
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The data version before the upgrade
+        #[arg(long, value_name = "V")]
+        from: String,
+        /// The release version upgraded to
+        #[arg(long, value_name = "V")]
+        to: String,
+        /// Run only this hook, whatever its ranges
+        #[arg(long, value_name = "NAME")]
+        hook: Option<String>,
+        /// Print one JSON object: hooks run, their results, log lines and
+        /// changes per table
+        #[arg(long)]
+        json: bool,
+    },
     /// Add or replace the manifest of a component (for languages without
     /// the SDK)
     EmbedManifest {
@@ -189,6 +226,13 @@ enum HooksCommand {
         #[arg(short, long, value_name = "OUT")]
         output: PathBuf,
     },
+}
+
+/// The language of `hooks new`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LangArg {
+    Rust,
+    Python,
 }
 
 #[derive(Debug, Subcommand)]
@@ -675,13 +719,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("error: {}", render_error(&err));
             ExitCode::from(EXIT_USAGE)
         })),
-        Command::Hooks(cmd) => hooks_command(&out, cli.release.as_deref(), cmd),
+        Command::Hooks(cmd) => hooks_command(&out, cli.home, cli.release.as_deref(), cmd),
         Command::Plugin(cmd) => plugin_command(&out, cli.home, cli.release.as_deref(), cmd),
     }
 }
 
 fn hooks_command(
     out: &Output,
+    home: Option<PathBuf>,
     release: Option<&std::path::Path>,
     cmd: HooksCommand,
 ) -> anyhow::Result<ExitCode> {
@@ -734,6 +779,57 @@ fn hooks_command(
                 ExitCode::from(EXIT_FAILED)
             })
         }
+        HooksCommand::New { name, lang, dir } => {
+            use crate::hooks::scaffold::{self, Lang};
+            let lang = match lang {
+                LangArg::Rust => Lang::Rust,
+                LangArg::Python => Lang::Python,
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let made = match scaffold::scaffold(&name, lang, &dir, &scaffold::repo_root()) {
+                Ok(made) => made,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            out.line(format_args!(
+                "created plugin {name} in {}:",
+                made.dir.display()
+            ));
+            for file in &made.files {
+                out.line(format_args!("  {}", file.display()));
+            }
+            out.line(format_args!(
+                "build it with, in that folder:\n  {}",
+                made.build
+            ));
+            let sdk = scaffold::repo_root().join("hooks-sdk");
+            if !sdk.is_dir() {
+                eprintln!(
+                    "warning: {} (the SDK of the checkout this uplift was built from) does not exist: \
+                     point the plugin at your checkout's hooks-sdk as its README.md explains",
+                    sdk.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HooksCommand::Test {
+            plugin,
+            db,
+            from,
+            to,
+            hook,
+            json,
+        } => {
+            // The home's compile cache, when there is a home, spares
+            // recompiling the plugin on every run (it is an optimisation only).
+            let cache = Home::resolve(home)
+                .ok()
+                .filter(|h| h.root().is_dir())
+                .map(|h| h.cache_dir());
+            hooks_test(out, release, cache, plugin, db, (&from, &to), hook, json)
+        }
         HooksCommand::EmbedManifest {
             manifest: toml_path,
             input,
@@ -758,6 +854,100 @@ fn hooks_command(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `uplift hooks test`.
+#[allow(clippy::too_many_arguments)]
+fn hooks_test(
+    out: &Output,
+    release: Option<&Path>,
+    cache: Option<PathBuf>,
+    plugin: PathBuf,
+    db: PathBuf,
+    (from, to): (&str, &str),
+    hook: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::hooks::trial::{self, TrialOptions};
+    let usage = |message: String| {
+        eprintln!("error: {message}");
+        Ok(ExitCode::from(EXIT_USAGE))
+    };
+    let (from, to) = match (Version::parse(from), Version::parse(to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) => return usage(format!("--from {from}: {e}")),
+        (_, Err(e)) => return usage(format!("--to {to}: {e}")),
+    };
+    let app = match release {
+        Some(dir) => match Release::load(dir) {
+            Ok(r) => r.app,
+            Err(e) => return usage(e.to_string()),
+        },
+        None => "test".to_string(),
+    };
+    let opts = TrialOptions {
+        plugin,
+        db,
+        from,
+        to,
+        hook,
+        app,
+        limits: crate::home::HookLimits::default(),
+        cache,
+    };
+    let quiet_log = json || out.quiet;
+    let log = std::sync::Arc::new(move |line: &crate::hooks::LogLine| {
+        if !quiet_log {
+            println!("  {line}");
+        }
+    });
+    let report = match trial::run_trial(&opts, log) {
+        Ok(report) => report,
+        Err(err) => return usage(err.to_string()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.hooks.is_empty() {
+        println!(
+            "no hook of plugin {} {} matches an upgrade from {} to {}",
+            report.plugin, report.plugin_version, report.from, report.to
+        );
+    } else {
+        for h in &report.hooks {
+            if h.ok {
+                println!("ok   {}/{} ({} ms)", report.plugin, h.hook, h.ms);
+            } else {
+                println!("FAIL {}/{} ({} ms)", report.plugin, h.hook, h.ms);
+                for line in h.error.as_deref().unwrap_or("").lines() {
+                    println!("     {line}");
+                }
+            }
+            if h.ok {
+                // A failed hook's error already lists them.
+                for r in &h.refused {
+                    println!("     the sandbox refused (the hook went on): {r}");
+                }
+            }
+            if h.ok && h.changes.is_empty() {
+                println!("     no rows changed");
+            }
+            for t in &h.changes {
+                println!(
+                    "     {}: {} inserted, {} updated, {} deleted",
+                    t.table, t.inserted, t.updated, t.deleted
+                );
+                for example in &t.examples {
+                    println!("       {}", trial::describe_change(example));
+                }
+            }
+        }
+        println!("(a copy of {} was used and discarded)", opts.db.display());
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
 }
 
 fn plugin_command(

@@ -9,5 +9,6 @@ mod example_app;
 mod hooks;
 mod sdk;
 mod support;
+mod tools;
 mod upgrade;
 mod version;

@@ -375,7 +375,8 @@ fn build(
     })
 }
 
-fn check_plugin_name(name: &str) -> Result<(), ManifestError> {
+/// Checks a plugin name: 1 to 64 of `a-z 0-9 - _`, starting with a letter.
+pub fn check_plugin_name(name: &str) -> Result<(), ManifestError> {
     let ok = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name

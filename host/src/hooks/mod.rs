@@ -10,6 +10,9 @@
 //!   one hook in its own store, savepoint and limits.
 //! - [`authorizer`]: SQLite's authorizer enforcing a manifest's capabilities.
 //! - [`validate`]: the checks of `uplift hooks validate`, for CI.
+//! - [`scaffold`]: `uplift hooks new`, a new plugin in Rust or Python.
+//! - [`trial`]: `uplift hooks test`, a plugin's hooks run on a copy of a
+//!   database, with the rows they change.
 //!
 //! Store data must be `'static`, so [`HookRunner::run`] takes the upgrade's
 //! connection out of the caller's `&mut Connection` for the duration of the
@@ -28,6 +31,8 @@ pub mod plugins;
 mod raw;
 pub mod runtime;
 mod sandbox;
+pub mod scaffold;
+pub mod trial;
 pub mod validate;
 
 pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};

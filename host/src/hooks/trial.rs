@@ -1,0 +1,555 @@
+//! `uplift hooks test`: runs a plugin's hooks against a copy of a database,
+//! inside the real sandbox, and reports what each hook changed.
+//!
+//! The original database is opened read-only and copied with SQLite's backup
+//! API into a temporary folder; the hooks run there, in one transaction
+//! (`BEGIN IMMEDIATE`, as the upgrade does) that is rolled back, each hook in
+//! its own savepoint through [`HookRunner::run`] with `dry_run` set.
+//!
+//! Changes are found by reading, before and after each hook, every table the
+//! plugin may write or owns, row by row: rows are keyed by `rowid` (by
+//! primary key for `WITHOUT ROWID` tables) and compared by content. Those
+//! tables are read in full, so this is meant for test databases.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::home::HookLimits;
+use crate::hooks::manifest::{self, Capabilities};
+use crate::hooks::runtime::CompileCache;
+use crate::hooks::{HookContext, HookError, HookRunner, LogLine, LogSink, PlannedHook};
+use crate::version::Version;
+
+/// Examples kept of each kind of change per table.
+const EXAMPLES: usize = 3;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct TrialOptions {
+    /// The plugin component.
+    pub plugin: PathBuf,
+    /// The database to copy (never written).
+    pub db: PathBuf,
+    /// The data version before the upgrade.
+    pub from: Version,
+    /// The release version upgraded to.
+    pub to: Version,
+    /// Only this hook, whatever its ranges.
+    pub hook: Option<String>,
+    /// The application's name given to the hooks.
+    pub app: String,
+    /// The sandbox's limits.
+    pub limits: HookLimits,
+    /// Where to cache compiled components (`None`: compile every time).
+    pub cache: Option<PathBuf>,
+}
+
+/// Why a trial could not run (a hook failing is not one of these: it is in
+/// the report).
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    /// The component could not be read or has no valid manifest.
+    #[error("{0}")]
+    Plugin(HookError),
+    /// `--hook NAME` names no hook of the plugin.
+    #[error("plugin {plugin} has no hook {hook:?}; its hooks are: {known}")]
+    UnknownHook {
+        plugin: String,
+        hook: String,
+        known: String,
+    },
+    /// The database could not be opened or copied.
+    #[error("could not copy the database {path} to a temporary file: {message}")]
+    Copy { path: PathBuf, message: String },
+    /// Reading the copy's tables or running the transaction failed.
+    #[error("on the copy of the database: could not {what}: {source}")]
+    Database {
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The sandbox could not be set up.
+    #[error("{0}")]
+    Engine(HookError),
+}
+
+/// One changed row: its key and its columns before and after (changed
+/// columns only, for an update).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowChange {
+    /// `rowid=N`, or the primary key's columns.
+    pub key: String,
+    /// Column → value (SQL literal) before; `None` for an insert.
+    pub before: Option<BTreeMap<String, String>>,
+    /// Column → value (SQL literal) after; `None` for a delete.
+    pub after: Option<BTreeMap<String, String>>,
+}
+
+/// What one hook changed in one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableChanges {
+    pub table: String,
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// Up to three examples of each kind.
+    pub examples: Vec<RowChange>,
+}
+
+/// One hook's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookResult {
+    pub hook: String,
+    pub old_version: String,
+    pub new_version: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why it failed or was stopped (the error the upgrade would report).
+    pub error: Option<String>,
+    /// Statements the sandbox refused (also when the hook succeeded).
+    pub refused: Vec<String>,
+    pub ms: u64,
+    /// Tables it changed (only those with changes); none when it failed
+    /// (its savepoint was rolled back).
+    pub changes: Vec<TableChanges>,
+}
+
+/// Everything a trial did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialReport {
+    pub plugin: String,
+    pub plugin_version: String,
+    pub from: String,
+    pub to: String,
+    /// Hooks run, in plan order; the trial stops at the first that fails, as
+    /// an upgrade would.
+    pub hooks: Vec<HookResult>,
+    /// Every log line, in order.
+    pub log: Vec<LogLine>,
+}
+
+impl TrialReport {
+    /// Whether every hook run succeeded.
+    pub fn ok(&self) -> bool {
+        self.hooks.iter().all(|h| h.ok)
+    }
+}
+
+/// Runs the plugin's hooks whose ranges match `from`→`to` (or only
+/// `opts.hook`) on a copy of `opts.db`, sending log lines to `log` as they are
+/// written as well as keeping them in the report.
+///
+/// Fails when the plugin cannot be read, `opts.hook` does not exist, the
+/// database cannot be copied or read, or the sandbox cannot be set up. A hook
+/// that fails is reported, not an error.
+pub fn run_trial(opts: &TrialOptions, log: Arc<dyn LogSink>) -> Result<TrialReport, TrialError> {
+    let bytes = std::fs::read(&opts.plugin).map_err(|source| {
+        TrialError::Plugin(HookError::Io {
+            path: opts.plugin.clone(),
+            source,
+        })
+    })?;
+    let manifest = manifest::read_manifest(&bytes).map_err(|source| {
+        TrialError::Plugin(HookError::Manifest {
+            path: opts.plugin.clone(),
+            source,
+        })
+    })?;
+    if let Some(name) = &opts.hook
+        && manifest.hook(name).is_none()
+    {
+        return Err(TrialError::UnknownHook {
+            plugin: manifest.name.clone(),
+            hook: name.clone(),
+            known: manifest
+                .hooks
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let planned: Vec<PlannedHook> = manifest
+        .hooks
+        .iter()
+        .filter(|spec| match &opts.hook {
+            Some(name) => &spec.name == name,
+            None => spec.matches(&opts.from, &opts.to),
+        })
+        .map(|spec| PlannedHook {
+            plugin: manifest.name.clone(),
+            plugin_version: manifest.version.clone(),
+            hook: spec.name.clone(),
+            path: opts.plugin.clone(),
+            capabilities: manifest.capabilities.clone(),
+            old_version: spec.old_version.to_string(),
+            new_version: spec.new_version.to_string(),
+        })
+        .collect();
+    let mut planned = planned;
+    if opts.hook.is_none() {
+        // The upgrade's order: by the lower bounds of the ranges, then
+        // declaration order (sort is stable).
+        planned.sort_by_key(|h| {
+            let spec = manifest.hook(&h.hook);
+            (
+                spec.map(|s| s.old_version.lower_bound()),
+                spec.map(|s| s.new_version.lower_bound()),
+            )
+        });
+    }
+
+    let scratch = tempfile::tempdir().map_err(|e| TrialError::Copy {
+        path: opts.db.clone(),
+        message: e.to_string(),
+    })?;
+    let mut conn = copy_database(&opts.db, &scratch.path().join("copy.sqlite3"))?;
+    let collected = crate::hooks::CollectLog::new();
+    let tee: Arc<dyn LogSink> = {
+        let collected = collected.clone();
+        Arc::new(move |line: &LogLine| {
+            collected.line(line);
+            log.line(line);
+        })
+    };
+    let mut report = TrialReport {
+        plugin: manifest.name.clone(),
+        plugin_version: manifest.version.clone(),
+        from: opts.from.to_string(),
+        to: opts.to.to_string(),
+        hooks: Vec::new(),
+        log: Vec::new(),
+    };
+    if planned.is_empty() {
+        return Ok(report);
+    }
+    let db_err = |what: &str| {
+        let what = what.to_string();
+        move |source| TrialError::Database { what, source }
+    };
+    conn.pragma_update(None, "foreign_keys", false)
+        .map_err(db_err("turn foreign keys off"))?;
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(db_err("begin a transaction"))?;
+    let mut runner =
+        HookRunner::with_cache(opts.cache.clone().map(CompileCache::new), &opts.limits)
+            .map_err(TrialError::Engine)?;
+    let ctx = HookContext {
+        app: opts.app.clone(),
+        old_version: opts.from.to_string(),
+        new_version: opts.to.to_string(),
+        dry_run: true,
+    };
+    for hook in &planned {
+        let before = snapshot(&conn, &manifest.capabilities, None)?;
+        let started = Instant::now();
+        let result = runner.run(&mut conn, hook, &ctx, tee.clone());
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut entry = HookResult {
+            hook: hook.hook.clone(),
+            old_version: hook.old_version.clone(),
+            new_version: hook.new_version.clone(),
+            ok: result.is_ok(),
+            error: None,
+            refused: Vec::new(),
+            ms,
+            changes: Vec::new(),
+        };
+        match result {
+            Ok(outcome) => {
+                entry.refused = outcome.refused;
+                let after = snapshot(&conn, &manifest.capabilities, Some(&before))?;
+                entry.changes = compare(&before, &after);
+                report.hooks.push(entry);
+            }
+            Err(err) => {
+                if let HookError::Failed { refused, .. } = &err {
+                    entry.refused = refused.clone();
+                }
+                entry.error = Some(err.to_string());
+                report.hooks.push(entry);
+                break;
+            }
+        }
+    }
+    // Nothing is kept: the copy is rolled back, then deleted with `scratch`.
+    let _ = conn.execute_batch("ROLLBACK");
+    drop(conn);
+    report.log = collected.lines();
+    Ok(report)
+}
+
+/// Copies `original` (opened read-only) to `copy` with SQLite's online
+/// backup, and opens the copy for writing.
+fn copy_database(original: &Path, copy: &Path) -> Result<Connection, TrialError> {
+    let err = |e: rusqlite::Error| TrialError::Copy {
+        path: original.to_path_buf(),
+        message: e.to_string(),
+    };
+    if !original.is_file() {
+        return Err(TrialError::Copy {
+            path: original.to_path_buf(),
+            message: "no such file".into(),
+        });
+    }
+    let source = Connection::open_with_flags(
+        original,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    source.backup(rusqlite::MAIN_DB, copy, None).map_err(err)?;
+    drop(source);
+    Connection::open(copy).map_err(|e| TrialError::Copy {
+        path: copy.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// A row's key: its rowid (0 for a `WITHOUT ROWID` table), so rows sort in
+/// rowid order, and the key as shown (`rowid=N`, or the primary key's
+/// columns).
+type RowKey = (i64, String);
+
+/// The rows of one table: key → column → value.
+type Rows = BTreeMap<RowKey, BTreeMap<String, String>>;
+
+/// The rows of every table the plugin may write or owns (and of every table
+/// in `also`, so a table dropped by a hook shows its rows as deleted).
+fn snapshot(
+    conn: &Connection,
+    caps: &Capabilities,
+    also: Option<&BTreeMap<String, Rows>>,
+) -> Result<BTreeMap<String, Rows>, TrialError> {
+    let db_err = |what: String| move |source| TrialError::Database { what, source };
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        )
+        .map_err(db_err("list the tables".into()))?;
+    let tables: Vec<String> = stmt
+        .query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(db_err("list the tables".into()))?;
+    let mut out = BTreeMap::new();
+    for table in tables {
+        if caps.may_write(&table) || caps.owns_table(&table) {
+            let rows = table_rows(conn, &table).map_err(db_err(format!("read table {table}")))?;
+            out.insert(table, rows);
+        }
+    }
+    if let Some(also) = also {
+        for table in also.keys() {
+            out.entry(table.clone()).or_default();
+        }
+    }
+    Ok(out)
+}
+
+/// Every row of `table`, keyed by rowid or, for a `WITHOUT ROWID` table, by
+/// primary key.
+fn table_rows(conn: &Connection, table: &str) -> rusqlite::Result<Rows> {
+    let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+    let has_rowid = conn
+        .prepare(&format!("SELECT rowid FROM {quoted} LIMIT 0"))
+        .is_ok();
+    let key_columns: Vec<String> = if has_rowid {
+        Vec::new()
+    } else {
+        let mut stmt =
+            conn.prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?;
+        stmt.query_map([table], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let sql = if has_rowid {
+        format!("SELECT rowid, * FROM {quoted}")
+    } else {
+        format!("SELECT * FROM {quoted}")
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    let mut rows = stmt.query([])?;
+    let mut out = Rows::new();
+    while let Some(row) = rows.next()? {
+        let mut columns = BTreeMap::new();
+        let mut key = String::new();
+        let mut rowid = 0;
+        let first = usize::from(has_rowid);
+        if has_rowid {
+            rowid = row.get::<_, i64>(0)?;
+            key = format!("rowid={rowid}");
+        }
+        for (i, name) in names.iter().enumerate().skip(first) {
+            let value = literal(row.get_ref(i)?);
+            if key_columns.contains(name) {
+                if !key.is_empty() {
+                    key.push_str(", ");
+                }
+                key.push_str(&format!("{name}={value}"));
+            }
+            columns.insert(name.clone(), value);
+        }
+        out.insert((rowid, key), columns);
+    }
+    Ok(out)
+}
+
+/// A value as an SQL literal; long text and blobs are shortened.
+fn literal(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(r) => format!("{r:?}"),
+        ValueRef::Text(t) => {
+            let text = String::from_utf8_lossy(t);
+            let short: String = text.chars().take(80).collect();
+            let more = if short.len() < text.len() { "…" } else { "" };
+            format!("'{}'{more}", short.replace('\'', "''"))
+        }
+        ValueRef::Blob(b) => {
+            let hex: String = b.iter().take(16).map(|x| format!("{x:02x}")).collect();
+            let more = if b.len() > 16 { "…" } else { "" };
+            format!("x'{hex}'{more} ({} bytes)", b.len())
+        }
+    }
+}
+
+/// Rows inserted, updated and deleted per table between two snapshots.
+fn compare(before: &BTreeMap<String, Rows>, after: &BTreeMap<String, Rows>) -> Vec<TableChanges> {
+    let empty = Rows::new();
+    let mut tables: Vec<&String> = before.keys().chain(after.keys()).collect();
+    tables.sort();
+    tables.dedup();
+    let mut out = Vec::new();
+    for table in tables {
+        let old = before.get(table).unwrap_or(&empty);
+        let new = after.get(table).unwrap_or(&empty);
+        let mut changes = TableChanges {
+            table: table.clone(),
+            ..TableChanges::default()
+        };
+        let (mut ins, mut upd, mut del) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, row) in new {
+            match old.get(key) {
+                None => {
+                    changes.inserted += 1;
+                    if ins.len() < EXAMPLES {
+                        ins.push(RowChange {
+                            key: key.1.clone(),
+                            before: None,
+                            after: Some(row.clone()),
+                        });
+                    }
+                }
+                Some(was) if was != row => {
+                    changes.updated += 1;
+                    if upd.len() < EXAMPLES {
+                        let changed = |side: &BTreeMap<String, String>| {
+                            side.iter()
+                                .filter(|(c, _)| was.get(*c) != row.get(*c))
+                                .map(|(c, v)| (c.clone(), v.clone()))
+                                .collect::<BTreeMap<_, _>>()
+                        };
+                        upd.push(RowChange {
+                            key: key.1.clone(),
+                            before: Some(changed(was)),
+                            after: Some(changed(row)),
+                        });
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, row) in old {
+            if !new.contains_key(key) {
+                changes.deleted += 1;
+                if del.len() < EXAMPLES {
+                    del.push(RowChange {
+                        key: key.1.clone(),
+                        before: Some(row.clone()),
+                        after: None,
+                    });
+                }
+            }
+        }
+        if changes.inserted + changes.updated + changes.deleted > 0 {
+            changes.examples = ins.into_iter().chain(upd).chain(del).collect();
+            out.push(changes);
+        }
+    }
+    out
+}
+
+/// One change as a line: `inserted rowid=4: a=1, b='x'`,
+/// `updated rowid=2: email NULL → 'a@b'`, `deleted rowid=9: ...`.
+pub fn describe_change(change: &RowChange) -> String {
+    let cols = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(c, v)| format!("{c}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (&change.before, &change.after) {
+        (None, Some(after)) => format!("inserted {}: {}", change.key, cols(after)),
+        (Some(before), None) => format!("deleted {}: {}", change.key, cols(before)),
+        (Some(before), Some(after)) => {
+            let parts: Vec<String> = after
+                .iter()
+                .map(|(c, v)| {
+                    let was = before.get(c).map(String::as_str).unwrap_or("(none)");
+                    format!("{c} {was} → {v}")
+                })
+                .collect();
+            format!("updated {}: {}", change.key, parts.join(", "))
+        }
+        (None, None) => format!("unchanged {}", change.key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+             CREATE TABLE k (a TEXT, b INTEGER, v TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
+             INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
+             INSERT INTO k VALUES ('x', 1, 'p'), ('y', 2, 'q');",
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn changes_are_counted_by_rowid_and_by_primary_key_without_rowid() {
+        let conn = db();
+        let caps = Capabilities {
+            read: vec![],
+            write: vec!["t".into(), "k".into()],
+            owns: None,
+        };
+        let before = snapshot(&conn, &caps, None).unwrap();
+        conn.execute_batch(
+            "UPDATE t SET v = 'TWO' WHERE id = 2; DELETE FROM t WHERE id = 3;
+             INSERT INTO t VALUES (4, 'four');
+             UPDATE k SET v = 'Q' WHERE a = 'y'; DELETE FROM k WHERE a = 'x';",
+        )
+        .unwrap();
+        let after = snapshot(&conn, &caps, Some(&before)).unwrap();
+        let changes = compare(&before, &after);
+        let t = changes.iter().find(|c| c.table == "t").unwrap();
+        assert_eq!((t.inserted, t.updated, t.deleted), (1, 1, 1));
+        let updated = t.examples.iter().find(|e| e.key == "rowid=2").unwrap();
+        assert_eq!(describe_change(updated), "updated rowid=2: v 'two' → 'TWO'");
+        let k = changes.iter().find(|c| c.table == "k").unwrap();
+        assert_eq!((k.inserted, k.updated, k.deleted), (0, 1, 1));
+        assert!(k.examples.iter().any(|e| e.key == "a='y', b=2"));
+    }
+}

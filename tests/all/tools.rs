@@ -1,0 +1,400 @@
+//! Tools for plugin authors: `uplift hooks new` scaffolds plugins that build
+//! and validate as generated; `uplift hooks test` runs a plugin's hooks on a
+//! copy of a database and reports what they changed, never touching the
+//! original.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{component, example_release, repo_root, run, run_cmd, stderr, stdout};
+
+/// The target folder the test suite builds into (shared with the scaffolded
+/// crate, so it reuses the compiled SDK dependencies).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+fn validate(wasm: &Path) {
+    let out = run(&["hooks", "validate", wasm.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "validate {}: {}{}",
+        wasm.display(),
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("ok "), "{}", stdout(&out));
+}
+
+#[test]
+fn a_scaffolded_rust_plugin_builds_for_wasm32_wasip2_and_validates() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("visit-counter");
+    let out = run(&[
+        "hooks",
+        "new",
+        "visit-counter",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("cargo build --release --target wasm32-wasip2"));
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let sdk = repo_root().join("hooks-sdk");
+    // Outside the repository: the SDK by absolute path.
+    assert!(
+        cargo_toml.contains(&format!("path = \"{}\"", sdk.display())),
+        "{cargo_toml}"
+    );
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("cargo build --release --target wasm32-wasip2"));
+    assert!(readme.contains("change this `path`"), "{readme}");
+
+    let target = target_dir();
+    let build = run_cmd(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&dir)
+            .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+            .arg("--target-dir")
+            .arg(&target),
+    );
+    assert!(build.status.success(), "cargo build: {}", stderr(&build));
+    let wasm = target.join("wasm32-wasip2/release/visit_counter.wasm");
+    validate(&wasm);
+    let inspect = run(&["hooks", "inspect", wasm.to_str().unwrap()]);
+    assert!(
+        stdout(&inspect).contains("visit_counter_"),
+        "{}",
+        stdout(&inspect)
+    );
+}
+
+#[test]
+fn inside_the_repository_the_sdk_path_is_relative() {
+    let scratch = tempfile::tempdir_in(repo_root()).unwrap();
+    let dir = scratch.path().join("inner");
+    let out = run(&["hooks", "new", "inner", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo_toml.contains("path = \"../../hooks-sdk\""),
+        "{cargo_toml}"
+    );
+    assert!(cargo_toml.contains("\n[workspace]\n"), "{cargo_toml}");
+}
+
+#[test]
+fn a_scaffolded_python_plugin_builds_with_build_plugin_and_validates() {
+    if !repo_root().join(".venv/bin/componentize-py").is_file() {
+        eprintln!(
+            "SKIPPED a_scaffolded_python_plugin_builds_with_build_plugin_and_validates: \
+             .venv/bin/componentize-py is missing (run scripts/setup)"
+        );
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("py-notes");
+    let out = run(&[
+        "hooks",
+        "new",
+        "py-notes",
+        "--lang",
+        "python",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(
+        readme.contains("hooks-sdk/python/build-plugin app.py -o py-notes.wasm"),
+        "{readme}"
+    );
+    let build = run_cmd(
+        Command::new(repo_root().join("hooks-sdk/python/build-plugin"))
+            .current_dir(&dir)
+            .args(["app.py", "-o", "py-notes.wasm", "--uplift"])
+            .arg(env!("CARGO_BIN_EXE_uplift")),
+    );
+    assert!(
+        build.status.success(),
+        "build-plugin: {}{}",
+        stdout(&build),
+        stderr(&build)
+    );
+    validate(&dir.join("py-notes.wasm"));
+}
+
+#[test]
+fn an_invalid_name_is_refused_and_nothing_is_written() {
+    let scratch = tempfile::tempdir().unwrap();
+    for name in ["Bad-Name", "9lives", "uplift", "has space", ""] {
+        let dir = scratch.path().join("plugin");
+        let out = run(&["hooks", "new", name, "--dir", dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{name:?}: {}", stdout(&out));
+        assert!(stderr(&out).contains(name), "{name:?}: {}", stderr(&out));
+        assert!(!dir.exists(), "{name:?} wrote {}", dir.display());
+    }
+    let out = run(&[
+        "hooks",
+        "new",
+        "Bad",
+        "--dir",
+        scratch.path().to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("invalid plugin name \"Bad\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_non_empty_folder_is_refused_and_left_as_it_was() {
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("mine.txt"), "keep me").unwrap();
+    let out = run(&[
+        "hooks",
+        "new",
+        "fine-name",
+        "--lang",
+        "python",
+        "--dir",
+        scratch.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("exists and is not empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(crate::support::file_names(scratch.path()), ["mine.txt"]);
+
+    // An empty folder is fine.
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run(&[
+        "hooks",
+        "new",
+        "fine-name",
+        "--dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(empty.join("src/lib.rs").is_file());
+}
+
+/// A home with example release 0.6.4 installed and its fixtures loaded; its
+/// database.
+fn learnhub_064(root: &Path) -> PathBuf {
+    let home = root.join("home");
+    let out = run(&[
+        "--home",
+        home.to_str().unwrap(),
+        "--release",
+        example_release("0.6.4").to_str().unwrap(),
+        "upgrade",
+    ]);
+    assert!(out.status.success(), "install 0.6.4: {}", stderr(&out));
+    let release = uplift::release::Release::load(&example_release("0.6.4")).unwrap();
+    let db = home.join("db.sqlite3");
+    uplift::paths::load_fixtures(&db, &release).unwrap();
+    db
+}
+
+#[test]
+fn hooks_test_shows_the_rows_a_hook_updates_and_leaves_the_database_untouched() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = learnhub_064(scratch.path());
+    let before = std::fs::read(&db).unwrap();
+    let missing =
+        crate::support::query_i64(&db, "SELECT count(*) FROM learner WHERE email IS NULL");
+    assert!(
+        missing > 0,
+        "the fixtures should have learners without email"
+    );
+
+    let plugin = component("email-backfill");
+    let args = [
+        "hooks",
+        "test",
+        plugin.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--from",
+        "0.6.4",
+        "--to",
+        "1.0.0",
+    ];
+    let out = run(&args);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("ok   email-backfill/backfill_emails"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "learner: 0 inserted, {missing} updated, 0 deleted"
+        )),
+        "{text}"
+    );
+    // Examples in rowid order, showing only the changed column.
+    assert!(
+        text.contains("updated rowid=1: email NULL → 'learner1@2.example.org'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("updated rowid=2: email NULL → 'learner2@3.example.org'"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "gave {missing} learners a placeholder email address"
+        )),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the original changed");
+    assert_eq!(
+        crate::support::query_i64(&db, "SELECT count(*) FROM learner WHERE email IS NULL"),
+        missing
+    );
+
+    // The same as JSON, with the app name from --release.
+    let release = example_release("1.0.0");
+    let mut json_args = vec!["--release", release.to_str().unwrap()];
+    json_args.extend(args);
+    json_args.push("--json");
+    let out = run(&json_args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["plugin"], "email-backfill");
+    assert_eq!(report["hooks"][0]["hook"], "backfill_emails");
+    assert_eq!(report["hooks"][0]["ok"], true);
+    let learner = &report["hooks"][0]["changes"][0];
+    assert_eq!(learner["table"], "learner");
+    assert_eq!(learner["updated"], missing);
+    assert_eq!(learner["examples"].as_array().unwrap().len(), 3);
+    assert!(
+        report["log"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("placeholder")
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the original changed");
+}
+
+#[test]
+fn hooks_test_shows_inserted_rows_of_a_table_the_hook_creates() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = learnhub_064(scratch.path());
+    let plugin = component("big-leap");
+    // big-leap runs from before 0.6.4 only: nothing matches 0.6.4 -> 1.0.0.
+    let out = run(&[
+        "hooks",
+        "test",
+        plugin.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--from",
+        "0.6.4",
+        "--to",
+        "1.0.0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no hook of plugin big-leap"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = run(&[
+        "hooks",
+        "test",
+        plugin.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--from",
+        "0.2.0",
+        "--to",
+        "1.0.0",
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("bigleap_log: 1 inserted, 0 updated, 0 deleted"),
+        "{text}"
+    );
+    assert!(text.contains("old_version='0.2.0'"), "{text}");
+    assert!(text.contains("warn: You've just upgraded"), "{text}");
+}
+
+#[test]
+fn hooks_test_of_a_refused_statement_exits_1_naming_the_refusal() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = learnhub_064(scratch.path());
+    let before = std::fs::read(&db).unwrap();
+    let plugin = component("uplift-test-hostile");
+    let out = run(&[
+        "hooks",
+        "test",
+        plugin.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--from",
+        "0.6.4",
+        "--to",
+        "1.0.0",
+        "--hook",
+        "attach",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("FAIL hostile/attach"), "{text}");
+    assert!(text.contains("the sandbox refused"), "{text}");
+    assert!(text.contains("ATTACH"), "{text}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the original changed");
+}
+
+#[test]
+fn hooks_test_refuses_an_unknown_hook_and_a_missing_database() {
+    let scratch = tempfile::tempdir().unwrap();
+    let plugin = component("email-backfill");
+    let missing = scratch.path().join("none.sqlite3");
+    let out = run(&[
+        "hooks",
+        "test",
+        plugin.to_str().unwrap(),
+        "--db",
+        missing.to_str().unwrap(),
+        "--from",
+        "0.6.4",
+        "--to",
+        "1.0.0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("none.sqlite3"), "{}", stderr(&out));
+    assert!(!missing.exists(), "a missing database must not be created");
+
+    let db = learnhub_064(scratch.path());
+    let out = run(&[
+        "hooks",
+        "test",
+        plugin.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--from",
+        "0.6.4",
+        "--to",
+        "1.0.0",
+        "--hook",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("has no hook \"nope\"; its hooks are: backfill_emails"),
+        "{}",
+        stderr(&out)
+    );
+}
