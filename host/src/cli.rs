@@ -145,7 +145,7 @@ enum BackupsCommand {
         json: bool,
     },
     /// Remove backups beyond the newest N of each kind (automatic, manual,
-    /// pre-restore); files that do not verify are never removed
+    /// pre-restore); files without an uplift header are never removed
     Prune {
         /// How many of each kind to keep
         #[arg(long, value_name = "N")]
@@ -1198,6 +1198,34 @@ fn status_command(
     }
     for d in &status.drift {
         println!("  drift          {d}");
+    }
+    if !status.hooks.is_empty() {
+        println!("hooks to run     {}", status.hooks.len());
+        for h in &status.hooks {
+            println!("  hook           {}/{}", h.plugin, h.hook);
+        }
+    }
+    println!("plugins          {}", status.plugins.len());
+    for p in &status.plugins {
+        let state = match (p.core, p.active) {
+            (true, _) => "core",
+            (false, true) => "enabled",
+            (false, false) => "disabled",
+        };
+        println!("  {:<14} {} ({state})", p.name, p.version);
+    }
+    if status.backups.is_empty() {
+        println!("backups          none yet");
+    } else {
+        println!("latest backups");
+    }
+    for b in &status.backups {
+        println!(
+            "  {}  ({}, data version {})",
+            b.file,
+            b.kind.as_deref().unwrap_or("?"),
+            b.data_version.as_deref().unwrap_or("none")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -676,11 +676,58 @@ pub struct Status {
     pub pending: Vec<String>,
     /// Applied migrations that no longer match the release.
     pub drift: Vec<String>,
+    /// Hooks the next upgrade would run, in order (empty unless an upgrade is
+    /// needed).
+    pub hooks: Vec<PlannedHook>,
+    /// The release's and the home's plugins.
+    pub plugins: Vec<PluginState>,
+    /// The newest backups (at most three), newest first.
+    pub backups: Vec<BackupState>,
 }
 
-/// Reads where the home stands, without locking or changing anything.
+/// A plugin, for `uplift status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginState {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// A core plugin of the release (always active).
+    pub core: bool,
+    /// Whether its hooks run.
+    pub active: bool,
+}
+
+/// A backup, for `uplift status` (only its header was read).
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupState {
+    /// The file name.
+    pub file: String,
+    /// The data version it holds.
+    pub data_version: Option<String>,
+    /// When it was made (UTC).
+    pub created: Option<String>,
+    /// `automatic`, `manual` or `pre-restore`.
+    pub kind: Option<String>,
+}
+
+/// Reads where the home stands, without locking or changing anything
+/// (plugins' manifests and backups' headers are read; nothing is compiled or
+/// verified end to end).
 pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
     let db_path = home.db_path();
+    let plugins = discover_plugins(home, release)?;
+    let backups: Vec<BackupState> = backup::list_headers(&home.backups_dir())?
+        .iter()
+        .rev()
+        .take(3)
+        .map(|e| BackupState {
+            file: e.file_name.clone(),
+            data_version: e.data_version().map(str::to_string),
+            created: e.created().map(|t| t.to_string()),
+            kind: e.kind().map(|k| k.as_str().to_string()),
+        })
+        .collect();
     let mut status = Status {
         database_exists: db_path.exists(),
         data_version: None,
@@ -693,6 +740,18 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
             .map(Migration::file_name)
             .collect(),
         drift: Vec::new(),
+        hooks: Vec::new(),
+        plugins: plugins
+            .plugins()
+            .iter()
+            .map(|p| PluginState {
+                name: p.name().to_string(),
+                version: p.manifest.version.clone(),
+                core: p.core,
+                active: p.active,
+            })
+            .collect(),
+        backups,
     };
     if !status.database_exists {
         return Ok(status);
@@ -717,7 +776,10 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         }
         Some(v) if *v == release.version => "up to date",
         Some(v) if *v > release.version => "data newer than release",
-        Some(_) => "upgrade needed",
+        Some(v) => {
+            status.hooks = plugins.plan(v, &release.version);
+            "upgrade needed"
+        }
     };
     Ok(status)
 }

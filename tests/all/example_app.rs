@@ -150,3 +150,73 @@ fn every_upgrade_path_runs_exactly_the_hooks_whose_ranges_match() {
         }
     }
 }
+
+#[test]
+fn status_shows_the_hooks_to_run_the_plugins_and_the_latest_backups() {
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("home");
+    let home_s = home.to_str().unwrap();
+    let r064 = example_release("0.6.4");
+    let r100 = example_release("1.0.0");
+    let out = run(&[
+        "--home",
+        home_s,
+        "--release",
+        r064.to_str().unwrap(),
+        "upgrade",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let status = |release: &Path| -> serde_json::Value {
+        let out = run(&[
+            "--home",
+            home_s,
+            "--release",
+            release.to_str().unwrap(),
+            "status",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = status(&r100);
+    assert_eq!(before["state"], "upgrade needed");
+    let hooks: Vec<String> = before["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            format!(
+                "{}/{}",
+                h["plugin"].as_str().unwrap(),
+                h["hook"].as_str().unwrap()
+            )
+        })
+        .collect();
+    // 0.6.4 -> 1.0.0: not the big leap (that is for data older than 0.6.4).
+    assert_eq!(
+        hooks,
+        [
+            "badges/create_tables",
+            "badges/first_lesson",
+            "email-backfill/backfill_emails",
+            "py-stats/summarize_learners"
+        ]
+    );
+    assert_eq!(before["plugins"].as_array().unwrap().len(), 4);
+    assert_eq!(before["backups"].as_array().unwrap().len(), 0);
+
+    let out = run(&[
+        "--home",
+        home_s,
+        "--release",
+        r100.to_str().unwrap(),
+        "upgrade",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = status(&r100);
+    assert_eq!(after["state"], "up to date");
+    assert_eq!(after["hooks"].as_array().unwrap().len(), 0);
+    assert_eq!(after["backups"][0]["data_version"], "0.6.4");
+    assert_eq!(after["backups"][0]["kind"], "automatic");
+}

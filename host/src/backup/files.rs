@@ -611,6 +611,8 @@ pub enum BackupStatus {
     /// Truncated, damaged, not a dump, or of a newer format; the reason
     /// says which.
     Corrupt(String),
+    /// Only the header was read (see [`list_headers`]).
+    NotChecked,
 }
 
 impl BackupStatus {
@@ -620,6 +622,7 @@ impl BackupStatus {
             BackupStatus::Verified => "verified",
             BackupStatus::Unverified => "unverified",
             BackupStatus::Corrupt(_) => "corrupt",
+            BackupStatus::NotChecked => "not checked",
         }
     }
 }
@@ -722,30 +725,55 @@ pub fn list(dir: &Path) -> Result<Vec<BackupEntry>, BackupError> {
     Ok(entries)
 }
 
+/// Every uplift dump in `dir` with only its header read (status
+/// [`BackupStatus::NotChecked`]), oldest first by recorded time: the cheap
+/// listing for `uplift status`. Files without a readable header are left
+/// out. Fails only when the folder or a file cannot be read.
+pub fn list_headers(dir: &Path) -> Result<Vec<BackupEntry>, BackupError> {
+    let mut entries = Vec::new();
+    for (path, file_name, size) in dump_files(dir)? {
+        let header = match read_header(&path) {
+            Ok(Some(h)) => h,
+            Err(VerifyError::Io(e)) => return Err(e.into()),
+            Ok(None) | Err(_) => continue,
+        };
+        entries.push(BackupEntry {
+            path,
+            file_name,
+            size,
+            status: BackupStatus::NotChecked,
+            header: Some(header),
+        });
+    }
+    sort_entries(&mut entries);
+    Ok(entries)
+}
+
 /// Removes the backups of the given kinds beyond the newest `keep` of each
-/// kind (by recorded time) and returns the removed paths. Only verified
-/// uplift dumps count and are removed: foreign, corrupt and unreadable files
-/// are never touched.
+/// kind (by the time recorded in their headers) and returns the removed
+/// paths. Only files with an uplift header count and are removed: foreign
+/// and unreadable files are never touched.
+///
+/// Only headers are read, not whole files: retention runs after every
+/// upgrade, and re-reading gigabytes of older backups there would cost more
+/// than the upgrade. (Every backup was verified when it was written, before
+/// it got its name; `uplift backups list` verifies them all end to end.)
 pub fn prune(dir: &Path, keep: usize, kinds: &[BackupKind]) -> Result<Vec<PathBuf>, BackupError> {
     let mut candidates = Vec::new();
     for (path, name, size) in dump_files(dir)? {
-        // Cheap header read first; verify only the kinds concerned.
         let header = match read_header(&path) {
             Ok(Some(h)) => h,
-            Ok(None)
-            | Err(
-                VerifyError::Truncated { .. }
-                | VerifyError::Corrupt { .. }
-                | VerifyError::NewerFormat { .. },
-            ) => continue,
             Err(VerifyError::Io(e)) => return Err(e.into()),
-            Err(_) => continue,
+            Ok(None) | Err(_) => continue,
         };
         if kinds.contains(&header.kind) {
-            let entry = entry_for(path, name, size)?;
-            if entry.status == BackupStatus::Verified {
-                candidates.push(entry);
-            }
+            candidates.push(BackupEntry {
+                path,
+                file_name: name,
+                size,
+                status: BackupStatus::NotChecked,
+                header: Some(header),
+            });
         }
     }
     sort_entries(&mut candidates);
@@ -768,8 +796,8 @@ pub fn prune(dir: &Path, keep: usize, kinds: &[BackupKind]) -> Result<Vec<PathBu
 }
 
 /// Removes automatic backups beyond the newest `keep` (by recorded time);
-/// manual and pre-restore backups, and files that do not verify as uplift
-/// dumps, are never touched. Returns the removed paths.
+/// manual and pre-restore backups, and files without an uplift header, are
+/// never touched. Returns the removed paths.
 pub fn prune_automatic(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
     prune(dir, keep, &[BackupKind::Automatic])
 }

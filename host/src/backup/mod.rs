@@ -76,7 +76,7 @@ use std::path::PathBuf;
 pub use dump::{BackupError, BackupFile, BackupOptions, write_backup};
 pub use files::{
     BackupEntry, BackupStatus, DumpHeader, VerifiedDump, VerifyError, latest_restorable, list,
-    prune, prune_automatic, verify,
+    list_headers, prune, prune_automatic, verify,
 };
 pub use restore::{IntegrityCheck, RestoreError, RestoreOptions, RestoreReport, restore};
 
