@@ -544,6 +544,17 @@ fn build(
         excerpt: excerpt(stmt),
     };
     let take_refusal = || refusal.lock().ok().and_then(|mut r| r.take());
+    // A failed statement: the authorizer's reason when it refused it, else
+    // SQLite's error.
+    let failed = |line: u64, stmt: &[u8], source: rusqlite::Error| match take_refusal() {
+        Some(reason) => refused(line, reason, stmt),
+        None => RestoreError::Statement {
+            path: path.clone(),
+            line,
+            excerpt: excerpt(stmt),
+            source,
+        },
+    };
     let split_err = |e: SplitError| match e {
         SplitError::Io(e) => match files::read_failure(dump, compressed, e) {
             VerifyError::Io(e) => RestoreError::Io(e),
@@ -609,16 +620,9 @@ fn build(
                                     sql.push_str(if i == 0 { "?" } else { ",?" });
                                 }
                                 sql.push(')');
-                                let prepared =
-                                    conn.prepare(&sql).map_err(|source| match take_refusal() {
-                                        Some(reason) => refused(line, reason, stmt),
-                                        None => RestoreError::Statement {
-                                            path: dump.to_path_buf(),
-                                            line,
-                                            excerpt: excerpt(stmt),
-                                            source,
-                                        },
-                                    })?;
+                                let prepared = conn
+                                    .prepare(&sql)
+                                    .map_err(|source| failed(line, stmt, source))?;
                                 current = Some((head.to_vec(), values.len(), prepared));
                             }
                             let (_, _, prepared) = current.as_mut().expect("prepared above");
@@ -643,15 +647,7 @@ fn build(
                                 running.store(Running::Other as u8, Ordering::Relaxed);
                                 current = None;
                             }
-                            result.map_err(|source| match take_refusal() {
-                                Some(reason) => refused(line, reason, stmt),
-                                None => RestoreError::Statement {
-                                    path: dump.to_path_buf(),
-                                    line,
-                                    excerpt: excerpt(stmt),
-                                    source,
-                                },
-                            })?;
+                            result.map_err(|source| failed(line, stmt, source))?;
                             rows += 1;
                             continue;
                         }
@@ -690,15 +686,7 @@ fn build(
                 running.store(kind as u8, Ordering::Relaxed);
                 let result = conn.execute_batch(text);
                 running.store(Running::Other as u8, Ordering::Relaxed);
-                result.map_err(|source| match take_refusal() {
-                    Some(reason) => refused(line, reason, stmt),
-                    None => RestoreError::Statement {
-                        path: dump.to_path_buf(),
-                        line,
-                        excerpt: excerpt(stmt),
-                        source,
-                    },
-                })?;
+                result.map_err(|source| failed(line, stmt, source))?;
             }
             let _ = free_tx.send(batch);
         }
