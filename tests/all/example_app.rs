@@ -24,16 +24,7 @@ fn table_exists(db: &Path, table: &str) -> bool {
 fn upgrade_path(root: &Path, from: &str, to: &str) -> std::path::PathBuf {
     let home = root.join(format!("{from}-{to}"));
     let home_s = home.to_str().unwrap();
-    let out = run(&[
-        "--home",
-        home_s,
-        "--release",
-        example_release(from).to_str().unwrap(),
-        "upgrade",
-    ]);
-    assert!(out.status.success(), "install {from}: {}", stderr(&out));
-    let release = uplift::release::Release::load(&example_release(from)).unwrap();
-    uplift::paths::load_fixtures(&home.join("db.sqlite3"), &release).unwrap();
+    crate::support::install_example(&home, from);
     let out = run(&[
         "--home",
         home_s,

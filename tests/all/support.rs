@@ -170,3 +170,21 @@ pub fn component(crate_name: &str) -> PathBuf {
     );
     path
 }
+
+/// Installs the example application's release `version` into a new home at
+/// `home` and loads that release's fixtures; returns the database's path.
+pub fn install_example(home: &Path, version: &str) -> PathBuf {
+    let release = example_release(version);
+    let out = run(&[
+        "--home",
+        home.to_str().unwrap(),
+        "--release",
+        release.to_str().unwrap(),
+        "upgrade",
+    ]);
+    assert!(out.status.success(), "install {version}: {}", stderr(&out));
+    let db = home.join("db.sqlite3");
+    let loaded = uplift::release::Release::load(&release).unwrap();
+    uplift::paths::load_fixtures(&db, &loaded).unwrap();
+    db
+}

@@ -188,19 +188,7 @@ fn a_non_empty_folder_is_refused_and_left_as_it_was() {
 /// A home with example release 0.6.4 installed and its fixtures loaded; its
 /// database.
 fn learnhub_064(root: &Path) -> PathBuf {
-    let home = root.join("home");
-    let out = run(&[
-        "--home",
-        home.to_str().unwrap(),
-        "--release",
-        example_release("0.6.4").to_str().unwrap(),
-        "upgrade",
-    ]);
-    assert!(out.status.success(), "install 0.6.4: {}", stderr(&out));
-    let release = uplift::release::Release::load(&example_release("0.6.4")).unwrap();
-    let db = home.join("db.sqlite3");
-    uplift::paths::load_fixtures(&db, &release).unwrap();
-    db
+    crate::support::install_example(&root.join("home"), "0.6.4")
 }
 
 #[test]
