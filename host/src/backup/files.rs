@@ -413,6 +413,12 @@ pub(crate) fn verify_with_progress(
                         detail: "its checksum line is cut short".into(),
                     });
                 }
+                Trailer::Damaged => {
+                    return Err(VerifyError::Corrupt {
+                        path: path.to_path_buf(),
+                        detail: "its checksum line is damaged".into(),
+                    });
+                }
                 Trailer::Absent => {
                     return Err(VerifyError::Truncated {
                         path: path.to_path_buf(),
@@ -461,6 +467,8 @@ enum Trailer {
     Complete(usize, String),
     /// The start of a trailer, cut short.
     Partial,
+    /// A whole trailer line whose checksum is not 64 hex digits: damaged.
+    Damaged,
     /// No trailer.
     Absent,
 }
@@ -485,6 +493,8 @@ fn find_trailer(tail: &[u8]) -> Trailer {
     };
     if hex.len() == 64 && hex.iter().all(u8::is_ascii_hexdigit) {
         Trailer::Complete(start, String::from_utf8_lossy(hex).into_owned())
+    } else if hex.len() == 64 {
+        Trailer::Damaged
     } else {
         Trailer::Partial
     }
@@ -834,4 +844,41 @@ pub fn latest_restorable(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TRAILER_PREFIX, Trailer, find_trailer};
+
+    fn tail(checksum: &str, newline: bool) -> Vec<u8> {
+        let mut t = b"COMMIT;\n".to_vec();
+        t.extend_from_slice(TRAILER_PREFIX);
+        t.extend_from_slice(checksum.as_bytes());
+        if newline {
+            t.push(b'\n');
+        }
+        t
+    }
+
+    #[test]
+    fn a_whole_checksum_line_with_a_damaged_digit_is_damaged_not_cut_short() {
+        let good = "a".repeat(64);
+        assert!(matches!(
+            find_trailer(&tail(&good, true)),
+            Trailer::Complete(8, _)
+        ));
+        let damaged = format!("g{}", "a".repeat(63));
+        assert!(matches!(
+            find_trailer(&tail(&damaged, true)),
+            Trailer::Damaged
+        ));
+        assert!(matches!(
+            find_trailer(&tail(&"a".repeat(30), true)),
+            Trailer::Partial
+        ));
+        assert!(matches!(
+            find_trailer(&tail(&good, false)),
+            Trailer::Partial
+        ));
+    }
 }
