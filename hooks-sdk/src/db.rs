@@ -140,6 +140,38 @@ impl Statement {
             .map_err(|e| DbError::from_wit(e, &self.sql).into())
     }
 
+    /// Runs the statement many times in one call to the host: the fast way
+    /// to change many rows one at a time. `params` holds the parameter
+    /// lists one after the other, as many values each as the statement has
+    /// parameters; the statement runs once per list, in order, as that many
+    /// calls of [`Statement::execute`] would. Pass a few hundred to a few
+    /// thousand lists per call. Returns the rows changed by all the runs.
+    ///
+    /// On an error, the runs before the failing one stay applied (as with a
+    /// loop of `execute`), and the message starts with `parameter list N:`,
+    /// counting from 0. A length that is not a multiple of the statement's
+    /// parameter count is an error, and nothing runs.
+    ///
+    /// ```no_run
+    /// # use uplift_hooks_sdk::{Database, Result, ToSql, Value};
+    /// # fn f(db: &Database) -> Result<()> {
+    /// let update = db.prepare("UPDATE users SET score = ? WHERE id = ?")?;
+    /// let scores: Vec<(i64, i64)> = db.query("SELECT score * 2, id FROM users", &[])?;
+    /// for chunk in scores.chunks(500) {
+    ///     let params: Vec<Value> = chunk
+    ///         .iter()
+    ///         .flat_map(|(score, id)| [score.to_value(), id.to_value()])
+    ///         .collect();
+    ///     update.execute_many(&params)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn execute_many(&self, params: &[Value]) -> Result<u64> {
+        self.handle
+            .execute_many(params)
+            .map_err(|e| DbError::from_wit(e, &self.sql).into())
+    }
+
     /// Runs the statement as a query and reads every row into `T` (capped
     /// by the host like [`Database::query`]).
     pub fn query<T: FromRow>(&self, params: &[Value]) -> Result<Vec<T>> {

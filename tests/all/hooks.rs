@@ -246,6 +246,62 @@ fn a_well_behaved_hook_reads_writes_owns_and_logs() {
 }
 
 #[test]
+fn the_sdk_probe_sees_the_same_on_the_real_host() {
+    // The SDK's tests run on a small test host; this runs the same hook on
+    // uplift's own, sandbox and all.
+    let mut runner = runner();
+    let mut conn = database();
+    conn.execute_batch("CREATE TABLE facility (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        .unwrap();
+    let probe = component("sdk-probe");
+    runner
+        .run(
+            &mut conn,
+            &planned(&probe, "second"),
+            &context(),
+            CollectLog::new(),
+        )
+        .unwrap();
+    let seen: Vec<String> = conn
+        .prepare("SELECT what FROM probe_seen WHERE hook = 'second' ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(seen, crate::sdk::SECOND_SEES);
+}
+
+#[test]
+fn execute_many_changes_every_row_once_in_batches() {
+    let mut runner = runner();
+    let mut conn = database();
+    conn.execute_batch(
+        "CREATE TABLE bench(id INTEGER PRIMARY KEY, v INTEGER NOT NULL);
+         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 2500)
+         INSERT INTO bench SELECT i, 0 FROM c;",
+    )
+    .unwrap();
+    let bulk = component("uplift-test-bulk");
+    for hook in ["update_each_row_batched", "update_each_row"] {
+        runner
+            .run(
+                &mut conn,
+                &planned(&bulk, hook),
+                &context(),
+                CollectLog::new(),
+            )
+            .unwrap_or_else(|e| panic!("{hook}: {e}"));
+    }
+    let (rows, min, max): (i64, i64, i64) = conn
+        .query_row("SELECT count(*), min(v), max(v) FROM bench", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((rows, min, max), (2500, 2, 2));
+}
+
+#[test]
 fn an_infinite_loop_is_stopped_by_the_time_limit() {
     let err = stopped("infinite_loop");
     assert_limit(&err, |l| matches!(l, Limit::Time { seconds: 1 }));

@@ -160,6 +160,15 @@ fn seen(probe: &harness::Probe, hook: &str) -> Vec<String> {
     ))
 }
 
+/// What the probe's hook `second` (prepared statements, `execute_many`, a
+/// cursor) records, on this test host and on the real one (tests/all/hooks.rs).
+pub const SECOND_SEES: [&str; 4] = [
+    "sum=500500 labelled=100 count=1000",
+    "execute_many added=500 count=1500",
+    r#"kept=2 error=Some((19, "parameter list 2: UNIQUE constraint failed: probe_unique.n"))"#,
+    "count=1500 code=Some(25)",
+];
+
 #[test]
 fn run_dispatches_each_hook_to_its_own_function() {
     let mut probe = probe();
@@ -167,10 +176,7 @@ fn run_dispatches_each_hook_to_its_own_function() {
         probe.run(hook).unwrap_or_else(|e| panic!("{hook}: {e}"));
     }
     assert_eq!(seen(&probe, "first"), ["dry_run=false"]);
-    assert_eq!(
-        seen(&probe, "second"),
-        ["sum=500500 labelled=100 count=1000"]
-    );
+    assert_eq!(seen(&probe, "second"), SECOND_SEES);
     assert_eq!(
         seen(&probe, "third"),
         [
@@ -569,6 +575,33 @@ mod harness {
         ) -> Result<u64, DbError> {
             let sql = self.table.get(&this).expect("live statement").0.clone();
             self.run_execute(&sql, &params)
+        }
+        fn execute_many(
+            &mut self,
+            this: Resource<StatementSql>,
+            params: Vec<Value>,
+        ) -> Result<u64, DbError> {
+            let sql = self.table.get(&this).expect("live statement").0.clone();
+            let width = self
+                .db
+                .prepare_cached(&sql)
+                .map_err(db_error)?
+                .parameter_count();
+            if width == 0 || !params.len().is_multiple_of(width) {
+                return Err(DbError {
+                    code: 25,
+                    extended_code: 25,
+                    message: format!("{} values for lists of {width}", params.len()),
+                });
+            }
+            let mut changed = 0;
+            for (index, list) in params.chunks(width).enumerate() {
+                changed += self.run_execute(&sql, list).map_err(|mut e| {
+                    e.message = format!("parameter list {index}: {}", e.message);
+                    e
+                })?;
+            }
+            Ok(changed)
         }
         fn query(
             &mut self,

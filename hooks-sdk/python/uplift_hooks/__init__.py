@@ -164,6 +164,16 @@ class Statement:
         """Runs it with ``params``; returns the number of rows changed."""
         return _call(self.sql, self._handle.execute, _params(params))
 
+    def execute_many(self, batch):
+        """Runs it once for each parameter sequence in ``batch``, in order,
+        in one call to the host: the fast way to change many rows one at a
+        time (pass a few hundred to a few thousand sequences per call).
+        Returns the number of rows changed by all of them. On an error the
+        sequences before the failing one stay applied, and the message starts
+        with ``parameter list N:`` (counting from 0)."""
+        flat = [value for params in batch for value in _params(params)]
+        return _call(self.sql, self._handle.execute_many, flat)
+
     def query(self, params=()):
         """Runs it as a query; returns every row as a tuple."""
         return _rows(_call(self.sql, self._handle.query, _params(params)))

@@ -266,6 +266,10 @@ impl Sql<'_> {
 }
 
 fn bind(stmt: &mut RawStatement, params: Vec<Value>) -> Result<(), DbError> {
+    bind_slice(stmt, &params)
+}
+
+fn bind_slice(stmt: &mut RawStatement, params: &[Value]) -> Result<(), DbError> {
     stmt.bind(params.iter().map(to_bind)).map_err(db_error)
 }
 
@@ -391,6 +395,47 @@ impl HostStatement for HostState {
             return Ok(Err(e));
         }
         ctx.run_to_end(&mut entry.stmt, &entry.sql)
+    }
+
+    fn execute_many(
+        &mut self,
+        this: Resource<StatementEntry>,
+        params: Vec<Value>,
+    ) -> HostResult<u64> {
+        let (table, mut ctx) = self.split();
+        let entry = table.get_mut(&this)?;
+        let width = entry.stmt.parameter_count();
+        if width == 0 || !params.len().is_multiple_of(width) {
+            return Ok(Err(DbError {
+                code: ffi::SQLITE_RANGE,
+                extended_code: ffi::SQLITE_RANGE,
+                message: format!(
+                    "execute-many takes parameter lists of {width} value(s), one after the \
+                     other, but {} value(s) were given{}",
+                    params.len(),
+                    if width == 0 {
+                        ": use execute for a statement without parameters"
+                    } else {
+                        ""
+                    }
+                ),
+            }));
+        }
+        let mut changed = 0u64;
+        for (index, list) in params.chunks_exact(width).enumerate() {
+            let ran = match bind_slice(&mut entry.stmt, list) {
+                Ok(()) => ctx.run_to_end(&mut entry.stmt, &entry.sql)?,
+                Err(e) => Err(e),
+            };
+            match ran {
+                Ok(n) => changed = changed.saturating_add(n),
+                Err(mut e) => {
+                    e.message = format!("parameter list {index}: {}", e.message);
+                    return Ok(Err(e));
+                }
+            }
+        }
+        Ok(Ok(changed))
     }
 
     fn query(&mut self, this: Resource<StatementEntry>, params: Vec<Value>) -> HostResult<Rows> {

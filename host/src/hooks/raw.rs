@@ -157,6 +157,11 @@ impl RawStatement {
         }
     }
 
+    /// How many parameters the statement takes.
+    pub(crate) fn parameter_count(&self) -> usize {
+        self.params
+    }
+
     /// The statement's column names.
     pub(crate) fn columns(&self) -> &[String] {
         &self.columns

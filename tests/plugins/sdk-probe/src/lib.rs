@@ -54,7 +54,35 @@ fn second(ctx: &Context) -> Result<()> {
         labelled += usize::from(label.is_some());
     }
     let (count,): (i64,) = db.query_one("SELECT count(*) FROM probe_numbers", params![])?;
-    record(ctx, &format!("sum={sum} labelled={labelled} count={count}"))
+    record(ctx, &format!("sum={sum} labelled={labelled} count={count}"))?;
+
+    // Many parameter lists in one call: 500 more rows, in batches of 128.
+    let lists: Vec<Value> = (1001..=1500i64)
+        .flat_map(|n| params![n, Option::<String>::None].to_vec())
+        .collect();
+    let mut added = 0;
+    for batch in lists.chunks(2 * 128) {
+        added += insert.execute_many(batch)?;
+    }
+    let (count,): (i64,) = db.query_one("SELECT count(*) FROM probe_numbers", params![])?;
+    record(ctx, &format!("execute_many added={added} count={count}"))?;
+
+    // A failing list: the ones before it stay, the error names it.
+    db.execute_batch("CREATE TABLE probe_unique (n INTEGER UNIQUE)")?;
+    let unique = db.prepare("INSERT INTO probe_unique (n) VALUES (?)")?;
+    let Err(err) = unique.execute_many(params![1, 2, 2, 3]) else {
+        bail!("a duplicate in a UNIQUE column was accepted");
+    };
+    let (kept,): (i64,) = db.query_one("SELECT count(*) FROM probe_unique", params![])?;
+    let message = err.database().map(|e| (e.code, e.message.clone()));
+    record(ctx, &format!("kept={kept} error={message:?}"))?;
+    // A length that is not a multiple of the parameter count runs nothing.
+    let Err(err) = insert.execute_many(params![1, "one", 2]) else {
+        bail!("three values for two parameters were accepted");
+    };
+    let (count,): (i64,) = db.query_one("SELECT count(*) FROM probe_numbers", params![])?;
+    let code = err.database().map(|e| e.code);
+    record(ctx, &format!("count={count} code={code:?}"))
 }
 
 #[derive(FromRow)]
