@@ -188,6 +188,18 @@ fn a_non_empty_folder_is_refused_and_left_as_it_was() {
     assert!(empty.join("src/lib.rs").is_file());
 }
 
+/// Runs `uplift GLOBAL... hooks test PLUGIN --db DB REST...`.
+fn hooks_test(global: &[&str], plugin: &Path, db: &Path, rest: &[&str]) -> std::process::Output {
+    let mut cmd = uplift();
+    cmd.args(global)
+        .args(["hooks", "test"])
+        .arg(plugin)
+        .arg("--db")
+        .arg(db)
+        .args(rest);
+    run_cmd(&mut cmd)
+}
+
 /// A home with example release 0.6.4 installed and its fixtures loaded; its
 /// database.
 fn learnhub_064(root: &Path) -> PathBuf {
@@ -282,17 +294,7 @@ fn hooks_test_shows_inserted_rows_of_a_table_the_hook_creates() {
     let db = learnhub_064(scratch.path());
     let plugin = component("big-leap");
     // big-leap runs from before 0.6.4 only: nothing matches 0.6.4 -> 1.0.0.
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.6.4",
-        "--to",
-        "1.0.0",
-    ]);
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.6.4", "--to", "1.0.0"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("no hook of plugin big-leap"),
@@ -300,17 +302,7 @@ fn hooks_test_shows_inserted_rows_of_a_table_the_hook_creates() {
         stdout(&out)
     );
 
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.2.0",
-        "--to",
-        "1.0.0",
-    ]);
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.2.0", "--to", "1.0.0"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
@@ -327,19 +319,12 @@ fn hooks_test_of_a_refused_statement_exits_1_naming_the_refusal() {
     let db = learnhub_064(scratch.path());
     let before = std::fs::read(&db).unwrap();
     let plugin = component("uplift-test-hostile");
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.6.4",
-        "--to",
-        "1.0.0",
-        "--hook",
-        "attach",
-    ]);
+    let out = hooks_test(
+        &[],
+        &plugin,
+        &db,
+        &["--from", "0.6.4", "--to", "1.0.0", "--hook", "attach"],
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     assert!(text.contains("FAIL hostile/attach"), "{text}");
@@ -353,35 +338,23 @@ fn hooks_test_refuses_an_unknown_hook_and_a_missing_database() {
     let scratch = tempfile::tempdir().unwrap();
     let plugin = component("email-backfill");
     let missing = scratch.path().join("none.sqlite3");
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        missing.to_str().unwrap(),
-        "--from",
-        "0.6.4",
-        "--to",
-        "1.0.0",
-    ]);
+    let out = hooks_test(
+        &[],
+        &plugin,
+        &missing,
+        &["--from", "0.6.4", "--to", "1.0.0"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("none.sqlite3"), "{}", stderr(&out));
     assert!(!missing.exists(), "a missing database must not be created");
 
     let db = learnhub_064(scratch.path());
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.6.4",
-        "--to",
-        "1.0.0",
-        "--hook",
-        "nope",
-    ]);
+    let out = hooks_test(
+        &[],
+        &plugin,
+        &db,
+        &["--from", "0.6.4", "--to", "1.0.0", "--hook", "nope"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("has no hook \"nope\"; its hooks are: backfill_emails"),
@@ -436,19 +409,10 @@ fn hooks_test_with_a_release_migrates_the_copy_before_the_hooks_as_the_upgrade_w
     let (db, r10) = notes_home_before_body(scratch.path());
     let before = fingerprint(&db);
     let plugin = component("uplift-test-tidy");
-    let test = [
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-    ];
 
     // Without the release, the copy keeps the old schema: tidy's hooks,
     // written for 1.0.0, fail on the missing column.
-    let mut args = test.to_vec();
-    args.extend(["--from", "0.9.0", "--to", "1.0.0"]);
-    let out = run(&args);
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.9.0", "--to", "1.0.0"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     assert!(text.contains("FAIL tidy/copy_notes"), "{text}");
@@ -457,10 +421,8 @@ fn hooks_test_with_a_release_migrates_the_copy_before_the_hooks_as_the_upgrade_w
 
     // With it, migration 0002 runs first (reported before the hooks' log)
     // and --to defaults to the release's version.
-    let mut args = vec!["--release", r10.path()];
-    args.extend(test);
-    args.extend(["--from", "0.9.0"]);
-    let out = run(&args);
+    let release = ["--release", r10.path()];
+    let out = hooks_test(&release, &plugin, &db, &["--from", "0.9.0"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     let migrated = text
@@ -480,8 +442,7 @@ fn hooks_test_with_a_release_migrates_the_copy_before_the_hooks_as_the_upgrade_w
     );
     assert!(text.contains("body='note 1'"), "{text}");
 
-    args.push("--json");
-    let out = run(&args);
+    let out = hooks_test(&release, &plugin, &db, &["--from", "0.9.0", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["to"], "1.0.0");
@@ -517,17 +478,12 @@ fn hooks_test_refuses_a_release_whose_migration_fails_on_the_copy() {
         ],
     );
     let plugin = component("uplift-test-tidy");
-    let out = run(&[
-        "--release",
-        broken.path(),
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.9.0",
-    ]);
+    let out = hooks_test(
+        &["--release", broken.path()],
+        &plugin,
+        &db,
+        &["--from", "0.9.0"],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{}{err}", stdout(&out));
     assert!(
@@ -607,19 +563,12 @@ fn hooks_test_refuses_a_malformed_uplift_toml_naming_the_file() {
     let settings = home.join("uplift.toml");
     std::fs::write(&settings, "[hooks]\ntimeout_secs = 5\n").unwrap();
     let plugin = component("uplift-test-tidy");
-    let out = run(&[
-        "--home",
-        home.to_str().unwrap(),
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.1",
-        "--to",
-        "1.0",
-    ]);
+    let out = hooks_test(
+        &["--home", home.to_str().unwrap()],
+        &plugin,
+        &db,
+        &["--from", "0.1", "--to", "1.0"],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{}{err}", stdout(&out));
     assert!(
@@ -640,15 +589,7 @@ fn hooks_test_needs_to_or_a_release() {
     let scratch = tempfile::tempdir().unwrap();
     let db = empty_db(scratch.path());
     let plugin = component("uplift-test-tidy");
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.1",
-    ]);
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--to V"), "{}", stderr(&out));
 }
