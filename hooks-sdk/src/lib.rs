@@ -73,8 +73,8 @@ pub use db::{Cursor, DEFAULT_BATCH, Database, Statement, TypedRows};
 pub use error::{ConversionError, DbError, Error, Result};
 pub use log::Level;
 pub use row::{FromRow, FromSql, Row, RowIndex, ToSql, Value};
+pub use uplift_contract::{Version, VersionError, VersionRange};
 pub use uplift_hooks_sdk_macros::{FromRow, plugin, version_upgrade};
-pub use uplift_version::{Version, VersionError, VersionRange};
 
 /// Everything a hook usually needs: `use uplift_hooks_sdk::prelude::*;`.
 pub mod prelude {

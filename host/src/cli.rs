@@ -192,8 +192,11 @@ enum HooksCommand {
     },
     /// Run a plugin's hooks against a copy of a database (the original is
     /// never written) inside the real sandbox, and print their log and the
-    /// rows they inserted, updated and deleted per table. Exit 0 if every
-    /// hook succeeded, 1 if one failed or was refused, 2 on a usage error
+    /// rows they inserted, updated and deleted per table. With --release, the
+    /// release's pending migrations are applied to the copy first, as the
+    /// upgrade would. The sandbox's limits are the home's ([hooks] in
+    /// uplift.toml). Exit 0 if every hook succeeded, 1 if one failed or was
+    /// refused or a migration failed, 2 on a usage error
     Test {
         /// The plugin component (.wasm)
         plugin: PathBuf,
@@ -203,9 +206,10 @@ enum HooksCommand {
         /// The data version before the upgrade
         #[arg(long, value_name = "V")]
         from: String,
-        /// The release version upgraded to
+        /// The release version upgraded to [default: the version of
+        /// --release]
         #[arg(long, value_name = "V")]
-        to: String,
+        to: Option<String>,
         /// Run only this hook, whatever its ranges
         #[arg(long, value_name = "NAME")]
         hook: Option<String>,
@@ -822,13 +826,26 @@ fn hooks_command(
             hook,
             json,
         } => {
-            // The home's compile cache, when there is a home, spares
-            // recompiling the plugin on every run (it is an optimisation only).
-            let cache = Home::resolve(home)
-                .ok()
-                .filter(|h| h.root().is_dir())
-                .map(|h| h.cache_dir());
-            hooks_test(out, release, cache, plugin, db, (&from, &to), hook, json)
+            // With a home, the hooks get its limits, as in the upgrade, and
+            // its compile cache spares recompiling the plugin on every run.
+            // Without one (no folder there), the default limits apply.
+            let home = Home::resolve(home).ok().filter(|h| h.root().is_dir());
+            let limits = match &home {
+                Some(home) => home.settings()?.hooks,
+                None => crate::home::HookLimits::default(),
+            };
+            let cache = home.map(|h| h.cache_dir());
+            let versions = (from.as_str(), to.as_deref());
+            hooks_test(
+                out,
+                release,
+                (limits, cache),
+                plugin,
+                db,
+                versions,
+                hook,
+                json,
+            )
         }
         HooksCommand::EmbedManifest {
             manifest: toml_path,
@@ -861,30 +878,42 @@ fn hooks_command(
 fn hooks_test(
     out: &Output,
     release: Option<&Path>,
-    cache: Option<PathBuf>,
+    (limits, cache): (crate::home::HookLimits, Option<PathBuf>),
     plugin: PathBuf,
     db: PathBuf,
-    (from, to): (&str, &str),
+    (from, to): (&str, Option<&str>),
     hook: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use crate::hooks::trial::{self, TrialOptions};
+    use crate::hooks::trial::{self, TrialError, TrialOptions};
     let usage = |message: String| {
         eprintln!("error: {message}");
         Ok(ExitCode::from(EXIT_USAGE))
     };
-    let (from, to) = match (Version::parse(from), Version::parse(to)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) => return usage(format!("--from {from}: {e}")),
-        (_, Err(e)) => return usage(format!("--to {to}: {e}")),
+    let release = match release.map(Release::load).transpose() {
+        Ok(release) => release,
+        Err(e) => return usage(e.to_string()),
     };
-    let app = match release {
-        Some(dir) => match Release::load(dir) {
-            Ok(r) => r.app,
-            Err(e) => return usage(e.to_string()),
+    let from = match Version::parse(from) {
+        Ok(v) => v,
+        Err(e) => return usage(format!("--from {from}: {e}")),
+    };
+    let to = match (to, &release) {
+        (Some(to), _) => match Version::parse(to) {
+            Ok(v) => v,
+            Err(e) => return usage(format!("--to {to}: {e}")),
         },
-        None => "test".to_string(),
+        (None, Some(release)) => release.version.clone(),
+        (None, None) => {
+            return usage(
+                "give the release version upgraded to with --to V, or the release with --release DIR"
+                    .to_string(),
+            );
+        }
     };
+    let app = release
+        .as_ref()
+        .map_or_else(|| "test".to_string(), |r| r.app.clone());
     let opts = TrialOptions {
         plugin,
         db,
@@ -892,7 +921,8 @@ fn hooks_test(
         to,
         hook,
         app,
-        limits: crate::home::HookLimits::default(),
+        limits,
+        release,
         cache,
     };
     let quiet_log = json || out.quiet;
@@ -901,13 +931,50 @@ fn hooks_test(
             println!("  {line}");
         }
     });
-    let report = match trial::run_trial(&opts, log) {
+    // Printed as they are applied, before any hook's log: the order they
+    // happen in.
+    let migrated = |run: &crate::upgrade::MigrationRun| {
+        if !json {
+            println!("migrated the copy first: {} ({:.0} ms)", run.file, run.ms);
+        }
+    };
+    let report = match trial::run_trial(&opts, log, &migrated) {
         Ok(report) => report,
+        // The upgrade would fail the same way: not a usage error.
+        Err(err @ TrialError::Migrations { .. }) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
         Err(err) => return usage(err.to_string()),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if report.hooks.is_empty() {
+    } else {
+        print_trial(&opts, &report);
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+/// `uplift hooks test`'s report as text (the migrations were printed as
+/// they were applied, the hooks' log lines as they were written).
+fn print_trial(
+    opts: &crate::hooks::trial::TrialOptions,
+    report: &crate::hooks::trial::TrialReport,
+) {
+    use crate::hooks::trial;
+    if let Some(release) = &opts.release
+        && report.migrations.is_empty()
+    {
+        println!(
+            "no migration of release {} was pending: the copy kept its schema",
+            release.version
+        );
+    }
+    if report.hooks.is_empty() {
         println!(
             "no hook of plugin {} {} matches an upgrade from {} to {}",
             report.plugin, report.plugin_version, report.from, report.to
@@ -943,11 +1010,6 @@ fn hooks_test(
         }
         println!("(a copy of {} was used and discarded)", opts.db.display());
     }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
 }
 
 fn plugin_command(

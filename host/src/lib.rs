@@ -14,4 +14,4 @@ pub mod migrate;
 pub mod paths;
 pub mod release;
 pub mod upgrade;
-pub mod version;
+pub use uplift_contract::version;

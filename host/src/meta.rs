@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::version::Version;
 
 /// The prefix of every table uplift owns in the application database.
-pub const TABLE_PREFIX: &str = "uplift_";
+pub const TABLE_PREFIX: &str = uplift_contract::names::UPLIFT_TABLE_PREFIX;
 
 /// Errors reading uplift's bookkeeping.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{component, example_release, repo_root, run, run_cmd, stderr, stdout};
+use crate::support::{
+    TestRelease, component, example_release, fingerprint, query_i64, repo_root, run, run_cmd,
+    stderr, stdout, uplift,
+};
 
 /// The target folder the test suite builds into (shared with the scaffolded
 /// crate, so it reuses the compiled SDK dependencies).
@@ -185,6 +188,18 @@ fn a_non_empty_folder_is_refused_and_left_as_it_was() {
     assert!(empty.join("src/lib.rs").is_file());
 }
 
+/// Runs `uplift GLOBAL... hooks test PLUGIN --db DB REST...`.
+fn hooks_test(global: &[&str], plugin: &Path, db: &Path, rest: &[&str]) -> std::process::Output {
+    let mut cmd = uplift();
+    cmd.args(global)
+        .args(["hooks", "test"])
+        .arg(plugin)
+        .arg("--db")
+        .arg(db)
+        .args(rest);
+    run_cmd(&mut cmd)
+}
+
 /// A home with example release 0.6.4 installed and its fixtures loaded; its
 /// database.
 fn learnhub_064(root: &Path) -> PathBuf {
@@ -279,17 +294,7 @@ fn hooks_test_shows_inserted_rows_of_a_table_the_hook_creates() {
     let db = learnhub_064(scratch.path());
     let plugin = component("big-leap");
     // big-leap runs from before 0.6.4 only: nothing matches 0.6.4 -> 1.0.0.
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.6.4",
-        "--to",
-        "1.0.0",
-    ]);
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.6.4", "--to", "1.0.0"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("no hook of plugin big-leap"),
@@ -297,17 +302,7 @@ fn hooks_test_shows_inserted_rows_of_a_table_the_hook_creates() {
         stdout(&out)
     );
 
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.2.0",
-        "--to",
-        "1.0.0",
-    ]);
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.2.0", "--to", "1.0.0"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
@@ -324,19 +319,12 @@ fn hooks_test_of_a_refused_statement_exits_1_naming_the_refusal() {
     let db = learnhub_064(scratch.path());
     let before = std::fs::read(&db).unwrap();
     let plugin = component("uplift-test-hostile");
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.6.4",
-        "--to",
-        "1.0.0",
-        "--hook",
-        "attach",
-    ]);
+    let out = hooks_test(
+        &[],
+        &plugin,
+        &db,
+        &["--from", "0.6.4", "--to", "1.0.0", "--hook", "attach"],
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     assert!(text.contains("FAIL hostile/attach"), "{text}");
@@ -350,39 +338,258 @@ fn hooks_test_refuses_an_unknown_hook_and_a_missing_database() {
     let scratch = tempfile::tempdir().unwrap();
     let plugin = component("email-backfill");
     let missing = scratch.path().join("none.sqlite3");
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        missing.to_str().unwrap(),
-        "--from",
-        "0.6.4",
-        "--to",
-        "1.0.0",
-    ]);
+    let out = hooks_test(
+        &[],
+        &plugin,
+        &missing,
+        &["--from", "0.6.4", "--to", "1.0.0"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("none.sqlite3"), "{}", stderr(&out));
     assert!(!missing.exists(), "a missing database must not be created");
 
     let db = learnhub_064(scratch.path());
-    let out = run(&[
-        "hooks",
-        "test",
-        plugin.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "0.6.4",
-        "--to",
-        "1.0.0",
-        "--hook",
-        "nope",
-    ]);
+    let out = hooks_test(
+        &[],
+        &plugin,
+        &db,
+        &["--from", "0.6.4", "--to", "1.0.0", "--hook", "nope"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("has no hook \"nope\"; its hooks are: backfill_emails"),
         "{}",
         stderr(&out)
     );
+}
+
+/// A home at `root/home` with release 0.9.0 of a small "notes" application
+/// installed (a table `notes` with two rows and no `body` column), and
+/// release 1.0.0, whose migration 0002 adds `body`. Returns the database and
+/// release 1.0.0.
+fn notes_home_before_body(root: &Path) -> (PathBuf, TestRelease) {
+    let create = (
+        "0001_notes.sql",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+    );
+    let r09 = TestRelease::new(root, "r09", "notes-app", "0.9.0", &[create]);
+    let r10 = TestRelease::new(
+        root,
+        "r10",
+        "notes-app",
+        "1.0.0",
+        &[
+            create,
+            (
+                "0002_note_body.sql",
+                "ALTER TABLE notes ADD COLUMN body TEXT;\nUPDATE notes SET body = 'note ' || id;",
+            ),
+        ],
+    );
+    let home = root.join("home");
+    let out = run(&[
+        "--home",
+        home.to_str().unwrap(),
+        "--release",
+        r09.path(),
+        "upgrade",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = home.join("db.sqlite3");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("INSERT INTO notes (id) VALUES (1), (2);")
+        .unwrap();
+    (db, r10)
+}
+
+#[test]
+fn hooks_test_with_a_release_migrates_the_copy_before_the_hooks_as_the_upgrade_would() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (db, r10) = notes_home_before_body(scratch.path());
+    let before = fingerprint(&db);
+    let plugin = component("uplift-test-tidy");
+
+    // Without the release, the copy keeps the old schema: tidy's hooks,
+    // written for 1.0.0, fail on the missing column.
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.9.0", "--to", "1.0.0"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("FAIL tidy/copy_notes"), "{text}");
+    assert!(text.contains("no such column: body"), "{text}");
+    assert!(!text.contains("migrated the copy"), "{text}");
+
+    // With it, migration 0002 runs first (reported before the hooks' log)
+    // and --to defaults to the release's version.
+    let release = ["--release", r10.path()];
+    let out = hooks_test(&release, &plugin, &db, &["--from", "0.9.0"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let migrated = text
+        .find("migrated the copy first: 0002_note_body.sql")
+        .unwrap_or_else(|| panic!("no migration reported:\n{text}"));
+    assert!(
+        !text.contains("0001_notes.sql"),
+        "0001 was already applied:\n{text}"
+    );
+    let logged = text.find("copied 2 notes for notes-app 0.9.0 -> 1.0.0");
+    assert!(logged.is_some_and(|at| at > migrated), "{text}");
+    assert!(text.contains("ok   tidy/copy_notes"), "{text}");
+    assert!(text.contains("ok   tidy/shout"), "{text}");
+    assert!(
+        text.contains("tidy_copy: 2 inserted, 0 updated, 0 deleted"),
+        "{text}"
+    );
+    assert!(text.contains("body='note 1'"), "{text}");
+
+    let out = hooks_test(&release, &plugin, &db, &["--from", "0.9.0", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["to"], "1.0.0");
+    let files: Vec<&str> = report["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["0002_note_body.sql"]);
+    assert_eq!(report["hooks"][0]["ok"], true);
+
+    assert_eq!(fingerprint(&db), before, "the original database changed");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM uplift_migrations"), 1);
+}
+
+#[test]
+fn hooks_test_refuses_a_release_whose_migration_fails_on_the_copy() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (db, _) = notes_home_before_body(scratch.path());
+    let before = fingerprint(&db);
+    let broken = TestRelease::new(
+        scratch.path(),
+        "broken",
+        "notes-app",
+        "1.0.0",
+        &[
+            (
+                "0001_notes.sql",
+                "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+            ),
+            ("0002_typo.sql", "ALTER TABLE nots ADD COLUMN body TEXT;"),
+        ],
+    );
+    let plugin = component("uplift-test-tidy");
+    let out = hooks_test(
+        &["--release", broken.path()],
+        &plugin,
+        &db,
+        &["--from", "0.9.0"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}{err}", stdout(&out));
+    assert!(
+        err.contains("could not bring the copy to release 1.0.0's schema")
+            && err.contains("migration 0002_typo.sql failed")
+            && err.contains("nots"),
+        "{err}"
+    );
+    assert!(
+        !stdout(&out).contains("tidy/"),
+        "no hook may run: {}",
+        stdout(&out)
+    );
+    assert_eq!(fingerprint(&db), before, "the original database changed");
+}
+
+/// An empty application database at `root/app.sqlite3`.
+fn empty_db(root: &Path) -> PathBuf {
+    let db = root.join("app.sqlite3");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);")
+        .unwrap();
+    db
+}
+
+#[test]
+fn hooks_test_applies_the_hook_limits_of_the_homes_uplift_toml() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = empty_db(scratch.path());
+    let home = scratch.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("uplift.toml"),
+        "[hooks]\nmemory_mib = 16\ntimeout_seconds = 1\n",
+    )
+    .unwrap();
+    let plugin = component("uplift-test-hostile");
+    let hook = |name: &str, home_by_env: bool| {
+        let mut cmd = uplift();
+        if home_by_env {
+            cmd.env("UPLIFT_HOME", &home);
+        } else {
+            cmd.args(["--home", home.to_str().unwrap()]);
+        }
+        cmd.args(["hooks", "test", plugin.to_str().unwrap(), "--db"])
+            .arg(&db)
+            .args(["--from", "0.1", "--to", "1.0", "--hook", name]);
+        run_cmd(&mut cmd)
+    };
+
+    let out = hook("memory_bomb", false);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("FAIL hostile/memory_bomb"), "{text}");
+    assert!(
+        text.contains("beyond 16 MiB") && text.contains("memory_mib"),
+        "the home's 16 MiB should be the limit, not the default 256:\n{text}"
+    );
+
+    let out = hook("infinite_loop", true);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("ran longer than 1 s") && text.contains("timeout_seconds"),
+        "the home's 1 s should be the limit, not the default 300 s:\n{text}"
+    );
+}
+
+#[test]
+fn hooks_test_refuses_a_malformed_uplift_toml_naming_the_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = empty_db(scratch.path());
+    let before = fingerprint(&db);
+    let home = scratch.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let settings = home.join("uplift.toml");
+    std::fs::write(&settings, "[hooks]\ntimeout_secs = 5\n").unwrap();
+    let plugin = component("uplift-test-tidy");
+    let out = hooks_test(
+        &["--home", home.to_str().unwrap()],
+        &plugin,
+        &db,
+        &["--from", "0.1", "--to", "1.0"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}{err}", stdout(&out));
+    assert!(
+        err.contains(&format!("invalid settings file {}", settings.display()))
+            && err.contains("timeout_secs"),
+        "{err}"
+    );
+    assert!(
+        !stdout(&out).contains("tidy/"),
+        "no hook may run: {}",
+        stdout(&out)
+    );
+    assert_eq!(fingerprint(&db), before, "the original database changed");
+}
+
+#[test]
+fn hooks_test_needs_to_or_a_release() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = empty_db(scratch.path());
+    let plugin = component("uplift-test-tidy");
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--to V"), "{}", stderr(&out));
 }

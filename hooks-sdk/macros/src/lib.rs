@@ -18,8 +18,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Ident, LitByteStr, LitStr, Token};
-
-mod names;
+use uplift_contract::names;
 
 /// Declares the plugin: its name, version and the tables its hooks may touch.
 ///
@@ -130,7 +129,7 @@ impl PluginArgs {
                     name = Some(s.value());
                 }
                 ("version", PluginValue::Str(s)) => {
-                    uplift_version::Version::parse(&s.value()).map_err(|e| {
+                    uplift_contract::version::Version::parse(&s.value()).map_err(|e| {
                         syn::Error::new(
                             s.span(),
                             format!("{e} (the plugin version must be a version uplift understands, e.g. \"1.0.0\")"),
@@ -259,7 +258,7 @@ fn expand_hook(
                 format!("`{key}` is given twice"),
             ));
         }
-        uplift_version::VersionRange::parse(&lit.value())
+        uplift_contract::version::VersionRange::parse(&lit.value())
             .map_err(|e| syn::Error::new(lit.span(), format!("{key}: {e}")))?;
         *slot = Some(lit.value());
     }
@@ -277,7 +276,12 @@ fn expand_hook(
     check_signature(&func.sig)?;
     let ident = &func.sig.ident;
     let hook_name = ident.to_string().trim_start_matches("r#").to_string();
-    names::check_hook_name(&hook_name).map_err(|e| syn::Error::new(ident.span(), e))?;
+    names::check_hook_name(&hook_name).map_err(|e| {
+        syn::Error::new(
+            ident.span(),
+            format!("{e} (a hook's name is its function's name)"),
+        )
+    })?;
 
     // The declaration order: the source line (see wit/MANIFEST.md, `order`).
     let order = ident.span().unwrap().line();

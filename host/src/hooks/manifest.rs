@@ -7,7 +7,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::meta::TABLE_PREFIX;
+use uplift_contract::names::{
+    check_hook_name, check_owned_prefix, check_plugin_name, check_table_name,
+};
+
 use crate::version::{Version, VersionRange};
 
 /// The name of the custom section that holds the manifest.
@@ -333,19 +336,20 @@ fn build(
     capabilities: Capabilities,
     hooks: Vec<HookDoc>,
 ) -> Result<HookManifest, ManifestError> {
-    check_plugin_name(&name)?;
+    check_plugin_name(&name).map_err(|e| invalid("name", e.to_string()))?;
     Version::parse(&version).map_err(|e| invalid("version", e.to_string()))?;
     for (key, tables) in [("read", &capabilities.read), ("write", &capabilities.write)] {
         for table in tables {
-            check_table_name(table).map_err(|m| invalid(format!("capabilities.{key}"), m))?;
+            check_table_name(table)
+                .map_err(|e| invalid(format!("capabilities.{key}"), e.to_string()))?;
         }
     }
     if let Some(prefix) = &capabilities.owns {
-        check_owned_prefix(prefix).map_err(|m| invalid("capabilities.owns", m))?;
+        check_owned_prefix(prefix).map_err(|e| invalid("capabilities.owns", e.to_string()))?;
     }
     let mut specs: Vec<HookSpec> = Vec::with_capacity(hooks.len());
     for doc in hooks {
-        check_hook_name(&doc.name)?;
+        check_hook_name(&doc.name).map_err(|e| invalid("hooks", e.to_string()))?;
         if specs.iter().any(|s| s.name == doc.name) {
             return Err(invalid(
                 format!("hook {}", doc.name),
@@ -373,78 +377,6 @@ fn build(
         capabilities,
         hooks: specs,
     })
-}
-
-/// Checks a plugin name: 1 to 64 of `a-z 0-9 - _`, starting with a letter.
-pub fn check_plugin_name(name: &str) -> Result<(), ManifestError> {
-    let ok = (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "name",
-            format!(
-                "invalid plugin name {name:?}: use 1 to 64 of a-z 0-9 - _, starting with a letter"
-            ),
-        ))
-    }
-}
-
-fn check_hook_name(name: &str) -> Result<(), ManifestError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "hooks",
-            format!("invalid hook name {name:?}: use 1 to 64 of a-z A-Z 0-9 _ -"),
-        ))
-    }
-}
-
-/// Checks a table name declared in a manifest: an SQL identifier (a letter or
-/// `_`, then letters, digits and `_`, at most 128 characters) that is not one
-/// of SQLite's or uplift's own.
-pub fn check_table_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !first_ok || name.len() > 128 || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!(
-            "invalid table name {name:?}: use a letter or _, then letters, digits and _ (at most 128)"
-        ));
-    }
-    reserved(name)
-}
-
-fn check_owned_prefix(prefix: &str) -> Result<(), String> {
-    check_table_name(prefix)?;
-    Ok(())
-}
-
-fn reserved(name: &str) -> Result<(), String> {
-    let lower = name.to_ascii_lowercase();
-    if lower.starts_with("sqlite_") || lower.starts_with(TABLE_PREFIX) {
-        return Err(format!(
-            "{name:?} is reserved: names starting with sqlite_ or {TABLE_PREFIX} belong to SQLite and uplift"
-        ));
-    }
-    // A prefix that is itself a prefix of a reserved one ("sql", "upl") would
-    // own reserved names too.
-    if "sqlite_".starts_with(&lower) || TABLE_PREFIX.starts_with(&lower) {
-        return Err(format!(
-            "{name:?} is too short: as an owned prefix it would cover sqlite_ or {TABLE_PREFIX} tables"
-        ));
-    }
-    Ok(())
 }
 
 /// The bytes of every `uplift:manifest` section of a component, concatenated

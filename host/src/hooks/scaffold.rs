@@ -8,7 +8,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::hooks::manifest;
+use uplift_contract::names;
 
 const RUST_CARGO_TOML: &str = include_str!("templates/rust-Cargo.toml");
 const RUST_LIB_RS: &str = include_str!("templates/rust-lib.rs");
@@ -64,11 +64,11 @@ pub enum ScaffoldError {
 /// Fails when the name is invalid or the prefix would be reserved
 /// (`sqlite_`, `uplift_`).
 pub fn owned_prefix(name: &str) -> Result<String, ScaffoldError> {
-    manifest::check_plugin_name(name).map_err(|e| ScaffoldError::InvalidName(e.to_string()))?;
+    names::check_plugin_name(name).map_err(|e| ScaffoldError::InvalidName(e.to_string()))?;
     let prefix = format!("{}_", name.replace('-', "_"));
-    manifest::check_table_name(&prefix).map_err(|reason| {
+    names::check_owned_prefix(&prefix).map_err(|reason| {
         ScaffoldError::InvalidName(format!(
-            "plugin name {name:?} cannot own the table prefix {prefix:?}: {reason}; choose another name"
+            "plugin name {name:?} would own the table prefix {prefix:?}: {reason}; choose another name"
         ))
     })?;
     Ok(prefix)

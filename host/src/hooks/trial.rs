@@ -4,7 +4,11 @@
 //! The original database is opened read-only and copied with SQLite's backup
 //! API into a temporary folder; the hooks run there, in one transaction
 //! (`BEGIN IMMEDIATE`, as the upgrade does) that is rolled back, each hook in
-//! its own savepoint through [`HookRunner::run`] with `dry_run` set.
+//! its own savepoint through [`HookRunner::run`] with `dry_run` set. Given a
+//! release, the copy is first brought to the release's schema inside that
+//! same transaction, by applying the release's pending migrations exactly as
+//! `uplift upgrade` does ([`migrate::status`], [`migrate::apply`]): a hook
+//! written for the new schema then sees it, as it will in the real upgrade.
 //!
 //! Changes are found by reading, before and after each hook, every table the
 //! plugin may write or owns, row by row: rows are keyed by `rowid` (by
@@ -24,6 +28,9 @@ use crate::home::HookLimits;
 use crate::hooks::manifest::{self, Capabilities};
 use crate::hooks::runtime::CompileCache;
 use crate::hooks::{HookContext, HookError, HookRunner, LogLine, LogSink, PlannedHook};
+use crate::migrate::{self, MigrateError};
+use crate::release::Release;
+use crate::upgrade::MigrationRun;
 use crate::version::Version;
 
 /// Examples kept of each kind of change per table.
@@ -44,8 +51,13 @@ pub struct TrialOptions {
     pub hook: Option<String>,
     /// The application's name given to the hooks.
     pub app: String,
-    /// The sandbox's limits.
+    /// The sandbox's limits (the home's `[hooks]` settings, as the upgrade
+    /// uses them).
     pub limits: HookLimits,
+    /// The release being upgraded to: its pending migrations are applied to
+    /// the copy before the hooks run (`None`: the copy's schema is used as
+    /// it is).
+    pub release: Option<Release>,
     /// Where to cache compiled components (`None`: compile every time).
     pub cache: Option<PathBuf>,
 }
@@ -77,6 +89,15 @@ pub enum TrialError {
     /// The sandbox could not be set up.
     #[error("{0}")]
     Engine(HookError),
+    /// The release's migrations could not be applied to the copy (the
+    /// upgrade would fail the same way): a migration failed, or the copy's
+    /// migration history does not match the release.
+    #[error("could not bring the copy to release {version}'s schema: {source}")]
+    Migrations {
+        version: Version,
+        #[source]
+        source: MigrateError,
+    },
 }
 
 /// One changed row: its key and its columns before and after (changed
@@ -127,6 +148,9 @@ pub struct TrialReport {
     pub plugin_version: String,
     pub from: String,
     pub to: String,
+    /// The release's migrations applied to the copy before the hooks, in
+    /// order (empty without a release, or when none was pending).
+    pub migrations: Vec<MigrationRun>,
     /// Hooks run, in plan order; the trial stops at the first that fails, as
     /// an upgrade would.
     pub hooks: Vec<HookResult>,
@@ -143,12 +167,19 @@ impl TrialReport {
 
 /// Runs the plugin's hooks whose ranges match `from`→`to` (or only
 /// `opts.hook`) on a copy of `opts.db`, sending log lines to `log` as they are
-/// written as well as keeping them in the report.
+/// written as well as keeping them in the report. With `opts.release`, the
+/// release's pending migrations are applied to the copy first, in the same
+/// transaction, and each is passed to `migrated` once applied.
 ///
 /// Fails when the plugin cannot be read, `opts.hook` does not exist, the
-/// database cannot be copied or read, or the sandbox cannot be set up. A hook
-/// that fails is reported, not an error.
-pub fn run_trial(opts: &TrialOptions, log: Arc<dyn LogSink>) -> Result<TrialReport, TrialError> {
+/// database cannot be copied or read, the release's migrations fail on the
+/// copy (or its history does not match them), or the sandbox cannot be set
+/// up. A hook that fails is reported, not an error.
+pub fn run_trial(
+    opts: &TrialOptions,
+    log: Arc<dyn LogSink>,
+    migrated: &dyn Fn(&MigrationRun),
+) -> Result<TrialReport, TrialError> {
     let bytes = std::fs::read(&opts.plugin).map_err(|source| {
         TrialError::Plugin(HookError::Io {
             path: opts.plugin.clone(),
@@ -223,10 +254,11 @@ pub fn run_trial(opts: &TrialOptions, log: Arc<dyn LogSink>) -> Result<TrialRepo
         plugin_version: manifest.version.clone(),
         from: opts.from.to_string(),
         to: opts.to.to_string(),
+        migrations: Vec::new(),
         hooks: Vec::new(),
         log: Vec::new(),
     };
-    if planned.is_empty() {
+    if planned.is_empty() && opts.release.is_none() {
         return Ok(report);
     }
     let db_err = |what: &str| {
@@ -237,6 +269,17 @@ pub fn run_trial(opts: &TrialOptions, log: Arc<dyn LogSink>) -> Result<TrialRepo
         .map_err(db_err("turn foreign keys off"))?;
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(db_err("begin a transaction"))?;
+    if let Some(release) = &opts.release {
+        let applied = apply_migrations(&conn, release, migrated);
+        report.migrations = applied.map_err(|source| TrialError::Migrations {
+            version: release.version.clone(),
+            source,
+        })?;
+    }
+    if planned.is_empty() {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Ok(report);
+    }
     let mut runner =
         HookRunner::with_cache(opts.cache.clone().map(CompileCache::new), &opts.limits)
             .map_err(TrialError::Engine)?;
@@ -283,6 +326,31 @@ pub fn run_trial(opts: &TrialOptions, log: Arc<dyn LogSink>) -> Result<TrialRepo
     drop(conn);
     report.log = collected.lines();
     Ok(report)
+}
+
+/// Applies the release's pending migrations inside the caller's transaction,
+/// as the upgrade does: refused when the history has drifted from the
+/// release's files.
+fn apply_migrations(
+    conn: &Connection,
+    release: &Release,
+    migrated: &dyn Fn(&MigrationRun),
+) -> Result<Vec<MigrationRun>, MigrateError> {
+    let status = migrate::status(conn, release)?;
+    if !status.drift.is_empty() {
+        return Err(MigrateError::Drift(status.drift));
+    }
+    let mut done = Vec::with_capacity(status.pending.len());
+    for migration in &status.pending {
+        let took = migrate::apply(conn, migration, &release.version)?;
+        let run = MigrationRun {
+            file: migration.file_name(),
+            ms: took.as_secs_f64() * 1000.0,
+        };
+        migrated(&run);
+        done.push(run);
+    }
+    Ok(done)
 }
 
 /// Copies `original` (opened read-only) to `copy` with SQLite's online

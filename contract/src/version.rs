@@ -188,7 +188,7 @@ impl Version {
     /// saying what was expected where it went wrong.
     ///
     /// ```
-    /// use uplift::version::Version;
+    /// use uplift_contract::version::Version;
     /// let rc = Version::parse("0.15.0rc10").unwrap();
     /// assert!(rc < Version::parse("0.15").unwrap());
     /// assert!(Version::parse("notaversion").is_err());
@@ -208,7 +208,7 @@ impl Version {
     /// and the normalised form parses back to an equal version.
     ///
     /// ```
-    /// use uplift::version::Version;
+    /// use uplift_contract::version::Version;
     /// let v = Version::parse("v0.15-RC.1+git.5").unwrap();
     /// assert_eq!(v.normalized(), "0.15.0rc1");
     /// ```
@@ -714,7 +714,7 @@ impl VersionRange {
     /// offending part, and saying what was expected there.
     ///
     /// ```
-    /// use uplift::version::{Version, VersionRange};
+    /// use uplift_contract::version::{Version, VersionRange};
     /// let range = VersionRange::parse(">=0.14.0, <0.16.0").unwrap();
     /// assert!(range.matches(&Version::parse("0.15.0rc1").unwrap()));
     /// let err = VersionRange::parse("1.0,,2.0").unwrap_err();
