@@ -493,15 +493,24 @@ fn the_compile_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     let second = runner.load_and_instantiate(&tidy()).unwrap();
     assert_eq!(second.cache, CacheOutcome::Hit);
 
-    let entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (code, checksum) = (&entries[0], &entries[1]);
+    assert!(code.to_string_lossy().ends_with(".cwasm"), "{entries:?}");
+    assert!(
+        checksum.to_string_lossy().ends_with(".cwasm.sha256"),
+        "{entries:?}"
+    );
+
+    // A flipped byte in the middle of the code.
+    let mut bytes = std::fs::read(code).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    std::fs::write(&entries[0], &bytes).unwrap();
+    std::fs::write(code, &bytes).unwrap();
     let third = runner.load_and_instantiate(&tidy()).unwrap();
     assert_eq!(
         third.cache,
@@ -510,6 +519,25 @@ fn the_compile_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     );
     let fourth = runner.load_and_instantiate(&tidy()).unwrap();
     assert_eq!(fourth.cache, CacheOutcome::Hit);
+
+    // A truncated file, then a lost checksum.
+    let bytes = std::fs::read(code).unwrap();
+    std::fs::write(code, &bytes[..bytes.len() - 100]).unwrap();
+    let fifth = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(
+        fifth.cache,
+        CacheOutcome::Compiled,
+        "a truncated entry was trusted"
+    );
+    std::fs::remove_file(checksum).unwrap();
+    let sixth = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(
+        sixth.cache,
+        CacheOutcome::Compiled,
+        "an entry without checksum was trusted"
+    );
+    let seventh = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(seventh.cache, CacheOutcome::Hit);
 }
 
 // ---------------------------------------------------------------- plugins

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -132,9 +132,11 @@ impl HookEngine {
 }
 
 /// Compiled components in the home's `cache/`, keyed by the SHA-256 of the
-/// component's bytes and the engine's compatibility hash. Each file ends with
-/// the SHA-256 of the rest; an entry whose checksum does not match, or that
-/// wasmtime refuses, is ignored and compiled again.
+/// component's bytes and the engine's compatibility hash. Each entry is the
+/// file `<key>.cwasm`, exactly as wasmtime serialized it (so that it can be
+/// mapped into memory rather than copied), and `<key>.cwasm.sha256`, the
+/// SHA-256 of the first. An entry whose checksum is missing or does not
+/// match, or that wasmtime refuses, is ignored and compiled again.
 pub struct CompileCache {
     dir: PathBuf,
 }
@@ -155,37 +157,62 @@ impl CompileCache {
     }
 
     fn load(&self, engine: &Engine, bytes: &[u8]) -> Option<Component> {
-        let data = std::fs::read(self.entry_path(engine, bytes)).ok()?;
-        if data.len() < 32 {
+        let path = self.entry_path(engine, bytes);
+        let expected = std::fs::read(checksum_path(&path)).ok()?;
+        let mut file = std::fs::File::open(&path).ok()?;
+        // Streamed through a small buffer: the compiled form of a Python
+        // plugin is tens of megabytes, and wasmtime maps it itself below.
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buffer[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        if hasher.finalize().as_slice() != expected.as_slice() {
             return None;
         }
-        let (payload, checksum) = data.split_at(data.len() - 32);
-        if Sha256::digest(payload).as_slice() != checksum {
-            return None;
-        }
-        // SAFETY: `Component::deserialize` trusts its input to be what
+        // SAFETY: `Component::deserialize_file` trusts the file to be what
         // `Component::serialize` produced for a compatible engine, because it
-        // maps the bytes as executable code. The payload is exactly what
-        // `store` wrote: its SHA-256 (written after it, checked just above)
-        // matches, the file name carries the engine's compatibility hash, and
-        // wasmtime itself re-checks its header and compatibility and fails
-        // (we then recompile) on any mismatch. The cache lives in the
+        // maps it as executable code, and to stay unchanged while mapped. The
+        // file is exactly what `store` wrote: its SHA-256 (kept beside it,
+        // checked just above) matches, the file name carries the engine's
+        // compatibility hash, and wasmtime itself re-checks its header and
+        // compatibility and fails (we then recompile) on any mismatch.
+        // uplift only ever replaces an entry by renaming a new file over it,
+        // which leaves an existing mapping intact. The cache lives in the
         // operator's own home, which uplift treats as trusted as its binary.
-        unsafe { Component::deserialize(engine, payload) }.ok()
+        unsafe { Component::deserialize_file(engine, &path) }.ok()
     }
 
     fn store(&self, engine: &Engine, bytes: &[u8], component: &Component) -> std::io::Result<()> {
-        let mut payload = component.serialize().map_err(std::io::Error::other)?;
+        let payload = component.serialize().map_err(std::io::Error::other)?;
         let checksum = Sha256::digest(&payload);
-        payload.extend_from_slice(&checksum);
+        let path = self.entry_path(engine, bytes);
         std::fs::create_dir_all(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(&payload)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.entry_path(engine, bytes))
-            .map_err(|e| e.error)?;
+        // The code first, then its checksum: a crash in between leaves an
+        // entry without a checksum, which `load` ignores.
+        for (target, contents) in [
+            (path.clone(), &payload[..]),
+            (checksum_path(&path), &checksum[..]),
+        ] {
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tmp.write_all(contents)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(target).map_err(|e| e.error)?;
+        }
         Ok(())
     }
+}
+
+/// Where the checksum of the cache entry at `entry` is kept.
+fn checksum_path(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_os_string();
+    name.push(".sha256");
+    PathBuf::from(name)
 }
 
 fn hex(bytes: &[u8]) -> String {
