@@ -2,7 +2,8 @@
 //! no email address; 1.0.0 gives each of them a placeholder,
 //! `lower(username)@<facility id>.example.org`, computed in Rust while
 //! streaming the learners through a cursor, and written with one prepared
-//! `UPDATE` run once per learner.
+//! `UPDATE` run once per learner, 500 learners per call to the host
+//! (`execute_many`).
 
 use uplift_hooks_sdk::prelude::*;
 
@@ -31,6 +32,9 @@ fn placeholder_email(learner: &Learner) -> String {
     )
 }
 
+/// Learners updated per call to the host.
+const BATCH: usize = 500;
+
 #[version_upgrade(old_version = "<1.0.0", new_version = ">=1.0.0")]
 fn backfill_emails(ctx: &Context) -> Result<()> {
     let db = ctx.db();
@@ -46,9 +50,18 @@ fn backfill_emails(ctx: &Context) -> Result<()> {
         .batch_size(500)
         .rows::<Learner>();
     let mut filled = 0u64;
+    // Parameter lists one after the other: email, id, email, id, ...
+    let mut batch: Vec<Value> = Vec::with_capacity(2 * BATCH);
     for learner in learners {
         let learner = learner?;
-        filled += update.execute(params![placeholder_email(&learner), learner.id])?;
+        batch.extend([placeholder_email(&learner).to_value(), learner.id.to_value()]);
+        if batch.len() == 2 * BATCH {
+            filled += update.execute_many(&batch)?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        filled += update.execute_many(&batch)?;
     }
     if filled == 0 {
         info!("every learner already has an email address");

@@ -55,8 +55,14 @@ pub struct HookContext {
 pub struct HookOutcome {
     pub plugin: String,
     pub hook: String,
-    /// Wall-clock time of the hook, loading excluded.
+    /// Wall-clock time of the hook (instantiation, its own work, its
+    /// savepoint), loading excluded.
     pub duration: Duration,
+    /// Of the hook's whole time, what the sandbox's set-up took: loading
+    /// the component (from the compile cache, or compiling it, and linking;
+    /// nothing when an earlier hook of the same plugin loaded it) and
+    /// instantiating it.
+    pub setup: Duration,
     /// Bytes of log it wrote.
     pub log_bytes: usize,
     /// Statements the sandbox refused (the hook handled the errors).
@@ -428,7 +434,9 @@ impl HookRunner {
         ctx: &HookContext,
         log: Arc<dyn LogSink>,
     ) -> Result<HookOutcome, HookError> {
+        let loading = Instant::now();
         let pre = self.load(&hook.path, &hook.plugin)?;
+        let load = loading.elapsed();
         let db_err = |what: &'static str| {
             move |source: rusqlite::Error| HookError::Database {
                 plugin: hook.plugin.clone(),
@@ -462,13 +470,14 @@ impl HookRunner {
             }
         });
         match result {
-            Ok((log_bytes, refused)) => {
+            Ok((log_bytes, refused, instantiate)) => {
                 conn.execute_batch(&format!("RELEASE {SAVEPOINT}"))
                     .map_err(db_err("release the hook's savepoint"))?;
                 Ok(HookOutcome {
                     plugin: hook.plugin.clone(),
                     hook: hook.hook.clone(),
                     duration,
+                    setup: load + instantiate,
                     log_bytes,
                     refused,
                 })
@@ -493,7 +502,7 @@ impl HookRunner {
         ctx: &HookContext,
         existing: &[String],
         sink: Arc<dyn LogSink>,
-    ) -> (Connection, Result<(usize, Vec<String>), HookError>) {
+    ) -> (Connection, Result<(usize, Vec<String>, Duration), HookError>) {
         let timeout = Duration::from_secs(self.limits.timeout_seconds);
         let deadline = Instant::now() + timeout;
         let policy = Arc::new(Mutex::new(Policy::new(
@@ -524,8 +533,10 @@ impl HookRunner {
             new_version: ctx.new_version.clone(),
             dry_run: ctx.dry_run,
         };
-        let called = pre
-            .instantiate(&mut store)
+        let instantiating = Instant::now();
+        let instance = pre.instantiate(&mut store);
+        let instantiate = instantiating.elapsed();
+        let called = instance
             .and_then(|instance| instance.uplift_hooks_hooks().call_run(&mut store, &context));
 
         let state = store.into_data();
@@ -554,7 +565,7 @@ impl HookRunner {
             Err(_) => (0, Vec::new()),
         };
         let result = match called {
-            Ok(Ok(())) => Ok((written, refused)),
+            Ok(Ok(())) => Ok((written, refused, instantiate)),
             Ok(Err(message)) => Err(HookError::Failed {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
