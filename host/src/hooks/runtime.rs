@@ -394,6 +394,7 @@ impl HookRunner {
             deadline,
             timeout_seconds: self.limits.timeout_seconds,
             refused: Vec::new(),
+            handles: 0,
         }
     }
 
@@ -502,7 +503,10 @@ impl HookRunner {
         ctx: &HookContext,
         existing: &[String],
         sink: Arc<dyn LogSink>,
-    ) -> (Connection, Result<(usize, Vec<String>, Duration), HookError>) {
+    ) -> (
+        Connection,
+        Result<(usize, Vec<String>, Duration), HookError>,
+    ) {
         let timeout = Duration::from_secs(self.limits.timeout_seconds);
         let deadline = Instant::now() + timeout;
         let policy = Arc::new(Mutex::new(Policy::new(

@@ -120,7 +120,11 @@ fn release_tables(dir: &Path) -> Result<Vec<String>, HookError> {
         message: e.to_string(),
     };
     let conn = Connection::open_in_memory().map_err(db_error)?;
-    for migration in &release.migrations {
+    let migrations = release.migrations().map_err(|e| HookError::Release {
+        dir: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    for migration in migrations {
         conn.execute_batch(&migration.sql)
             .map_err(|e| HookError::Release {
                 dir: dir.to_path_buf(),
