@@ -611,6 +611,10 @@ fn apply_steps(
         for hook in steps.hooks {
             let started = Instant::now();
             let outcome = runner.run(conn, hook, &ctx, reporter.log.clone())?;
+            // What the hook created is the plugin's from now on (what it
+            // dropped no longer is), committed or rolled back with the rest.
+            meta::record_plugin_tables(conn, &hook.plugin, &outcome.created, &outcome.dropped)
+                .map_err(|e| UpgradeError::meta(db_path)(e.into()))?;
             done.hooks.push(HookRun {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
@@ -624,6 +628,8 @@ fn apply_steps(
         meta::set_plugin_version(conn, plugin.name(), &plugin.manifest.version)
             .map_err(UpgradeError::meta(db_path))?;
     }
+
+    meta::forget_missing_plugin_tables(conn).map_err(|e| UpgradeError::meta(db_path)(e.into()))?;
 
     let violations = migrate::foreign_key_violations(conn, 10)?;
     if !violations.is_empty() {

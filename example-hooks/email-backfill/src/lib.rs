@@ -54,7 +54,10 @@ fn backfill_emails(ctx: &Context) -> Result<()> {
     let mut batch: Vec<Value> = Vec::with_capacity(2 * BATCH);
     for learner in learners {
         let learner = learner?;
-        batch.extend([placeholder_email(&learner).to_value(), learner.id.to_value()]);
+        batch.extend([
+            placeholder_email(&learner).to_value(),
+            learner.id.to_value(),
+        ]);
         if batch.len() == 2 * BATCH {
             filled += update.execute_many(&batch)?;
             batch.clear();

@@ -306,9 +306,18 @@ pub fn run_trial(
         };
         match result {
             Ok(outcome) => {
-                entry.refused = outcome.refused;
                 let after = snapshot(&conn, &manifest.capabilities, Some(&before))?;
                 entry.changes = compare(&before, &after);
+                // As the upgrade does: the plugin's later hooks own what
+                // this one created (recorded in the copy, rolled back below).
+                crate::meta::record_plugin_tables(
+                    &conn,
+                    &hook.plugin,
+                    &outcome.created,
+                    &outcome.dropped,
+                )
+                .map_err(db_err("record the tables the hook created"))?;
+                entry.refused = outcome.refused;
                 report.hooks.push(entry);
             }
             Err(err) => {
@@ -406,7 +415,7 @@ fn snapshot(
         .map_err(db_err("list the tables".into()))?;
     let mut out = BTreeMap::new();
     for table in tables {
-        if caps.may_write(&table) || caps.owns_table(&table) {
+        if caps.declares_write(&table) || caps.under_owned_prefix(&table) {
             let rows = table_rows(conn, &table).map_err(db_err(format!("read table {table}")))?;
             out.insert(table, rows);
         }
