@@ -402,16 +402,7 @@ fn dropping_a_core_table_is_refused() {
 /// The hostile component with its manifest replaced: plugin `name` with
 /// `capabilities` (JSON) and every hook of `hooks`, written into `dir`.
 fn hostile_as(dir: &Path, name: &str, capabilities: &str, hooks: &[&str]) -> PathBuf {
-    let hooks: Vec<String> = hooks
-        .iter()
-        .map(|h| format!(r#"{{"name":"{h}"}}"#))
-        .collect();
-    let json = format!(
-        r#"{{"uplift_manifest":1,"name":"{name}","version":"1.0","capabilities":{capabilities},"hooks":[{}]}}"#,
-        hooks.join(",")
-    );
-    let m = HookManifest::from_section(json.as_bytes()).unwrap();
-    let bytes = manifest::embed_manifest(&std::fs::read(hostile()).unwrap(), &m).unwrap();
+    let bytes = support::hostile_with_manifest(name, "1.0", capabilities, hooks);
     let path = dir.join(format!("{name}.wasm"));
     std::fs::write(&path, bytes).unwrap();
     path

@@ -613,17 +613,7 @@ fn ship_hostile(release: &TestRelease, version: &str, capabilities: &str, hooks:
         format!("app = \"shop\"\nversion = \"{version}\"\ncore_plugins = [\"hostile\"]\n"),
     )
     .unwrap();
-    let hooks: Vec<String> = hooks
-        .iter()
-        .map(|h| format!(r#"{{"name":"{h}"}}"#))
-        .collect();
-    let json = format!(
-        r#"{{"uplift_manifest":1,"name":"hostile","version":"{version}","capabilities":{capabilities},"hooks":[{}]}}"#,
-        hooks.join(",")
-    );
-    let manifest = uplift::hooks::HookManifest::from_section(json.as_bytes()).unwrap();
-    let component = std::fs::read(crate::support::component("uplift-test-hostile")).unwrap();
-    let bytes = uplift::hooks::manifest::embed_manifest(&component, &manifest).unwrap();
+    let bytes = crate::support::hostile_with_manifest("hostile", version, capabilities, hooks);
     std::fs::create_dir_all(release.dir.join("plugins")).unwrap();
     std::fs::write(release.dir.join("plugins/hostile.wasm"), bytes).unwrap();
 }
