@@ -24,6 +24,8 @@
 //! away ([`record_plugin_tables`]); a table that no longer exists at the end
 //! of an upgrade is forgotten too ([`forget_missing_plugin_tables`]), so a
 //! stale record never hands a plugin a table created later by someone else.
+//! A database upgraded by an uplift from before this record gets it on its
+//! next upgrade, filled once by [`adopt_plugin_tables`].
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -228,4 +230,68 @@ pub fn forget_missing_plugin_tables(conn: &Connection) -> Result<(), rusqlite::E
         [],
     )?;
     Ok(())
+}
+
+/// Whether the database has `uplift_plugin_tables` (an uplift from before it
+/// upgraded the database last, if it has a data version but not this).
+/// Fails only when SQLite does.
+pub fn has_plugin_tables(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    has_table(conn, "uplift_plugin_tables")
+}
+
+/// Fills `uplift_plugin_tables` for a database last upgraded by an uplift
+/// that did not record what plugins create, so that plugins keep the tables
+/// their hooks made then. A table or view is recorded as plugin P's when
+/// its name starts with P's owned prefix and with no other plugin's, P is
+/// recorded in `uplift_plugins` (it was active in an earlier upgrade), and it
+/// is not one of `core` (the tables and views the release's migrations
+/// create, see [`crate::release::Release::schema_tables`]). `owners` are the
+/// active plugins and their owned prefixes. Creates the record if missing;
+/// returns what it recorded, as (table, plugin). Fails only when SQLite does.
+pub fn adopt_plugin_tables(
+    conn: &Connection,
+    owners: &[(String, String)],
+    core: &[String],
+) -> Result<Vec<(String, String)>, rusqlite::Error> {
+    ensure_plugin_tables(conn)?;
+    let known: Vec<String> = match has_table(conn, "uplift_plugins")? {
+        true => {
+            let mut stmt = conn.prepare("SELECT name FROM uplift_plugins")?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            names.collect::<Result<_, _>>()?
+        }
+        false => Vec::new(),
+    };
+    let mut stmt = conn.prepare(
+        "SELECT name FROM main.sqlite_schema WHERE type IN ('table', 'view') ORDER BY name",
+    )?;
+    let tables: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let starts = |name: &str, prefix: &str| {
+        name.len() >= prefix.len()
+            && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    let mut adopted = Vec::new();
+    for table in tables {
+        if starts(&table, TABLE_PREFIX)
+            || starts(&table, "sqlite_")
+            || core.iter().any(|c| c.eq_ignore_ascii_case(&table))
+        {
+            continue;
+        }
+        let matching: Vec<&(String, String)> = owners
+            .iter()
+            .filter(|(_, prefix)| starts(&table, prefix))
+            .collect();
+        if let [(plugin, _)] = matching[..]
+            && known.iter().any(|k| k == plugin)
+        {
+            adopted.push((table, plugin.clone()));
+        }
+    }
+    for (table, plugin) in &adopted {
+        record_plugin_tables(conn, plugin, std::slice::from_ref(table), &[])?;
+    }
+    Ok(adopted)
 }

@@ -19,7 +19,7 @@ use crate::hooks::LogSink;
 use crate::hooks::{HookContext, HookError, HookRunner, PlannedHook, PluginSet};
 use crate::meta::{self, MetaError};
 use crate::migrate::{self, MigrateError};
-use crate::release::{Migration, Release};
+use crate::release::{Migration, Release, ReleaseError};
 use crate::version::Version;
 
 /// Why an upgrade did not happen. Every variant leaves the database as it was.
@@ -96,6 +96,14 @@ pub enum UpgradeError {
     RolledBack {
         cause: Box<UpgradeError>,
         backup: PathBuf,
+    },
+    /// The release's migrations do not apply to an empty database, so the
+    /// application's own tables cannot be told from plugins' ones.
+    #[error("release {dir}: {source}")]
+    Release {
+        dir: PathBuf,
+        #[source]
+        source: ReleaseError,
     },
     /// A file-system operation failed.
     #[error("{what} {path}: {source}")]
@@ -568,6 +576,36 @@ fn in_transaction(
     }
 }
 
+/// The first upgrade of a database last upgraded by an uplift that did not
+/// record which tables plugins created: the tables under an active plugin's
+/// prefix that no migration of the release creates are taken as that
+/// plugin's (see [`meta::adopt_plugin_tables`]), so its hooks keep owning
+/// them.
+fn adopt_plugin_tables(conn: &Connection, steps: &Steps<'_>) -> Result<(), UpgradeError> {
+    let owners: Vec<(String, String)> = steps
+        .plugins
+        .plugins()
+        .iter()
+        .filter(|p| p.active)
+        .filter_map(|p| {
+            let prefix = p.manifest.capabilities.owns.clone()?;
+            Some((p.name().to_string(), prefix))
+        })
+        .collect();
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let core = steps
+        .release
+        .schema_tables()
+        .map_err(|source| UpgradeError::Release {
+            dir: steps.release.dir.clone(),
+            source,
+        })?;
+    meta::adopt_plugin_tables(conn, &owners, &core)?;
+    Ok(())
+}
+
 fn apply_steps(
     db_path: &Path,
     conn: &mut Connection,
@@ -577,6 +615,7 @@ fn apply_steps(
     done: &mut Done,
 ) -> Result<(), UpgradeError> {
     let release = steps.release;
+    let had_record = meta::has_plugin_tables(conn)?;
     meta::ensure_tables(conn).map_err(UpgradeError::meta(db_path))?;
     migrate::ensure_history(conn)?;
 
@@ -597,6 +636,10 @@ fn apply_steps(
         });
     }
     phases.end("migrations");
+
+    if steps.from.is_some() && !had_record {
+        adopt_plugin_tables(conn, steps)?;
+    }
 
     if let (Some(from), Some((home, settings))) = (steps.from, steps.backup)
         && !steps.hooks.is_empty()

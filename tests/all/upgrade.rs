@@ -703,3 +703,52 @@ fn a_plugin_owns_across_upgrades_the_tables_it_created_and_never_a_core_table() 
         "the upgrade changed the database"
     );
 }
+
+#[test]
+fn the_first_upgrade_after_uplift_learned_provenance_adopts_plugin_tables_but_not_core_ones() {
+    let f = Fixture::new();
+    let owns = r#"{"read":[],"write":[],"owns":"hostile_"}"#;
+    // The application itself has a table under the plugin's prefix.
+    let settings = (
+        "0003_settings.sql",
+        "CREATE TABLE hostile_settings (k TEXT PRIMARY KEY, v TEXT);",
+    );
+    let out = f.upgrade(&f.release("1.0.0", &[INITIAL, SECRET, settings]));
+    assert!(out.status.success(), "install: {}", stderr(&out));
+    let r = f.release("1.1.0", &[INITIAL, SECRET, settings]);
+    ship_hostile(&r, "1.1.0", owns, &["create_owned"]);
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "1.1.0: {}", stderr(&out));
+    // As an uplift from before the record would have left it.
+    rusqlite::Connection::open(f.db())
+        .unwrap()
+        .execute_batch("DROP TABLE uplift_plugin_tables")
+        .unwrap();
+
+    let r = f.release("1.2.0", &[INITIAL, SECRET, settings]);
+    ship_hostile(&r, "1.2.0", owns, &["alter_owned"]);
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "1.2.0: {}", stderr(&out));
+    assert_eq!(
+        plugin_tables(&f.db()),
+        [("hostile_kept".to_string(), "hostile".to_string())],
+        "the plugin's table is adopted, the application's hostile_settings is not"
+    );
+
+    // Later, a table a migration creates under the prefix is not adopted:
+    // adoption happens once, when the record is first made.
+    let r = f.release("1.3.0", &[INITIAL, SECRET, settings]);
+    ship_hostile(&r, "1.3.0", owns, &["write_owned"]);
+    std::fs::write(
+        r.dir.join("migrations/0004_copy.sql"),
+        "CREATE TABLE hostile_settings_copy AS SELECT * FROM hostile_settings;",
+    )
+    .unwrap();
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "1.3.0: {}", stderr(&out));
+    assert_eq!(
+        plugin_tables(&f.db()),
+        [("hostile_kept".to_string(), "hostile".to_string())],
+        "a table a migration creates under the prefix is not the plugin's"
+    );
+}
