@@ -9,6 +9,11 @@
 //! same transaction, by applying the release's pending migrations exactly as
 //! `uplift upgrade` does ([`migrate::status`], [`migrate::apply`]): a hook
 //! written for the new schema then sees it, as it will in the real upgrade.
+//! As in the upgrade, the plugin owns the tables the copy's
+//! `uplift_plugin_tables` records as its own (none if the copy has no such
+//! table) and those its hooks create: each successful hook's new tables are
+//! recorded in the copy (creating the record if needed), so its later hooks
+//! own them too.
 //!
 //! Changes are found by reading, before and after each hook, every table the
 //! plugin may write or owns, row by row: rows are keyed by `rowid` (by
