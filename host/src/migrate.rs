@@ -45,6 +45,9 @@ pub enum MigrateError {
     /// Applied migrations no longer match the release's files.
     #[error("{}", describe_drift(.0))]
     Drift(Vec<Drift>),
+    /// The release's migrations could not be read.
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
 }
 
 fn describe_drift(drift: &[Drift]) -> String {
@@ -162,10 +165,11 @@ pub fn applied(conn: &Connection) -> Result<Vec<AppliedMigration>, MigrateError>
 
 /// Compares the history with the release's migrations.
 pub fn status(conn: &Connection, release: &Release) -> Result<MigrationStatus, MigrateError> {
+    let migrations = release.migrations()?;
     let applied = applied(conn)?;
     let mut drift = Vec::new();
     for record in &applied {
-        match release.migrations.iter().find(|m| m.id == record.id) {
+        match migrations.iter().find(|m| m.id == record.id) {
             None => drift.push(Drift::Missing {
                 id: record.id,
                 name: record.name.clone(),
@@ -179,8 +183,7 @@ pub fn status(conn: &Connection, release: &Release) -> Result<MigrationStatus, M
             Some(_) => {}
         }
     }
-    let pending = release
-        .migrations
+    let pending = migrations
         .iter()
         .filter(|m| !applied.iter().any(|a| a.id == m.id))
         .cloned()

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -80,8 +81,9 @@ pub struct Release {
     pub version: Version,
     /// Plugins that are always active with this release.
     pub core_plugins: Vec<String>,
-    /// The release's migrations, in order of their numbers.
-    pub migrations: Vec<Migration>,
+    /// The release's migrations, read on first use (see
+    /// [`Release::migrations`]).
+    migrations: OnceLock<Vec<Migration>>,
 }
 
 /// One schema migration file.
@@ -117,7 +119,8 @@ impl Release {
         Release::load(given.ok_or(ReleaseError::NotGiven)?)
     }
 
-    /// Loads `release.toml` and the migrations of the release at `dir`.
+    /// Loads `release.toml` of the release at `dir` (its migrations are read
+    /// when first needed: [`Release::migrations`]).
     pub fn load(dir: &Path) -> Result<Release, ReleaseError> {
         let toml_path = dir.join("release.toml");
         let text = read_to_string(&toml_path)?;
@@ -140,14 +143,29 @@ impl Release {
             app: parsed.app,
             version,
             core_plugins: parsed.core_plugins,
-            migrations: load_migrations(&dir.join("migrations"))?,
+            migrations: OnceLock::new(),
         })
+    }
+
+    /// The release's migrations, in order of their numbers: read, checked
+    /// and hashed the first time they are asked for, so that the no-op
+    /// upgrade (`uplift run` on every start) never reads them.
+    ///
+    /// Fails when a file in `migrations/` is misnamed, unreadable or not
+    /// UTF-8, or two share a number.
+    pub fn migrations(&self) -> Result<&[Migration], ReleaseError> {
+        if let Some(migrations) = self.migrations.get() {
+            return Ok(migrations);
+        }
+        let loaded = load_migrations(&self.dir.join("migrations"))?;
+        Ok(self.migrations.get_or_init(|| loaded))
     }
 
     /// The names of the tables and views the release's migrations create,
     /// found by applying them all, in order, to an empty in-memory database:
     /// the application's own tables (plugins' tables are made by hooks).
-    /// Fails with [`ReleaseError::Schema`] naming the migration that does not
+    /// Fails when the migrations cannot be read ([`Release::migrations`]),
+    /// or with [`ReleaseError::Schema`] naming the migration that does not
     /// apply.
     pub fn schema_tables(&self) -> Result<Vec<String>, ReleaseError> {
         let failed = |path: &Path| {
@@ -158,7 +176,7 @@ impl Release {
             }
         };
         let conn = rusqlite::Connection::open_in_memory().map_err(failed(&self.dir))?;
-        for migration in &self.migrations {
+        for migration in self.migrations()? {
             conn.execute_batch(&migration.sql)
                 .map_err(failed(&migration.path))?;
         }

@@ -19,7 +19,7 @@ use crate::hooks::LogSink;
 use crate::hooks::{HookContext, HookError, HookRunner, PlannedHook, PluginSet};
 use crate::meta::{self, MetaError};
 use crate::migrate::{self, MigrateError};
-use crate::release::{Migration, Release, ReleaseError};
+use crate::release::{Migration, Release};
 use crate::version::Version;
 
 /// Why an upgrade did not happen. Every variant leaves the database as it was.
@@ -28,6 +28,11 @@ pub enum UpgradeError {
     /// The home could not be locked or read.
     #[error(transparent)]
     Home(#[from] HomeError),
+    /// The release's migrations could not be read (or, for
+    /// [`crate::meta::adopt_plugin_tables`], do not apply to an empty
+    /// database).
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
     /// The database could not be opened or read.
     #[error("database {path}: {source}")]
     Open {
@@ -96,14 +101,6 @@ pub enum UpgradeError {
     RolledBack {
         cause: Box<UpgradeError>,
         backup: PathBuf,
-    },
-    /// The release's migrations do not apply to an empty database, so the
-    /// application's own tables cannot be told from plugins' ones.
-    #[error("release {dir}: {source}")]
-    Release {
-        dir: PathBuf,
-        #[source]
-        source: ReleaseError,
     },
     /// A file-system operation failed.
     #[error("{what} {path}: {source}")]
@@ -291,7 +288,7 @@ pub fn upgrade(
 
     let db_path = home.db_path();
     if !db_path.exists() {
-        let plan = fresh_plan(release);
+        let plan = fresh_plan(release)?;
         if options.plan_only {
             return Ok(Outcome::Planned { plan });
         }
@@ -360,17 +357,17 @@ pub fn upgrade(
     })
 }
 
-fn fresh_plan(release: &Release) -> Plan {
-    Plan {
+fn fresh_plan(release: &Release) -> Result<Plan, UpgradeError> {
+    Ok(Plan {
         from: None,
         to: release.version.clone(),
         migrations: release
-            .migrations
+            .migrations()?
             .iter()
             .map(Migration::file_name)
             .collect(),
         hooks: Vec::new(),
-    }
+    })
 }
 
 /// The release's and the home's plugins, from their manifests only.
@@ -434,7 +431,7 @@ fn adopt_empty(
     if has_user_tables(&conn).map_err(UpgradeError::open(&db_path))? {
         return Err(UpgradeError::Unmanaged { path: db_path });
     }
-    let plan = fresh_plan(release);
+    let plan = fresh_plan(release)?;
     if options.plan_only {
         return Ok(Outcome::Planned { plan });
     }
@@ -442,7 +439,7 @@ fn adopt_empty(
     let done = in_transaction(
         &db_path,
         &mut conn,
-        &Steps::fresh(release, &plugins),
+        &Steps::fresh(release, &plugins)?,
         Reporter::silent(&mut backup::NoProgress),
         &mut phases,
     )?;
@@ -470,7 +467,7 @@ fn fresh_install(
         let done = in_transaction(
             &temp_path,
             &mut conn,
-            &Steps::fresh(release, plugins),
+            &Steps::fresh(release, plugins)?,
             Reporter::silent(&mut backup::NoProgress),
             &mut phases,
         )?;
@@ -512,15 +509,15 @@ struct Steps<'a> {
 }
 
 impl<'a> Steps<'a> {
-    fn fresh(release: &'a Release, plugins: &'a PluginSet) -> Steps<'a> {
-        Steps {
+    fn fresh(release: &'a Release, plugins: &'a PluginSet) -> Result<Steps<'a>, UpgradeError> {
+        Ok(Steps {
             release,
-            migrations: &release.migrations,
+            migrations: release.migrations()?,
             plugins,
             hooks: &[],
             backup: None,
             from: None,
-        }
+        })
     }
 }
 
@@ -595,13 +592,7 @@ fn adopt_plugin_tables(conn: &Connection, steps: &Steps<'_>) -> Result<(), Upgra
     if owners.is_empty() {
         return Ok(());
     }
-    let core = steps
-        .release
-        .schema_tables()
-        .map_err(|source| UpgradeError::Release {
-            dir: steps.release.dir.clone(),
-            source,
-        })?;
+    let core = steps.release.schema_tables()?;
     meta::adopt_plugin_tables(conn, &owners, &core)?;
     Ok(())
 }
@@ -790,7 +781,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         state: "not installed",
         applied: 0,
         pending: release
-            .migrations
+            .migrations()?
             .iter()
             .map(Migration::file_name)
             .collect(),
@@ -860,14 +851,15 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
     } else {
         Vec::new()
     };
-    let mut ids: Vec<u32> = release.migrations.iter().map(|m| m.id).collect();
+    let migrations = release.migrations()?;
+    let mut ids: Vec<u32> = migrations.iter().map(|m| m.id).collect();
     ids.extend(applied.iter().map(|a| a.id));
     ids.sort_unstable();
     ids.dedup();
     let entries = ids
         .into_iter()
         .map(|id| {
-            let file = release.migrations.iter().find(|m| m.id == id);
+            let file = migrations.iter().find(|m| m.id == id);
             let record = applied.iter().find(|a| a.id == id);
             let (name, state) = match (file, record) {
                 (Some(m), None) => (m.file_name(), "pending"),

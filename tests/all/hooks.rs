@@ -648,6 +648,12 @@ fn a_panic_is_reported_with_its_message_and_backtrace() {
 }
 
 #[test]
+fn leaking_statements_is_stopped_by_the_statement_limit() {
+    let err = stopped("leak_statements");
+    assert_limit(&err, |l| matches!(l, Limit::Handles { max: 10_000 }));
+}
+
+#[test]
 fn a_failing_hook_rolls_back_its_own_changes() {
     let err = stopped("write_then_fail");
     assert!(matches!(err, HookError::Failed { .. }));

@@ -32,7 +32,14 @@ pub(crate) struct DbState {
     pub timeout_seconds: u64,
     /// Statements refused during the hook, with the reason.
     pub refused: Vec<String>,
+    /// Prepared statements and cursors the hook holds open.
+    pub handles: usize,
 }
+
+/// The most prepared statements and cursors a hook may hold open at once:
+/// they live in uplift's memory, outside the hook's memory limit, so a hook
+/// leaking them must be stopped (a hook rarely needs more than a few).
+pub(crate) const MAX_HANDLES: usize = 10_000;
 
 /// A prepared statement the guest holds.
 pub struct StatementEntry {
@@ -295,7 +302,18 @@ impl HostState {
             row_ready: false,
             done: false,
         };
-        Ok(Ok(self.table.push(entry)?))
+        self.hold(entry)
+    }
+
+    /// Puts a statement or cursor in the resource table for the guest,
+    /// within [`MAX_HANDLES`].
+    fn hold<T: Send + 'static>(&mut self, entry: T) -> HostResult<Resource<T>> {
+        if self.db.handles >= MAX_HANDLES {
+            return Err(self.sql().hit(Limit::Handles { max: MAX_HANDLES }));
+        }
+        let resource = self.table.push(entry)?;
+        self.db.handles += 1;
+        Ok(Ok(resource))
     }
 
     /// The parts for running SQL, and the resource table, borrowed apart.
@@ -379,7 +397,7 @@ impl database::Host for HostState {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(self.table.push(StatementEntry { stmt, sql })?))
+        self.hold(StatementEntry { stmt, sql })
     }
 
     fn last_insert_rowid(&mut self) -> wasmtime::Result<i64> {
@@ -468,6 +486,7 @@ impl HostStatement for HostState {
 
     fn drop(&mut self, this: Resource<StatementEntry>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
+        self.db.handles = self.db.handles.saturating_sub(1);
         Ok(())
     }
 }
@@ -491,6 +510,7 @@ impl HostCursor for HostState {
 
     fn drop(&mut self, this: Resource<CursorEntry>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
+        self.db.handles = self.db.handles.saturating_sub(1);
         Ok(())
     }
 }

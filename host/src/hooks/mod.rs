@@ -50,6 +50,9 @@ pub enum Limit {
     Reply { mib: u64 },
     /// The cap on log output, including stdout and stderr (`[hooks] max_log_kib`).
     Log { kib: u64 },
+    /// The cap on prepared statements and cursors held open at once, which
+    /// live in uplift's memory rather than the hook's.
+    Handles { max: usize },
 }
 
 impl fmt::Display for Limit {
@@ -70,6 +73,10 @@ impl fmt::Display for Limit {
             Limit::Log { kib } => write!(
                 f,
                 "log limit: wrote more than {kib} KiB of log, stdout and stderr ([hooks] max_log_kib in uplift.toml)"
+            ),
+            Limit::Handles { max } => write!(
+                f,
+                "statement limit: held more than {max} prepared statements and cursors open at once (drop the ones it no longer needs)"
             ),
         }
     }

@@ -403,6 +403,7 @@ impl HookRunner {
             deadline,
             timeout_seconds: self.limits.timeout_seconds,
             refused: Vec::new(),
+            handles: 0,
         }
     }
 

@@ -147,6 +147,14 @@ impl Guest for Hostile {
                 .map_err(text)?;
                 Ok(())
             }
+            "leak_statements" => {
+                // Statements held forever, each in uplift's memory.
+                for _ in 0..1_000_000 {
+                    let stmt = database::prepare("SELECT body FROM notes").map_err(text)?;
+                    std::mem::forget(stmt);
+                }
+                Err("a million statements were held open".into())
+            }
             "alter_core" => exec("ALTER TABLE secret ADD COLUMN pwned TEXT"),
             // A table of the plugin's own, and everything it may then do to
             // it (in later hooks: ownership outlives the hook that created
