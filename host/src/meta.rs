@@ -8,9 +8,24 @@
 //! -- keys: 'data_version', 'app'
 //! CREATE TABLE uplift_plugins (name TEXT PRIMARY KEY, version TEXT NOT NULL,
 //!                              updated_at TEXT NOT NULL);
+//! -- the tables and views each plugin's hooks created (see below)
+//! CREATE TABLE uplift_plugin_tables (name TEXT PRIMARY KEY COLLATE NOCASE,
+//!                                    plugin TEXT NOT NULL);
 //! ```
 //!
 //! Hooks can never read or write tables whose name starts with `uplift_`.
+//!
+//! `uplift_plugin_tables` is the provenance behind `capabilities.owns`: a
+//! plugin owns the tables under its prefix that it created, not every table
+//! whose name happens to start with it (an application table `learner` is
+//! not a plugin's because its manifest says `owns = "learn"`). The upgrade
+//! records, after each successful hook and in the same transaction, the
+//! tables and views the hook created and forgets those it dropped or renamed
+//! away ([`record_plugin_tables`]); a table that no longer exists at the end
+//! of an upgrade is forgotten too ([`forget_missing_plugin_tables`]), so a
+//! stale record never hands a plugin a table created later by someone else.
+//! A database upgraded by an uplift from before this record gets it on its
+//! next upgrade, filled once by [`adopt_plugin_tables`].
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -43,7 +58,27 @@ pub fn ensure_tables(conn: &Connection) -> Result<(), MetaError> {
              updated_at TEXT NOT NULL
          );",
     )?;
+    ensure_plugin_tables(conn)?;
     Ok(())
+}
+
+/// Creates `uplift_plugin_tables` if it is missing.
+fn ensure_plugin_tables(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS uplift_plugin_tables (
+             name   TEXT PRIMARY KEY COLLATE NOCASE,
+             plugin TEXT NOT NULL
+         );",
+    )
+}
+
+fn has_table(conn: &Connection, table: &str) -> Result<bool, rusqlite::Error> {
+    conn.query_row(
+        "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?1",
+        [table],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
 }
 
 fn has_meta_table(conn: &Connection) -> Result<bool, rusqlite::Error> {
@@ -132,4 +167,131 @@ pub fn set_plugin_version(conn: &Connection, name: &str, version: &str) -> Resul
         params![name, version],
     )?;
     Ok(())
+}
+
+/// The tables and views recorded as created by `plugin`'s hooks, sorted;
+/// empty when the database has no `uplift_plugin_tables` (never upgraded by
+/// this version of uplift, or a bare database in a test or benchmark).
+/// Only reads, so it works on a read-only connection. Fails only when SQLite
+/// does.
+pub fn plugin_tables(conn: &Connection, plugin: &str) -> Result<Vec<String>, rusqlite::Error> {
+    if !has_table(conn, "uplift_plugin_tables")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt =
+        conn.prepare("SELECT name FROM uplift_plugin_tables WHERE plugin = ?1 ORDER BY name")?;
+    let rows = stmt.query_map([plugin], |row| row.get(0))?;
+    rows.collect()
+}
+
+/// Records that `plugin`'s hook created the tables and views `created` and
+/// dropped (or renamed away) `dropped`: inside the caller's transaction,
+/// after the hook's savepoint was released. Creates `uplift_plugin_tables`
+/// when it is missing (`uplift hooks test` records into its copy of a
+/// database that may not have it). A name created again replaces whatever
+/// was recorded for it. Fails only when SQLite does.
+pub fn record_plugin_tables(
+    conn: &Connection,
+    plugin: &str,
+    created: &[String],
+    dropped: &[String],
+) -> Result<(), rusqlite::Error> {
+    if created.is_empty() && dropped.is_empty() {
+        return Ok(());
+    }
+    ensure_plugin_tables(conn)?;
+    let mut forget = conn.prepare_cached("DELETE FROM uplift_plugin_tables WHERE name = ?1")?;
+    for name in dropped {
+        forget.execute([name])?;
+    }
+    let mut remember = conn.prepare_cached(
+        "INSERT INTO uplift_plugin_tables (name, plugin) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name, plugin = excluded.plugin",
+    )?;
+    for name in created {
+        remember.execute(params![name, plugin])?;
+    }
+    Ok(())
+}
+
+/// Forgets recorded plugin tables that no longer exist (a migration dropped
+/// them, or the hook's table was temporary): called at the end of each
+/// upgrade, so that a table created later under the same name is not taken
+/// for the plugin's. Does nothing without `uplift_plugin_tables`. Fails only
+/// when SQLite does.
+pub fn forget_missing_plugin_tables(conn: &Connection) -> Result<(), rusqlite::Error> {
+    if !has_table(conn, "uplift_plugin_tables")? {
+        return Ok(());
+    }
+    conn.execute(
+        "DELETE FROM uplift_plugin_tables
+          WHERE name NOT IN (SELECT name FROM main.sqlite_schema
+                              WHERE type IN ('table', 'view'))",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Whether the database has `uplift_plugin_tables` (an uplift from before it
+/// upgraded the database last, if it has a data version but not this).
+/// Fails only when SQLite does.
+pub fn has_plugin_tables(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    has_table(conn, "uplift_plugin_tables")
+}
+
+/// Fills `uplift_plugin_tables` for a database last upgraded by an uplift
+/// that did not record what plugins create, so that plugins keep the tables
+/// their hooks made then. A table or view is recorded as plugin P's when
+/// its name starts with P's owned prefix and with no other plugin's, P is
+/// recorded in `uplift_plugins` (it was active in an earlier upgrade), and it
+/// is not one of `core` (the tables and views the release's migrations
+/// create, see [`crate::release::Release::schema_tables`]). `owners` are the
+/// active plugins and their owned prefixes. Creates the record if missing;
+/// returns what it recorded, as (table, plugin). Fails only when SQLite does.
+pub fn adopt_plugin_tables(
+    conn: &Connection,
+    owners: &[(String, String)],
+    core: &[String],
+) -> Result<Vec<(String, String)>, rusqlite::Error> {
+    ensure_plugin_tables(conn)?;
+    let known: Vec<String> = match has_table(conn, "uplift_plugins")? {
+        true => {
+            let mut stmt = conn.prepare("SELECT name FROM uplift_plugins")?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            names.collect::<Result<_, _>>()?
+        }
+        false => Vec::new(),
+    };
+    let mut stmt = conn.prepare(
+        "SELECT name FROM main.sqlite_schema WHERE type IN ('table', 'view') ORDER BY name",
+    )?;
+    let tables: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let starts = |name: &str, prefix: &str| {
+        name.len() >= prefix.len()
+            && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    let mut adopted = Vec::new();
+    for table in tables {
+        if starts(&table, TABLE_PREFIX)
+            || starts(&table, "sqlite_")
+            || core.iter().any(|c| c.eq_ignore_ascii_case(&table))
+        {
+            continue;
+        }
+        let matching: Vec<&(String, String)> = owners
+            .iter()
+            .filter(|(_, prefix)| starts(&table, prefix))
+            .collect();
+        if let [(plugin, _)] = matching[..]
+            && known.iter().any(|k| k == plugin)
+        {
+            adopted.push((table, plugin.clone()));
+        }
+    }
+    for (table, plugin) in &adopted {
+        record_plugin_tables(conn, plugin, std::slice::from_ref(table), &[])?;
+    }
+    Ok(adopted)
 }

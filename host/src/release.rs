@@ -54,6 +54,10 @@ pub enum ReleaseError {
         first: PathBuf,
         second: PathBuf,
     },
+    /// A migration does not apply to an empty database (or SQLite could not
+    /// open one in memory), so the release's schema is unknown.
+    #[error("migration {path} does not apply to an empty database: {message}")]
+    Schema { path: PathBuf, message: String },
 }
 
 /// `release.toml` as written.
@@ -155,6 +159,35 @@ impl Release {
         }
         let loaded = load_migrations(&self.dir.join("migrations"))?;
         Ok(self.migrations.get_or_init(|| loaded))
+    }
+
+    /// The names of the tables and views the release's migrations create,
+    /// found by applying them all, in order, to an empty in-memory database:
+    /// the application's own tables (plugins' tables are made by hooks).
+    /// Fails when the migrations cannot be read ([`Release::migrations`]),
+    /// or with [`ReleaseError::Schema`] naming the migration that does not
+    /// apply.
+    pub fn schema_tables(&self) -> Result<Vec<String>, ReleaseError> {
+        let failed = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: rusqlite::Error| ReleaseError::Schema {
+                path,
+                message: e.to_string(),
+            }
+        };
+        let conn = rusqlite::Connection::open_in_memory().map_err(failed(&self.dir))?;
+        for migration in self.migrations()? {
+            conn.execute_batch(&migration.sql)
+                .map_err(failed(&migration.path))?;
+        }
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')")
+            .map_err(failed(&self.dir))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(failed(&self.dir))?;
+        Ok(names)
     }
 
     /// Where the release's bundled plugin components are.

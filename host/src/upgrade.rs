@@ -28,7 +28,9 @@ pub enum UpgradeError {
     /// The home could not be locked or read.
     #[error(transparent)]
     Home(#[from] HomeError),
-    /// The release's migrations could not be read.
+    /// The release's migrations could not be read (or, for
+    /// [`crate::meta::adopt_plugin_tables`], do not apply to an empty
+    /// database).
     #[error(transparent)]
     Release(#[from] crate::release::ReleaseError),
     /// The database could not be opened or read.
@@ -576,6 +578,30 @@ fn in_transaction(
     }
 }
 
+/// The first upgrade of a database last upgraded by an uplift that did not
+/// record which tables plugins created: the tables under an active plugin's
+/// prefix that no migration of the release creates are taken as that
+/// plugin's (see [`meta::adopt_plugin_tables`]), so its hooks keep owning
+/// them.
+fn adopt_plugin_tables(conn: &Connection, steps: &Steps<'_>) -> Result<(), UpgradeError> {
+    let owners: Vec<(String, String)> = steps
+        .plugins
+        .plugins()
+        .iter()
+        .filter(|p| p.active)
+        .filter_map(|p| {
+            let prefix = p.manifest.capabilities.owns.clone()?;
+            Some((p.name().to_string(), prefix))
+        })
+        .collect();
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let core = steps.release.schema_tables()?;
+    meta::adopt_plugin_tables(conn, &owners, &core)?;
+    Ok(())
+}
+
 fn apply_steps(
     db_path: &Path,
     conn: &mut Connection,
@@ -585,6 +611,7 @@ fn apply_steps(
     done: &mut Done,
 ) -> Result<(), UpgradeError> {
     let release = steps.release;
+    let had_record = meta::has_plugin_tables(conn)?;
     meta::ensure_tables(conn).map_err(UpgradeError::meta(db_path))?;
     migrate::ensure_history(conn)?;
 
@@ -606,6 +633,10 @@ fn apply_steps(
     }
     phases.end("migrations");
 
+    if steps.from.is_some() && !had_record {
+        adopt_plugin_tables(conn, steps)?;
+    }
+
     if let (Some(from), Some((home, settings))) = (steps.from, steps.backup)
         && !steps.hooks.is_empty()
     {
@@ -619,6 +650,10 @@ fn apply_steps(
         for hook in steps.hooks {
             let started = Instant::now();
             let outcome = runner.run(conn, hook, &ctx, reporter.log.clone())?;
+            // What the hook created is the plugin's from now on (what it
+            // dropped no longer is), committed or rolled back with the rest.
+            meta::record_plugin_tables(conn, &hook.plugin, &outcome.created, &outcome.dropped)
+                .map_err(|e| UpgradeError::meta(db_path)(e.into()))?;
             done.hooks.push(HookRun {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
@@ -632,6 +667,8 @@ fn apply_steps(
         meta::set_plugin_version(conn, plugin.name(), &plugin.manifest.version)
             .map_err(UpgradeError::meta(db_path))?;
     }
+
+    meta::forget_missing_plugin_tables(conn).map_err(|e| UpgradeError::meta(db_path)(e.into()))?;
 
     let violations = migrate::foreign_key_violations(conn, 10)?;
     if !violations.is_empty() {

@@ -11,7 +11,7 @@ use uplift::home::{Home, HookLimits};
 use uplift::hooks::manifest::{self, HookManifest};
 use uplift::hooks::runtime::{CacheOutcome, CompileCache};
 use uplift::hooks::{
-    CollectLog, HookContext, HookError, HookRunner, Limit, PlannedHook, PluginSet,
+    CollectLog, HookContext, HookError, HookOutcome, HookRunner, Limit, PlannedHook, PluginSet,
 };
 use uplift::version::Version;
 
@@ -129,30 +129,38 @@ fn dump(conn: &Connection) -> String {
 fn stopped(hook: &str) -> HookError {
     let mut runner = runner();
     let mut conn = database();
-    let before = dump(&conn);
+    stopped_on(&mut runner, &mut conn, &hostile(), hook)
+}
+
+/// Runs hook `hook` of the plugin at `plugin` on `conn` and checks what
+/// [`stopped`] checks.
+fn stopped_on(
+    runner: &mut HookRunner,
+    conn: &mut Connection,
+    plugin: &Path,
+    hook: &str,
+) -> HookError {
+    let attempt = planned(plugin, hook);
+    let name = attempt.plugin.clone();
+    let before = dump(conn);
     let log = CollectLog::new();
     let err = runner
-        .run(
-            &mut conn,
-            &planned(&hostile(), hook),
-            &context(),
-            log.clone(),
-        )
+        .run(conn, &attempt, &context(), log.clone())
         .expect_err("the hostile hook must fail");
     let text = err.to_string();
     assert!(
-        text.contains(&format!("hostile/{hook}")),
+        text.contains(&format!("{name}/{hook}")),
         "the error does not name plugin and hook: {text}"
     );
-    assert_eq!(dump(&conn), before, "hostile/{hook} changed the database");
+    assert_eq!(dump(conn), before, "{name}/{hook} changed the database");
     assert!(
         !conn.is_autocommit(),
-        "hostile/{hook} ended the upgrade's transaction"
+        "{name}/{hook} ended the upgrade's transaction"
     );
     // Another hook in the same upgrade is unaffected.
     runner
         .run(
-            &mut conn,
+            conn,
             &planned(&tidy(), "shout"),
             &context(),
             CollectLog::new(),
@@ -386,10 +394,215 @@ fn release_cannot_escape_the_savepoint() {
 
 #[test]
 fn dropping_a_core_table_is_refused() {
-    assert_refused(
-        &stopped("drop_core"),
-        "may not change the schema of table secret",
+    assert_refused(&stopped("drop_core"), "may not drop table secret");
+}
+
+// ------------------------------------------------------------ owned tables
+
+/// The hostile component with its manifest replaced: plugin `name` with
+/// `capabilities` (JSON) and every hook of `hooks`, written into `dir`.
+fn hostile_as(dir: &Path, name: &str, capabilities: &str, hooks: &[&str]) -> PathBuf {
+    let bytes = support::hostile_with_manifest(name, "1.0", capabilities, hooks);
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Runs `hook` of the plugin at `plugin` on `conn`, which must succeed, and
+/// records what it created and dropped, as the upgrade does.
+fn run_and_record(
+    runner: &mut HookRunner,
+    conn: &mut Connection,
+    plugin: &Path,
+    hook: &str,
+) -> HookOutcome {
+    let planned = planned(plugin, hook);
+    let outcome = runner
+        .run(conn, &planned, &context(), CollectLog::new())
+        .unwrap_or_else(|e| panic!("{hook}: {e}"));
+    uplift::meta::record_plugin_tables(conn, &planned.plugin, &outcome.created, &outcome.dropped)
+        .unwrap();
+    outcome
+}
+
+fn recorded(conn: &Connection) -> Vec<(String, String)> {
+    conn.prepare("SELECT name, plugin FROM uplift_plugin_tables ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+const NOT_CREATED: &str = "but was not created by hostile";
+
+#[test]
+fn a_prefix_matching_a_core_table_does_not_own_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hooks = [
+        "read_undeclared",
+        "write_undeclared",
+        "drop_core",
+        "alter_core",
+    ];
+    let caps = r#"{"read":["notes"],"write":["notes"],"owns":"secr"}"#;
+    let greedy = hostile_as(tmp.path(), "hostile", caps, &hooks);
+    let mut runner = runner();
+    for (hook, reason) in [
+        ("read_undeclared", "may not read table secret"),
+        ("write_undeclared", "may not write table secret"),
+        ("drop_core", "may not drop table secret"),
+        ("alter_core", "may not alter table secret"),
+    ] {
+        let mut conn = database();
+        let err = stopped_on(&mut runner, &mut conn, &greedy, hook);
+        assert_refused(&err, reason);
+        assert_refused(&err, r#"it matches the owned prefix "secr" "#);
+        assert_refused(&err, NOT_CREATED);
+    }
+}
+
+#[test]
+fn a_declared_core_table_under_the_prefix_is_readable_but_not_droppable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let caps = r#"{"read":["notes","secret"],"write":["notes"],"owns":"secret"}"#;
+    let reader = hostile_as(
+        tmp.path(),
+        "hostile",
+        caps,
+        &["read_undeclared", "drop_core"],
     );
+    let mut runner = runner();
+    let mut conn = database();
+    // The read succeeds (the hook then fails on purpose, saying what it read).
+    let err = stopped_on(&mut runner, &mut conn, &reader, "read_undeclared");
+    assert!(err.to_string().contains("read 2 secret rows"), "{err}");
+    let err = stopped_on(&mut runner, &mut conn, &reader, "drop_core");
+    assert_refused(&err, "may not drop table secret");
+    assert_refused(&err, NOT_CREATED);
+}
+
+#[test]
+fn a_plugin_keeps_owning_the_tables_it_created_in_earlier_hooks() {
+    let mut runner = runner();
+    let mut conn = database();
+    let hostile = hostile();
+    let outcome = run_and_record(&mut runner, &mut conn, &hostile, "create_owned");
+    assert_eq!(outcome.created, ["hostile_kept"]);
+    assert!(outcome.dropped.is_empty());
+    // The record is committed with the upgrade; the next upgrade finds it.
+    conn.execute_batch("COMMIT; BEGIN IMMEDIATE").unwrap();
+    assert_eq!(
+        recorded(&conn),
+        [("hostile_kept".to_string(), "hostile".to_string())]
+    );
+    for hook in ["read_owned", "write_owned", "alter_owned"] {
+        let outcome = run_and_record(&mut runner, &mut conn, &hostile, hook);
+        assert!(
+            outcome.created.is_empty() && outcome.dropped.is_empty(),
+            "{hook}"
+        );
+    }
+    // The row it created, the row it wrote, the column it added.
+    let rows: (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(x) FROM hostile_kept WHERE y IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows, (2, 3));
+    // A rename inside the prefix moves the record to the new name.
+    let outcome = run_and_record(&mut runner, &mut conn, &hostile, "rename_owned");
+    assert_eq!(
+        (outcome.created, outcome.dropped),
+        (
+            vec!["hostile_moved".to_string()],
+            vec!["hostile_kept".to_string()]
+        )
+    );
+    assert_eq!(
+        recorded(&conn),
+        [("hostile_moved".to_string(), "hostile".to_string())]
+    );
+    let outcome = run_and_record(&mut runner, &mut conn, &hostile, "drop_moved");
+    assert_eq!(outcome.dropped, ["hostile_moved"]);
+    assert!(recorded(&conn).is_empty());
+    assert!(!dump(&conn).contains("hostile_"));
+}
+
+#[test]
+fn a_table_under_the_prefix_that_is_not_recorded_is_not_owned() {
+    // As if an application migration had created it: it existed before the
+    // hook, and no record says the plugin created it.
+    let mut runner = runner();
+    let mut conn = database();
+    conn.execute_batch(
+        "CREATE TABLE hostile_kept(x INTEGER); INSERT INTO hostile_kept VALUES (7);",
+    )
+    .unwrap();
+    let hostile = hostile();
+    for (hook, reason) in [
+        ("read_owned", "may not read table hostile_kept"),
+        ("write_owned", "may not write table hostile_kept"),
+        ("alter_owned", "may not alter table hostile_kept"),
+        ("rename_owned", "may not alter table hostile_kept"),
+        ("drop_owned", "may not drop table hostile_kept"),
+    ] {
+        let err = stopped_on(&mut runner, &mut conn, &hostile, hook);
+        assert_refused(&err, reason);
+        assert_refused(&err, NOT_CREATED);
+    }
+}
+
+#[test]
+fn plugins_with_overlapping_prefixes_cannot_touch_each_others_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hooks = [
+        "create_owned",
+        "read_owned",
+        "write_owned",
+        "alter_owned",
+        "rename_owned",
+        "drop_owned",
+    ];
+    // `hostile` owns `hostile_`; `intruder` owns the wider `hostile`.
+    let intruder = hostile_as(
+        tmp.path(),
+        "intruder",
+        r#"{"read":["notes"],"write":["notes"],"owns":"hostile"}"#,
+        &hooks,
+    );
+    let mut runner = runner();
+    let mut conn = database();
+    run_and_record(&mut runner, &mut conn, &hostile(), "create_owned");
+    for (hook, reason) in [
+        ("read_owned", "may not read table hostile_kept"),
+        ("write_owned", "may not write table hostile_kept"),
+        ("alter_owned", "may not alter table hostile_kept"),
+        ("rename_owned", "may not alter table hostile_kept"),
+        ("drop_owned", "may not drop table hostile_kept"),
+        ("create_owned", "may not create table hostile_kept"),
+    ] {
+        let err = stopped_on(&mut runner, &mut conn, &intruder, hook);
+        assert_refused(&err, reason);
+        assert_refused(
+            &err,
+            r#"it matches the owned prefix "hostile" but was not created by intruder"#,
+        );
+    }
+    assert_eq!(
+        recorded(&conn),
+        [("hostile_kept".to_string(), "hostile".to_string())]
+    );
+    // The other way round too: what the intruder creates is its own.
+    let mut conn = database();
+    run_and_record(&mut runner, &mut conn, &intruder, "create_owned");
+    let err = stopped_on(&mut runner, &mut conn, &hostile(), "drop_owned");
+    assert_refused(&err, "may not drop table hostile_kept");
+    assert_refused(&err, NOT_CREATED);
+    run_and_record(&mut runner, &mut conn, &intruder, "drop_owned");
+    assert!(recorded(&conn).is_empty());
 }
 
 #[test]

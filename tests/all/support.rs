@@ -188,3 +188,25 @@ pub fn install_example(home: &Path, version: &str) -> PathBuf {
     uplift::paths::load_fixtures(&db, &loaded).unwrap();
     db
 }
+
+/// The hostile test plugin's component with its manifest replaced: plugin
+/// `name` at `version`, `capabilities` (the manifest's JSON object) and the
+/// hooks `hooks` (any versions, in that order).
+pub fn hostile_with_manifest(
+    name: &str,
+    version: &str,
+    capabilities: &str,
+    hooks: &[&str],
+) -> Vec<u8> {
+    let hooks: Vec<String> = hooks
+        .iter()
+        .map(|h| format!(r#"{{"name":"{h}"}}"#))
+        .collect();
+    let json = format!(
+        r#"{{"uplift_manifest":1,"name":"{name}","version":"{version}","capabilities":{capabilities},"hooks":[{}]}}"#,
+        hooks.join(",")
+    );
+    let manifest = uplift::hooks::HookManifest::from_section(json.as_bytes()).unwrap();
+    let component = std::fs::read(component("uplift-test-hostile")).unwrap();
+    uplift::hooks::manifest::embed_manifest(&component, &manifest).unwrap()
+}

@@ -593,3 +593,48 @@ fn hooks_test_needs_to_or_a_release() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--to V"), "{}", stderr(&out));
 }
+
+#[test]
+fn hooks_test_records_what_a_hook_creates_so_the_plugins_later_hooks_own_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    // A bare database: no uplift tables; the record goes into the copy.
+    let db = empty_db(scratch.path());
+    let before = fingerprint(&db);
+    let plugin = scratch.path().join("hostile.wasm");
+    let owns = r#"{"read":[],"write":[],"owns":"hostile_"}"#;
+    let bytes = crate::support::hostile_with_manifest(
+        "hostile",
+        "1.0.0",
+        owns,
+        &["create_owned", "alter_owned", "drop_owned"],
+    );
+    std::fs::write(&plugin, bytes).unwrap();
+    let out = hooks_test(&[], &plugin, &db, &["--from", "0.1.0", "--to", "1.0.0"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for hook in ["create_owned", "alter_owned", "drop_owned"] {
+        assert!(text.contains(&format!("ok   hostile/{hook}")), "{text}");
+    }
+    assert_eq!(fingerprint(&db), before, "the original database changed");
+
+    // A table the copy already has under the prefix is not the plugin's.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE hostile_kept (x INTEGER);")
+        .unwrap();
+    let before = fingerprint(&db);
+    let out = hooks_test(
+        &[],
+        &plugin,
+        &db,
+        &["--from", "0.1.0", "--to", "1.0.0", "--hook", "drop_owned"],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("FAIL hostile/drop_owned"), "{text}");
+    assert!(
+        text.contains(r#"may not drop table hostile_kept: it matches the owned prefix "hostile_" but was not created by hostile"#),
+        "{text}"
+    );
+    assert_eq!(fingerprint(&db), before, "the original database changed");
+}

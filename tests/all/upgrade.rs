@@ -603,3 +603,152 @@ fn a_failing_hook_rolls_back_the_migrations_too_and_names_plugin_hook_and_backup
         "the migration must be rolled back with the hook"
     );
 }
+
+/// Makes `release` ship the hostile test plugin as its core plugin
+/// `hostile`, with the manifest's `capabilities` (JSON) and `hooks` (names;
+/// any versions).
+fn ship_hostile(release: &TestRelease, version: &str, capabilities: &str, hooks: &[&str]) {
+    std::fs::write(
+        release.dir.join("release.toml"),
+        format!("app = \"shop\"\nversion = \"{version}\"\ncore_plugins = [\"hostile\"]\n"),
+    )
+    .unwrap();
+    let bytes = crate::support::hostile_with_manifest("hostile", version, capabilities, hooks);
+    std::fs::create_dir_all(release.dir.join("plugins")).unwrap();
+    std::fs::write(release.dir.join("plugins/hostile.wasm"), bytes).unwrap();
+}
+
+const SECRET: (&str, &str) = (
+    "0002_secret.sql",
+    "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO secret (v) VALUES ('s1');",
+);
+
+const ADD_COLUMN_3: (&str, &str) = ("0003_price.sql", "ALTER TABLE item ADD COLUMN price REAL;");
+
+fn plugin_tables(db: &std::path::Path) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name, plugin FROM uplift_plugin_tables ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_plugin_owns_across_upgrades_the_tables_it_created_and_never_a_core_table() {
+    let f = Fixture::new();
+    let owns = r#"{"read":[],"write":[],"owns":"hostile_"}"#;
+    let out = f.upgrade(&f.release("1.0.0", &[INITIAL, SECRET]));
+    assert!(out.status.success(), "install: {}", stderr(&out));
+    assert_eq!(
+        plugin_tables(&f.db()),
+        [],
+        "a fresh install records nothing"
+    );
+
+    // 1.1.0: the plugin creates its table; the record commits with it.
+    let r = f.release("1.1.0", &[INITIAL, SECRET]);
+    ship_hostile(&r, "1.1.0", owns, &["create_owned"]);
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "1.1.0: {}", stderr(&out));
+    assert_eq!(
+        plugin_tables(&f.db()),
+        [("hostile_kept".to_string(), "hostile".to_string())]
+    );
+
+    // 1.2.0: a later upgrade's hooks still own it: they alter and drop it.
+    let r = f.release("1.2.0", &[INITIAL, SECRET]);
+    ship_hostile(
+        &r,
+        "1.2.0",
+        owns,
+        &["alter_owned", "write_owned", "drop_owned"],
+    );
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "1.2.0: {}", stderr(&out));
+    assert_eq!(plugin_tables(&f.db()), []);
+    assert_eq!(
+        query_i64(
+            &f.db(),
+            "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'hostile%'"
+        ),
+        0
+    );
+
+    // 1.3.0: a manifest whose prefix matches the core table `secret` does
+    // not make it the plugin's: the upgrade fails and changes nothing.
+    let before = fingerprint(&f.db());
+    let r = f.release("1.3.0", &[INITIAL, SECRET, ADD_COLUMN_3]);
+    ship_hostile(
+        &r,
+        "1.3.0",
+        r#"{"read":[],"write":[],"owns":"secr"}"#,
+        &["drop_core"],
+    );
+    let out = f.upgrade(&r);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("hostile/drop_core"), "{err}");
+    assert!(
+        err.contains(
+            r#"plugin hostile may not drop table secret: it matches the owned prefix "secr" but was not created by hostile"#
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        fingerprint(&f.db()),
+        before,
+        "the upgrade changed the database"
+    );
+}
+
+#[test]
+fn the_first_upgrade_after_uplift_learned_provenance_adopts_plugin_tables_but_not_core_ones() {
+    let f = Fixture::new();
+    let owns = r#"{"read":[],"write":[],"owns":"hostile_"}"#;
+    // The application itself has a table under the plugin's prefix.
+    let settings = (
+        "0003_settings.sql",
+        "CREATE TABLE hostile_settings (k TEXT PRIMARY KEY, v TEXT);",
+    );
+    let out = f.upgrade(&f.release("1.0.0", &[INITIAL, SECRET, settings]));
+    assert!(out.status.success(), "install: {}", stderr(&out));
+    let r = f.release("1.1.0", &[INITIAL, SECRET, settings]);
+    ship_hostile(&r, "1.1.0", owns, &["create_owned"]);
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "1.1.0: {}", stderr(&out));
+    // As an uplift from before the record would have left it.
+    rusqlite::Connection::open(f.db())
+        .unwrap()
+        .execute_batch("DROP TABLE uplift_plugin_tables")
+        .unwrap();
+
+    let r = f.release("1.2.0", &[INITIAL, SECRET, settings]);
+    ship_hostile(&r, "1.2.0", owns, &["alter_owned"]);
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "1.2.0: {}", stderr(&out));
+    assert_eq!(
+        plugin_tables(&f.db()),
+        [("hostile_kept".to_string(), "hostile".to_string())],
+        "the plugin's table is adopted, the application's hostile_settings is not"
+    );
+
+    // Later, a table a migration creates under the prefix is not adopted:
+    // adoption happens once, when the record is first made.
+    let r = f.release("1.3.0", &[INITIAL, SECRET, settings]);
+    ship_hostile(&r, "1.3.0", owns, &["write_owned"]);
+    std::fs::write(
+        r.dir.join("migrations/0004_copy.sql"),
+        "CREATE TABLE hostile_settings_copy AS SELECT * FROM hostile_settings;",
+    )
+    .unwrap();
+    let out = f.upgrade(&r);
+    assert!(out.status.success(), "1.3.0: {}", stderr(&out));
+    assert_eq!(
+        plugin_tables(&f.db()),
+        [("hostile_kept".to_string(), "hostile".to_string())],
+        "a table a migration creates under the prefix is not the plugin's"
+    );
+}

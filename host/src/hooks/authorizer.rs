@@ -1,6 +1,7 @@
 //! SQLite's authorizer, enforcing a plugin's capabilities on every statement a
 //! hook prepares: reads only declared or owned tables, writes only declared
-//! or owned tables, schema changes only on owned tables; always refused:
+//! or owned tables, schema changes only on owned tables ([`Ownership`]: under
+//! the plugin's prefix *and* created by the plugin); always refused:
 //! ATTACH/DETACH, PRAGMA (except a short read-only list), transaction control,
 //! extension loading, triggers, virtual tables, `sqlite_schema` and uplift's
 //! own `uplift_*` tables.
@@ -55,16 +56,109 @@ enum Kind {
     Other,
 }
 
+/// Which tables and views a plugin owns during one hook: those whose names
+/// start with its `capabilities.owns` prefix and that either did not exist
+/// when the hook started (the hook created them) or are recorded as created
+/// by the plugin in an earlier hook (`uplift_plugin_tables`, see
+/// [`crate::meta`]). A table that merely matches the prefix (an application
+/// table `learner` under the prefix `learn`, another plugin's table under an
+/// overlapping prefix) is not owned: it is like any other table.
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    plugin: String,
+    caps: Capabilities,
+    /// Lower-cased names of the tables and views in the database when the
+    /// hook started.
+    existing: HashSet<String>,
+    /// Lower-cased names of the tables and views recorded as the plugin's.
+    recorded: HashSet<String>,
+}
+
+impl Ownership {
+    /// The ownership of `plugin` with `caps`, in a database whose tables and
+    /// views are `existing` when the hook starts, of which `recorded` are
+    /// recorded as created by the plugin.
+    pub fn new(
+        plugin: &str,
+        caps: &Capabilities,
+        existing: &[String],
+        recorded: &[String],
+    ) -> Ownership {
+        let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        Ownership {
+            plugin: plugin.to_string(),
+            caps: caps.clone(),
+            existing: lower(existing),
+            recorded: lower(recorded),
+        }
+    }
+
+    /// Whether `name` existed when the hook started.
+    pub fn existed(&self, name: &str) -> bool {
+        self.existing.contains(&name.to_ascii_lowercase())
+    }
+
+    /// Whether `name` is under the owned prefix, whoever created it.
+    fn under_prefix(&self, name: &str) -> bool {
+        self.caps.under_owned_prefix(name)
+    }
+
+    /// Whether the plugin owns the table, view or index `name`: under its
+    /// prefix, and new in this hook or recorded as the plugin's. (An index
+    /// is never in `existing`, which holds tables and views; what it indexes
+    /// is checked as a table.)
+    pub fn owns(&self, name: &str) -> bool {
+        if !self.under_prefix(name) || is_uplift(name) {
+            return false;
+        }
+        let lower = name.to_ascii_lowercase();
+        !self.existing.contains(&lower) || self.recorded.contains(&lower)
+    }
+
+    /// Why the plugin may not `what` (`drop table`, `alter table`...) the
+    /// object `name`, which it does not own.
+    pub fn refusal(&self, what: &str, name: &str) -> String {
+        let plugin = &self.plugin;
+        if is_uplift(name) {
+            return format!("plugin {plugin} may not {what} {name}: it is uplift's own");
+        }
+        match &self.caps.owns {
+            Some(prefix) if self.under_prefix(name) => format!(
+                "plugin {plugin} may not {what} {name}: it matches the owned prefix {prefix:?} but was not created by {plugin}"
+            ),
+            Some(prefix) => format!(
+                "plugin {plugin} may not {what} {name}: it owns only names starting with {prefix}"
+            ),
+            None => format!(
+                "plugin {plugin} may not {what} {name}: it owns no tables (capabilities.owns)"
+            ),
+        }
+    }
+
+    /// For a refused read or write of `name`: a note when the name matches
+    /// the prefix (so the reader does not wonder why owning it did not
+    /// suffice).
+    fn not_created_note(&self, name: &str) -> String {
+        match &self.caps.owns {
+            Some(prefix) if self.under_prefix(name) => format!(
+                " (it matches the owned prefix {prefix:?} but was not created by {})",
+                self.plugin
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
 /// The authorizer's state for one hook: its capabilities, the kind of the
 /// statement being compiled, and what it refused.
 #[derive(Debug)]
 pub struct Policy {
     plugin: String,
     caps: Capabilities,
-    /// Lower-cased names of the tables and views in the database when the
-    /// hook started. A name read that is neither one of these nor owned is a
+    /// What the plugin owns; its `existing` names are also how a name read
+    /// that is neither a table in the database nor owned is recognised as a
     /// common table expression, a subquery or a table-valued function.
-    existing: HashSet<String>,
+    ownership: Ownership,
     kind: Kind,
     last_refusal: Option<String>,
     new_statement: Arc<AtomicBool>,
@@ -75,12 +169,23 @@ pub type SharedPolicy = Arc<Mutex<Policy>>;
 
 impl Policy {
     /// The policy for `plugin` with `caps`, in a database whose tables and
-    /// views are `existing`.
-    pub fn new(plugin: &str, caps: &Capabilities, existing: &[String]) -> Policy {
+    /// views are `existing`, of which `recorded` are recorded as created by
+    /// the plugin (see [`Ownership`]).
+    pub fn new(
+        plugin: &str,
+        caps: &Capabilities,
+        existing: &[String],
+        recorded: &[String],
+    ) -> Policy {
+        Policy::with_ownership(Ownership::new(plugin, caps, existing, recorded))
+    }
+
+    /// The policy for the plugin and capabilities of `ownership`.
+    pub fn with_ownership(ownership: Ownership) -> Policy {
         Policy {
-            plugin: plugin.to_string(),
-            caps: caps.clone(),
-            existing: existing.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            plugin: ownership.plugin.clone(),
+            caps: ownership.caps.clone(),
+            ownership,
             kind: Kind::Unknown,
             last_refusal: None,
             new_statement: Arc::new(AtomicBool::new(true)),
@@ -162,14 +267,13 @@ impl Policy {
                 {
                     return Err(format!("reading {table_name} is never allowed"));
                 }
-                if self.caps.may_read(table_name)
-                    || !self.existing.contains(&table_name.to_ascii_lowercase())
-                {
+                if self.may_read(table_name) || !self.ownership.existed(table_name) {
                     return Ok(());
                 }
                 Err(format!(
-                    "plugin {plugin} may not read table {table_name}{}: declare it in capabilities.read",
-                    via(ctx.accessor)
+                    "plugin {plugin} may not read table {table_name}{}{}: declare it in capabilities.read",
+                    via(ctx.accessor),
+                    self.ownership.not_created_note(table_name)
                 ))
             }
             AuthAction::Insert { table_name }
@@ -187,27 +291,28 @@ impl Policy {
                 if is_uplift(table_name) {
                     return Err(format!("{table_name} is uplift's own table"));
                 }
-                if self.caps.may_write(table_name) {
+                if self.caps.declares_write(table_name) || self.ownership.owns(table_name) {
                     return Ok(());
                 }
                 Err(format!(
-                    "plugin {plugin} may not write table {table_name}{}: declare it in capabilities.write",
-                    via(ctx.accessor)
+                    "plugin {plugin} may not write table {table_name}{}{}: declare it in capabilities.write",
+                    via(ctx.accessor),
+                    self.ownership.not_created_note(table_name)
                 ))
             }
-            AuthAction::CreateTable { table_name }
-            | AuthAction::CreateTempTable { table_name }
-            | AuthAction::DropTable { table_name }
-            | AuthAction::DropTempTable { table_name }
-            | AuthAction::AlterTable { table_name, .. }
-            | AuthAction::Analyze { table_name } => {
-                self.owned("change the schema of table", table_name)
+            AuthAction::CreateTable { table_name } | AuthAction::CreateTempTable { table_name } => {
+                self.owned("create table", table_name)
             }
-            AuthAction::CreateView { view_name }
-            | AuthAction::CreateTempView { view_name }
-            | AuthAction::DropView { view_name }
-            | AuthAction::DropTempView { view_name } => {
-                self.owned("create or drop view", view_name)
+            AuthAction::DropTable { table_name } | AuthAction::DropTempTable { table_name } => {
+                self.owned("drop table", table_name)
+            }
+            AuthAction::AlterTable { table_name, .. } => self.owned("alter table", table_name),
+            AuthAction::Analyze { table_name } => self.owned("analyze table", table_name),
+            AuthAction::CreateView { view_name } | AuthAction::CreateTempView { view_name } => {
+                self.owned("create view", view_name)
+            }
+            AuthAction::DropView { view_name } | AuthAction::DropTempView { view_name } => {
+                self.owned("drop view", view_name)
             }
             AuthAction::CreateIndex {
                 index_name,
@@ -266,9 +371,7 @@ impl Policy {
                     .iter()
                     .any(|p| p.eq_ignore_ascii_case(pragma_name));
                 match pragma_value {
-                    Some(table) if allowed && self.caps.may_read(table) && !is_uplift(table) => {
-                        Ok(())
-                    }
+                    Some(table) if allowed && self.may_read(table) && !is_uplift(table) => Ok(()),
                     _ => Err(format!(
                         "PRAGMA {pragma_name} is not allowed (hooks may only use PRAGMA {} on tables they may read)",
                         TABLE_PRAGMAS.join("/")
@@ -294,23 +397,17 @@ impl Policy {
         }
     }
 
+    /// Whether the hook may read `table`: declared for reading or writing,
+    /// or owned.
+    fn may_read(&self, table: &str) -> bool {
+        self.caps.declares_read(table) || self.ownership.owns(table)
+    }
+
     fn owned(&self, what: &str, name: &str) -> Result<(), String> {
-        if is_uplift(name) {
-            return Err(format!("{name} is uplift's own"));
-        }
-        if self.caps.owns_table(name) {
+        if self.ownership.owns(name) {
             return Ok(());
         }
-        Err(match &self.caps.owns {
-            Some(prefix) => format!(
-                "plugin {} may not {what} {name}: it owns only names starting with {prefix}",
-                self.plugin
-            ),
-            None => format!(
-                "plugin {} may not {what} {name}: it owns no tables (capabilities.owns)",
-                self.plugin
-            ),
-        })
+        Err(self.ownership.refusal(what, name))
     }
 }
 
@@ -375,15 +472,25 @@ mod tests {
     use super::*;
 
     fn conn_with(caps: Capabilities) -> (Connection, SharedPolicy) {
+        conn_recording(caps, &[])
+    }
+
+    /// A database with an application table under the prefix `p_`
+    /// (`p_core`) and one the plugin created earlier (`p_mine`, in
+    /// `recorded` when the test says so).
+    fn conn_recording(caps: Capabilities, recorded: &[&str]) -> (Connection, SharedPolicy) {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE facility(id INTEGER PRIMARY KEY, name TEXT);
              CREATE TABLE secret(id INTEGER PRIMARY KEY, v TEXT);
-             CREATE TABLE uplift_meta(key TEXT PRIMARY KEY, value TEXT);",
+             CREATE TABLE uplift_meta(key TEXT PRIMARY KEY, value TEXT);
+             CREATE TABLE p_core(id INTEGER PRIMARY KEY, v TEXT);
+             CREATE TABLE p_mine(id INTEGER PRIMARY KEY, v TEXT);",
         )
         .unwrap();
         let existing = existing_tables(&conn).unwrap();
-        let policy = Arc::new(Mutex::new(Policy::new("p", &caps, &existing)));
+        let recorded: Vec<String> = recorded.iter().map(|s| s.to_string()).collect();
+        let policy = Arc::new(Mutex::new(Policy::new("p", &caps, &existing, &recorded)));
         install(&conn, &policy);
         (conn, policy)
     }
@@ -436,14 +543,8 @@ mod tests {
             ),
             ("SELECT * FROM sqlite_schema", "SQLite's schema"),
             ("SELECT * FROM uplift_meta", "uplift's own"),
-            (
-                "DROP TABLE facility",
-                "may not change the schema of table facility",
-            ),
-            (
-                "ALTER TABLE facility ADD COLUMN x",
-                "may not change the schema",
-            ),
+            ("DROP TABLE facility", "may not drop table facility"),
+            ("ALTER TABLE facility ADD COLUMN x", "may not alter table"),
             (
                 "CREATE INDEX p_idx ON facility(name)",
                 "may not index table facility",
@@ -471,6 +572,59 @@ mod tests {
                 "{sql}: {result:?} does not mention {reason:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_table_under_the_prefix_is_owned_only_if_the_plugin_created_it() {
+        let (conn, policy) = conn_recording(caps(), &["P_MINE"]);
+        for (sql, reason) in [
+            ("SELECT * FROM p_core", "may not read table p_core"),
+            ("UPDATE p_core SET v = 'x'", "may not write table p_core"),
+            ("DROP TABLE p_core", "may not drop table p_core"),
+            (
+                "ALTER TABLE p_core ADD COLUMN x",
+                "may not alter table p_core",
+            ),
+            (
+                "ALTER TABLE p_core RENAME TO p_gone",
+                "may not alter table p_core",
+            ),
+            (
+                "CREATE INDEX p_core_v ON p_core(v)",
+                "may not index table p_core",
+            ),
+        ] {
+            let result = run(&conn, &policy, sql);
+            assert!(
+                matches!(&result, Err(r) if r.contains(reason)
+                    && r.contains("matches the owned prefix \"p_\" but was not created by p")),
+                "{sql}: {result:?}"
+            );
+        }
+        for sql in [
+            "SELECT * FROM p_mine",
+            "UPDATE p_mine SET v = 'x'",
+            "ALTER TABLE p_mine ADD COLUMN extra TEXT",
+            "CREATE INDEX p_mine_v ON p_mine(v)",
+            "CREATE TABLE p_new(a)",
+            "INSERT INTO p_new VALUES (1)",
+            "DROP TABLE p_new",
+            "DROP TABLE p_mine",
+        ] {
+            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_declared_table_under_the_prefix_is_readable_but_not_droppable() {
+        let mut caps = caps();
+        caps.read.push("p_core".into());
+        let (conn, policy) = conn_recording(caps, &[]);
+        assert_eq!(run(&conn, &policy, "SELECT * FROM p_core"), Ok(()));
+        assert_eq!(run(&conn, &policy, "PRAGMA table_info(p_core)"), Ok(()));
+        assert!(run(&conn, &policy, "DROP TABLE p_core").is_err());
+        // Not recorded, so not the plugin's, though it matches the prefix.
+        assert!(run(&conn, &policy, "SELECT * FROM p_mine").is_err());
     }
 
     #[test]

@@ -90,16 +90,21 @@ pub struct Capabilities {
     /// Tables the hooks may read, insert into, update and delete from.
     #[serde(default)]
     pub write: Vec<String>,
-    /// A table-name prefix: the hooks may create, alter, drop, read and write
-    /// tables, indexes and views whose names start with it.
+    /// A table-name prefix: the hooks may create tables, indexes and views
+    /// whose names start with it, and then alter, drop, read and write them.
+    /// They own only what they created (recorded in `uplift_plugin_tables`):
+    /// an existing table that merely matches the prefix is not theirs (see
+    /// [`crate::hooks::authorizer::Ownership`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owns: Option<String>,
 }
 
 impl Capabilities {
     /// Whether `table` (case-insensitive, as SQL names are) starts with the
-    /// owned prefix.
-    pub fn owns_table(&self, table: &str) -> bool {
+    /// owned prefix. Matching is necessary for ownership, not sufficient:
+    /// the plugin must also have created the table
+    /// ([`crate::hooks::authorizer::Ownership::owns`]).
+    pub fn under_owned_prefix(&self, table: &str) -> bool {
         match &self.owns {
             Some(prefix) => {
                 table.len() >= prefix.len()
@@ -109,17 +114,16 @@ impl Capabilities {
         }
     }
 
-    /// Whether the hooks may read `table`: declared for reading or writing,
-    /// or owned.
-    pub fn may_read(&self, table: &str) -> bool {
-        self.owns_table(table)
-            || self.read.iter().any(|t| t.eq_ignore_ascii_case(table))
-            || self.write.iter().any(|t| t.eq_ignore_ascii_case(table))
+    /// Whether the manifest declares `table` for reading or writing (owned
+    /// tables aside).
+    pub fn declares_read(&self, table: &str) -> bool {
+        self.read.iter().any(|t| t.eq_ignore_ascii_case(table)) || self.declares_write(table)
     }
 
-    /// Whether the hooks may insert into, update or delete from `table`.
-    pub fn may_write(&self, table: &str) -> bool {
-        self.owns_table(table) || self.write.iter().any(|t| t.eq_ignore_ascii_case(table))
+    /// Whether the manifest declares `table` for writing (insert, update,
+    /// delete; owned tables aside).
+    pub fn declares_write(&self, table: &str) -> bool {
+        self.write.iter().any(|t| t.eq_ignore_ascii_case(table))
     }
 }
 
@@ -508,7 +512,7 @@ mod tests {
         let m = HookManifest::from_section(text.as_bytes()).unwrap();
         let names: Vec<_> = m.hooks.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert!(m.capabilities.owns_table("P_things"));
+        assert!(m.capabilities.under_owned_prefix("P_things"));
     }
 
     #[test]

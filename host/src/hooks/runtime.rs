@@ -3,7 +3,7 @@
 //! `database` and `log`), and [`HookRunner::run`], which runs one hook in its
 //! own store, savepoint, authorizer and limits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
 
 use crate::home::{Home, HookLimits};
-use crate::hooks::authorizer::{self, Policy};
+use crate::hooks::authorizer::{self, Ownership, Policy};
 use crate::hooks::bindings::exports::uplift::hooks::hooks::Context;
 use crate::hooks::bindings::{UpgradeHook, UpgradeHookPre};
 use crate::hooks::database::DbState;
@@ -67,6 +67,14 @@ pub struct HookOutcome {
     pub log_bytes: usize,
     /// Statements the sandbox refused (the hook handled the errors).
     pub refused: Vec<String>,
+    /// Tables and views (of the main schema) the hook created, including the
+    /// new name of one it renamed: the caller records them as the plugin's
+    /// with [`crate::meta::record_plugin_tables`], so that later hooks of the
+    /// plugin still own them.
+    pub created: Vec<String>,
+    /// Tables and views (of the main schema) the hook dropped, including the
+    /// old name of one it renamed: the caller forgets them.
+    pub dropped: Vec<String>,
 }
 
 /// Where a compiled component came from.
@@ -353,6 +361,7 @@ impl HookRunner {
             "benchmark",
             &Capabilities::default(),
             &[],
+            &[],
         )));
         let log = HookLog::new(
             Arc::new(|_: &crate::hooks::LogLine| {}),
@@ -425,6 +434,12 @@ impl HookRunner {
     /// connection holds its place) and is always put back before this
     /// returns.
     ///
+    /// The plugin owns the tables under its prefix that the hook creates and
+    /// those `conn` records as the plugin's (`uplift_plugin_tables`, read
+    /// here when it exists; see [`Ownership`]); nothing is recorded here:
+    /// the caller records [`HookOutcome::created`] and forgets
+    /// [`HookOutcome::dropped`] with [`crate::meta::record_plugin_tables`].
+    ///
     /// Fails when the component cannot be loaded, the hook traps, returns an
     /// error, hits a limit, or leaves a schema change outside what it owns;
     /// the error names the plugin, the hook and the reason.
@@ -450,28 +465,32 @@ impl HookRunner {
             Connection::open_in_memory().map_err(db_err("open an in-memory database"))?;
         let before = schema_snapshot(conn).map_err(db_err("read the schema"))?;
         let existing = authorizer::existing_tables(conn).map_err(db_err("read the schema"))?;
+        let recorded = crate::meta::plugin_tables(conn, &hook.plugin).map_err(db_err(
+            "read which tables the plugin created (uplift_plugin_tables)",
+        ))?;
+        let ownership = Ownership::new(&hook.plugin, &hook.capabilities, &existing, &recorded);
         conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))
             .map_err(db_err("start the hook's savepoint"))?;
 
         let started = Instant::now();
         let real = std::mem::replace(conn, placeholder);
-        let (returned, result) = self.run_in_store(real, &pre, hook, ctx, &existing, log);
+        let (returned, result) = self.run_in_store(real, &pre, hook, ctx, &ownership, log);
         *conn = returned;
         let duration = started.elapsed();
 
         let result = result.and_then(|outcome| {
             let after = schema_snapshot(conn).map_err(db_err("read the schema"))?;
-            match schema_violation(&before, &after, &hook.capabilities) {
+            match schema_violation(&before, &after, &ownership) {
                 Some(object) => Err(HookError::SchemaChange {
                     plugin: hook.plugin.clone(),
                     hook: hook.hook.clone(),
                     object,
                 }),
-                None => Ok(outcome),
+                None => Ok((outcome, created_and_dropped(&before, &after))),
             }
         });
         match result {
-            Ok((log_bytes, refused, instantiate)) => {
+            Ok(((log_bytes, refused, instantiate), (created, dropped))) => {
                 conn.execute_batch(&format!("RELEASE {SAVEPOINT}"))
                     .map_err(db_err("release the hook's savepoint"))?;
                 Ok(HookOutcome {
@@ -481,6 +500,8 @@ impl HookRunner {
                     setup: load + instantiate,
                     log_bytes,
                     refused,
+                    created,
+                    dropped,
                 })
             }
             Err(err) => {
@@ -501,7 +522,7 @@ impl HookRunner {
         pre: &UpgradeHookPre<HostState>,
         hook: &PlannedHook,
         ctx: &HookContext,
-        existing: &[String],
+        ownership: &Ownership,
         sink: Arc<dyn LogSink>,
     ) -> (
         Connection,
@@ -509,11 +530,7 @@ impl HookRunner {
     ) {
         let timeout = Duration::from_secs(self.limits.timeout_seconds);
         let deadline = Instant::now() + timeout;
-        let policy = Arc::new(Mutex::new(Policy::new(
-            &hook.plugin,
-            &hook.capabilities,
-            existing,
-        )));
+        let policy = Arc::new(Mutex::new(Policy::with_ownership(ownership.clone())));
         let max_reply =
             i32::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20)).unwrap_or(i32::MAX);
         let old_length = conn.limit(SqliteLimit::SQLITE_LIMIT_LENGTH).ok();
@@ -661,22 +678,50 @@ fn schema_snapshot(conn: &Connection) -> rusqlite::Result<Vec<SchemaRow>> {
 }
 
 /// The first schema object added, removed or changed between `before` and
-/// `after` that the capabilities do not own.
+/// `after` that the plugin does not own: every changed object must be owned
+/// (an index: its name under the prefix, or SQLite's automatic index, and its
+/// table owned), where an existing object under the prefix that the plugin
+/// did not create is not owned.
 fn schema_violation(
     before: &[SchemaRow],
     after: &[SchemaRow],
-    caps: &Capabilities,
+    ownership: &Ownership,
 ) -> Option<String> {
     let changed = before
         .iter()
         .filter(|row| !after.contains(row))
         .chain(after.iter().filter(|row| !before.contains(row)));
     for (_, kind, name, table, _) in changed {
-        let owned = caps.owns_table(table)
-            && (caps.owns_table(name) || name.starts_with("sqlite_autoindex_"));
+        let owned = ownership.owns(table)
+            && (ownership.owns(name) || name.starts_with("sqlite_autoindex_"));
         if !owned {
             return Some(format!("{kind} {name}"));
         }
     }
     None
+}
+
+/// The tables and views of the main schema in `after` but not in `before`
+/// (created), and in `before` but not in `after` (dropped); a rename is
+/// both. Names compare case-insensitively, as SQLite's do.
+fn created_and_dropped(before: &[SchemaRow], after: &[SchemaRow]) -> (Vec<String>, Vec<String>) {
+    let names = |rows: &[SchemaRow]| -> Vec<String> {
+        rows.iter()
+            .filter(|(schema, kind, name, ..)| {
+                schema == "main"
+                    && (kind == "table" || kind == "view")
+                    && !name.to_ascii_lowercase().starts_with("sqlite_")
+            })
+            .map(|(_, _, name, ..)| name.clone())
+            .collect()
+    };
+    let (before, after) = (names(before), names(after));
+    let missing = |from: &[String], other: &[String]| -> Vec<String> {
+        let other: HashSet<String> = other.iter().map(|n| n.to_ascii_lowercase()).collect();
+        from.iter()
+            .filter(|n| !other.contains(&n.to_ascii_lowercase()))
+            .cloned()
+            .collect()
+    };
+    (missing(&after, &before), missing(&before, &after))
 }

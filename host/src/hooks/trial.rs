@@ -9,6 +9,11 @@
 //! same transaction, by applying the release's pending migrations exactly as
 //! `uplift upgrade` does ([`migrate::status`], [`migrate::apply`]): a hook
 //! written for the new schema then sees it, as it will in the real upgrade.
+//! As in the upgrade, the plugin owns the tables the copy's
+//! `uplift_plugin_tables` records as its own (none if the copy has no such
+//! table) and those its hooks create: each successful hook's new tables are
+//! recorded in the copy (creating the record if needed), so its later hooks
+//! own them too.
 //!
 //! Changes are found by reading, before and after each hook, every table the
 //! plugin may write or owns, row by row: rows are keyed by `rowid` (by
@@ -306,9 +311,18 @@ pub fn run_trial(
         };
         match result {
             Ok(outcome) => {
-                entry.refused = outcome.refused;
                 let after = snapshot(&conn, &manifest.capabilities, Some(&before))?;
                 entry.changes = compare(&before, &after);
+                // As the upgrade does: the plugin's later hooks own what
+                // this one created (recorded in the copy, rolled back below).
+                crate::meta::record_plugin_tables(
+                    &conn,
+                    &hook.plugin,
+                    &outcome.created,
+                    &outcome.dropped,
+                )
+                .map_err(db_err("record the tables the hook created"))?;
+                entry.refused = outcome.refused;
                 report.hooks.push(entry);
             }
             Err(err) => {
@@ -406,7 +420,7 @@ fn snapshot(
         .map_err(db_err("list the tables".into()))?;
     let mut out = BTreeMap::new();
     for table in tables {
-        if caps.may_write(&table) || caps.owns_table(&table) {
+        if caps.declares_write(&table) || caps.under_owned_prefix(&table) {
             let rows = table_rows(conn, &table).map_err(db_err(format!("read table {table}")))?;
             out.insert(table, rows);
         }

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::hooks::HookError;
@@ -111,33 +110,12 @@ impl Validator {
 
 /// The tables and views of `dir`'s schema after all its migrations.
 fn release_tables(dir: &Path) -> Result<Vec<String>, HookError> {
-    let release = Release::load(dir).map_err(|e| HookError::Release {
-        dir: dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let db_error = |e: rusqlite::Error| HookError::Release {
+    let release_error = |e: crate::release::ReleaseError| HookError::Release {
         dir: dir.to_path_buf(),
         message: e.to_string(),
     };
-    let conn = Connection::open_in_memory().map_err(db_error)?;
-    let migrations = release.migrations().map_err(|e| HookError::Release {
-        dir: dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    for migration in migrations {
-        conn.execute_batch(&migration.sql)
-            .map_err(|e| HookError::Release {
-                dir: dir.to_path_buf(),
-                message: format!("migration {} does not apply: {e}", migration.file_name()),
-            })?;
-    }
-    let mut stmt = conn
-        .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')")
-        .map_err(db_error)?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(db_error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_error)?;
-    Ok(names)
+    Release::load(dir)
+        .map_err(release_error)?
+        .schema_tables()
+        .map_err(release_error)
 }

@@ -155,6 +155,27 @@ impl Guest for Hostile {
                 }
                 Err("a million statements were held open".into())
             }
+            "alter_core" => exec("ALTER TABLE secret ADD COLUMN pwned TEXT"),
+            // A table of the plugin's own, and everything it may then do to
+            // it (in later hooks: ownership outlives the hook that created
+            // it), or, under another plugin's manifest, may not.
+            "create_owned" => {
+                exec("CREATE TABLE hostile_kept(x INTEGER)")?;
+                exec("INSERT INTO hostile_kept(x) VALUES (1)")
+            }
+            "read_owned" => {
+                let rows = database::query("SELECT x FROM hostile_kept", &[]).map_err(text)?;
+                log::log(
+                    Level::Info,
+                    &format!("hostile_kept has {} rows", rows.rows.len()),
+                );
+                Ok(())
+            }
+            "write_owned" => exec("INSERT INTO hostile_kept(x) VALUES (2)"),
+            "alter_owned" => exec("ALTER TABLE hostile_kept ADD COLUMN y TEXT"),
+            "rename_owned" => exec("ALTER TABLE hostile_kept RENAME TO hostile_moved"),
+            "drop_owned" => exec("DROP TABLE hostile_kept"),
+            "drop_moved" => exec("DROP TABLE hostile_moved"),
             other => Err(format!("no hook {other}")),
         }
     }
