@@ -65,6 +65,7 @@
 //! Nothing here takes the home's lock: the command line does, and so does
 //! `uplift upgrade`, which calls [`write_backup`] while it holds it.
 
+mod check;
 mod dump;
 mod files;
 mod restore;
