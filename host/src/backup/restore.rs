@@ -753,8 +753,10 @@ struct BatchInsert {
     scratch: (usize, usize),
 }
 
-/// Bytes of statement text per batch.
-const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of statement text per batch (a few batches are alive at once:
+/// small enough to keep memory down, large enough that handing them over
+/// costs nothing).
+const BATCH_BYTES: usize = 256 << 10;
 
 /// The parsing thread: splits the dump into statements, parses the
 /// `INSERT`s and sends them in batches; stops at the end, at an error
