@@ -770,6 +770,43 @@ fn restore_refuses_a_dump_with_one_byte_changed() {
 }
 
 #[test]
+fn a_dump_that_does_not_verify_is_refused_in_a_home_without_a_database_too() {
+    // With no database to replace, the dump is built while it is verified:
+    // one that does not verify is still refused as such, and leaves nothing.
+    let (_dir, home) = temp_home();
+    let dump = good_dump(&home);
+    let text = std::fs::read(&dump).unwrap();
+    let mut corrupt = text.clone();
+    let at = corrupt.len() / 2;
+    corrupt[at] ^= 0x01;
+    for (bytes, truncated) in [(&text[..text.len() - 3], true), (&corrupt[..], false)] {
+        std::fs::write(&dump, bytes).unwrap();
+        let err = restore_file(&home, &dump).unwrap_err();
+        if truncated {
+            assert!(
+                matches!(err, RestoreError::Verify(VerifyError::Truncated { .. })),
+                "{err}"
+            );
+        } else {
+            assert!(
+                matches!(err, RestoreError::Verify(VerifyError::Corrupt { .. })),
+                "{err}"
+            );
+        }
+        assert!(!home.db_path().exists(), "no database was created");
+        let stray: Vec<String> = file_names(home.root())
+            .into_iter()
+            .filter(|n| n.contains("restoring"))
+            .collect();
+        assert!(stray.is_empty(), "no temporary files left: {stray:?}");
+    }
+    // And the intact dump restores.
+    std::fs::write(&dump, &text).unwrap();
+    let report = restore_file(&home, &dump).unwrap();
+    assert!(report.verified);
+}
+
+#[test]
 fn restore_refuses_empty_and_foreign_files() {
     let (_dir, home, bytes) = home_with_database();
     let file = home.root().join("x.dump");

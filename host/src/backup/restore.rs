@@ -215,7 +215,54 @@ pub fn restore(
     options: &RestoreOptions,
     progress: &mut dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
-    let checked = files::verify_with_progress(file, progress)?;
+    let database = home.db_path();
+    let dir = database.parent().unwrap_or(Path::new(".")).to_path_buf();
+    // With no database to replace (a new machine, a lost disk) and the home
+    // folder already there, the build writes nothing but its own temporary
+    // file until the checks pass: it runs while the dump is verified, and
+    // a dump that does not verify is refused as before, its temporary file
+    // removed. Otherwise the dump is verified before anything else.
+    let overlap = !database.exists() && home.root().is_dir();
+    let mut early = None;
+    if !overlap {
+        early = Some(files::verify_with_progress(file, progress)?);
+        home.create()?;
+    }
+    let safety_backup = match &early {
+        Some(_) if options.safety_backup && database.exists() => {
+            Some(safety_backup(home, &database, options, progress)?)
+        }
+        _ => None,
+    };
+
+    let temp = tempfile::Builder::new()
+        .prefix(".db.sqlite3.restoring-")
+        .tempfile_in(&dir)
+        .map_err(io_err("create a temporary database in", &dir))?;
+    let temp_path = temp.path().to_path_buf();
+    // For the progress bar only: a file that cannot be read is reported by
+    // the verification.
+    let file_size = std::fs::metadata(file).map_or(0, |m| m.len());
+    let (checked, built) = match early {
+        Some(checked) => (
+            checked,
+            build(&temp_path, file, file_size, options, progress),
+        ),
+        None => {
+            let (verified, built) = std::thread::scope(|scope| {
+                let verify = scope.spawn(|| files::verify(file));
+                let built = build(&temp_path, file, file_size, options, progress);
+                let verified = verify
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (verified, built)
+            });
+            // A dump that does not verify is refused as such, whatever its
+            // statements did to the temporary database.
+            (verified?, built)
+        }
+    };
+    let (statements, rows) = built?;
     let mut warnings = Vec::new();
     if !checked.is_verified() {
         warnings.push(format!(
@@ -223,40 +270,6 @@ pub fn restore(
             file.display()
         ));
     }
-    home.create()?;
-    let database = home.db_path();
-
-    let safety_backup = if options.safety_backup && database.exists() {
-        let backup = (|| {
-            // One thread uses the connection: no need for SQLite's
-            // per-call mutex, which costs a dump of many rows dearly.
-            let conn = Connection::open_with_flags(
-                &database,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|source| BackupError::Sqlite {
-                what: "open".into(),
-                source,
-            })?;
-            let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
-            backup_options.compress = options.compress_safety_backup;
-            super::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
-        })();
-        Some(backup.map_err(|source| RestoreError::SafetyBackup {
-            database: database.clone(),
-            source,
-        })?)
-    } else {
-        None
-    };
-
-    let dir = database.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let temp = tempfile::Builder::new()
-        .prefix(".db.sqlite3.restoring-")
-        .tempfile_in(&dir)
-        .map_err(io_err("create a temporary database in", &dir))?;
-    let temp_path = temp.path().to_path_buf();
-    let (statements, rows) = build(&temp_path, file, checked.file_size, options, progress)?;
     // The file is complete: its sync (a write of the whole database when
     // it was built without syncs) runs while the check reads it.
     let (checked_version, synced) = std::thread::scope(|scope| {
@@ -302,6 +315,34 @@ pub fn restore(
         statements,
         rows,
         warnings,
+    })
+}
+
+/// Backs up the database about to be replaced (kind `pre-restore`).
+fn safety_backup(
+    home: &Home,
+    database: &Path,
+    options: &RestoreOptions,
+    progress: &mut dyn Progress,
+) -> Result<BackupFile, RestoreError> {
+    let backup = (|| {
+        // One thread uses the connection: no need for SQLite's per-call
+        // mutex, which costs a dump of many rows dearly.
+        let conn = Connection::open_with_flags(
+            database,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| BackupError::Sqlite {
+            what: "open".into(),
+            source,
+        })?;
+        let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
+        backup_options.compress = options.compress_safety_backup;
+        super::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
+    })();
+    backup.map_err(|source| RestoreError::SafetyBackup {
+        database: database.to_path_buf(),
+        source,
     })
 }
 
