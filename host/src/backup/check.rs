@@ -44,16 +44,15 @@ use crate::meta;
 /// The most threads a check uses.
 pub(crate) const MAX_WORKERS: usize = 2;
 
-/// Page cache of the connection running the largest piece, in KiB: the
-/// index lookups of the full check jump around the file, and every page
-/// missing from the cache is a read (with 8 MB instead of 24, a third of
-/// the full check of the benchmark's 200 MB database went to reads).
-const LARGEST_CACHE_KIB: usize = 24 * 1024;
+/// Page cache of the connection running the largest piece, in KiB. The
+/// index lookups of the full check jump around the file, so a larger cache
+/// would save reads (a 32 MB one saves a third of the full check of the
+/// benchmark's 200 MB database), but after building a 2 GB database the
+/// process already holds about 47 MB: this keeps the peak under 64 MB.
+const LARGEST_CACHE_KIB: usize = 8 * 1024;
 
-/// Page cache of the connections running the other pieces, in KiB. With
-/// [`LARGEST_CACHE_KIB`] and [`release_freed_memory`] this keeps a
-/// restore's peak memory under 64 MB.
-const CACHE_KIB: usize = 8 * 1024;
+/// Page cache of the connections running the other pieces, in KiB.
+const CACHE_KIB: usize = 4 * 1024;
 
 /// The most problems reported.
 const MAX_PROBLEMS: usize = 20;
@@ -149,10 +148,10 @@ pub(crate) fn check(
     Ok(version)
 }
 
-/// Hands the memory the build freed (the sorters' runs above all) back to
-/// the operating system before the check's caches fill: the allocator
-/// would keep most of it, so the process would hold both (about 8 MB more
-/// at its peak, measured on the benchmark's database).
+/// Hands the memory the build freed back to the operating system before
+/// the check's caches fill: the allocator would keep much of it, so the
+/// process would hold both (measured on the benchmark's 200 MB database:
+/// a peak 8 MB lower).
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions: it only returns free memory
@@ -273,49 +272,51 @@ fn has_foreign_keys(conn: &Connection) -> rusqlite::Result<bool> {
 /// what each found, in the order of `jobs` (stopping early once a problem
 /// is found).
 fn run(target: &Path, jobs: &[Job], workers: usize) -> rusqlite::Result<Vec<Found>> {
-    let next = AtomicUsize::new(0);
+    // The calling thread runs the first (largest) piece, with the large
+    // cache: it reuses the memory the build's connection freed on this
+    // thread, where a new thread would add to the process's size.
+    let next = AtomicUsize::new(1);
     let stop = AtomicBool::new(false);
     let results: Mutex<Vec<(usize, Found)>> = Mutex::new(Vec::new());
+    let work = |mut claimed: Option<usize>| -> rusqlite::Result<()> {
+        let conn = open(target, CACHE_KIB)?;
+        let mut cache = CACHE_KIB;
+        loop {
+            let i = claimed
+                .take()
+                .unwrap_or_else(|| next.fetch_add(1, Ordering::Relaxed));
+            if i >= jobs.len() || stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            // The largest piece gets the large cache; whoever runs it gives
+            // the memory back for the next.
+            let wanted = if i == 0 { LARGEST_CACHE_KIB } else { CACHE_KIB };
+            if wanted != cache {
+                conn.execute_batch(&format!("PRAGMA cache_size=-{wanted};"))?;
+                cache = wanted;
+            }
+            let found = match run_job(&conn, &jobs[i]) {
+                Ok(found) => found,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+            let problem = match &found {
+                Found::Integrity(lines) => !lines.is_empty(),
+                Found::ForeignKeys(n, _) => *n > 0,
+            };
+            if problem {
+                stop.store(true, Ordering::Relaxed);
+            }
+            if let Ok(mut r) = results.lock() {
+                r.push((i, found));
+            }
+        }
+    };
     let outcome = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| -> rusqlite::Result<()> {
-                    let conn = open(target, CACHE_KIB)?;
-                    let mut cache = CACHE_KIB;
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= jobs.len() || stop.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        // The largest piece gets the large cache; whoever
-                        // runs it gives the memory back for the next.
-                        let wanted = if i == 0 { LARGEST_CACHE_KIB } else { CACHE_KIB };
-                        if wanted != cache {
-                            conn.execute_batch(&format!("PRAGMA cache_size=-{wanted};"))?;
-                            cache = wanted;
-                        }
-                        let found = match run_job(&conn, &jobs[i]) {
-                            Ok(found) => found,
-                            Err(e) => {
-                                stop.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        };
-                        let problem = match &found {
-                            Found::Integrity(lines) => !lines.is_empty(),
-                            Found::ForeignKeys(n, _) => *n > 0,
-                        };
-                        if problem {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        if let Ok(mut r) = results.lock() {
-                            r.push((i, found));
-                        }
-                    }
-                })
-            })
-            .collect();
-        let mut outcome = Ok(());
+        let handles: Vec<_> = (1..workers).map(|_| scope.spawn(|| work(None))).collect();
+        let mut outcome = work(Some(0));
         for handle in handles {
             let joined = handle
                 .join()
