@@ -404,9 +404,11 @@ fn dbbackup(
         bail!("there is no database to back up at {}", db.display());
     }
     let _lock = home.lock(wait)?;
-    let conn =
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .with_context(|| format!("could not open {}", db.display()))?;
+    let conn = rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("could not open {}", db.display()))?;
     let dir = dest.unwrap_or_else(|| home.backups_dir());
     let mut options = BackupOptions::new(BackupKind::Manual);
     options.compress = compress;

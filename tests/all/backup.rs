@@ -342,6 +342,77 @@ fn we_restore_a_dump_made_by_sqlite3_with_a_warning() {
     assert_same_database(&source, &home.db_path());
 }
 
+#[test]
+fn we_restore_control_characters_as_older_and_newer_sqlite3_shells_dump_them() {
+    // sqlite3 3.50 and later write text with control characters with
+    // unistr(), earlier shells with replace(); both are restored, on the
+    // fast path and (for the forms it leaves to SQLite) by SQLite itself.
+    let (_dir, home) = temp_home();
+    let dump = home.root().join("shells.sql");
+    std::fs::write(
+        &dump,
+        "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n\
+         CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT);\n\
+         INSERT INTO t VALUES(1,unistr('one\\u000atwo\\u000d\\u000a\\u0009back\\\\slash \\u00e9 \\U0001f600 it''s'));\n\
+         INSERT INTO t VALUES(2,replace('one\\ntwo','\\n',char(10)));\n\
+         INSERT INTO t VALUES(3,replace(replace('one\\r\\ntwo\\n','\\r',char(13)),'\\n',char(10)));\n\
+         INSERT INTO t VALUES(4,unistr('nul \\u0000 inside'));\n\
+         INSERT INTO t(id,s) VALUES(5,upper(unistr('\\u0061')));\n\
+         COMMIT;\n",
+    )
+    .unwrap();
+    let report = restore_file(&home, &dump).unwrap();
+    assert!(!report.verified);
+    let conn = Connection::open(home.db_path()).unwrap();
+    let rows: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT id, CAST(s AS BLOB) FROM t ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<(i64, Vec<u8>)> = vec![
+        (1, "one\ntwo\r\n\tback\\slash \u{e9} \u{1f600} it's".into()),
+        (2, b"one\ntwo".to_vec()),
+        (3, b"one\r\ntwo\n".to_vec()),
+        (4, b"nul \0 inside".to_vec()),
+        (5, b"A".to_vec()),
+    ];
+    assert_eq!(rows, expected);
+}
+
+#[test]
+fn restore_refuses_a_full_text_index_that_does_not_match_its_documents() {
+    // A dump carries an FTS5 table's shadow tables as data: a document
+    // added to the content table behind the index's back is corruption the
+    // integrity check must catch.
+    let (_dir, home, bytes) = home_with_database();
+    let file = home.root().join("fts.dump");
+    planted_dump(
+        &file,
+        "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n\
+         CREATE VIRTUAL TABLE docs USING fts5(body);\n\
+         INSERT INTO docs(body) VALUES('the quick brown fox');\n\
+         INSERT INTO docs_content VALUES(2,'not in the index');\n\
+         COMMIT;\n",
+    );
+    let err = restore_file(&home, &file).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            RestoreError::Check {
+                check: "integrity check",
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(text.contains("docs"), "names the table: {text}");
+    let after = file_names(&home.backups_dir());
+    assert_untouched(&home, &bytes, &after);
+}
+
 /// A column type and the values a random table may hold.
 #[derive(Debug, Clone)]
 enum Val {
@@ -696,6 +767,43 @@ fn restore_refuses_a_dump_with_one_byte_changed() {
         assert_untouched(&home, &bytes, &[]);
         text[at] ^= 0x01;
     }
+}
+
+#[test]
+fn a_dump_that_does_not_verify_is_refused_in_a_home_without_a_database_too() {
+    // With no database to replace, the dump is built while it is verified:
+    // one that does not verify is still refused as such, and leaves nothing.
+    let (_dir, home) = temp_home();
+    let dump = good_dump(&home);
+    let text = std::fs::read(&dump).unwrap();
+    let mut corrupt = text.clone();
+    let at = corrupt.len() / 2;
+    corrupt[at] ^= 0x01;
+    for (bytes, truncated) in [(&text[..text.len() - 3], true), (&corrupt[..], false)] {
+        std::fs::write(&dump, bytes).unwrap();
+        let err = restore_file(&home, &dump).unwrap_err();
+        if truncated {
+            assert!(
+                matches!(err, RestoreError::Verify(VerifyError::Truncated { .. })),
+                "{err}"
+            );
+        } else {
+            assert!(
+                matches!(err, RestoreError::Verify(VerifyError::Corrupt { .. })),
+                "{err}"
+            );
+        }
+        assert!(!home.db_path().exists(), "no database was created");
+        let stray: Vec<String> = file_names(home.root())
+            .into_iter()
+            .filter(|n| n.contains("restoring"))
+            .collect();
+        assert!(stray.is_empty(), "no temporary files left: {stray:?}");
+    }
+    // And the intact dump restores.
+    std::fs::write(&dump, &text).unwrap();
+    let report = restore_file(&home, &dump).unwrap();
+    assert!(report.verified);
 }
 
 #[test]

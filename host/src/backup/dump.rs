@@ -286,24 +286,26 @@ fn write_in_snapshot(
         Ok::<_, BackupError>((rows, sha256, text_size, sink))
     })?;
     let file = sink.finish().map_err(io_err("write", &temp_path))?;
-    file.sync_all().map_err(io_err("sync", &temp_path))?;
-    drop(file);
     progress.end();
 
-    if options.verify {
-        let checked = files::verify_with_progress(&temp_path, progress).map_err(|e| {
-            BackupError::NotVerified {
-                path: temp_path.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        if checked.sha256.as_deref() != Some(sha256.as_str()) {
-            return Err(BackupError::NotVerified {
-                path: temp_path,
-                reason: "the checksum read back differs from the one written".into(),
-            });
-        }
-    }
+    // The sync (writing the whole file out) and the verification (reading
+    // it back and hashing it) run side by side: one waits on the disk, the
+    // other on the processor. The file is renamed only after both.
+    let (synced, verified) = std::thread::scope(|scope| {
+        let sync = scope.spawn(|| file.sync_all());
+        let verified = if options.verify {
+            verify_written(&temp_path, &sha256, progress)
+        } else {
+            Ok(())
+        };
+        let synced = sync
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked")));
+        (synced, verified)
+    });
+    synced.map_err(io_err("sync", &temp_path))?;
+    verified?;
+    drop(file);
 
     let size = std::fs::metadata(&temp_path)
         .map_err(io_err("read", &temp_path))?
@@ -318,6 +320,27 @@ fn write_in_snapshot(
         header,
         rows,
     })
+}
+
+/// Reads the file just written back and checks that its checksum is the
+/// one written.
+fn verify_written(
+    path: &Path,
+    sha256: &str,
+    progress: &mut dyn Progress,
+) -> Result<(), BackupError> {
+    let checked =
+        files::verify_with_progress(path, progress).map_err(|e| BackupError::NotVerified {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if checked.sha256.as_deref() != Some(sha256) {
+        return Err(BackupError::NotVerified {
+            path: path.to_path_buf(),
+            reason: "the checksum read back differs from the one written".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Writes the whole dump text (header to `COMMIT;`) into `out`; returns the

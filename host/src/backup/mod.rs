@@ -56,15 +56,18 @@
 //! `CREATE`, `INSERT`, `DELETE FROM sqlite_sequence`, `ANALYZE` and four
 //! pragmas are refused, and an authorizer refuses `ATTACH`, extension
 //! loading, temporary objects and any write to the schema table but a
-//! virtual-table declaration. `INSERT`s in the forms above are parsed here
-//! and bound to one prepared statement per table; anything else is handed
-//! to SQLite as written.
+//! virtual-table declaration. `INSERT`s in the forms above (and the
+//! `unistr()` and `replace()` texts of sqlite3 shells' dumps) are parsed
+//! here and bound to one prepared statement per table; anything else is
+//! handed to SQLite as written. The restored database is checked in pieces
+//! on several cores before it replaces anything (see [`IntegrityCheck`]).
 //!
 //! # Locking
 //!
 //! Nothing here takes the home's lock: the command line does, and so does
 //! `uplift upgrade`, which calls [`write_backup`] while it holds it.
 
+mod check;
 mod dump;
 mod files;
 mod restore;

@@ -14,6 +14,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
+use super::check;
 use super::files::{self, DumpHeader, VerifyError};
 use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
 use super::{
@@ -21,7 +22,6 @@ use super::{
     sync_dir,
 };
 use crate::home::{Home, HomeError};
-use crate::meta;
 
 /// How a restore behaves.
 #[derive(Debug, Clone)]
@@ -44,9 +44,11 @@ pub struct RestoreOptions {
 /// `PRAGMA foreign_key_check`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IntegrityCheck {
-    /// `PRAGMA integrity_check`: everything, including that every index
-    /// holds exactly its table's rows (O(N log N): the slowest part of a
-    /// restore).
+    /// Everything `PRAGMA integrity_check` verifies, including that every
+    /// index holds exactly its table's rows (O(N log N): the slowest part
+    /// of a restore). It runs in pieces on several cores: `PRAGMA
+    /// quick_check` of the whole file beside `PRAGMA integrity_check(T)` of
+    /// each table with an index, which together cover the whole check.
     #[default]
     Full,
     /// `PRAGMA quick_check`: b-tree structure, page accounting, record
@@ -203,15 +205,64 @@ pub struct SplitErrorText(String);
 /// refusing statements a dump never needs (`ATTACH`, `VACUUM`, pragmas but
 /// `foreign_keys`, `writable_schema`, `user_version` and `application_id`,
 /// `load_extension`...); check it with `PRAGMA integrity_check` and
-/// `PRAGMA foreign_key_check`; sync it and rename it over the database;
-/// sync the folder. Any failure leaves the current database as it was.
+/// `PRAGMA foreign_key_check` (split into pieces run side by side, see
+/// [`IntegrityCheck::Full`]) while it is synced; rename it over the
+/// database; sync the folder. Any failure leaves the current database as it
+/// was.
 pub fn restore(
     home: &Home,
     file: &Path,
     options: &RestoreOptions,
     progress: &mut dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
-    let checked = files::verify_with_progress(file, progress)?;
+    let database = home.db_path();
+    let dir = database.parent().unwrap_or(Path::new(".")).to_path_buf();
+    // With no database to replace (a new machine, a lost disk) and the home
+    // folder already there, the build writes nothing but its own temporary
+    // file until the checks pass: it runs while the dump is verified, and
+    // a dump that does not verify is refused as before, its temporary file
+    // removed. Otherwise the dump is verified before anything else.
+    let overlap = !database.exists() && home.root().is_dir();
+    let mut early = None;
+    if !overlap {
+        early = Some(files::verify_with_progress(file, progress)?);
+        home.create()?;
+    }
+    let safety_backup = match &early {
+        Some(_) if options.safety_backup && database.exists() => {
+            Some(safety_backup(home, &database, options, progress)?)
+        }
+        _ => None,
+    };
+
+    let temp = tempfile::Builder::new()
+        .prefix(".db.sqlite3.restoring-")
+        .tempfile_in(&dir)
+        .map_err(io_err("create a temporary database in", &dir))?;
+    let temp_path = temp.path().to_path_buf();
+    // For the progress bar only: a file that cannot be read is reported by
+    // the verification.
+    let file_size = std::fs::metadata(file).map_or(0, |m| m.len());
+    let (checked, built) = match early {
+        Some(checked) => (
+            checked,
+            build(&temp_path, file, file_size, options, progress),
+        ),
+        None => {
+            let (verified, built) = std::thread::scope(|scope| {
+                let verify = scope.spawn(|| files::verify(file));
+                let built = build(&temp_path, file, file_size, options, progress);
+                let verified = verify
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (verified, built)
+            });
+            // A dump that does not verify is refused as such, whatever its
+            // statements did to the temporary database.
+            (verified?, built)
+        }
+    };
+    let (statements, rows) = built?;
     let mut warnings = Vec::new();
     if !checked.is_verified() {
         warnings.push(format!(
@@ -219,39 +270,18 @@ pub fn restore(
             file.display()
         ));
     }
-    home.create()?;
-    let database = home.db_path();
-
-    let safety_backup = if options.safety_backup && database.exists() {
-        let backup = (|| {
-            let conn = Connection::open_with_flags(&database, OpenFlags::SQLITE_OPEN_READ_WRITE)
-                .map_err(|source| BackupError::Sqlite {
-                    what: "open".into(),
-                    source,
-                })?;
-            let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
-            backup_options.compress = options.compress_safety_backup;
-            super::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
-        })();
-        Some(backup.map_err(|source| RestoreError::SafetyBackup {
-            database: database.clone(),
-            source,
-        })?)
-    } else {
-        None
-    };
-
-    let dir = database.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let temp = tempfile::Builder::new()
-        .prefix(".db.sqlite3.restoring-")
-        .tempfile_in(&dir)
-        .map_err(io_err("create a temporary database in", &dir))?;
-    let temp_path = temp.path().to_path_buf();
-    let (statements, rows) = build(&temp_path, file, checked.file_size, options, progress)?;
-    let data_version = check(&temp_path, file, options.check, progress)?;
-    temp.as_file()
-        .sync_all()
-        .map_err(io_err("sync", &temp_path))?;
+    // The file is complete: its sync (a write of the whole database when
+    // it was built without syncs) runs while the check reads it.
+    let (checked_version, synced) = std::thread::scope(|scope| {
+        let sync = scope.spawn(|| temp.as_file().sync_all());
+        let checked = check::check(&temp_path, file, options.check, progress);
+        let synced = sync
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
+        (checked, synced)
+    });
+    let data_version = checked_version?;
+    synced.map_err(io_err("sync", &temp_path))?;
 
     if let (Some(header), Some(restored)) = (&checked.header, &data_version)
         && header.data_version.as_deref() != Some(restored.as_str())
@@ -285,6 +315,34 @@ pub fn restore(
         statements,
         rows,
         warnings,
+    })
+}
+
+/// Backs up the database about to be replaced (kind `pre-restore`).
+fn safety_backup(
+    home: &Home,
+    database: &Path,
+    options: &RestoreOptions,
+    progress: &mut dyn Progress,
+) -> Result<BackupFile, RestoreError> {
+    let backup = (|| {
+        // One thread uses the connection: no need for SQLite's per-call
+        // mutex, which costs a dump of many rows dearly.
+        let conn = Connection::open_with_flags(
+            database,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| BackupError::Sqlite {
+            what: "open".into(),
+            source,
+        })?;
+        let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
+        backup_options.compress = options.compress_safety_backup;
+        super::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
+    })();
+    backup.map_err(|source| RestoreError::SafetyBackup {
+        database: database.to_path_buf(),
+        source,
     })
 }
 
@@ -595,15 +653,18 @@ fn build(
                             let scratch = &batch.scratch[parsed.scratch.0..parsed.scratch.1];
                             let head = &stmt[..parsed.insert.head_end];
                             let target = &stmt[parsed.insert.target.0..parsed.insert.target.1];
-                            let to_schema = is_schema_table(unquote(target).as_str());
+                            // The statement prepared for the previous row
+                            // serves as long as the head is the same (it
+                            // never is for sqlite_schema: see below).
+                            let same = current.as_ref().is_some_and(|(h, n, _)| {
+                                h.as_slice() == head && *n == values.len()
+                            });
+                            let to_schema = !same && is_schema_table(unquote(target).as_str());
                             if to_schema {
                                 check_schema_insert(stmt, head, values, scratch)
                                     .map_err(|reason| refused(line, reason, stmt))?;
                                 running.store(Running::SchemaInsert as u8, Ordering::Relaxed);
                             }
-                            let same = current.as_ref().is_some_and(|(h, n, _)| {
-                                h.as_slice() == head && *n == values.len()
-                            });
                             if !same {
                                 drop(current.take());
                                 let head_text = std::str::from_utf8(head).map_err(|_| {
@@ -733,8 +794,10 @@ struct BatchInsert {
     scratch: (usize, usize),
 }
 
-/// Bytes of statement text per batch.
-const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of statement text per batch (a few batches are alive at once:
+/// small enough to keep memory down, large enough that handing them over
+/// costs nothing).
+const BATCH_BYTES: usize = 256 << 10;
 
 /// The parsing thread: splits the dump into statements, parses the
 /// `INSERT`s and sends them in batches; stops at the end, at an error
@@ -855,86 +918,4 @@ fn check_schema_insert(
         return Err(refusal());
     }
     Ok(())
-}
-
-/// Checks the built database; returns its data version.
-fn check(
-    target: &Path,
-    dump: &Path,
-    level: IntegrityCheck,
-    progress: &mut dyn Progress,
-) -> Result<Option<String>, RestoreError> {
-    let build_err = |source| RestoreError::Build {
-        path: target.to_path_buf(),
-        source,
-    };
-    progress.begin("checking", None, ProgressUnit::Rows);
-    let conn = Connection::open(target).map_err(build_err)?;
-    conn.execute_batch("PRAGMA cache_size=-8192;")
-        .map_err(build_err)?;
-    let mut problems = Vec::new();
-    {
-        let pragma = match level {
-            IntegrityCheck::Full => "PRAGMA integrity_check(20)",
-            IntegrityCheck::Quick => "PRAGMA quick_check(20)",
-        };
-        let mut stmt = conn.prepare(pragma).map_err(build_err)?;
-        let mut rows = stmt.query([]).map_err(build_err)?;
-        while let Some(row) = rows.next().map_err(build_err)? {
-            let line: String = row.get(0).map_err(build_err)?;
-            if line != "ok" {
-                problems.push(line);
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(RestoreError::Check {
-            path: dump.to_path_buf(),
-            check: match level {
-                IntegrityCheck::Full => "integrity check",
-                IntegrityCheck::Quick => "quick check",
-            },
-            details: problems.join("; "),
-        });
-    }
-    {
-        let mut stmt = conn
-            .prepare("PRAGMA foreign_key_check")
-            .map_err(build_err)?;
-        let mut rows = stmt.query([]).map_err(build_err)?;
-        let mut count = 0u64;
-        while let Some(row) = rows.next().map_err(build_err)? {
-            count += 1;
-            if problems.len() < 5 {
-                let table: String = row.get(0).map_err(build_err)?;
-                let rowid: Option<i64> = row.get(1).map_err(build_err)?;
-                let parent: String = row.get(2).map_err(build_err)?;
-                let row_text = rowid
-                    .map(|r| format!("row {r}"))
-                    .unwrap_or_else(|| "a row".into());
-                problems.push(format!(
-                    "{row_text} of {table} refers to a missing row of {parent}"
-                ));
-            }
-        }
-        if count > 0 {
-            return Err(RestoreError::Check {
-                path: dump.to_path_buf(),
-                check: "foreign key check",
-                details: format!("{count} violation(s): {}", problems.join("; ")),
-            });
-        }
-    }
-    let version = meta::data_version(&conn)
-        .map_err(|e| match e {
-            meta::MetaError::Sqlite(source) => build_err(source),
-            other => RestoreError::Check {
-                path: dump.to_path_buf(),
-                check: "data version",
-                details: other.to_string(),
-            },
-        })?
-        .map(|v| v.to_string());
-    progress.end();
-    Ok(version)
 }

@@ -537,7 +537,9 @@ impl Parser<'_> {
 
     fn literal(&mut self, scratch: &mut Vec<u8>) -> Option<Literal> {
         match self.peek()? {
-            b'\'' | b'c' | b'C' if self.starts_text() => self.text(scratch),
+            b'\'' | b'c' | b'C' | b'u' | b'U' | b'r' | b'R' if self.starts_text() => {
+                self.text(scratch)
+            }
             b'-' | b'0'..=b'9' | b'.' => self.number(),
             b'X' | b'x' if self.s.get(self.i + 1) == Some(&b'\'') => {
                 let (start, end) = self.hex(scratch)?;
@@ -551,16 +553,21 @@ impl Parser<'_> {
         }
     }
 
-    /// Whether a text value starts here: a quote, `char(` or `CAST(`.
+    /// Whether a text value starts here: a quote, `char(`, `unistr(`,
+    /// `replace(` or `CAST(`.
     fn starts_text(&self) -> bool {
         let rest = &self.s[self.i..];
         rest.first() == Some(&b'\'')
-            || rest
-                .get(..5)
-                .is_some_and(|w| w.eq_ignore_ascii_case(b"char("))
-            || rest
-                .get(..5)
-                .is_some_and(|w| w.eq_ignore_ascii_case(b"cast("))
+            || [&b"char("[..], b"cast(", b"unistr(", b"replace("]
+                .iter()
+                .any(|w| self.at_word(w))
+    }
+
+    /// Whether the text here starts with `word`, case-insensitively.
+    fn at_word(&self, word: &[u8]) -> bool {
+        self.s[self.i..]
+            .get(..word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
     }
 
     /// Text: `CAST(X'..' AS TEXT)`, or quoted strings and `char(...)`
@@ -611,8 +618,60 @@ impl Parser<'_> {
         }
     }
 
-    /// One quoted string or `char(n, ...)`.
+    /// One quoted string, `char(n, ...)`, `unistr('...')` (how sqlite3
+    /// 3.50 and later dump text with control characters) or
+    /// `replace(text, 'from', 'to')` (how earlier sqlite3 shells do it: the
+    /// arguments being text pieces themselves).
     fn text_piece(&mut self, scratch: &mut Vec<u8>) -> Option<Bytes> {
+        if self.at_word(b"unistr(") {
+            self.i += 7;
+            self.ws();
+            let piece = self.text_piece(scratch)?;
+            self.ws();
+            self.expect(b')')?;
+            return self.unistr(piece, scratch);
+        }
+        if self.at_word(b"replace(") {
+            self.i += 8;
+            let mark = scratch.len();
+            let mut args = [Bytes::Stmt(0, 0); 3];
+            for (n, arg) in args.iter_mut().enumerate() {
+                self.ws();
+                *arg = match self.text(scratch)? {
+                    Literal::Text(b) => b,
+                    _ => return None,
+                };
+                self.ws();
+                self.expect(if n == 2 { b')' } else { b',' })?;
+            }
+            let get = |b: Bytes, scratch: &[u8]| -> Vec<u8> {
+                match b {
+                    Bytes::Stmt(a, e) => self.s[a..e].to_vec(),
+                    Bytes::Scratch(a, e) => scratch[a..e].to_vec(),
+                }
+            };
+            let (text, from, to) = (
+                get(args[0], scratch),
+                get(args[1], scratch),
+                get(args[2], scratch),
+            );
+            // The pieces of a concatenation must follow one another in the
+            // scratch buffer: the arguments decoded there are replaced by
+            // the result.
+            scratch.truncate(mark);
+            if from.is_empty() {
+                scratch.extend_from_slice(&text);
+            } else {
+                let mut rest = &text[..];
+                while let Some(at) = memchr::memmem::find(rest, &from) {
+                    scratch.extend_from_slice(&rest[..at]);
+                    scratch.extend_from_slice(&to);
+                    rest = &rest[at + from.len()..];
+                }
+                scratch.extend_from_slice(rest);
+            }
+            return Some(Bytes::Scratch(mark, scratch.len()));
+        }
         if self.peek()? == b'\'' {
             self.i += 1;
             let start = self.i;
@@ -660,6 +719,53 @@ impl Parser<'_> {
                 _ => return None,
             }
         }
+    }
+
+    /// Decodes the escapes of SQLite's `unistr()` in `piece` into the
+    /// scratch buffer: `\\`, `\XXXX`, `\uXXXX`, `\+XXXXXX` and
+    /// `\UXXXXXXXX`. Anything else (an invalid escape, a code point that is
+    /// not a character, a NUL byte, where SQLite's C string handling would
+    /// stop) is left to SQLite, which reports or handles it.
+    fn unistr(&self, piece: Bytes, scratch: &mut Vec<u8>) -> Option<Bytes> {
+        let text = match piece {
+            Bytes::Stmt(a, e) => self.s[a..e].to_vec(),
+            Bytes::Scratch(a, e) => {
+                let text = scratch[a..e].to_vec();
+                scratch.truncate(a);
+                text
+            }
+        };
+        if memchr::memchr(0, &text).is_some() {
+            return None;
+        }
+        let out = scratch.len();
+        let mut rest = &text[..];
+        while let Some(at) = memchr::memchr(b'\\', rest) {
+            scratch.extend_from_slice(&rest[..at]);
+            rest = &rest[at + 1..];
+            let (skip, digits) = match rest.first()? {
+                b'\\' => {
+                    scratch.push(b'\\');
+                    rest = &rest[1..];
+                    continue;
+                }
+                c if c.is_ascii_hexdigit() => (0, 4),
+                b'u' => (1, 4),
+                b'+' => (1, 6),
+                b'U' => (1, 8),
+                _ => return None,
+            };
+            let hex = rest.get(skip..skip + digits)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let code = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            let mut utf8 = [0u8; 4];
+            scratch.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut utf8).as_bytes());
+            rest = &rest[skip + digits..];
+        }
+        scratch.extend_from_slice(rest);
+        Some(Bytes::Scratch(out, scratch.len()))
     }
 
     /// `X'hex'`, decoded into the scratch buffer.
@@ -850,6 +956,28 @@ mod tests {
     }
 
     #[test]
+    fn parses_how_sqlite3_shells_write_control_characters() {
+        let stmt = "INSERT INTO t VALUES(unistr('a\\u000ab\\\\c\\U0001F600\\+0000e9\\0041'),\
+                    replace(replace('x\\r\\ny''s','\\r',char(13)),'\\n',char(10)),\
+                    'p'||unistr('\\u000d')||replace('q-','-',''),replace('ab','','z'));";
+        let stmt = stmt.as_bytes();
+        let mut values = Vec::new();
+        let mut scratch = Vec::new();
+        parse_insert(stmt, &mut values, &mut scratch).expect("parsed");
+        let text = |v: &Literal| match *v {
+            Literal::Text(Bytes::Stmt(a, e)) => String::from_utf8(stmt[a..e].to_vec()).unwrap(),
+            Literal::Text(Bytes::Scratch(a, e)) => {
+                String::from_utf8(scratch[a..e].to_vec()).unwrap()
+            }
+            ref other => panic!("{other:?}"),
+        };
+        assert_eq!(text(&values[0]), "a\nb\\c\u{1F600}\u{e9}A");
+        assert_eq!(text(&values[1]), "x\r\ny's");
+        assert_eq!(text(&values[2]), "p\rq");
+        assert_eq!(text(&values[3]), "ab");
+    }
+
+    #[test]
     fn leaves_unknown_forms_to_sqlite() {
         let mut values = Vec::new();
         let mut scratch = Vec::new();
@@ -857,7 +985,9 @@ mod tests {
             &b"INSERT INTO t VALUES(1),(2);"[..],
             b"INSERT INTO t VALUES(9223372036854775808);",
             b"INSERT INTO t VALUES(0x10);",
-            b"INSERT INTO t VALUES(replace('a\\nb','\\n',char(10)));",
+            b"INSERT INTO t VALUES(unistr('a\\q'));",
+            b"INSERT INTO t VALUES(unistr('\\uD800'));",
+            b"INSERT INTO t VALUES(replace('a',1,2));",
             b"INSERT INTO main.t VALUES(1);",
             b"INSERT INTO t SELECT 1;",
             b"INSERT INTO t VALUES(X'abc');",
