@@ -1007,6 +1007,55 @@ fn validate_checks_tables_against_a_release_schema() {
 }
 
 #[test]
+fn validate_refuses_an_owned_prefix_that_matches_a_release_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let release = support::TestRelease::new(
+        tmp.path(),
+        "rel",
+        "notebook",
+        "1.0.0",
+        &[(
+            "0001_init.sql",
+            "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+             CREATE TABLE notebook(id INTEGER PRIMARY KEY);",
+        )],
+    );
+    let validate = |plugin: &Path| {
+        support::run(&[
+            "hooks",
+            "validate",
+            "--release",
+            release.dir.to_str().unwrap(),
+            plugin.to_str().unwrap(),
+        ])
+    };
+    let greedy = hostile_as(
+        tmp.path(),
+        "greedy",
+        r#"{"read":["notes"],"owns":"note"}"#,
+        &["read_owned"],
+    );
+    let out = validate(&greedy);
+    assert_eq!(out.status.code(), Some(1), "{}", support::stdout(&out));
+    let text = support::stdout(&out);
+    assert!(
+        text.contains(
+            r#"capabilities.owns prefix "note" matches table(s) notes, notebook of release"#
+        ),
+        "{text}"
+    );
+    // A prefix of its own passes.
+    let modest = hostile_as(
+        tmp.path(),
+        "modest",
+        r#"{"read":["notes"],"owns":"modest_"}"#,
+        &["read_owned"],
+    );
+    let out = validate(&modest);
+    assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
+}
+
+#[test]
 fn embed_manifest_replaces_the_manifest_and_inspect_shows_it() {
     let tmp = tempfile::tempdir().unwrap();
     let toml = tmp.path().join("hook.toml");

@@ -1,7 +1,8 @@
 //! `uplift hooks validate`: checks a plugin component for CI without running
 //! any of its code — it is a component, imports only what uplift provides,
 //! exports the `upgrade-hook` world, carries a valid manifest, and (given a
-//! release) names only tables that exist in that release's schema.
+//! release) names only tables that exist in that release's schema, and
+//! owns a prefix that none of the release's tables starts with.
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +80,23 @@ impl Validator {
                                     dir.display()
                                 ));
                             }
+                        }
+                    }
+                    // The release's own tables are never the plugin's, even
+                    // under its prefix: the sandbox would refuse what the
+                    // author meant by owning them.
+                    if let Some(prefix) = &m.capabilities.owns {
+                        let captured: Vec<&str> = tables
+                            .iter()
+                            .filter(|t| m.capabilities.under_owned_prefix(t))
+                            .map(String::as_str)
+                            .collect();
+                        if !captured.is_empty() {
+                            report.errors.push(format!(
+                                "capabilities.owns prefix {prefix:?} matches table(s) {} of release {}, which belong to the application: a plugin owns only the tables it creates, so choose a prefix none of the application's tables starts with (declare those tables in capabilities.read or capabilities.write to use them)",
+                                captured.join(", "),
+                                dir.display()
+                            ));
                         }
                     }
                 }
