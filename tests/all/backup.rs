@@ -302,6 +302,22 @@ fn compressed_backups_round_trip_and_verify() {
     assert_same_database(&source, &home.db_path());
 }
 
+/// `sqlite3 restored ".read dump"` succeeds without a word on stderr and
+/// gives the same database as `source`.
+fn assert_sqlite3_restores(dump: &Path, restored: &Path, source: &Path) {
+    let output = run_cmd(
+        sqlite3()
+            .arg(restored)
+            .arg(format!(".read {}", dump.display())),
+    );
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{}",
+        stderr(&output)
+    );
+    assert_same_database(source, restored);
+}
+
 #[test]
 fn sqlite3_restores_our_dump_to_the_same_database() {
     let (_dir, home) = temp_home();
@@ -309,17 +325,7 @@ fn sqlite3_restores_our_dump_to_the_same_database() {
     rich_database(&source, false);
     let file = backup_of(&source, &home.root().join("out"), &manual());
     let restored = home.root().join("by-sqlite3.sqlite3");
-    let output = run_cmd(
-        sqlite3()
-            .arg(&restored)
-            .arg(format!(".read {}", file.path.display())),
-    );
-    assert!(
-        output.status.success() && output.stderr.is_empty(),
-        "{}",
-        stderr(&output)
-    );
-    assert_same_database(&source, &restored);
+    assert_sqlite3_restores(&file.path, &restored, &source);
 }
 
 #[test]
@@ -599,17 +605,7 @@ fn sqlite3_shell_reads_our_floats_exactly() {
     drop(conn);
     let file = backup_of(&source, &home.backups_dir(), &manual());
     let restored = home.root().join("by-sqlite3.sqlite3");
-    let output = run_cmd(
-        sqlite3()
-            .arg(&restored)
-            .arg(format!(".read {}", file.path.display())),
-    );
-    assert!(
-        output.status.success() && output.stderr.is_empty(),
-        "{}",
-        stderr(&output)
-    );
-    assert_same_database(&source, &restored);
+    assert_sqlite3_restores(&file.path, &restored, &source);
 }
 
 #[test]

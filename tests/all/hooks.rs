@@ -985,25 +985,24 @@ fn validate_checks_tables_against_a_release_schema() {
             "CREATE TABLE other(id INTEGER PRIMARY KEY);",
         )],
     );
-    let out = support::run(&[
-        "hooks",
-        "validate",
-        "--release",
-        release.dir.to_str().unwrap(),
-        tidy().to_str().unwrap(),
-    ]);
+    let out = validate_against(&release.dir, &tidy());
     assert_eq!(out.status.code(), Some(1));
     let text = support::stdout(&out);
     assert!(text.contains("names table notes"), "{text}");
 
-    let out = support::run(&[
+    let out = validate_against(Path::new("/nonexistent/release"), &tidy());
+    assert_eq!(out.status.code(), Some(2), "{}", support::stderr(&out));
+}
+
+/// `uplift hooks validate --release RELEASE PLUGIN`.
+fn validate_against(release: &Path, plugin: &Path) -> std::process::Output {
+    support::run(&[
         "hooks",
         "validate",
         "--release",
-        "/nonexistent/release",
-        tidy().to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", support::stderr(&out));
+        release.to_str().unwrap(),
+        plugin.to_str().unwrap(),
+    ])
 }
 
 #[test]
@@ -1020,22 +1019,13 @@ fn validate_refuses_an_owned_prefix_that_matches_a_release_table() {
              CREATE TABLE notebook(id INTEGER PRIMARY KEY);",
         )],
     );
-    let validate = |plugin: &Path| {
-        support::run(&[
-            "hooks",
-            "validate",
-            "--release",
-            release.dir.to_str().unwrap(),
-            plugin.to_str().unwrap(),
-        ])
-    };
     let greedy = hostile_as(
         tmp.path(),
         "greedy",
         r#"{"read":["notes"],"owns":"note"}"#,
         &["read_owned"],
     );
-    let out = validate(&greedy);
+    let out = validate_against(&release.dir, &greedy);
     assert_eq!(out.status.code(), Some(1), "{}", support::stdout(&out));
     let text = support::stdout(&out);
     assert!(
@@ -1051,7 +1041,7 @@ fn validate_refuses_an_owned_prefix_that_matches_a_release_table() {
         r#"{"read":["notes"],"owns":"modest_"}"#,
         &["read_owned"],
     );
-    let out = validate(&modest);
+    let out = validate_against(&release.dir, &modest);
     assert_eq!(out.status.code(), Some(0), "{}", support::stdout(&out));
 }
 
