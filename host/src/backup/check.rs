@@ -403,6 +403,29 @@ mod tests {
         check(path, Path::new("test.dump"), level, &mut NoProgress)
     }
 
+    /// The pieces read side by side only if each connection has its own
+    /// page cache: the bundled SQLite must be compiled as
+    /// `.cargo/config.toml` says.
+    #[test]
+    fn sqlite_gives_each_connection_its_own_page_cache_and_no_allocation_mutex() {
+        let conn = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     #[test]
     fn the_plan_checks_every_table_with_an_index_largest_first_and_the_whole_file() {
         let dir = tempfile::tempdir().unwrap();

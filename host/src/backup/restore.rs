@@ -21,7 +21,7 @@ use super::{
     BackupError, BackupFile, BackupKind, BackupOptions, IoFailure, Progress, ProgressUnit, io_err,
     sync_dir,
 };
-use crate::home::{Home, HomeError};
+use crate::home::{Home, HomeError, sibling_file};
 
 /// How a restore behaves.
 #[derive(Debug, Clone)]
@@ -299,7 +299,7 @@ pub fn restore(
     // Leftovers of the old database's journal (known empty or cold above)
     // must not be applied to the new one.
     for suffix in ["-wal", "-shm", "-journal"] {
-        let path = sibling(&database, suffix);
+        let path = sibling_file(&database, suffix);
         if path.exists() {
             std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
         }
@@ -346,25 +346,19 @@ fn safety_backup(
     })
 }
 
-fn sibling(database: &Path, suffix: &str) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 /// Refuses to replace a database another process is writing: a non-empty
 /// write-ahead log or a hot rollback journal left after our own connection
 /// (which checkpoints and rolls back on close) means someone else has it
 /// open.
 fn ensure_quiescent(database: &Path) -> Result<(), RestoreError> {
-    let wal = sibling(database, "-wal");
+    let wal = sibling_file(database, "-wal");
     if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
         return Err(RestoreError::InUse {
             database: database.to_path_buf(),
             evidence: wal.display().to_string(),
         });
     }
-    let journal = sibling(database, "-journal");
+    let journal = sibling_file(database, "-journal");
     if let Ok(bytes) = std::fs::read(&journal).map(|b| b.into_iter().take(8).collect::<Vec<u8>>())
         && bytes == [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7]
     {
