@@ -1157,6 +1157,7 @@ impl Output {
                 plan,
                 migrations,
                 phases,
+                ..
             } => {
                 self.line(format_args!(
                     "installed {} with {} migrations",
@@ -1172,6 +1173,7 @@ impl Output {
                 migrations,
                 hooks,
                 phases,
+                ..
             } => {
                 let from = plan
                     .from

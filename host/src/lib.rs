@@ -14,4 +14,6 @@ pub mod migrate;
 pub mod paths;
 pub mod release;
 pub mod upgrade;
+pub mod written;
+
 pub use uplift_contract::version;

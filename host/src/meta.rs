@@ -34,6 +34,13 @@ use crate::version::Version;
 /// The prefix of every table uplift owns in the application database.
 pub const TABLE_PREFIX: &str = uplift_contract::names::UPLIFT_TABLE_PREFIX;
 
+/// Whether `name` is one of uplift's own tables: it starts with
+/// [`TABLE_PREFIX`], in any case (SQLite's names are case-insensitive).
+pub fn is_uplift_table(name: &str) -> bool {
+    name.len() >= TABLE_PREFIX.len()
+        && name.as_bytes()[..TABLE_PREFIX.len()].eq_ignore_ascii_case(TABLE_PREFIX.as_bytes())
+}
+
 /// Errors reading uplift's bookkeeping.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {

@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::release::{Migration, Release};
 use crate::version::Version;
+use crate::written::WrittenTables;
 
 /// Errors reading the history or applying a migration.
 #[derive(Debug, thiserror::Error)]
@@ -197,16 +198,21 @@ pub fn status(conn: &Connection, release: &Release) -> Result<MigrationStatus, M
 
 /// Applies one migration and records it, inside the caller's transaction.
 /// Transaction control inside the file is refused (by SQLite's authorizer,
-/// before it can take effect). Returns how long the SQL took.
+/// before it can take effect); every table the file's statements write is
+/// recorded in `written` (see [`crate::written`]). Returns how long the SQL
+/// took.
 pub fn apply(
     conn: &Connection,
     migration: &Migration,
     release_version: &Version,
+    written: &WrittenTables,
 ) -> Result<Duration, MigrateError> {
     ensure_history(conn)?;
     let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<&'static str>));
     let seen = refused.clone();
+    let written = written.clone();
     conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+        written.observe(&ctx.action);
         let statement = match ctx.action {
             AuthAction::Transaction { operation } => match operation {
                 TransactionOperation::Begin => "BEGIN",
@@ -285,7 +291,10 @@ impl std::fmt::Display for ForeignKeyViolation {
     }
 }
 
-/// Runs `PRAGMA foreign_key_check`; at most `limit` violations are returned.
+/// Runs `PRAGMA foreign_key_check` on the whole main database; at most
+/// `limit` violations are returned. The upgrade checks only what it could
+/// have broken, with [`crate::written::check_foreign_keys`], which falls back
+/// to this.
 pub fn foreign_key_violations(
     conn: &Connection,
     limit: usize,

@@ -21,6 +21,7 @@ use crate::meta::{self, MetaError};
 use crate::migrate::{self, MigrateError};
 use crate::release::{Migration, Release};
 use crate::version::Version;
+use crate::written::{self, SchemaRows, WrittenTables};
 
 /// Why an upgrade did not happen. Every variant leaves the database as it was.
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +75,10 @@ pub enum UpgradeError {
     /// The migration history does not match the release.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
-    /// A migration left rows that break foreign keys.
+    /// A migration or hook left rows that break foreign keys (in a table it
+    /// wrote, or that refers to one it wrote).
     #[error(
-        "the upgrade to {to} left rows that break foreign keys ({}); nothing was changed: fix the migrations",
+        "the upgrade to {to} left rows that break foreign keys ({}); nothing was changed: fix the migrations or hooks that wrote them",
         .violations.join("; ")
     )]
     ForeignKeys {
@@ -173,7 +175,8 @@ pub struct Plan {
 /// The time one phase of the upgrade took.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseTime {
-    /// `lock`, `plan`, `backup`, `migrations`, `hooks`, `commit`.
+    /// `lock`, `plan`, `backup`, `migrations`, `hooks`, `foreign keys`,
+    /// `commit`.
     pub phase: &'static str,
     /// Milliseconds, with fractions.
     pub ms: f64,
@@ -216,6 +219,8 @@ pub enum Outcome {
         plan: Plan,
         migrations: Vec<MigrationRun>,
         phases: Vec<PhaseTime>,
+        /// How many tables' foreign keys were checked before COMMIT.
+        foreign_key_tables_checked: usize,
     },
     /// The database was upgraded.
     Upgraded {
@@ -227,6 +232,10 @@ pub enum Outcome {
         migrations: Vec<MigrationRun>,
         hooks: Vec<HookRun>,
         phases: Vec<PhaseTime>,
+        /// How many tables' foreign keys were checked before COMMIT: those
+        /// the upgrade wrote or whose parents it wrote (see
+        /// [`crate::written`]).
+        foreign_key_tables_checked: usize,
     },
 }
 
@@ -273,9 +282,10 @@ pub struct Reporter<'a> {
 /// read no plugin and compiled nothing; data newer: refuse, listing the
 /// backups this release can restore; no database: fresh install); plan
 /// migrations and hooks; then, in one transaction, back up, apply the
-/// migrations, run the hooks (each in its own savepoint and sandbox), check
-/// foreign keys and record the new data version. Any failure rolls back the
-/// whole transaction.
+/// migrations, run the hooks (each in its own savepoint and sandbox), record
+/// the new data version and check the foreign keys of the tables the
+/// upgrade wrote and of those that refer to them (see [`crate::written`]).
+/// Any failure rolls back the whole transaction.
 pub fn upgrade(
     home: &Home,
     release: &Release,
@@ -293,12 +303,13 @@ pub fn upgrade(
             return Ok(Outcome::Planned { plan });
         }
         let plugins = discover_plugins(home, release)?;
-        let migrations = fresh_install(home, release, &plugins)?;
+        let done = fresh_install(home, release, &plugins)?;
         phases.end("migrations");
         return Ok(Outcome::Installed {
             plan,
-            migrations,
+            migrations: done.migrations,
             phases: phases.times,
+            foreign_key_tables_checked: done.foreign_key_tables_checked,
         });
     }
 
@@ -354,6 +365,7 @@ pub fn upgrade(
         migrations: done.migrations,
         hooks: done.hooks,
         phases: phases.times,
+        foreign_key_tables_checked: done.foreign_key_tables_checked,
     })
 }
 
@@ -452,6 +464,7 @@ fn adopt_empty(
         plan,
         migrations: done.migrations,
         phases: phases.times,
+        foreign_key_tables_checked: done.foreign_key_tables_checked,
     })
 }
 
@@ -462,12 +475,12 @@ fn fresh_install(
     home: &Home,
     release: &Release,
     plugins: &PluginSet,
-) -> Result<Vec<MigrationRun>, UpgradeError> {
+) -> Result<Done, UpgradeError> {
     let db_path = home.db_path();
     let temp_path = home.root().join("db.sqlite3.installing");
     remove_if_exists(&temp_path)?;
     let mut phases = Phases::start();
-    let migrations = {
+    let done = {
         let mut conn = Connection::open(&temp_path).map_err(UpgradeError::open(&temp_path))?;
         let done = in_transaction(
             &temp_path,
@@ -478,7 +491,7 @@ fn fresh_install(
         )?;
         conn.close()
             .map_err(|(_, e)| UpgradeError::open(&temp_path)(e))?;
-        done.migrations
+        done
     };
     sync_file(&temp_path)?;
     std::fs::rename(&temp_path, &db_path).map_err(|source| UpgradeError::Io {
@@ -487,7 +500,7 @@ fn fresh_install(
         source,
     })?;
     sync_dir(home.root())?;
-    Ok(migrations)
+    Ok(done)
 }
 
 impl<'a> Reporter<'a> {
@@ -532,12 +545,13 @@ struct Done {
     pruned: Vec<PathBuf>,
     migrations: Vec<MigrationRun>,
     hooks: Vec<HookRun>,
+    foreign_key_tables_checked: usize,
 }
 
 /// The one transaction: backup (of exactly the state being upgraded: it
-/// reads inside the transaction), migrations, hooks, plugin versions, a
-/// foreign-key check, the new data version, COMMIT. Any error rolls
-/// everything back.
+/// reads inside the transaction), migrations, hooks, plugin versions, the
+/// new data version, a foreign-key check of what the upgrade wrote, COMMIT.
+/// Any error rolls everything back.
 fn in_transaction(
     db_path: &Path,
     conn: &mut Connection,
@@ -555,6 +569,7 @@ fn in_transaction(
         pruned: Vec::new(),
         migrations: Vec::new(),
         hooks: Vec::new(),
+        foreign_key_tables_checked: 0,
     };
     let result = apply_steps(db_path, conn, steps, reporter, phases, &mut done)
         .and_then(|()| conn.execute_batch("COMMIT").map_err(UpgradeError::from));
@@ -611,6 +626,10 @@ fn apply_steps(
     done: &mut Done,
 ) -> Result<(), UpgradeError> {
     let release = steps.release;
+    // What the upgrade writes, so that the foreign-key check reads only the
+    // tables it could have broken (see `crate::written`).
+    let schema_before = SchemaRows::read(conn)?;
+    let written = WrittenTables::new();
     let had_record = meta::has_plugin_tables(conn)?;
     meta::ensure_tables(conn).map_err(UpgradeError::meta(db_path))?;
     migrate::ensure_history(conn)?;
@@ -625,7 +644,7 @@ fn apply_steps(
     }
 
     for migration in steps.migrations {
-        let took = migrate::apply(conn, migration, &release.version)?;
+        let took = migrate::apply(conn, migration, &release.version, &written)?;
         done.migrations.push(MigrationRun {
             file: migration.file_name(),
             ms: ms(took),
@@ -642,6 +661,7 @@ fn apply_steps(
         && !steps.hooks.is_empty()
     {
         let mut runner = HookRunner::new(home, &settings.hooks)?;
+        runner.record_writes(written.clone());
         let ctx = HookContext {
             app: release.app.clone(),
             old_version: from.to_string(),
@@ -671,17 +691,19 @@ fn apply_steps(
     }
 
     meta::forget_missing_plugin_tables(conn).map_err(|e| UpgradeError::meta(db_path)(e.into()))?;
-
-    let violations = migrate::foreign_key_violations(conn, 10)?;
-    if !violations.is_empty() {
-        return Err(UpgradeError::ForeignKeys {
-            to: release.version.clone(),
-            violations: violations.iter().map(|v| v.to_string()).collect(),
-        });
-    }
-    phases.end("foreign keys");
     meta::set_app_name(conn, &release.app).map_err(UpgradeError::meta(db_path))?;
     meta::set_data_version(conn, &release.version).map_err(UpgradeError::meta(db_path))?;
+
+    // Last before COMMIT, after every write.
+    let check = written::check_foreign_keys(conn, &written, &schema_before, 10)?;
+    if !check.violations.is_empty() {
+        return Err(UpgradeError::ForeignKeys {
+            to: release.version.clone(),
+            violations: check.violations.iter().map(|v| v.to_string()).collect(),
+        });
+    }
+    done.foreign_key_tables_checked = check.tables_checked;
+    phases.end("foreign keys");
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 mod backup;
 mod crash;
 mod example_app;
+mod foreign_keys;
 mod hooks;
 mod sdk;
 mod support;

@@ -25,7 +25,8 @@ use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::hooks::manifest::Capabilities;
-use crate::meta::TABLE_PREFIX;
+use crate::meta::is_uplift_table;
+use crate::written::WrittenTables;
 
 /// PRAGMAs a hook may run, all read-only, each taking a table name that must
 /// be readable.
@@ -108,7 +109,7 @@ impl Ownership {
     /// is never in `existing`, which holds tables and views; what it indexes
     /// is checked as a table.)
     pub fn owns(&self, name: &str) -> bool {
-        if !self.under_prefix(name) || is_uplift(name) {
+        if !self.under_prefix(name) || is_uplift_table(name) {
             return false;
         }
         let lower = name.to_ascii_lowercase();
@@ -119,7 +120,7 @@ impl Ownership {
     /// object `name`, which it does not own.
     pub fn refusal(&self, what: &str, name: &str) -> String {
         let plugin = &self.plugin;
-        if is_uplift(name) {
+        if is_uplift_table(name) {
             return format!("plugin {plugin} may not {what} {name}: it is uplift's own");
         }
         match &self.caps.owns {
@@ -162,6 +163,9 @@ pub struct Policy {
     kind: Kind,
     last_refusal: Option<String>,
     new_statement: Arc<AtomicBool>,
+    /// Where the tables the hook's statements write are recorded, if
+    /// anywhere (see [`crate::written`]).
+    written: Option<WrittenTables>,
 }
 
 /// The policy shared between the authorizer callback and the host functions.
@@ -189,7 +193,15 @@ impl Policy {
             kind: Kind::Unknown,
             last_refusal: None,
             new_statement: Arc::new(AtomicBool::new(true)),
+            written: None,
         }
+    }
+
+    /// Records in `written` every table a statement checked by this policy
+    /// writes (also statements it refuses: the record errs on the side of
+    /// more).
+    pub fn record_writes(&mut self, written: WrittenTables) {
+        self.written = Some(written);
     }
 
     /// A flag that, when set, starts a new statement at the next action: the
@@ -216,6 +228,9 @@ impl Policy {
             self.start_statement();
         }
         let action = ctx.action;
+        if let Some(written) = &self.written {
+            written.observe(&action);
+        }
         if self.kind == Kind::Unknown {
             self.kind = match action {
                 AuthAction::Insert { table_name } if is_schema_table(table_name) => Kind::Create,
@@ -258,7 +273,7 @@ impl Policy {
                         "reading {table_name} (SQLite's schema) is never allowed"
                     ));
                 }
-                if is_uplift(table_name) {
+                if is_uplift_table(table_name) {
                     return Err(format!("{table_name} is uplift's own table"));
                 }
                 if HIDDEN_TABLES
@@ -288,7 +303,7 @@ impl Policy {
                         "changing {table_name} (SQLite's schema) is never allowed"
                     ));
                 }
-                if is_uplift(table_name) {
+                if is_uplift_table(table_name) {
                     return Err(format!("{table_name} is uplift's own table"));
                 }
                 if self.caps.declares_write(table_name) || self.ownership.owns(table_name) {
@@ -371,7 +386,9 @@ impl Policy {
                     .iter()
                     .any(|p| p.eq_ignore_ascii_case(pragma_name));
                 match pragma_value {
-                    Some(table) if allowed && self.may_read(table) && !is_uplift(table) => Ok(()),
+                    Some(table) if allowed && self.may_read(table) && !is_uplift_table(table) => {
+                        Ok(())
+                    }
                     _ => Err(format!(
                         "PRAGMA {pragma_name} is not allowed (hooks may only use PRAGMA {} on tables they may read)",
                         TABLE_PRAGMAS.join("/")
@@ -427,11 +444,6 @@ fn is_schema_table(name: &str) -> bool {
     ]
     .iter()
     .any(|t| t.eq_ignore_ascii_case(name))
-}
-
-fn is_uplift(name: &str) -> bool {
-    name.len() >= TABLE_PREFIX.len()
-        && name.as_bytes()[..TABLE_PREFIX.len()].eq_ignore_ascii_case(TABLE_PREFIX.as_bytes())
 }
 
 /// The names of the tables and views of `conn`'s main and temp schemas, for
@@ -625,6 +637,24 @@ mod tests {
         assert!(run(&conn, &policy, "DROP TABLE p_core").is_err());
         // Not recorded, so not the plugin's, though it matches the prefix.
         assert!(run(&conn, &policy, "SELECT * FROM p_mine").is_err());
+    }
+
+    #[test]
+    fn the_tables_a_hook_writes_are_recorded_refused_ones_too() {
+        let mut caps = caps();
+        caps.write.push("facility".into());
+        let (conn, policy) = conn_with(caps);
+        let written = WrittenTables::new();
+        policy.lock().unwrap().record_writes(written.clone());
+        assert_eq!(
+            run(&conn, &policy, "DELETE FROM Facility WHERE id = 1"),
+            Ok(())
+        );
+        assert!(run(&conn, &policy, "UPDATE secret SET v = 'x'").is_err());
+        assert_eq!(
+            written.names(),
+            Some(HashSet::from(["facility".into(), "secret".into()]))
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::hooks::database::DbState;
 use crate::hooks::plugins::PlannedHook;
 use crate::hooks::sandbox::{HookLog, HostState};
 use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink};
+use crate::written::WrittenTables;
 
 /// How often the epoch ticks; the time limit is checked at this grain.
 const TICK: Duration = Duration::from_millis(10);
@@ -284,6 +285,7 @@ pub struct HookRunner {
     limits: HookLimits,
     loaded: HashMap<PathBuf, UpgradeHookPre<HostState>>,
     ticker: EpochTicker,
+    written: Option<WrittenTables>,
 }
 
 impl HookRunner {
@@ -306,7 +308,14 @@ impl HookRunner {
             limits: limits.clone(),
             loaded: HashMap::new(),
             ticker,
+            written: None,
         })
+    }
+
+    /// Records in `written` every table the hooks this runner runs from now
+    /// on write (through their authorizer, see [`crate::written`]).
+    pub fn record_writes(&mut self, written: WrittenTables) {
+        self.written = Some(written);
     }
 
     fn compile_and_link(
@@ -530,7 +539,11 @@ impl HookRunner {
     ) {
         let timeout = Duration::from_secs(self.limits.timeout_seconds);
         let deadline = Instant::now() + timeout;
-        let policy = Arc::new(Mutex::new(Policy::with_ownership(ownership.clone())));
+        let mut policy = Policy::with_ownership(ownership.clone());
+        if let Some(written) = &self.written {
+            policy.record_writes(written.clone());
+        }
+        let policy = Arc::new(Mutex::new(policy));
         let max_reply =
             i32::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20)).unwrap_or(i32::MAX);
         let old_length = conn.limit(SqliteLimit::SQLITE_LIMIT_LENGTH).ok();

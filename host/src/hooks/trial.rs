@@ -37,6 +37,7 @@ use crate::migrate::{self, MigrateError};
 use crate::release::Release;
 use crate::upgrade::MigrationRun;
 use crate::version::Version;
+use crate::written::WrittenTables;
 
 /// Examples kept of each kind of change per table.
 const EXAMPLES: usize = 3;
@@ -356,7 +357,9 @@ fn apply_migrations(
     }
     let mut done = Vec::with_capacity(status.pending.len());
     for migration in &status.pending {
-        let took = migrate::apply(conn, migration, &release.version)?;
+        // The trial checks no foreign keys, so what the migrations write is
+        // not needed.
+        let took = migrate::apply(conn, migration, &release.version, &WrittenTables::new())?;
         let run = MigrationRun {
             file: migration.file_name(),
             ms: took.as_secs_f64() * 1000.0,

@@ -84,6 +84,7 @@ impl Guest for Hostile {
                 Err(format!("read {} secret rows", rows.rows.len()))
             }
             "write_undeclared" => exec("UPDATE secret SET v = 'pwned'"),
+            "delete_secret" => exec("DELETE FROM secret"),
             "attach" => exec("ATTACH DATABASE '/tmp/uplift-hostile.db' AS other"),
             "writable_schema" => exec("PRAGMA writable_schema = ON"),
             "commit" => {
