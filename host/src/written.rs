@@ -87,7 +87,6 @@ impl WrittenTables {
         // A poisoned lock stays poisoned: `names` then answers unknown.
         if let Ok(mut guard) = self.0.lock()
             && let Some(names) = guard.as_mut()
-            && !names.contains(table)
         {
             names.insert(table.to_ascii_lowercase());
         }
