@@ -1012,6 +1012,12 @@ fn print_trial(
         }
         println!("(a copy of {} was used and discarded)", opts.db.display());
     }
+    if !report.foreign_key_violations.is_empty() {
+        println!("FAIL foreign keys: the upgrade would be rolled back, these rows break them:");
+        for v in &report.foreign_key_violations {
+            println!("     {v}");
+        }
+    }
 }
 
 fn plugin_command(

@@ -251,3 +251,52 @@ fn a_fresh_install_checks_every_table_with_foreign_keys() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(tables_checked(&out), 3);
 }
+
+#[test]
+fn hooks_test_reports_the_foreign_keys_a_hook_would_break_as_the_upgrade_would() {
+    let f = Fixture::installed();
+    let secret = (
+        "0002_secret.sql",
+        "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT);
+         CREATE TABLE secret_ref (id INTEGER PRIMARY KEY, secret_id INTEGER REFERENCES secret(id));
+         INSERT INTO secret VALUES (7, 's');
+         INSERT INTO secret_ref VALUES (1, 7);",
+    );
+    let out = f.upgrade(&f.release("1.1.0", &[secret]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = fingerprint(&f.db());
+    let plugin = f.root.join("hostile.wasm");
+    std::fs::write(
+        &plugin,
+        hostile_with_manifest(
+            "hostile",
+            "1.2.0",
+            r#"{"read":["secret"],"write":["secret"]}"#,
+            &["delete_secret"],
+        ),
+    )
+    .unwrap();
+    let out = run(&[
+        "hooks",
+        "test",
+        plugin.to_str().unwrap(),
+        "--db",
+        f.db().to_str().unwrap(),
+        "--from",
+        "1.1.0",
+        "--to",
+        "1.2.0",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("ok   hostile/delete_secret"), "{text}");
+    assert!(
+        text.contains("FAIL foreign keys: the upgrade would be rolled back"),
+        "{text}"
+    );
+    assert!(
+        text.contains("row 1 of secret_ref refers to a missing row of secret"),
+        "{text}"
+    );
+    assert_eq!(fingerprint(&f.db()), before, "the database changed");
+}

@@ -37,7 +37,7 @@ use crate::migrate::{self, MigrateError};
 use crate::release::Release;
 use crate::upgrade::MigrationRun;
 use crate::version::Version;
-use crate::written::WrittenTables;
+use crate::written::{self, SchemaRows, WrittenTables};
 
 /// Examples kept of each kind of change per table.
 const EXAMPLES: usize = 3;
@@ -162,12 +162,17 @@ pub struct TrialReport {
     pub hooks: Vec<HookResult>,
     /// Every log line, in order.
     pub log: Vec<LogLine>,
+    /// Rows breaking a foreign key that the upgrade's check before COMMIT
+    /// would find once the migrations and every hook succeeded (at most
+    /// 10, described): with these, the upgrade would be rolled back.
+    pub foreign_key_violations: Vec<String>,
 }
 
 impl TrialReport {
-    /// Whether every hook run succeeded.
+    /// Whether every hook run succeeded and the foreign keys hold, so that
+    /// an upgrade would commit.
     pub fn ok(&self) -> bool {
-        self.hooks.iter().all(|h| h.ok)
+        self.hooks.iter().all(|h| h.ok) && self.foreign_key_violations.is_empty()
     }
 }
 
@@ -263,6 +268,7 @@ pub fn run_trial(
         migrations: Vec::new(),
         hooks: Vec::new(),
         log: Vec::new(),
+        foreign_key_violations: Vec::new(),
     };
     if planned.is_empty() && opts.release.is_none() {
         return Ok(report);
@@ -275,20 +281,26 @@ pub fn run_trial(
         .map_err(db_err("turn foreign keys off"))?;
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(db_err("begin a transaction"))?;
+    // What the migrations and hooks write, for the foreign-key check the
+    // upgrade runs before COMMIT.
+    let schema_before = SchemaRows::read(&conn).map_err(db_err("read the schema"))?;
+    let written = WrittenTables::new();
     if let Some(release) = &opts.release {
-        let applied = apply_migrations(&conn, release, migrated);
+        let applied = apply_migrations(&conn, release, &written, migrated);
         report.migrations = applied.map_err(|source| TrialError::Migrations {
             version: release.version.clone(),
             source,
         })?;
     }
     if planned.is_empty() {
+        report.foreign_key_violations = foreign_key_violations(&conn, &written, &schema_before)?;
         let _ = conn.execute_batch("ROLLBACK");
         return Ok(report);
     }
     let mut runner =
         HookRunner::with_cache(opts.cache.clone().map(CompileCache::new), &opts.limits)
             .map_err(TrialError::Engine)?;
+    runner.record_writes(written.clone());
     let ctx = HookContext {
         app: opts.app.clone(),
         old_version: opts.from.to_string(),
@@ -336,6 +348,9 @@ pub fn run_trial(
             }
         }
     }
+    if report.hooks.iter().all(|h| h.ok) {
+        report.foreign_key_violations = foreign_key_violations(&conn, &written, &schema_before)?;
+    }
     // Nothing is kept: the copy is rolled back, then deleted with `scratch`.
     let _ = conn.execute_batch("ROLLBACK");
     drop(conn);
@@ -343,12 +358,30 @@ pub fn run_trial(
     Ok(report)
 }
 
+/// The upgrade's foreign-key check before COMMIT ([`written::check_foreign_keys`]),
+/// run on the copy: the violations it would find, described.
+fn foreign_key_violations(
+    conn: &Connection,
+    written: &WrittenTables,
+    schema_before: &SchemaRows,
+) -> Result<Vec<String>, TrialError> {
+    let check =
+        written::check_foreign_keys(conn, written, schema_before, 10).map_err(|source| {
+            TrialError::Database {
+                what: "check foreign keys".into(),
+                source,
+            }
+        })?;
+    Ok(check.violations.iter().map(|v| v.to_string()).collect())
+}
+
 /// Applies the release's pending migrations inside the caller's transaction,
-/// as the upgrade does: refused when the history has drifted from the
-/// release's files.
+/// as the upgrade does (recording what they write in `written`): refused
+/// when the history has drifted from the release's files.
 fn apply_migrations(
     conn: &Connection,
     release: &Release,
+    written: &WrittenTables,
     migrated: &dyn Fn(&MigrationRun),
 ) -> Result<Vec<MigrationRun>, MigrateError> {
     let status = migrate::status(conn, release)?;
@@ -359,7 +392,7 @@ fn apply_migrations(
     for migration in &status.pending {
         // The trial checks no foreign keys, so what the migrations write is
         // not needed.
-        let took = migrate::apply(conn, migration, &release.version, &WrittenTables::new())?;
+        let took = migrate::apply(conn, migration, &release.version, written)?;
         let run = MigrationRun {
             file: migration.file_name(),
             ms: took.as_secs_f64() * 1000.0,
