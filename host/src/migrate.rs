@@ -300,12 +300,17 @@ pub fn foreign_key_violations(
     limit: usize,
 ) -> Result<Vec<ForeignKeyViolation>, rusqlite::Error> {
     let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
-    let rows = stmt.query_map([], |row| {
+    let rows = stmt.query_map([], ForeignKeyViolation::from_row)?;
+    rows.take(limit).collect()
+}
+
+impl ForeignKeyViolation {
+    /// Reads a row of `foreign_key_check` (table, rowid, parent, ...).
+    pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ForeignKeyViolation> {
         Ok(ForeignKeyViolation {
             table: row.get(0)?,
             rowid: row.get(1)?,
             parent: row.get(2)?,
         })
-    })?;
-    rows.take(limit).collect()
+    }
 }

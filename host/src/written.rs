@@ -245,13 +245,7 @@ pub fn check_foreign_keys(
         if violations.len() >= limit {
             break;
         }
-        let rows = stmt.query_map([table], |row| {
-            Ok(ForeignKeyViolation {
-                table: row.get(0)?,
-                rowid: row.get(1)?,
-                parent: row.get(2)?,
-            })
-        })?;
+        let rows = stmt.query_map([table], ForeignKeyViolation::from_row)?;
         for row in rows.take(limit - violations.len()) {
             violations.push(row?);
         }

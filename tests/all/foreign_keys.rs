@@ -158,37 +158,50 @@ fn insert_or_replace_changing_a_referenced_unique_key_is_refused() {
     );
 }
 
+/// `secret`, referred to by `secret_ref`, which the `delete_secret` hook
+/// never touches.
+const SECRET: (&str, &str) = (
+    "0002_secret.sql",
+    "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT);
+     CREATE TABLE secret_ref (id INTEGER PRIMARY KEY, secret_id INTEGER REFERENCES secret(id));
+     INSERT INTO secret VALUES (7, 's');
+     INSERT INTO secret_ref VALUES (1, 7);",
+);
+
+/// The hostile test plugin at 1.2.0, allowed to write `secret`, with only
+/// its `delete_secret` hook (`DELETE FROM secret`).
+fn secret_deleter() -> Vec<u8> {
+    hostile_with_manifest(
+        "hostile",
+        "1.2.0",
+        r#"{"read":["secret"],"write":["secret"]}"#,
+        &["delete_secret"],
+    )
+}
+
+impl Fixture {
+    /// [`Fixture::installed`], then upgraded to 1.1.0, which adds [`SECRET`].
+    fn with_secret() -> Fixture {
+        let f = Fixture::installed();
+        let out = f.upgrade(&f.release("1.1.0", &[SECRET]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        f
+    }
+}
+
 #[test]
 fn a_hook_deleting_referenced_parent_rows_is_refused() {
-    let f = Fixture::installed();
-    let before = fingerprint(&f.db());
-    // `secret` is referenced by `secret_ref`, which the hook never touches.
-    let secret = (
-        "0002_secret.sql",
-        "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT);
-         CREATE TABLE secret_ref (id INTEGER PRIMARY KEY, secret_id INTEGER REFERENCES secret(id));
-         INSERT INTO secret VALUES (7, 's');
-         INSERT INTO secret_ref VALUES (1, 7);",
-    );
-    let out = f.upgrade(&f.release("1.1.0", &[secret]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let f = Fixture::with_secret();
     let before_hook = fingerprint(&f.db());
-    assert_ne!(before, before_hook);
 
-    let release = f.release("1.2.0", &[secret]);
+    let release = f.release("1.2.0", &[SECRET]);
     std::fs::write(
         release.dir.join("release.toml"),
         "app = \"shop\"\nversion = \"1.2.0\"\ncore_plugins = [\"hostile\"]\n",
     )
     .unwrap();
     std::fs::create_dir_all(release.dir.join("plugins")).unwrap();
-    let plugin = hostile_with_manifest(
-        "hostile",
-        "1.2.0",
-        r#"{"read":["secret"],"write":["secret"]}"#,
-        &["delete_secret"],
-    );
-    std::fs::write(release.dir.join("plugins/hostile.wasm"), plugin).unwrap();
+    std::fs::write(release.dir.join("plugins/hostile.wasm"), secret_deleter()).unwrap();
     let out = f.upgrade(&release);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
@@ -254,28 +267,10 @@ fn a_fresh_install_checks_every_table_with_foreign_keys() {
 
 #[test]
 fn hooks_test_reports_the_foreign_keys_a_hook_would_break_as_the_upgrade_would() {
-    let f = Fixture::installed();
-    let secret = (
-        "0002_secret.sql",
-        "CREATE TABLE secret (id INTEGER PRIMARY KEY, v TEXT);
-         CREATE TABLE secret_ref (id INTEGER PRIMARY KEY, secret_id INTEGER REFERENCES secret(id));
-         INSERT INTO secret VALUES (7, 's');
-         INSERT INTO secret_ref VALUES (1, 7);",
-    );
-    let out = f.upgrade(&f.release("1.1.0", &[secret]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let f = Fixture::with_secret();
     let before = fingerprint(&f.db());
     let plugin = f.root.join("hostile.wasm");
-    std::fs::write(
-        &plugin,
-        hostile_with_manifest(
-            "hostile",
-            "1.2.0",
-            r#"{"read":["secret"],"write":["secret"]}"#,
-            &["delete_secret"],
-        ),
-    )
-    .unwrap();
+    std::fs::write(&plugin, secret_deleter()).unwrap();
     let out = run(&[
         "hooks",
         "test",
