@@ -66,8 +66,6 @@ enum Job {
     Table(String),
     /// `PRAGMA foreign_key_check`.
     ForeignKeys,
-    /// The caller's own work (see [`check`]'s `beside`).
-    Beside,
 }
 
 /// What a piece found.
@@ -79,17 +77,12 @@ enum Found {
 }
 
 /// Checks the database built at `target` from `dump`; returns its data
-/// version. `beside`, if given, is run as one more piece, after all the
-/// others have been handed out, by whichever thread is free first (the
-/// restore verifies the dump's checksum there, on a core the largest piece
-/// leaves idle); it is not run when a problem stops the check early. Fails
-/// with [`RestoreError::Check`] naming the problems SQLite reports, or
-/// [`RestoreError::Build`] when the database cannot be read.
+/// version. Fails with [`RestoreError::Check`] naming the problems SQLite
+/// reports, or [`RestoreError::Build`] when the database cannot be read.
 pub(crate) fn check(
     target: &Path,
     dump: &Path,
     level: IntegrityCheck,
-    beside: Option<&(dyn Fn() + Sync)>,
     progress: &mut dyn Progress,
 ) -> Result<Option<String>, RestoreError> {
     let build_err = |source| RestoreError::Build {
@@ -99,15 +92,12 @@ pub(crate) fn check(
     progress.begin("checking", None, ProgressUnit::Rows);
     release_freed_memory();
     let conn = open(target, 2048).map_err(build_err)?;
-    let mut jobs = plan(&conn, level).map_err(build_err)?;
-    if beside.is_some() {
-        jobs.push(Job::Beside);
-    }
+    let jobs = plan(&conn, level).map_err(build_err)?;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_WORKERS)
         .min(jobs.len());
-    let found = run(target, &jobs, workers, beside).map_err(build_err)?;
+    let found = run(target, &jobs, workers).map_err(build_err)?;
 
     let mut integrity = Vec::new();
     let mut violations = 0u64;
@@ -281,12 +271,7 @@ fn has_foreign_keys(conn: &Connection) -> rusqlite::Result<bool> {
 /// Runs `jobs` on `workers` threads, each with its own connection; returns
 /// what each found, in the order of `jobs` (stopping early once a problem
 /// is found).
-fn run(
-    target: &Path,
-    jobs: &[Job],
-    workers: usize,
-    beside: Option<&(dyn Fn() + Sync)>,
-) -> rusqlite::Result<Vec<Found>> {
+fn run(target: &Path, jobs: &[Job], workers: usize) -> rusqlite::Result<Vec<Found>> {
     // The calling thread runs the first (largest) piece, with the large
     // cache: it reuses the memory the build's connection freed on this
     // thread, where a new thread would add to the process's size.
@@ -309,12 +294,6 @@ fn run(
             if wanted != cache {
                 conn.execute_batch(&format!("PRAGMA cache_size=-{wanted};"))?;
                 cache = wanted;
-            }
-            if jobs[i] == Job::Beside {
-                if let Some(beside) = beside {
-                    beside();
-                }
-                continue;
             }
             let found = match run_job(&conn, &jobs[i]) {
                 Ok(found) => found,
@@ -357,8 +336,6 @@ fn run(
 /// Runs one piece of the check.
 fn run_job(conn: &Connection, job: &Job) -> rusqlite::Result<Found> {
     let sql = match job {
-        // Run by `run` itself: nothing of SQLite's to check.
-        Job::Beside => return Ok(Found::Integrity(Vec::new())),
         Job::Whole => format!("PRAGMA quick_check({MAX_PROBLEMS})"),
         Job::Table(name) => format!("PRAGMA integrity_check(\"{}\")", name.replace('"', "\"\"")),
         Job::ForeignKeys => {
@@ -423,7 +400,7 @@ mod tests {
     }
 
     fn check_file(path: &Path, level: IntegrityCheck) -> Result<Option<String>, RestoreError> {
-        check(path, Path::new("test.dump"), level, None, &mut NoProgress)
+        check(path, Path::new("test.dump"), level, &mut NoProgress)
     }
 
     /// The pieces read side by side only if each connection has its own
@@ -483,28 +460,6 @@ mod tests {
         drop(database(&path));
         check_file(&path, IntegrityCheck::Full).unwrap();
         check_file(&path, IntegrityCheck::Quick).unwrap();
-    }
-
-    #[test]
-    fn the_work_given_beside_the_check_runs_once_at_either_level() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        drop(database(&path));
-        for level in [IntegrityCheck::Full, IntegrityCheck::Quick] {
-            let runs = AtomicUsize::new(0);
-            let beside = || {
-                runs.fetch_add(1, Ordering::Relaxed);
-            };
-            check(
-                &path,
-                Path::new("test.dump"),
-                level,
-                Some(&beside),
-                &mut NoProgress,
-            )
-            .unwrap();
-            assert_eq!(runs.load(Ordering::Relaxed), 1, "{level:?}");
-        }
     }
 
     #[test]

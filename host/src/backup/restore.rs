@@ -15,7 +15,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
 use super::check;
-use super::files::{self, DumpHeader, VerifiedDump, VerifyError};
+use super::files::{self, DumpHeader, VerifyError};
 use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
 use super::{
     BackupError, BackupFile, BackupKind, BackupOptions, IoFailure, Progress, ProgressUnit, io_err,
@@ -243,55 +243,26 @@ pub fn restore(
     // For the progress bar only: a file that cannot be read is reported by
     // the verification.
     let file_size = std::fs::metadata(file).map_or(0, |m| m.len());
-    let built = build(&temp_path, file, file_size, options, progress);
-    // Without a database to replace, the dump's checksum has not been
-    // verified yet. It is verified beside the check, on the core the
-    // largest piece of the check leaves idle (beside the build, it slowed
-    // the build down: the parser and SQLite already use two cores). A dump
-    // that does not verify is refused as such, whatever its statements did
-    // to the temporary database or the check found.
-    let verified_late: Mutex<Option<Result<VerifiedDump, VerifyError>>> = Mutex::new(None);
-    let verify_late = || {
-        let verified = files::verify(file);
-        if let Ok(mut slot) = verified_late.lock() {
-            *slot = Some(verified);
+    let (checked, built) = match early {
+        Some(checked) => (
+            checked,
+            build(&temp_path, file, file_size, options, progress),
+        ),
+        None => {
+            let (verified, built) = std::thread::scope(|scope| {
+                let verify = scope.spawn(|| files::verify(file));
+                let built = build(&temp_path, file, file_size, options, progress);
+                let verified = verify
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (verified, built)
+            });
+            // A dump that does not verify is refused as such, whatever its
+            // statements did to the temporary database.
+            (verified?, built)
         }
     };
-    let take_verified = |early: Option<VerifiedDump>| -> Result<VerifiedDump, RestoreError> {
-        match early {
-            Some(checked) => Ok(checked),
-            None => match verified_late.lock().ok().and_then(|mut slot| slot.take()) {
-                Some(verified) => Ok(verified?),
-                // Not run: the build or the check stopped first.
-                None => Ok(files::verify(file)?),
-            },
-        }
-    };
-    let (statements, rows) = match built {
-        Ok(counts) => counts,
-        Err(e) => {
-            take_verified(early)?;
-            return Err(e);
-        }
-    };
-    // The file is complete: its sync (a write of the whole database when
-    // it was built without syncs) runs while the check reads it.
-    let beside: Option<&(dyn Fn() + Sync)> = match early {
-        Some(_) => None,
-        None => Some(&verify_late),
-    };
-    let (checked_version, synced) = std::thread::scope(|scope| {
-        let sync = scope.spawn(|| temp.as_file().sync_all());
-        let checked = check::check(&temp_path, file, options.check, beside, progress);
-        let synced = sync
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
-        (checked, synced)
-    });
-    let checked = take_verified(early)?;
-    let data_version = checked_version?;
-    synced.map_err(io_err("sync", &temp_path))?;
-
+    let (statements, rows) = built?;
     let mut warnings = Vec::new();
     if !checked.is_verified() {
         warnings.push(format!(
@@ -299,6 +270,19 @@ pub fn restore(
             file.display()
         ));
     }
+    // The file is complete: its sync (a write of the whole database when
+    // it was built without syncs) runs while the check reads it.
+    let (checked_version, synced) = std::thread::scope(|scope| {
+        let sync = scope.spawn(|| temp.as_file().sync_all());
+        let checked = check::check(&temp_path, file, options.check, progress);
+        let synced = sync
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
+        (checked, synced)
+    });
+    let data_version = checked_version?;
+    synced.map_err(io_err("sync", &temp_path))?;
+
     if let (Some(header), Some(restored)) = (&checked.header, &data_version)
         && header.data_version.as_deref() != Some(restored.as_str())
     {
