@@ -313,10 +313,12 @@ pub fn upgrade(
         });
     }
 
+    // Declared before the connection, so dropped after it (see Writeback).
+    let writeback = Writeback::new(&db_path);
     let mut conn = open_database(&db_path)?;
     let data_version = meta::data_version(&conn).map_err(UpgradeError::meta(&db_path))?;
     let Some(data_version) = data_version else {
-        return adopt_empty(home, release, conn, options, phases);
+        return adopt_empty(home, release, conn, options, phases, &writeback);
     };
     if data_version == release.version {
         return Ok(Outcome::UpToDate {
@@ -357,7 +359,7 @@ pub fn upgrade(
         backup: Some((home, &settings)),
         from: Some(&data_version),
     };
-    let done = in_transaction(&db_path, &mut conn, &steps, reporter, &mut phases)?;
+    let done = in_transaction(&mut conn, &steps, reporter, &mut phases, &writeback)?;
     Ok(Outcome::Upgraded {
         plan,
         backup: done.backup.unwrap_or_default(),
@@ -443,6 +445,7 @@ fn adopt_empty(
     mut conn: Connection,
     options: &UpgradeOptions,
     mut phases: Phases,
+    writeback: &Writeback,
 ) -> Result<Outcome, UpgradeError> {
     let db_path = home.db_path();
     if has_user_tables(&conn).map_err(UpgradeError::open(&db_path))? {
@@ -454,11 +457,11 @@ fn adopt_empty(
     }
     let plugins = discover_plugins(home, release)?;
     let done = in_transaction(
-        &db_path,
         &mut conn,
         &Steps::fresh(release, &plugins)?,
         Reporter::silent(&mut backup::NoProgress),
         &mut phases,
+        writeback,
     )?;
     Ok(Outcome::Installed {
         plan,
@@ -480,14 +483,16 @@ fn fresh_install(
     let temp_path = home.root().join("db.sqlite3.installing");
     remove_if_exists(&temp_path)?;
     let mut phases = Phases::start();
+    // Declared before the connection, so dropped after it (see Writeback).
+    let writeback = Writeback::new(&temp_path);
     let done = {
         let mut conn = Connection::open(&temp_path).map_err(UpgradeError::open(&temp_path))?;
         let done = in_transaction(
-            &temp_path,
             &mut conn,
             &Steps::fresh(release, plugins)?,
             Reporter::silent(&mut backup::NoProgress),
             &mut phases,
+            &writeback,
         )?;
         conn.close()
             .map_err(|(_, e)| UpgradeError::open(&temp_path)(e))?;
@@ -553,11 +558,11 @@ struct Done {
 /// new data version, a foreign-key check of what the upgrade wrote, COMMIT.
 /// Any error rolls everything back.
 fn in_transaction(
-    db_path: &Path,
     conn: &mut Connection,
     steps: &Steps<'_>,
     reporter: Reporter<'_>,
     phases: &mut Phases,
+    writeback: &Writeback,
 ) -> Result<Done, UpgradeError> {
     // Foreign-key enforcement cannot change inside a transaction, and table
     // rebuilds (SQLite's 12-step procedure) need it off; the check before
@@ -571,7 +576,7 @@ fn in_transaction(
         hooks: Vec::new(),
         foreign_key_tables_checked: 0,
     };
-    let result = apply_steps(db_path, conn, steps, reporter, phases, &mut done)
+    let result = apply_steps(conn, steps, reporter, phases, writeback, &mut done)
         .and_then(|()| conn.execute_batch("COMMIT").map_err(UpgradeError::from));
     match result {
         Ok(()) => {
@@ -618,13 +623,15 @@ fn adopt_plugin_tables(conn: &Connection, steps: &Steps<'_>) -> Result<(), Upgra
 }
 
 fn apply_steps(
-    db_path: &Path,
     conn: &mut Connection,
     steps: &Steps<'_>,
     reporter: Reporter<'_>,
     phases: &mut Phases,
+    writeback: &Writeback,
     done: &mut Done,
 ) -> Result<(), UpgradeError> {
+    // The database the transaction runs on.
+    let db_path = writeback.db_path.as_path();
     let release = steps.release;
     // What the upgrade writes, so that the foreign-key check reads only the
     // tables it could have broken (see `crate::written`).
@@ -650,7 +657,7 @@ fn apply_steps(
             ms: ms(took),
         });
     }
-    start_writeback(db_path);
+    writeback.request();
     phases.end("migrations");
 
     if steps.from.is_some() && !had_record {
@@ -681,7 +688,7 @@ fn apply_steps(
                 ms: ms(started.elapsed()),
                 setup_ms: ms(outcome.setup),
             });
-            start_writeback(db_path);
+            writeback.request();
         }
         phases.end("hooks");
     }
@@ -719,45 +726,120 @@ fn remove_if_exists(path: &Path) -> Result<(), UpgradeError> {
     }
 }
 
-/// Asks the kernel to start writing to disk what the transaction has
-/// written so far to the database and its rollback journal. SQLite writes
-/// database pages only once the journal protecting them is synced, so this
-/// changes nothing about what a crash can leave; it lets the disk work
-/// while the next hook or the foreign key check uses the processor, instead
-/// of all at once in COMMIT's sync. The request itself can wait for the
-/// disk's queue (over 100 ms in the benchmark), so it is made from a
-/// thread of its own that nobody waits for. Best effort: a file that
-/// cannot be opened is skipped.
-fn start_writeback(db_path: &Path) {
-    #[cfg(target_os = "linux")]
-    {
-        let paths = [
-            db_path.to_path_buf(),
-            crate::home::sibling_file(db_path, "-journal"),
-        ];
-        let _ = std::thread::Builder::new()
+/// Asks the kernel to start writing to disk what the upgrade's transaction
+/// has written so far to the database and its rollback journal. SQLite
+/// writes database pages only once the journal protecting them is synced,
+/// so this changes nothing about what a crash can leave; it lets the disk
+/// work while the next hook or the foreign key check uses the processor,
+/// instead of all at once in COMMIT's sync. A request can wait for the
+/// disk's queue (over 100 ms in the benchmark), so requests are carried out
+/// by a thread of its own, started at the first one. Best effort (Linux
+/// only): a file that cannot be opened is skipped.
+///
+/// The thread keeps one descriptor of the database file open until the
+/// `Writeback` is dropped. Closing any descriptor of a file drops every
+/// POSIX lock the process holds on it, SQLite's own included, so the
+/// descriptor is never closed while the transaction runs, and a
+/// `Writeback` must be dropped only after the connection using the
+/// database is closed (declare it before the connection).
+struct Writeback {
+    db_path: PathBuf,
+    worker: std::sync::Mutex<Option<WritebackWorker>>,
+}
+
+/// The thread of a [`Writeback`] and where to send it requests (each with,
+/// for tests, where to say it is done).
+struct WritebackWorker {
+    requests: std::sync::mpsc::Sender<Option<std::sync::mpsc::Sender<()>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writeback {
+    /// Nothing is opened or started until the first request.
+    fn new(db_path: &Path) -> Writeback {
+        Writeback {
+            db_path: db_path.to_path_buf(),
+            worker: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Starts the writeback of what is written so far, without waiting.
+    fn request(&self) {
+        self.send(None);
+    }
+
+    /// Starts the writeback and waits until it has been asked for.
+    #[cfg(test)]
+    fn request_and_wait(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        self.send(Some(done));
+        let _ = wait.recv();
+    }
+
+    fn send(&self, done: Option<std::sync::mpsc::Sender<()>>) {
+        if !cfg!(target_os = "linux") {
+            return;
+        }
+        let Ok(mut worker) = self.worker.lock() else {
+            return;
+        };
+        if worker.is_none() {
+            *worker = self.start();
+        }
+        if let Some(worker) = worker.as_ref() {
+            let _ = worker.requests.send(done);
+        }
+    }
+
+    fn start(&self) -> Option<WritebackWorker> {
+        let database = std::fs::File::open(&self.db_path).ok()?;
+        let journal = crate::home::sibling_file(&self.db_path, "-journal");
+        let (requests, received) =
+            std::sync::mpsc::channel::<Option<std::sync::mpsc::Sender<()>>>();
+        let thread = std::thread::Builder::new()
             .name("uplift-writeback".into())
             .spawn(move || {
-                use std::os::fd::AsRawFd;
-                for path in paths {
-                    if let Ok(file) = std::fs::File::open(&path) {
-                        // SAFETY: the descriptor is open for the whole call,
-                        // and SYNC_FILE_RANGE_WRITE only starts writeback of
-                        // dirty pages.
-                        unsafe {
-                            libc::sync_file_range(
-                                file.as_raw_fd(),
-                                0,
-                                0,
-                                libc::SYNC_FILE_RANGE_WRITE,
-                            );
-                        }
+                for done in received {
+                    start_file_writeback(&database);
+                    // SQLite holds no lock on its journal: this descriptor
+                    // may come and go.
+                    if let Ok(file) = std::fs::File::open(&journal) {
+                        start_file_writeback(&file);
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
                     }
                 }
-            });
+            })
+            .ok()?;
+        Some(WritebackWorker { requests, thread })
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        let worker = self.worker.get_mut().ok().and_then(Option::take);
+        if let Some(WritebackWorker { requests, thread }) = worker {
+            drop(requests);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)` of the whole file: starts the
+/// writeback of its dirty pages.
+fn start_file_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor stays open for the whole call, and
+        // SYNC_FILE_RANGE_WRITE only starts writeback of dirty pages.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = db_path;
+    let _ = file;
 }
 
 fn sync_file(path: &Path) -> Result<(), UpgradeError> {
@@ -981,4 +1063,48 @@ fn has_user_tables(conn: &Connection) -> Result<bool, rusqlite::Error> {
         |row| row.get(0),
     )?;
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether another process can start a write transaction on `db`
+    /// right now (the sqlite3 shell, without waiting).
+    fn another_process_can_write(db: &Path) -> bool {
+        let out = std::process::Command::new("sqlite3")
+            .arg(db)
+            .arg("BEGIN IMMEDIATE; COMMIT;")
+            .output()
+            .expect("the sqlite3 shell runs (scripts/setup installs it)");
+        out.status.success()
+    }
+
+    /// The writeback's own descriptor of the database must not make the
+    /// process lose SQLite's locks (closing any descriptor of a file drops
+    /// all of the process's POSIX locks on it).
+    #[test]
+    fn a_writeback_during_a_transaction_keeps_the_database_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite3");
+        let writeback = Writeback::new(&db);
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        assert!(
+            !another_process_can_write(&db),
+            "the transaction holds the lock"
+        );
+        for _ in 0..3 {
+            writeback.request_and_wait();
+            assert!(
+                !another_process_can_write(&db),
+                "a writeback request released SQLite's lock"
+            );
+        }
+        conn.execute_batch("COMMIT").unwrap();
+        drop(conn);
+        drop(writeback);
+        assert!(another_process_can_write(&db));
+    }
 }
