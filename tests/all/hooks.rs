@@ -531,6 +531,16 @@ fn a_plugin_keeps_owning_the_tables_it_created_in_earlier_hooks() {
     assert!(!dump(&conn).contains("hostile_"));
 }
 
+/// The hooks that touch `hostile_kept`, and how the sandbox refuses each
+/// when the plugin does not own it.
+const KEPT_REFUSALS: [(&str, &str); 5] = [
+    ("read_owned", "may not read table hostile_kept"),
+    ("write_owned", "may not write table hostile_kept"),
+    ("alter_owned", "may not alter table hostile_kept"),
+    ("rename_owned", "may not alter table hostile_kept"),
+    ("drop_owned", "may not drop table hostile_kept"),
+];
+
 #[test]
 fn a_table_under_the_prefix_that_is_not_recorded_is_not_owned() {
     // As if an application migration had created it: it existed before the
@@ -542,13 +552,7 @@ fn a_table_under_the_prefix_that_is_not_recorded_is_not_owned() {
     )
     .unwrap();
     let hostile = hostile();
-    for (hook, reason) in [
-        ("read_owned", "may not read table hostile_kept"),
-        ("write_owned", "may not write table hostile_kept"),
-        ("alter_owned", "may not alter table hostile_kept"),
-        ("rename_owned", "may not alter table hostile_kept"),
-        ("drop_owned", "may not drop table hostile_kept"),
-    ] {
+    for (hook, reason) in KEPT_REFUSALS {
         let err = stopped_on(&mut runner, &mut conn, &hostile, hook);
         assert_refused(&err, reason);
         assert_refused(&err, NOT_CREATED);
@@ -576,14 +580,10 @@ fn plugins_with_overlapping_prefixes_cannot_touch_each_others_tables() {
     let mut runner = runner();
     let mut conn = database();
     run_and_record(&mut runner, &mut conn, &hostile(), "create_owned");
-    for (hook, reason) in [
-        ("read_owned", "may not read table hostile_kept"),
-        ("write_owned", "may not write table hostile_kept"),
-        ("alter_owned", "may not alter table hostile_kept"),
-        ("rename_owned", "may not alter table hostile_kept"),
-        ("drop_owned", "may not drop table hostile_kept"),
-        ("create_owned", "may not create table hostile_kept"),
-    ] {
+    for (hook, reason) in KEPT_REFUSALS
+        .into_iter()
+        .chain([("create_owned", "may not create table hostile_kept")])
+    {
         let err = stopped_on(&mut runner, &mut conn, &intruder, hook);
         assert_refused(&err, reason);
         assert_refused(
@@ -975,16 +975,7 @@ fn validate_rejects_broken_files_with_a_reason_each() {
 #[test]
 fn validate_checks_tables_against_a_release_schema() {
     let tmp = tempfile::tempdir().unwrap();
-    let release = support::TestRelease::new(
-        tmp.path(),
-        "rel",
-        "notebook",
-        "1.0.0",
-        &[(
-            "0001_init.sql",
-            "CREATE TABLE other(id INTEGER PRIMARY KEY);",
-        )],
-    );
+    let release = notebook_release(tmp.path(), "CREATE TABLE other(id INTEGER PRIMARY KEY);");
     let out = validate_against(&release.dir, &tidy());
     assert_eq!(out.status.code(), Some(1));
     let text = support::stdout(&out);
@@ -992,6 +983,11 @@ fn validate_checks_tables_against_a_release_schema() {
 
     let out = validate_against(Path::new("/nonexistent/release"), &tidy());
     assert_eq!(out.status.code(), Some(2), "{}", support::stderr(&out));
+}
+
+/// Release 1.0.0 of app `notebook` under `root`, with one migration.
+fn notebook_release(root: &Path, sql: &str) -> support::TestRelease {
+    support::TestRelease::new(root, "rel", "notebook", "1.0.0", &[("0001_init.sql", sql)])
 }
 
 /// `uplift hooks validate --release RELEASE PLUGIN`.
@@ -1008,16 +1004,10 @@ fn validate_against(release: &Path, plugin: &Path) -> std::process::Output {
 #[test]
 fn validate_refuses_an_owned_prefix_that_matches_a_release_table() {
     let tmp = tempfile::tempdir().unwrap();
-    let release = support::TestRelease::new(
+    let release = notebook_release(
         tmp.path(),
-        "rel",
-        "notebook",
-        "1.0.0",
-        &[(
-            "0001_init.sql",
-            "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
-             CREATE TABLE notebook(id INTEGER PRIMARY KEY);",
-        )],
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+         CREATE TABLE notebook(id INTEGER PRIMARY KEY);",
     );
     let greedy = hostile_as(
         tmp.path(),

@@ -492,12 +492,7 @@ fn hooks_test_refuses_a_release_whose_migration_fails_on_the_copy() {
             && err.contains("nots"),
         "{err}"
     );
-    assert!(
-        !stdout(&out).contains("tidy/"),
-        "no hook may run: {}",
-        stdout(&out)
-    );
-    assert_eq!(fingerprint(&db), before, "the original database changed");
+    assert_no_hook_ran_and_unchanged(&out, &db, &before);
 }
 
 /// An empty application database at `root/app.sqlite3`.
@@ -576,12 +571,7 @@ fn hooks_test_refuses_a_malformed_uplift_toml_naming_the_file() {
             && err.contains("timeout_secs"),
         "{err}"
     );
-    assert!(
-        !stdout(&out).contains("tidy/"),
-        "no hook may run: {}",
-        stdout(&out)
-    );
-    assert_eq!(fingerprint(&db), before, "the original database changed");
+    assert_no_hook_ran_and_unchanged(&out, &db, &before);
 }
 
 #[test]
@@ -637,4 +627,15 @@ fn hooks_test_records_what_a_hook_creates_so_the_plugins_later_hooks_own_it() {
         "{text}"
     );
     assert_eq!(fingerprint(&db), before, "the original database changed");
+}
+
+/// `hooks test` stopped before any hook of `tidy` ran, and the original
+/// database is as `before`.
+fn assert_no_hook_ran_and_unchanged(out: &std::process::Output, db: &Path, before: &str) {
+    assert!(
+        !stdout(out).contains("tidy/"),
+        "no hook may run: {}",
+        stdout(out)
+    );
+    assert_eq!(fingerprint(db), before, "the original database changed");
 }

@@ -399,6 +399,18 @@ mod tests {
         conn
     }
 
+    /// Runs the full check on `path`, asserts that `check` is the one that
+    /// failed, and returns the error's text.
+    fn full_check_fails_with(path: &Path, check: &str) -> String {
+        let err = check_file(path, IntegrityCheck::Full).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(&err, RestoreError::Check { check: c, .. } if *c == check),
+            "{text}"
+        );
+        text
+    }
+
     fn check_file(path: &Path, level: IntegrityCheck) -> Result<Option<String>, RestoreError> {
         check(path, Path::new("test.dump"), level, &mut NoProgress)
     }
@@ -487,18 +499,7 @@ mod tests {
         .unwrap();
         drop(conn);
         check_file(&path, IntegrityCheck::Quick).expect("the quick check does not look rows up");
-        let err = check_file(&path, IntegrityCheck::Full).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            matches!(
-                err,
-                RestoreError::Check {
-                    check: "integrity check",
-                    ..
-                }
-            ),
-            "{text}"
-        );
+        let text = full_check_fails_with(&path, "integrity check");
         assert!(
             text.contains("missing from index people_"),
             "names the index: {text}"
@@ -531,18 +532,7 @@ mod tests {
         conn.execute_batch("PRAGMA foreign_keys=OFF; INSERT INTO notes VALUES (99999, 'orphan');")
             .unwrap();
         drop(conn);
-        let err = check_file(&path, IntegrityCheck::Full).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            matches!(
-                err,
-                RestoreError::Check {
-                    check: "foreign key check",
-                    ..
-                }
-            ),
-            "{text}"
-        );
+        let text = full_check_fails_with(&path, "foreign key check");
         assert!(
             text.contains("of notes refers to a missing row of people"),
             "{text}"
