@@ -15,14 +15,22 @@
 //!   constraints; the `xIntegrity` check of every virtual table (the modules
 //!   a dump may create, FTS3/4/5 and R-Tree, run the same check whether
 //!   quick or not).
-//! - `PRAGMA integrity_check(T)` for every table `T` that has an index or is
-//!   `WITHOUT ROWID`: what the full check adds to the quick one, which is
-//!   only about indexes (every row present in each index with the same
-//!   values, the rowid at the end of each index record, `UNIQUE` indexes
-//!   unique, `WITHOUT ROWID` keys in order). A per-table check skips the
-//!   freelist and the page accounting, which the quick check above covers.
+//! - For every table with an index, what the full check adds to the quick
+//!   one, which is only about indexes: every row present in each index with
+//!   the same values, the rowid at the end of each index record, `UNIQUE`
+//!   indexes unique, `WITHOUT ROWID` keys in order.
+//!   - For a rowid table whose indexes are all on plain columns with the
+//!     `BINARY` collation (most tables), by fingerprints (see
+//!     [`super::indexes`]): its rows, read in rowid ranges, against each of
+//!     its indexes, read on its own. Every b-tree is read once, in order, in
+//!     pieces of any size, where `integrity_check` looks every row up in
+//!     every index, on one core.
+//!   - For any other table, `PRAGMA integrity_check(T)`. A per-table check
+//!     skips the freelist and the page accounting, which the quick check
+//!     above covers.
+//!
 //!   For a rowid table without an index, `integrity_check(T)` does nothing
-//!   the quick check has not done, so it is not run.
+//!   the quick check has not done, so neither is run.
 //! - `PRAGMA foreign_key_check`.
 //!
 //! Together these verify everything `PRAGMA integrity_check` followed by
@@ -30,13 +38,14 @@
 //! `sqlite3BtreeIntegrityCheck`); with [`IntegrityCheck::Quick`] only the
 //! first and last run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::indexes::{self, Fingerprint, Held, Indexed, Keys};
 use super::restore::{IntegrityCheck, RestoreError};
 use super::{Progress, ProgressUnit};
 use crate::meta;
@@ -64,8 +73,21 @@ enum Job {
     Whole,
     /// `PRAGMA integrity_check(table)`.
     Table(String),
+    /// The entries the indexes of [`Plan::indexed`] table `table` must
+    /// hold, from its rows with rowids `lo..=hi`.
+    Rows { table: usize, lo: i64, hi: i64 },
+    /// The entries index `index` of [`Plan::indexed`] table `table` holds.
+    Entries { table: usize, index: usize },
     /// `PRAGMA foreign_key_check`.
     ForeignKeys,
+}
+
+/// The pieces of a check, and the tables whose indexes are verified by
+/// fingerprints.
+#[derive(Debug)]
+struct Plan {
+    jobs: Vec<Job>,
+    indexed: Vec<Indexed>,
 }
 
 /// What a piece found.
@@ -74,6 +96,17 @@ enum Found {
     Integrity(Vec<String>),
     /// Foreign-key violations: how many, and the first few described.
     ForeignKeys(u64, Vec<String>),
+    /// What a [`Job::Rows`] piece says the table's indexes must hold.
+    Expected {
+        table: usize,
+        sums: Vec<Fingerprint>,
+    },
+    /// What a [`Job::Entries`] piece read.
+    Held {
+        table: usize,
+        index: usize,
+        held: Held,
+    },
 }
 
 /// Checks the database built at `target` from `dump`; returns its data
@@ -92,28 +125,65 @@ pub(crate) fn check(
     progress.begin("checking", None, ProgressUnit::Rows);
     release_freed_memory();
     let conn = open(target, 2048).map_err(build_err)?;
-    let jobs = plan(&conn, level).map_err(build_err)?;
+    let plan = plan(&conn, level).map_err(build_err)?;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_WORKERS)
-        .min(jobs.len());
-    let found = run(target, &jobs, workers).map_err(build_err)?;
+        .min(plan.jobs.len());
+    let keys = Keys::new();
+    let found = run(target, &plan, workers, &keys).map_err(build_err)?;
 
     let mut integrity = Vec::new();
+    let note = |integrity: &mut Vec<String>, line: String| {
+        if integrity.len() < MAX_PROBLEMS && !integrity.contains(&line) {
+            integrity.push(line);
+        }
+    };
     let mut violations = 0u64;
     let mut fk_details = Vec::new();
+    let mut expected: Vec<Vec<Fingerprint>> = plan
+        .indexed
+        .iter()
+        .map(|t| vec![Fingerprint::default(); t.indexes.len()])
+        .collect();
+    let mut held: Vec<Vec<Option<Fingerprint>>> = plan
+        .indexed
+        .iter()
+        .map(|t| vec![None; t.indexes.len()])
+        .collect();
     for found in found {
         match found {
-            Found::Integrity(lines) => {
-                for line in lines {
-                    if integrity.len() < MAX_PROBLEMS && !integrity.contains(&line) {
-                        integrity.push(line);
-                    }
-                }
-            }
+            Found::Integrity(lines) => lines.into_iter().for_each(|l| note(&mut integrity, l)),
             Found::ForeignKeys(count, details) => {
                 violations += count;
                 fk_details.extend(details);
+            }
+            Found::Expected { table, sums } => {
+                for (total, sum) in expected[table].iter_mut().zip(sums) {
+                    total.merge(sum);
+                }
+            }
+            Found::Held {
+                table,
+                index,
+                held: h,
+            } => {
+                if let Some(duplicate) = h.duplicate {
+                    note(&mut integrity, duplicate);
+                }
+                held[table][index] = Some(h.fingerprint);
+            }
+        }
+    }
+    // A piece that found a problem stops the others, so the fingerprints
+    // are complete only if nothing was found.
+    if integrity.is_empty() && violations == 0 {
+        for (t, table) in plan.indexed.iter().enumerate() {
+            let differs = (0..table.indexes.len()).any(|i| held[t][i] != Some(expected[t][i]));
+            if differs {
+                for line in index_mismatch(&conn, table, &expected[t], &held[t]) {
+                    note(&mut integrity, line);
+                }
             }
         }
     }
@@ -179,13 +249,16 @@ fn open(target: &Path, cache_kib: usize) -> rusqlite::Result<Connection> {
 /// from a tree's root page to the next root page are (nearly all) that
 /// tree's: sizes come from `sqlite_schema` and the page count, without
 /// reading the data. Looking a row up in an index costs far more than
-/// reading it, hence the weight of index pages.
-fn plan(conn: &Connection, level: IntegrityCheck) -> rusqlite::Result<Vec<Job>> {
+/// reading it, hence the weight of index pages in `integrity_check(T)`.
+fn plan(conn: &Connection, level: IntegrityCheck) -> rusqlite::Result<Plan> {
     let page_count: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
     if level == IntegrityCheck::Quick {
-        return Ok(vec![Job::Whole, Job::ForeignKeys]);
+        return Ok(Plan {
+            jobs: vec![Job::Whole, Job::ForeignKeys],
+            indexed: Vec::new(),
+        });
     }
-    // name -> (table it belongs to, root page, is an index)
+    // (name, table it belongs to, root page, is an index)
     let mut trees: Vec<(String, String, u64, bool)> = Vec::new();
     {
         let mut stmt = conn.prepare(
@@ -203,15 +276,6 @@ fn plan(conn: &Connection, level: IntegrityCheck) -> rusqlite::Result<Vec<Job>> 
             ));
         }
     }
-    let mut without_rowid = Vec::new();
-    {
-        let mut stmt =
-            conn.prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND wr")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            without_rowid.push(row.get::<_, String>(0)?);
-        }
-    }
     let mut roots: Vec<u64> = trees.iter().map(|t| t.2).filter(|&r| r > 0).collect();
     roots.sort_unstable();
     let pages_of = |root: u64| -> u64 {
@@ -225,37 +289,100 @@ fn plan(conn: &Connection, level: IntegrityCheck) -> rusqlite::Result<Vec<Job>> 
             .unwrap_or(page_count + 1);
         next.saturating_sub(root).max(1)
     };
-    // table -> (its pages, its index pages, needs a check of its own)
-    let mut tables: HashMap<String, (u64, u64, bool)> = HashMap::new();
+    // Pages of each tree by name, and of each table's indexes together.
+    let mut tree_pages: HashMap<&str, u64> = HashMap::new();
+    let mut index_pages: HashMap<&str, u64> = HashMap::new();
     for (name, table, root, is_index) in &trees {
+        tree_pages.insert(name, pages_of(*root));
         if *is_index {
-            let entry = tables.entry(table.clone()).or_default();
-            entry.1 += pages_of(*root);
-            entry.2 = true;
-        } else {
-            let entry = tables.entry(name.clone()).or_default();
-            entry.0 += pages_of(*root);
-            if without_rowid.contains(name) {
-                entry.2 = true;
-            }
+            *index_pages.entry(table).or_default() += pages_of(*root);
         }
     }
+    let pages = |name: &str| tree_pages.get(name).copied().unwrap_or(0);
+
+    let (indexed, others) = indexes::plan(conn)?;
     const INDEX_WEIGHT: u64 = 40;
     let mut weighted: Vec<(u64, Job)> = vec![(page_count, Job::Whole)];
-    let mut child_pages = page_count / 2;
-    if !has_foreign_keys(conn)? {
-        child_pages = 0;
-    }
+    let child_pages = if has_foreign_keys(conn)? {
+        page_count / 2
+    } else {
+        0
+    };
     weighted.push((child_pages, Job::ForeignKeys));
-    // Sorted by name first, so that equal weights run in a stable order.
-    let tables: BTreeMap<_, _> = tables.into_iter().collect();
-    for (name, (pages, index_pages, needed)) in tables {
-        if needed {
-            weighted.push((pages + INDEX_WEIGHT * index_pages, Job::Table(name)));
+    for name in others {
+        let weight = pages(&name) + INDEX_WEIGHT * index_pages.get(name.as_str()).unwrap_or(&0);
+        weighted.push((weight, Job::Table(name)));
+    }
+    for (t, table) in indexed.iter().enumerate() {
+        // Reading a row costs about as much as hashing one of its entries.
+        let work = pages(&table.table) * (1 + table.indexes.len() as u64);
+        if let Some((lo, hi)) = table.rowids {
+            let ranges = rowid_ranges(lo, hi, work.div_ceil(PIECE_PAGES));
+            let weight = work / ranges.len() as u64;
+            for (lo, hi) in ranges {
+                weighted.push((weight, Job::Rows { table: t, lo, hi }));
+            }
+        }
+        for (i, index) in table.indexes.iter().enumerate() {
+            weighted.push((2 * pages(&index.name), Job::Entries { table: t, index: i }));
         }
     }
+    // Stable, so that equal weights keep the order above.
     weighted.sort_by_key(|w| std::cmp::Reverse(w.0));
-    Ok(weighted.into_iter().map(|(_, job)| job).collect())
+    Ok(Plan {
+        jobs: weighted.into_iter().map(|(_, job)| job).collect(),
+        indexed,
+    })
+}
+
+/// The estimated work (see [`plan`]) of one piece of a table's rows.
+const PIECE_PAGES: u64 = 64 * 1024;
+
+/// `lo..=hi` cut into at most `pieces` ranges of about equal length.
+fn rowid_ranges(lo: i64, hi: i64, pieces: u64) -> Vec<(i64, i64)> {
+    let span = i128::from(hi) - i128::from(lo) + 1;
+    let n = i128::from(pieces.clamp(1, 64)).min(span.max(1));
+    (0..n)
+        .map(|k| {
+            let start = i128::from(lo) + span * k / n;
+            let end = i128::from(lo) + span * (k + 1) / n - 1;
+            (start as i64, end as i64)
+        })
+        .collect()
+}
+
+/// Why the fingerprints of `table`'s indexes differ, in words, with
+/// `integrity_check(T)`'s own report of the table.
+fn index_mismatch(
+    conn: &Connection,
+    table: &Indexed,
+    expected: &[Fingerprint],
+    held: &[Option<Fingerprint>],
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (i, index) in table.indexes.iter().enumerate() {
+        let want = expected[i];
+        match held[i] {
+            Some(got) if got == want => {}
+            Some(got) if got.entries != want.entries => lines.push(format!(
+                "index {} holds {} entries where table {} has {} rows",
+                index.name, got.entries, table.table, want.entries
+            )),
+            Some(_) => lines.push(format!(
+                "index {} does not hold the same values as the rows of table {}",
+                index.name, table.table
+            )),
+            None => lines.push(format!("index {} was not read", index.name)),
+        }
+    }
+    let sql = format!(
+        "PRAGMA integrity_check(\"{}\")",
+        table.table.replace('"', "\"\"")
+    );
+    if let Ok(sqlite) = integrity_lines(conn, &sql) {
+        lines.extend(sqlite);
+    }
+    lines
 }
 
 /// Whether any table declares a foreign key.
@@ -271,7 +398,8 @@ fn has_foreign_keys(conn: &Connection) -> rusqlite::Result<bool> {
 /// Runs `jobs` on `workers` threads, each with its own connection; returns
 /// what each found, in the order of `jobs` (stopping early once a problem
 /// is found).
-fn run(target: &Path, jobs: &[Job], workers: usize) -> rusqlite::Result<Vec<Found>> {
+fn run(target: &Path, plan: &Plan, workers: usize, keys: &Keys) -> rusqlite::Result<Vec<Found>> {
+    let jobs = &plan.jobs;
     // The calling thread runs the first (largest) piece, with the large
     // cache: it reuses the memory the build's connection freed on this
     // thread, where a new thread would add to the process's size.
@@ -295,7 +423,7 @@ fn run(target: &Path, jobs: &[Job], workers: usize) -> rusqlite::Result<Vec<Foun
                 conn.execute_batch(&format!("PRAGMA cache_size=-{wanted};"))?;
                 cache = wanted;
             }
-            let found = match run_job(&conn, &jobs[i]) {
+            let found = match run_job(&conn, plan, &jobs[i], keys) {
                 Ok(found) => found,
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
@@ -305,6 +433,8 @@ fn run(target: &Path, jobs: &[Job], workers: usize) -> rusqlite::Result<Vec<Foun
             let problem = match &found {
                 Found::Integrity(lines) => !lines.is_empty(),
                 Found::ForeignKeys(n, _) => *n > 0,
+                Found::Expected { .. } => false,
+                Found::Held { held, .. } => held.duplicate.is_some(),
             };
             if problem {
                 stop.store(true, Ordering::Relaxed);
@@ -334,10 +464,29 @@ fn run(target: &Path, jobs: &[Job], workers: usize) -> rusqlite::Result<Vec<Foun
 }
 
 /// Runs one piece of the check.
-fn run_job(conn: &Connection, job: &Job) -> rusqlite::Result<Found> {
+fn run_job(conn: &Connection, plan: &Plan, job: &Job, keys: &Keys) -> rusqlite::Result<Found> {
     let sql = match job {
         Job::Whole => format!("PRAGMA quick_check({MAX_PROBLEMS})"),
         Job::Table(name) => format!("PRAGMA integrity_check(\"{}\")", name.replace('"', "\"\"")),
+        Job::Rows { table, lo, hi } => {
+            let found = indexes::expected(conn, &plan.indexed[*table], *lo, *hi, keys);
+            return Ok(unreadable(&plan.indexed[*table], found, |sums| {
+                Found::Expected {
+                    table: *table,
+                    sums,
+                }
+            }));
+        }
+        Job::Entries { table, index } => {
+            let found = indexes::held(conn, &plan.indexed[*table], *index, keys);
+            return Ok(unreadable(&plan.indexed[*table], found, |held| {
+                Found::Held {
+                    table: *table,
+                    index: *index,
+                    held,
+                }
+            }));
+        }
         Job::ForeignKeys => {
             let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
             let mut rows = stmt.query([])?;
@@ -360,7 +509,25 @@ fn run_job(conn: &Connection, job: &Job) -> rusqlite::Result<Found> {
             return Ok(Found::ForeignKeys(count, details));
         }
     };
-    let mut stmt = conn.prepare(&sql)?;
+    Ok(Found::Integrity(integrity_lines(conn, &sql)?))
+}
+
+/// What reading `table` found; a b-tree SQLite cannot read (a malformed
+/// record or page) is a problem of the database, named with the table.
+fn unreadable<T>(
+    table: &Indexed,
+    found: rusqlite::Result<T>,
+    ok: impl FnOnce(T) -> Found,
+) -> Found {
+    match found {
+        Ok(found) => ok(found),
+        Err(e) => Found::Integrity(vec![format!("table {}: {e}", table.table)]),
+    }
+}
+
+/// The lines of an integrity-check pragma other than `ok`.
+fn integrity_lines(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(sql)?;
     let mut rows = stmt.query([])?;
     let mut problems = Vec::new();
     while let Some(row) = rows.next()? {
@@ -369,7 +536,7 @@ fn run_job(conn: &Connection, job: &Job) -> rusqlite::Result<Found> {
             problems.push(line);
         }
     }
-    Ok(Found::Integrity(problems))
+    Ok(problems)
 }
 
 #[cfg(test)]
@@ -439,12 +606,15 @@ mod tests {
     }
 
     #[test]
-    fn the_plan_checks_every_table_with_an_index_largest_first_and_the_whole_file() {
+    fn the_plan_reads_rowid_tables_against_their_indexes_and_leaves_the_others_to_sqlite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         drop(database(&path));
         let conn = open(&path, 1024).unwrap();
-        let jobs = plan(&conn, IntegrityCheck::Full).unwrap();
+        let plan = plan(&conn, IntegrityCheck::Full).unwrap();
+        let jobs = &plan.jobs;
+        let indexed: Vec<&str> = plan.indexed.iter().map(|t| t.table.as_str()).collect();
+        assert_eq!(indexed, ["notes", "people"], "{plan:?}");
         let tables: Vec<&str> = jobs
             .iter()
             .filter_map(|j| match j {
@@ -452,17 +622,136 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(tables.len(), 3, "{jobs:?}");
-        assert_eq!(tables[0], "people", "two indexes: the most work: {jobs:?}");
-        assert!(
-            tables.contains(&"tags") && tables.contains(&"notes"),
-            "{jobs:?}"
-        );
-        assert!(jobs.contains(&Job::Whole) && jobs.contains(&Job::ForeignKeys));
         assert_eq!(
-            plan(&conn, IntegrityCheck::Quick).unwrap(),
-            vec![Job::Whole, Job::ForeignKeys]
+            tables,
+            ["tags"],
+            "WITHOUT ROWID: integrity_check(T): {jobs:?}"
         );
+        let entries = jobs
+            .iter()
+            .filter(|j| matches!(j, Job::Entries { .. }))
+            .count();
+        assert_eq!(entries, 3, "one piece for each index: {jobs:?}");
+        for t in 0..plan.indexed.len() {
+            assert!(
+                jobs.iter()
+                    .any(|j| matches!(j, Job::Rows { table, .. } if *table == t)),
+                "{jobs:?}"
+            );
+        }
+        assert!(jobs.contains(&Job::Whole) && jobs.contains(&Job::ForeignKeys));
+        let quick = super::plan(&conn, IntegrityCheck::Quick).unwrap();
+        assert_eq!(quick.jobs, vec![Job::Whole, Job::ForeignKeys]);
+    }
+
+    #[test]
+    fn tables_with_an_index_fingerprints_do_not_cover_are_left_to_integrity_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE nocase(a TEXT); CREATE INDEX nocase_a ON nocase(a COLLATE NOCASE);
+             CREATE TABLE expr(a TEXT); CREATE INDEX expr_a ON expr(lower(a));
+             CREATE TABLE part(a TEXT); CREATE INDEX part_a ON part(a) WHERE a > 'm';
+             CREATE TABLE generated(a INTEGER, b AS (a * 2)); CREATE INDEX generated_a ON generated(a);
+             CREATE TABLE ipk(id INTEGER PRIMARY KEY, a); CREATE INDEX ipk_id ON ipk(id, a);
+             CREATE TABLE shadowed(rowid, oid, _rowid_); CREATE INDEX shadowed_oid ON shadowed(oid);
+             CREATE TABLE mixed(a, b); CREATE INDEX mixed_a ON mixed(a);
+                                       CREATE INDEX mixed_b ON mixed(b COLLATE RTRIM);
+             CREATE TABLE covered(a, b UNIQUE); CREATE INDEX covered_ab ON covered(a DESC, b);
+             CREATE TABLE bare(a);
+             INSERT INTO covered VALUES (1, 2), (3, 4);
+             INSERT INTO ipk VALUES (5, 'x'), (-7, 'y');",
+        )
+        .unwrap();
+        let (indexed, mut others) = indexes::plan(&conn).unwrap();
+        let indexed: Vec<&str> = indexed.iter().map(|t| t.table.as_str()).collect();
+        // An index on the INTEGER PRIMARY KEY holds the rowid, which the
+        // table's column reads as well.
+        assert_eq!(indexed, ["covered", "ipk"]);
+        others.sort();
+        assert_eq!(
+            others,
+            ["expr", "generated", "mixed", "nocase", "part", "shadowed"]
+        );
+        drop(conn);
+        check_file(&path, IntegrityCheck::Full).unwrap();
+    }
+
+    #[test]
+    fn values_an_index_lookup_calls_equal_are_equal_and_all_others_distinct() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = Connection::open(&path).unwrap();
+        // No affinity: every value is stored as given. The UNIQUE index
+        // holds values SQLite tells apart; the other holds equal ones too.
+        conn.execute_batch(
+            "CREATE TABLE v(u UNIQUE, d, r REAL);
+             CREATE INDEX v_d ON v(d, u);
+             CREATE INDEX v_r ON v(r);
+             INSERT INTO v VALUES
+               (0, 0, -0.0), (0.5, 0.0, 0.0), (1, 1.0, 1), ('1', '1', 1.0), (x'31', x'31', NULL),
+               (9223372036854775807, 9223372036854775807, 9.3e18),
+               (-9223372036854775808, -9.223372036854775808e18, -1e308),
+               (9.2233720368547758e18, 1e-310, 1e-310), (NULL, NULL, 4.9e-324),
+               (NULL, 'a''b', 'x'), ('', '', ''), (x'', x'', x''), (-1.5, 'tab	nl
+', 2.5);",
+        )
+        .unwrap();
+        drop(conn);
+        check_file(&path, IntegrityCheck::Full).unwrap();
+    }
+
+    #[test]
+    fn a_unique_index_holding_a_key_twice_is_caught_by_the_full_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE u(id INTEGER PRIMARY KEY, x, y);
+             WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 500)
+             INSERT INTO u SELECT i, i, i FROM c;
+             UPDATE u SET x = 3.0, y = NULL WHERE id = 250;
+             INSERT INTO u VALUES (501, NULL, 7), (502, NULL, 7);
+             CREATE INDEX u_x ON u(x);
+             CREATE INDEX u_xy ON u(x, y);
+             PRAGMA writable_schema=ON;
+             UPDATE sqlite_schema SET sql = 'CREATE UNIQUE INDEX u_xy ON u(x, y)' WHERE name = 'u_xy';",
+        )
+        .unwrap();
+        drop(conn);
+        // Keys holding a NULL are unique whatever they are: (NULL, 7) twice,
+        // and (3.0, NULL) beside (3, 3).
+        check_file(&path, IntegrityCheck::Full).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA writable_schema=ON;
+             UPDATE sqlite_schema SET sql = 'CREATE UNIQUE INDEX u_x ON u(x)' WHERE name = 'u_x';",
+        )
+        .unwrap();
+        drop(conn);
+        check_file(&path, IntegrityCheck::Quick).expect("the quick check does not read keys");
+        let text = full_check_fails_with(&path, "integrity check");
+        assert!(text.contains("non-unique entry in index u_x"), "{text}");
+    }
+
+    /// (The fingerprints find it too, see `indexes::tests`; the quick check,
+    /// counting entries, finds it first.)
+    #[test]
+    fn an_index_missing_rows_is_caught_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = database(&path);
+        conn.execute_batch(
+            "CREATE INDEX people_ab ON people(a, b) WHERE id % 100 <> 7;
+             PRAGMA writable_schema=ON;
+             UPDATE sqlite_schema SET sql = 'CREATE INDEX people_ab ON people(a, b)'
+              WHERE name = 'people_ab';",
+        )
+        .unwrap();
+        drop(conn);
+        let text = full_check_fails_with(&path, "integrity check");
+        assert!(text.contains("index people_ab"), "{text}");
     }
 
     #[test]
@@ -501,8 +790,14 @@ mod tests {
         check_file(&path, IntegrityCheck::Quick).expect("the quick check does not look rows up");
         let text = full_check_fails_with(&path, "integrity check");
         assert!(
+            text.contains(
+                "index people_a does not hold the same values as the rows of table people"
+            ),
+            "{text}"
+        );
+        assert!(
             text.contains("missing from index people_"),
-            "names the index: {text}"
+            "SQLite's own words follow: {text}"
         );
     }
 

@@ -70,6 +70,7 @@
 mod check;
 mod dump;
 mod files;
+mod indexes;
 mod restore;
 mod sqlparse;
 
