@@ -45,10 +45,11 @@ pub struct RestoreOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IntegrityCheck {
     /// Everything `PRAGMA integrity_check` verifies, including that every
-    /// index holds exactly its table's rows (O(N log N): the slowest part
-    /// of a restore). It runs in pieces on several cores: `PRAGMA
-    /// quick_check` of the whole file beside `PRAGMA integrity_check(T)` of
-    /// each table with an index, which together cover the whole check.
+    /// index holds exactly its table's rows. It runs in pieces on several
+    /// cores: `PRAGMA quick_check` of the whole file beside the
+    /// verification of each table's indexes (by fingerprints of its rows
+    /// and of each index, or `PRAGMA integrity_check(T)` for the tables
+    /// fingerprints do not cover), which together cover the whole check.
     #[default]
     Full,
     /// `PRAGMA quick_check`: b-tree structure, page accounting, record
