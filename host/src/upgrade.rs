@@ -701,6 +701,14 @@ fn apply_steps(
     meta::set_app_name(conn, &release.app).map_err(UpgradeError::meta(db_path))?;
     meta::set_data_version(conn, &release.version).map_err(UpgradeError::meta(db_path))?;
 
+    // Every write is done. SQLite writes the pages its cache still holds to
+    // the database file now, after syncing the journal that protects them
+    // (as COMMIT would), and the disk takes them while the foreign key check
+    // below uses the processor, instead of in COMMIT's sync.
+    conn.cache_flush()?;
+    writeback.request();
+    phases.end("flush");
+
     // Last before COMMIT, after every write.
     let check = written::check_foreign_keys(conn, &written, &schema_before, 10)?;
     if !check.violations.is_empty() {
