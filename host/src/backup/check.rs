@@ -656,6 +656,7 @@ mod tests {
              CREATE TABLE generated(a INTEGER, b AS (a * 2)); CREATE INDEX generated_a ON generated(a);
              CREATE TABLE ipk(id INTEGER PRIMARY KEY, a); CREATE INDEX ipk_id ON ipk(id, a);
              CREATE TABLE shadowed(rowid, oid, _rowid_); CREATE INDEX shadowed_oid ON shadowed(oid);
+             CREATE TABLE twice(a, b); CREATE INDEX twice_aba ON twice(a, b, a);
              CREATE TABLE mixed(a, b); CREATE INDEX mixed_a ON mixed(a);
                                        CREATE INDEX mixed_b ON mixed(b COLLATE RTRIM);
              CREATE TABLE covered(a, b UNIQUE); CREATE INDEX covered_ab ON covered(a DESC, b);
@@ -672,7 +673,15 @@ mod tests {
         others.sort();
         assert_eq!(
             others,
-            ["expr", "generated", "mixed", "nocase", "part", "shadowed"]
+            [
+                "expr",
+                "generated",
+                "mixed",
+                "nocase",
+                "part",
+                "shadowed",
+                "twice"
+            ]
         );
         drop(conn);
         check_file(&path, IntegrityCheck::Full).unwrap();

@@ -103,7 +103,7 @@ fn quote(name: &str) -> String {
 ///
 /// Covered: a rowid table without generated columns, in a UTF-8 database,
 /// whose every index is a whole-table index (not partial) on plain columns
-/// (not expressions, not the rowid) with the `BINARY` collation, and can be
+/// (not expressions, each once) with the `BINARY` collation, and can be
 /// read as a covering index (SQLite's plan says so). `WITHOUT ROWID` tables
 /// always need `integrity_check(T)`, which also checks their key order.
 pub(crate) fn plan(conn: &Connection) -> rusqlite::Result<(Vec<Indexed>, Vec<String>)> {
@@ -201,7 +201,11 @@ fn covered_table(conn: &Connection, table: &str) -> rusqlite::Result<Option<Inde
             };
             keys.push(position);
         }
-        if keys.is_empty() {
+        // A column indexed twice would be read from the index once.
+        let mut distinct = keys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if keys.is_empty() || distinct.len() != keys.len() {
             return Ok(None);
         }
         indexes.push(IndexKeys { name, unique, keys });
