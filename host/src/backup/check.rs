@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::dump::quote_ident;
 use super::indexes::{self, Fingerprint, Held, Indexed, Keys};
 use super::restore::{IntegrityCheck, RestoreError};
 use super::{Progress, ProgressUnit};
@@ -375,10 +376,7 @@ fn index_mismatch(
             None => lines.push(format!("index {} was not read", index.name)),
         }
     }
-    let sql = format!(
-        "PRAGMA integrity_check(\"{}\")",
-        table.table.replace('"', "\"\"")
-    );
+    let sql = format!("PRAGMA integrity_check({})", quote_ident(&table.table));
     if let Ok(sqlite) = integrity_lines(conn, &sql) {
         lines.extend(sqlite);
     }
@@ -467,7 +465,7 @@ fn run(target: &Path, plan: &Plan, workers: usize, keys: &Keys) -> rusqlite::Res
 fn run_job(conn: &Connection, plan: &Plan, job: &Job, keys: &Keys) -> rusqlite::Result<Found> {
     let sql = match job {
         Job::Whole => format!("PRAGMA quick_check({MAX_PROBLEMS})"),
-        Job::Table(name) => format!("PRAGMA integrity_check(\"{}\")", name.replace('"', "\"\"")),
+        Job::Table(name) => format!("PRAGMA integrity_check({})", quote_ident(name)),
         Job::Rows { table, lo, hi } => {
             let found = indexes::expected(conn, &plan.indexed[*table], *lo, *hi, keys);
             return Ok(unreadable(&plan.indexed[*table], found, |sums| {
@@ -566,6 +564,14 @@ mod tests {
         conn
     }
 
+    /// A path for a database in a new temporary folder (removed when the
+    /// folder is dropped).
+    fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        (dir, path)
+    }
+
     /// Runs the full check on `path`, asserts that `check` is the one that
     /// failed, and returns the error's text.
     fn full_check_fails_with(path: &Path, check: &str) -> String {
@@ -607,8 +613,7 @@ mod tests {
 
     #[test]
     fn the_plan_reads_rowid_tables_against_their_indexes_and_leaves_the_others_to_sqlite() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         drop(database(&path));
         let conn = open(&path, 1024).unwrap();
         let plan = plan(&conn, IntegrityCheck::Full).unwrap();
@@ -646,8 +651,7 @@ mod tests {
 
     #[test]
     fn tables_with_an_index_fingerprints_do_not_cover_are_left_to_integrity_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "CREATE TABLE nocase(a TEXT); CREATE INDEX nocase_a ON nocase(a COLLATE NOCASE);
@@ -689,8 +693,7 @@ mod tests {
 
     #[test]
     fn values_an_index_lookup_calls_equal_are_equal_and_all_others_distinct() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         let conn = Connection::open(&path).unwrap();
         // No affinity: every value is stored as given. The UNIQUE index
         // holds values SQLite tells apart; the other holds equal ones too.
@@ -712,8 +715,7 @@ mod tests {
 
     #[test]
     fn a_unique_index_holding_a_key_twice_is_caught_by_the_full_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "CREATE TABLE u(id INTEGER PRIMARY KEY, x, y);
@@ -747,8 +749,7 @@ mod tests {
     /// counting entries, finds it first.)
     #[test]
     fn an_index_missing_rows_is_caught_and_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         let conn = database(&path);
         conn.execute_batch(
             "CREATE INDEX people_ab ON people(a, b) WHERE id % 100 <> 7;
@@ -764,8 +765,7 @@ mod tests {
 
     #[test]
     fn a_sound_database_passes_both_checks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         drop(database(&path));
         check_file(&path, IntegrityCheck::Full).unwrap();
         check_file(&path, IntegrityCheck::Quick).unwrap();
@@ -773,8 +773,7 @@ mod tests {
 
     #[test]
     fn an_index_that_does_not_match_its_table_is_caught_by_the_full_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         let conn = database(&path);
         // Two indexes of the same table swap their b-trees: each is a
         // well-formed b-tree with the right number of entries, so only
@@ -811,8 +810,7 @@ mod tests {
 
     #[test]
     fn pages_no_table_uses_are_caught_though_tables_are_checked_one_by_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         let conn = database(&path);
         // Forgetting a table leaves its pages in the file, used by nothing:
         // only a check of the whole file sees that.
@@ -829,8 +827,7 @@ mod tests {
 
     #[test]
     fn broken_foreign_keys_are_reported_with_the_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let (_dir, path) = temp_db();
         let conn = database(&path);
         conn.execute_batch("PRAGMA foreign_keys=OFF; INSERT INTO notes VALUES (99999, 'orphan');")
             .unwrap();

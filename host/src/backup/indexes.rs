@@ -35,6 +35,8 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
+use super::dump::quote_ident;
+
 /// A rowid table whose every index is verified by fingerprints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Indexed {
@@ -91,10 +93,6 @@ pub(crate) struct Held {
 
 /// The hash of an entry: the same for equal entries within one check.
 pub(crate) type Keys = RandomState;
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// Splits the rowid tables of the main database into those whose indexes
 /// are all verified by fingerprints, and the names of those that need
@@ -213,7 +211,7 @@ fn covered_table(conn: &Connection, table: &str) -> rusqlite::Result<Option<Inde
     let mut indexed = Indexed {
         table: table.to_string(),
         rowid,
-        columns: read.iter().map(|&c| quote(&columns[c].0)).collect(),
+        columns: read.iter().map(|&c| quote_ident(&columns[c].0)).collect(),
         indexes,
         rowids: None,
     };
@@ -226,7 +224,10 @@ fn covered_table(conn: &Connection, table: &str) -> rusqlite::Result<Option<Inde
     // scan the smallest index, which holds the rowids too.
     let end = |f: &str| -> rusqlite::Result<Option<i64>> {
         conn.query_row(
-            &format!("SELECT {f}({rowid}) FROM main.{} NOT INDEXED", quote(table)),
+            &format!(
+                "SELECT {f}({rowid}) FROM main.{} NOT INDEXED",
+                quote_ident(table)
+            ),
             [],
             |r| r.get(0),
         )
@@ -247,8 +248,8 @@ fn index_scan(table: &Indexed, index: usize) -> String {
         "SELECT {}, {} FROM main.{} INDEXED BY {}",
         columns.join(", "),
         table.rowid,
-        quote(&table.table),
-        quote(&keys.name)
+        quote_ident(&table.table),
+        quote_ident(&keys.name)
     )
 }
 
@@ -321,7 +322,7 @@ pub(crate) fn expected(
     let sql = format!(
         "SELECT {}, {rowid} FROM main.{} NOT INDEXED WHERE {rowid} BETWEEN ?1 AND ?2",
         table.columns.join(", "),
-        quote(&table.table),
+        quote_ident(&table.table),
         rowid = table.rowid,
     );
     let rowid_at = table.columns.len();
