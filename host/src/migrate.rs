@@ -198,9 +198,10 @@ pub fn status(conn: &Connection, release: &Release) -> Result<MigrationStatus, M
 
 /// Applies one migration and records it, inside the caller's transaction.
 /// Transaction control inside the file is refused (by SQLite's authorizer,
-/// before it can take effect); every table the file's statements write is
-/// recorded in `written` (see [`crate::written`]). Returns how long the SQL
-/// took.
+/// before it can take effect); what the file's statements write, and how
+/// they change the schema, is recorded in `written` (see [`crate::written`]:
+/// the statements run one at a time, and each ALTER TABLE is watched).
+/// Returns how long the SQL took.
 pub fn apply(
     conn: &Connection,
     migration: &Migration,
@@ -210,9 +211,9 @@ pub fn apply(
     ensure_history(conn)?;
     let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<&'static str>));
     let seen = refused.clone();
-    let written = written.clone();
+    let recorder = written.clone();
     conn.authorizer(Some(move |ctx: AuthContext<'_>| {
-        written.observe(&ctx.action);
+        recorder.observe(&ctx.action);
         let statement = match ctx.action {
             AuthAction::Transaction { operation } => match operation {
                 TransactionOperation::Begin => "BEGIN",
@@ -233,7 +234,7 @@ pub fn apply(
         Authorization::Deny
     }));
     let started = Instant::now();
-    let result = conn.execute_batch(&migration.sql);
+    let result = crate::written::run_batch(conn, &migration.sql, written);
     let elapsed = started.elapsed();
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
     if let Err(e) = result {

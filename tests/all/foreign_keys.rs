@@ -1,8 +1,9 @@
 //! The upgrade's foreign-key check: whatever a migration or a hook breaks is
 //! refused (with foreign-key enforcement off during the upgrade), and only
-//! the tables the upgrade wrote, or that refer to a table it wrote, are
-//! checked — a violation already sitting in a table the upgrade never
-//! touched is not the upgrade's business.
+//! the tables whose keys the upgrade could have broken are checked (it wrote
+//! a child's key columns, or removed or could have removed a parent's keys,
+//! or changed a table's shape other than by adding columns) — a violation
+//! already sitting in a table is not the upgrade's business.
 
 use std::path::PathBuf;
 
@@ -159,6 +160,19 @@ fn renaming_a_referenced_parent_without_rewriting_its_children_is_refused() {
 }
 
 #[test]
+fn a_column_added_with_a_foreign_key_to_a_missing_row_is_refused() {
+    let f = Fixture::installed();
+    // With enforcement off SQLite lets the default refer to anything.
+    f.assert_refused(
+        (
+            "0002_tag.sql",
+            "ALTER TABLE child ADD COLUMN tag INTEGER REFERENCES parent(id) DEFAULT 7;",
+        ),
+        "row 1 of child refers to a missing row of parent",
+    );
+}
+
+#[test]
 fn insert_or_replace_changing_a_referenced_unique_key_is_refused() {
     let f = Fixture::installed();
     // Row 1 keeps its id but its code 'a', which `tagged` refers to, is gone:
@@ -228,7 +242,7 @@ fn a_hook_deleting_referenced_parent_rows_is_refused() {
 }
 
 #[test]
-fn a_violation_in_a_table_the_upgrade_never_touched_is_not_its_business() {
+fn a_violation_the_upgrade_did_not_make_is_not_its_business() {
     let f = Fixture::installed();
     // An application bug left `stray` referring to a missing `other` row.
     f.plant("INSERT INTO stray VALUES (2, 99, NULL);");
@@ -242,15 +256,30 @@ fn a_violation_in_a_table_the_upgrade_never_touched_is_not_its_business() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(tables_checked(&out), 2);
 
-    // The same violation in a table the upgrade writes is refused.
+    // Nor when the upgrade writes `stray` in a way that cannot change a
+    // key (a plain column), or adds a column to `other`.
+    let parent = ("0002_parent.sql", "INSERT INTO parent VALUES (3, 'c');");
+    let note = (
+        "0003_note.sql",
+        "UPDATE stray SET note = 'seen' WHERE id = 1;
+         ALTER TABLE other ADD COLUMN extra TEXT NOT NULL DEFAULT '';
+         UPDATE other SET extra = 'x';",
+    );
+    let out = f.upgrade(&f.release("1.2.0", &[parent, note]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tables_checked(&out), 0);
+
+    // The same violation in a table whose keys the upgrade writes is
+    // refused.
     let before = fingerprint(&f.db());
     let out = f.upgrade(&f.release(
-        "1.2.0",
+        "1.3.0",
         &[
-            ("0002_parent.sql", "INSERT INTO parent VALUES (3, 'c');"),
+            parent,
+            note,
             (
-                "0003_stray.sql",
-                "UPDATE stray SET note = 'seen' WHERE id = 1;",
+                "0004_stray.sql",
+                "UPDATE stray SET other_id = other_id WHERE id = 1;",
             ),
         ],
     ));
