@@ -721,7 +721,7 @@ fn the_compile_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     let (code, checksum) = (&entries[0], &entries[1]);
     assert!(code.to_string_lossy().ends_with(".cwasm"), "{entries:?}");
     assert!(
-        checksum.to_string_lossy().ends_with(".cwasm.blake3"),
+        checksum.to_string_lossy().ends_with(".cwasm.xxh3"),
         "{entries:?}"
     );
 
@@ -773,7 +773,7 @@ fn storing_an_entry_prunes_old_named_and_other_engines_entries_only() {
     let old_code = put(&format!("{digest}-{engine}.cwasm"));
     let old_sum = put(&format!("{digest}-{engine}.cwasm.sha256"));
     let other_code = put(&format!("blake3-{digest}-{engine}.cwasm"));
-    let other_sum = put(&format!("blake3-{digest}-{engine}.cwasm.blake3"));
+    let other_sum = put(&format!("blake3-{digest}-{engine}.cwasm.xxh3"));
     let killed = put(".store-killed");
     let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
     std::fs::File::options()
@@ -806,7 +806,7 @@ fn storing_an_entry_prunes_old_named_and_other_engines_entries_only() {
     entries.sort();
     assert_eq!(entries.len(), 2, "{entries:?}");
     assert!(entries[0].to_string_lossy().ends_with(".cwasm"));
-    assert!(entries[1].to_string_lossy().ends_with(".cwasm.blake3"));
+    assert!(entries[1].to_string_lossy().ends_with(".cwasm.xxh3"));
     let second = runner.load_and_instantiate(&tidy()).unwrap();
     assert_eq!(second.cache, CacheOutcome::Hit);
 }
