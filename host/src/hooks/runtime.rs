@@ -131,7 +131,7 @@ impl HookEngine {
     /// memory. On a miss the file is read whole, compiled, and stored under
     /// the digest of the bytes read (not of the bytes hashed before, which a
     /// concurrent change could make differ).
-    pub fn load_file(
+    pub(crate) fn load_file(
         &self,
         path: &Path,
         cache: Option<&CompileCache>,
@@ -186,7 +186,7 @@ impl HookEngine {
 
 /// Why [`HookEngine::load_file`] failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadFileError {
+pub(crate) enum LoadFileError {
     /// The component file could not be read.
     #[error("could not read the component: {0}")]
     Io(#[source] std::io::Error),
