@@ -721,7 +721,7 @@ fn the_compile_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     let (code, checksum) = (&entries[0], &entries[1]);
     assert!(code.to_string_lossy().ends_with(".cwasm"), "{entries:?}");
     assert!(
-        checksum.to_string_lossy().ends_with(".cwasm.sha256"),
+        checksum.to_string_lossy().ends_with(".cwasm.xxh3"),
         "{entries:?}"
     );
 
@@ -757,6 +757,58 @@ fn the_compile_cache_is_used_and_a_corrupt_entry_is_recompiled() {
     );
     let seventh = runner.load_and_instantiate(&tidy()).unwrap();
     assert_eq!(seventh.cache, CacheOutcome::Hit);
+}
+
+#[test]
+fn storing_an_entry_prunes_old_named_and_other_engines_entries_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"stale").unwrap();
+        path
+    };
+    let (digest, engine) = ("ab".repeat(32), "0123456789abcdef");
+    // Entries of the SHA-256 naming (uplift before BLAKE3), of another
+    // engine, and a temporary file of a store killed two hours ago.
+    let old_code = put(&format!("{digest}-{engine}.cwasm"));
+    let old_sum = put(&format!("{digest}-{engine}.cwasm.sha256"));
+    let other_code = put(&format!("blake3-{digest}-{engine}.cwasm"));
+    let other_sum = put(&format!("blake3-{digest}-{engine}.cwasm.xxh3"));
+    let killed = put(".store-killed");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&killed)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    // What must stay: a store in progress, and files uplift did not write.
+    let in_progress = put(".store-running");
+    let notes = put("notes.txt");
+    let odd = put(&format!("blake3-{digest}.cwasm"));
+
+    let mut runner =
+        HookRunner::with_cache(Some(CompileCache::new(dir.path())), &limits()).unwrap();
+    let first = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(first.cache, CacheOutcome::Compiled);
+
+    for gone in [&old_code, &old_sum, &other_code, &other_sum, &killed] {
+        assert!(!gone.exists(), "{} was not pruned", gone.display());
+    }
+    for kept in [&in_progress, &notes, &odd] {
+        assert!(kept.exists(), "{} was pruned", kept.display());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| ![&in_progress, &notes, &odd].contains(&p))
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries[0].to_string_lossy().ends_with(".cwasm"));
+    assert!(entries[1].to_string_lossy().ends_with(".cwasm.xxh3"));
+    let second = runner.load_and_instantiate(&tidy()).unwrap();
+    assert_eq!(second.cache, CacheOutcome::Hit);
 }
 
 // ---------------------------------------------------------------- plugins

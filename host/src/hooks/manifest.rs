@@ -4,6 +4,8 @@
 //! read by parsing the binary, never by instantiating or running it.
 
 use std::fmt;
+use std::io::Read as _;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +13,7 @@ use uplift_contract::names::{
     check_hook_name, check_owned_prefix, check_plugin_name, check_table_name,
 };
 
+use crate::hooks::HookError;
 use crate::version::{Version, VersionRange};
 
 /// The name of the custom section that holds the manifest.
@@ -388,35 +391,258 @@ fn build(
 /// modules nested inside it (so `embed-manifest` can replace what a compiler
 /// put in); sections at the same level are concatenated in order.
 ///
-/// Fails when the bytes are not a component, or no section is found.
+/// Only the framing of the sections is read (see [`read_manifest_file`]);
+/// the rest of the binary is validated when the component is compiled.
+///
+/// Fails when the bytes are not a component, their sections are malformed,
+/// or no section is found.
 pub fn read_section(wasm: &[u8]) -> Result<Vec<u8>, ManifestError> {
-    if !wasm.starts_with(b"\0asm") {
-        return Err(ManifestError::NotWasm);
+    let len = wasm.len() as u64;
+    collect_sections(std::io::Cursor::new(wasm), len).map_err(|err| match err {
+        WalkError::Manifest(err) => err,
+        // A cursor over memory never fails to read; ending early is
+        // reported as `Malformed` by the walk itself.
+        WalkError::Io(err) => ManifestError::Malformed(err.to_string()),
+    })
+}
+
+/// Reads and validates the manifest of a component's bytes.
+pub fn read_manifest(wasm: &[u8]) -> Result<HookManifest, ManifestError> {
+    HookManifest::from_section(&read_section(wasm)?)
+}
+
+/// Reads and validates the manifest of the component file at `path`, with
+/// the rules of [`read_section`], without reading the whole file: only the
+/// header of each section is read, every section other than an
+/// `uplift:manifest` custom section or a nested module or component is
+/// skipped with a seek, and nested modules and components are walked the
+/// same way. A 20 MB component costs a few dozen small reads.
+///
+/// Fails with [`HookError::Io`] when the file cannot be opened or read, and
+/// [`HookError::Manifest`] when it is not a component, its sections are
+/// malformed or truncated, or the manifest is missing or invalid.
+pub fn read_manifest_file(path: &Path) -> Result<HookManifest, HookError> {
+    let io = |source| HookError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let manifest = |source| HookError::Manifest {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let section =
+        collect_sections(std::io::BufReader::new(file), len).map_err(|err| match err {
+            WalkError::Manifest(err) => manifest(err),
+            WalkError::Io(err) => io(err),
+        })?;
+    HookManifest::from_section(&section).map_err(manifest)
+}
+
+/// Why a walk over a component's sections stopped.
+enum WalkError {
+    /// Not a component, malformed, or no manifest section.
+    Manifest(ManifestError),
+    /// Reading failed (not because the input ended: that is `Malformed`).
+    Io(std::io::Error),
+}
+
+fn malformed(message: impl fmt::Display, offset: u64) -> WalkError {
+    WalkError::Manifest(ManifestError::Malformed(format!(
+        "{message} (at offset {offset:#x})"
+    )))
+}
+
+/// Whether a module or component's sections are those of a component (whose
+/// sections 1 and 4 nest a core module and a component) or a core module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Component,
+    Module,
+}
+
+/// The id of a custom section.
+const CUSTOM_SECTION: u8 = 0;
+/// In a component, the id of a section holding a nested core module.
+const COMPONENT_MODULE_SECTION: u8 = 1;
+/// In a component, the id of a section holding a nested component.
+const COMPONENT_COMPONENT_SECTION: u8 = 4;
+/// The length of a module's or component's header: magic number, version,
+/// layer.
+const HEADER_LEN: u64 = 8;
+
+/// A position in `len` bytes of WebAssembly that only moves forward, by
+/// reading a few bytes or seeking past many. Every read is bounded by an end
+/// the caller has checked against `len`, so a truncated or hostile input
+/// gives an error, never a read past its end or an allocation larger than it.
+struct Walk<R> {
+    source: R,
+    pos: u64,
+}
+
+impl<R: std::io::Read + std::io::Seek> Walk<R> {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), WalkError> {
+        self.source.read_exact(buf).map_err(|err| {
+            if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                malformed("the file ended early (was it truncated?)", self.pos)
+            } else {
+                WalkError::Io(err)
+            }
+        })?;
+        self.pos += buf.len() as u64;
+        Ok(())
     }
-    if !wasmparser::Parser::is_component(wasm) {
-        if wasmparser::Parser::is_core_wasm(wasm) {
-            return Err(ManifestError::CoreModule);
+
+    fn byte(&mut self, end: u64) -> Result<u8, WalkError> {
+        if self.pos >= end {
+            return Err(malformed("unexpected end of a section", self.pos));
         }
-        return Err(ManifestError::Malformed(
-            "unknown WebAssembly version or layer".into(),
+        let mut byte = [0u8];
+        self.fill(&mut byte)?;
+        Ok(byte[0])
+    }
+
+    /// An unsigned LEB128 `u32`, at most 5 bytes, as the binary format
+    /// defines it.
+    fn var_u32(&mut self, end: u64) -> Result<u32, WalkError> {
+        let start = self.pos;
+        let mut value = 0u32;
+        for i in 0..5 {
+            let byte = self.byte(end)?;
+            if i == 4 && byte & 0x70 != 0 && byte & 0x80 == 0 {
+                return Err(malformed("invalid var_u32: integer too large", start));
+            }
+            value |= u32::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(malformed(
+            "invalid var_u32: integer representation too long",
+            start,
+        ))
+    }
+
+    /// Moves forward to `target` (at most the end the caller checked).
+    fn skip_to(&mut self, target: u64) -> Result<(), WalkError> {
+        let delta = i64::try_from(target - self.pos)
+            .map_err(|_| malformed("section too large", self.pos))?;
+        self.source.seek_relative(delta).map_err(WalkError::Io)?;
+        self.pos = target;
+        Ok(())
+    }
+
+    /// The `end - pos` bytes up to `end`; the buffer grows with what is
+    /// actually read.
+    fn bytes_to(&mut self, end: u64) -> Result<Vec<u8>, WalkError> {
+        let wanted = end - self.pos;
+        let mut data = Vec::new();
+        std::io::Read::take(&mut self.source, wanted)
+            .read_to_end(&mut data)
+            .map_err(WalkError::Io)?;
+        self.pos += data.len() as u64;
+        if (data.len() as u64) < wanted {
+            return Err(malformed(
+                "the file ended early (was it truncated?)",
+                self.pos,
+            ));
+        }
+        Ok(data)
+    }
+}
+
+/// Walks the component in `source` (`len` bytes) and collects its
+/// `uplift:manifest` sections with the rules of [`read_section`].
+fn collect_sections<R: std::io::Read + std::io::Seek>(
+    source: R,
+    len: u64,
+) -> Result<Vec<u8>, WalkError> {
+    let mut walk = Walk { source, pos: 0 };
+    let mut header = [0u8; HEADER_LEN as usize];
+    let header = &mut header[..len.min(HEADER_LEN) as usize];
+    walk.fill(header)?;
+    if !header.starts_with(b"\0asm") {
+        return Err(WalkError::Manifest(ManifestError::NotWasm));
+    }
+    if !wasmparser::Parser::is_component(header) {
+        return Err(WalkError::Manifest(
+            if wasmparser::Parser::is_core_wasm(header) {
+                ManifestError::CoreModule
+            } else {
+                ManifestError::Malformed("unknown WebAssembly version or layer".into())
+            },
         ));
     }
-    let mut depth = 0usize;
+    // The end and layer of the component and of each module or component
+    // nested in it that the walk is inside; its length is the depth.
+    let mut open: Vec<(u64, Layer)> = vec![(len, Layer::Component)];
     // (depth, bytes) of every section found, in order.
     let mut found: Vec<(usize, Vec<u8>)> = Vec::new();
-    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        let payload = payload.map_err(|e| ManifestError::Malformed(e.to_string()))?;
-        match payload {
-            wasmparser::Payload::Version { .. } => depth += 1,
-            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
-            wasmparser::Payload::CustomSection(reader) if reader.name() == SECTION_NAME => {
-                found.push((depth, reader.data().to_vec()));
+    while let Some(&(end, layer)) = open.last() {
+        if walk.pos == end {
+            open.pop();
+            continue;
+        }
+        let id_at = walk.pos;
+        let id = walk.byte(end)?;
+        if id & 0x80 != 0 {
+            return Err(malformed("malformed section id", id_at));
+        }
+        let size = walk.var_u32(end)?;
+        let section_end = walk.pos + u64::from(size);
+        if section_end > end {
+            return Err(malformed(
+                format!("section {id} of {size} bytes runs past the end of its module or file"),
+                id_at,
+            ));
+        }
+        match (layer, id) {
+            (_, CUSTOM_SECTION) => {
+                let name_len = walk.var_u32(section_end)?;
+                let name_end = walk.pos + u64::from(name_len);
+                if name_end > section_end {
+                    return Err(malformed(
+                        "a custom section's name runs past the end of the section",
+                        id_at,
+                    ));
+                }
+                if name_len as usize == SECTION_NAME.len() {
+                    let mut name = [0u8; SECTION_NAME.len()];
+                    walk.fill(&mut name)?;
+                    if name == SECTION_NAME.as_bytes() {
+                        found.push((open.len(), walk.bytes_to(section_end)?));
+                        continue;
+                    }
+                }
+                walk.skip_to(section_end)?;
             }
-            _ => {}
+            (Layer::Component, COMPONENT_MODULE_SECTION | COMPONENT_COMPONENT_SECTION) => {
+                if u64::from(size) < HEADER_LEN {
+                    return Err(malformed(
+                        "a nested module or component is shorter than its header",
+                        id_at,
+                    ));
+                }
+                let mut header = [0u8; HEADER_LEN as usize];
+                walk.fill(&mut header)?;
+                let nested = if wasmparser::Parser::is_component(&header) {
+                    Layer::Component
+                } else if wasmparser::Parser::is_core_wasm(&header) {
+                    Layer::Module
+                } else {
+                    return Err(malformed(
+                        "a nested module or component has an unknown header",
+                        id_at,
+                    ));
+                };
+                open.push((section_end, nested));
+            }
+            _ => walk.skip_to(section_end)?,
         }
     }
     let Some(outermost) = found.iter().map(|(d, _)| *d).min() else {
-        return Err(ManifestError::Missing);
+        return Err(WalkError::Manifest(ManifestError::Missing));
     };
     let mut bytes = Vec::new();
     for (_, data) in found.iter().filter(|(d, _)| *d == outermost) {
@@ -424,11 +650,6 @@ pub fn read_section(wasm: &[u8]) -> Result<Vec<u8>, ManifestError> {
         bytes.push(b'\n');
     }
     Ok(bytes)
-}
-
-/// Reads and validates the manifest of a component's bytes.
-pub fn read_manifest(wasm: &[u8]) -> Result<HookManifest, ManifestError> {
-    HookManifest::from_section(&read_section(wasm)?)
 }
 
 /// Returns a copy of the component `wasm` whose top-level `uplift:manifest`
@@ -561,5 +782,280 @@ old_version = "<0.6.4"
         assert_eq!(again.capabilities, m.capabilities);
         assert_eq!(again.hooks[0].old_version.to_string(), "<0.6.4");
         assert_eq!(again.hooks[0].new_version.to_string(), "*");
+    }
+
+    // ------------------------------------------------ reading the section
+
+    use proptest::prelude::*;
+
+    const COMPONENT_HEADER: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0, 1, 0];
+
+    fn custom(name: &str, data: &[u8]) -> wasm_encoder::CustomSection<'static> {
+        wasm_encoder::CustomSection {
+            name: name.to_string().into(),
+            data: data.to_vec().into(),
+        }
+    }
+
+    /// A core module holding one `uplift:manifest` section with `data`.
+    fn module_with(data: &str) -> wasm_encoder::Module {
+        let mut module = wasm_encoder::Module::new();
+        module.section(&custom(SECTION_NAME, data.as_bytes()));
+        module
+    }
+
+    /// A length a component is cut at, and what reading the cut gives.
+    type Cut = (usize, Result<&'static str, ManifestError>);
+
+    /// A component with, in order: a core module holding section `N`, an
+    /// unrelated custom section, a top-level section `T1`, a nested
+    /// component holding section `C`, a top-level section `T2`. Also the
+    /// length after the header and after each section, with what
+    /// `read_section` must give for the component cut there.
+    fn sample() -> (Vec<u8>, Vec<Cut>) {
+        let mut c = wasm_encoder::Component::new();
+        let mut cuts = vec![(c.as_slice().len(), Err(ManifestError::Missing))];
+        c.section(&wasm_encoder::ModuleSection(&module_with("N")));
+        cuts.push((c.as_slice().len(), Ok("N\n")));
+        c.section(&custom("producers", b"not ours"));
+        cuts.push((c.as_slice().len(), Ok("N\n")));
+        c.section(&custom(SECTION_NAME, b"T1"));
+        cuts.push((c.as_slice().len(), Ok("T1\n")));
+        let mut nested = wasm_encoder::Component::new();
+        nested.section(&custom(SECTION_NAME, b"C"));
+        c.section(&wasm_encoder::NestedComponentSection(&nested));
+        cuts.push((c.as_slice().len(), Ok("T1\n")));
+        c.section(&custom(SECTION_NAME, b"T2"));
+        cuts.push((c.as_slice().len(), Ok("T1\nT2\n")));
+        (c.finish(), cuts)
+    }
+
+    fn read_text(wasm: &[u8]) -> Result<String, ManifestError> {
+        read_section(wasm).map(|b| String::from_utf8(b).unwrap())
+    }
+
+    #[test]
+    fn top_level_sections_win_and_sections_of_one_level_are_concatenated() {
+        let (bytes, _) = sample();
+        assert_eq!(read_text(&bytes).unwrap(), "T1\nT2\n");
+
+        let mut c = wasm_encoder::Component::new();
+        c.section(&wasm_encoder::ModuleSection(&module_with("A")));
+        c.section(&wasm_encoder::ModuleSection(&module_with("B")));
+        assert_eq!(read_text(&c.finish()).unwrap(), "A\nB\n");
+    }
+
+    #[test]
+    fn every_truncation_is_refused_unless_it_ends_between_sections() {
+        let (bytes, cuts) = sample();
+        assert_eq!(cuts.last().map(|(n, _)| *n), Some(bytes.len()));
+        for n in 0..=bytes.len() {
+            let got = read_text(&bytes[..n]);
+            match cuts.iter().find(|(at, _)| *at == n) {
+                Some((_, expected)) => {
+                    assert_eq!(got, expected.clone().map(String::from), "cut at {n}")
+                }
+                None if n < 4 => assert_eq!(got, Err(ManifestError::NotWasm), "cut at {n}"),
+                None => assert!(
+                    matches!(got, Err(ManifestError::Malformed(_))),
+                    "cut at {n}: {got:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_sizes_and_encodings_are_malformed_not_panics_or_huge_buffers() {
+        let with = |tail: &[u8]| [&COMPONENT_HEADER[..], tail].concat();
+        let name = SECTION_NAME.as_bytes();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "a 4 GiB custom section",
+                with(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            ),
+            ("a 4 GiB manifest section", {
+                let mut b = with(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f, name.len() as u8]);
+                b.extend_from_slice(name);
+                b
+            }),
+            (
+                "a size of six bytes",
+                with(&[0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+            ),
+            (
+                "a size over 32 bits",
+                with(&[0, 0xff, 0xff, 0xff, 0xff, 0x7f]),
+            ),
+            ("a section id over 127", with(&[0x80, 0])),
+            ("a section header cut short", with(&[0, 0x80])),
+            (
+                "a custom section's name longer than it",
+                with(&[0, 2, 5, b'a']),
+            ),
+            (
+                "a nested module shorter than a header",
+                with(&[1, 4, 0, b'a', b's', b'm']),
+            ),
+            (
+                "a nested module with a bad header",
+                with(&[1, 8, 1, 2, 3, 4, 5, 6, 7, 8]),
+            ),
+            ("a nested module longer than the file", {
+                let mut b = with(&[1, 40]);
+                b.extend_from_slice(&wasm_encoder::Module::new().finish());
+                b
+            }),
+            ("an unknown version", b"\0asm\x02\0\0\0".to_vec()),
+            ("a header cut short", b"\0asm\x0d\0".to_vec()),
+        ];
+        for (what, bytes) in cases {
+            let got = read_section(&bytes);
+            assert!(
+                matches!(got, Err(ManifestError::Malformed(_))),
+                "{what}: {got:?}"
+            );
+        }
+        assert_eq!(read_section(b""), Err(ManifestError::NotWasm));
+        assert_eq!(read_section(b"#!/bin/sh"), Err(ManifestError::NotWasm));
+        let core = wasm_encoder::Module::new().finish();
+        assert_eq!(read_section(&core), Err(ManifestError::CoreModule));
+        assert_eq!(read_section(&COMPONENT_HEADER), Err(ManifestError::Missing));
+    }
+
+    #[test]
+    fn deeply_nested_components_are_walked_without_recursion() {
+        // 100,000 components, each the only section of the one around it,
+        // the innermost holding the manifest: written outside in, each
+        // level's size computed from the inside out.
+        let depth = 100_000;
+        let leb = |mut n: u64| {
+            let mut out = Vec::new();
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    return out;
+                }
+                out.push(byte | 0x80);
+            }
+        };
+        let mut innermost = COMPONENT_HEADER.to_vec();
+        innermost.push(CUSTOM_SECTION); // `encode` writes size, name and data
+        wasm_encoder::Encode::encode(&custom(SECTION_NAME, b"deep"), &mut innermost);
+        // sizes[k]: the length of the component k levels above the innermost.
+        let mut sizes = vec![innermost.len() as u64];
+        for k in 1..depth {
+            let inner = sizes[k - 1];
+            sizes.push(HEADER_LEN + 1 + leb(inner).len() as u64 + inner);
+        }
+        let mut bytes = Vec::new();
+        for k in (1..depth).rev() {
+            bytes.extend_from_slice(&COMPONENT_HEADER);
+            bytes.push(COMPONENT_COMPONENT_SECTION);
+            bytes.extend_from_slice(&leb(sizes[k - 1]));
+        }
+        bytes.extend_from_slice(&innermost);
+        assert_eq!(bytes.len() as u64, sizes[depth - 1]);
+        assert_eq!(read_text(&bytes).unwrap(), "deep\n");
+    }
+
+    proptest! {
+        #[test]
+        fn random_sections_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let got = read_section(&[&COMPONENT_HEADER[..], &tail].concat());
+            prop_assert!(
+                matches!(got, Ok(_) | Err(ManifestError::Malformed(_) | ManifestError::Missing)),
+                "{got:?}"
+            );
+        }
+
+        #[test]
+        fn a_changed_byte_never_panics(index in any::<usize>(), value in any::<u8>()) {
+            let (mut bytes, _) = sample();
+            // Any byte after the header (a changed header is not a component).
+            let len = bytes.len();
+            bytes[8 + index % (len - 8)] = value;
+            let got = read_section(&bytes);
+            prop_assert!(
+                matches!(got, Ok(_) | Err(ManifestError::Malformed(_) | ManifestError::Missing)),
+                "{got:?}"
+            );
+        }
+    }
+
+    /// A reader that counts the bytes read through it.
+    struct Counting<R> {
+        inner: R,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl<R: std::io::Read> std::io::Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    impl<R: std::io::Seek> std::io::Seek for Counting<R> {
+        fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn a_big_component_file_is_read_by_its_section_headers_only() {
+        // 48 MiB: a core module with 32 MiB of names, then 16 MiB of
+        // another custom section, then the manifest.
+        let mut module = module_with("nested");
+        module.section(&custom("name", &vec![7u8; 32 << 20]));
+        let mut c = wasm_encoder::Component::new();
+        c.section(&wasm_encoder::ModuleSection(&module));
+        c.section(&custom("filler", &vec![9u8; 16 << 20]));
+        c.section(&custom(
+            SECTION_NAME,
+            br#"{"uplift_manifest":1,"name":"big","version":"1.0.0"}"#,
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.wasm");
+        std::fs::write(&path, c.finish()).unwrap();
+
+        assert_eq!(read_manifest_file(&path).unwrap().name, "big");
+
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let file = std::fs::File::open(&path).unwrap();
+        let len = file.metadata().unwrap().len();
+        let counting = Counting {
+            inner: file,
+            read: read.clone(),
+        };
+        assert!(collect_sections(std::io::BufReader::new(counting), len).is_ok());
+        assert!(read.get() < 64 << 10, "{} bytes read of {len}", read.get());
+    }
+
+    #[test]
+    fn a_missing_or_truncated_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.wasm");
+        let err = read_manifest_file(&missing).unwrap_err();
+        assert!(matches!(err, HookError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("missing.wasm"), "{err}");
+
+        let (bytes, _) = sample();
+        let cut = dir.path().join("cut.wasm");
+        std::fs::write(&cut, &bytes[..bytes.len() - 1]).unwrap();
+        let err = read_manifest_file(&cut).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                HookError::Manifest {
+                    source: ManifestError::Malformed(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("cut.wasm"), "{err}");
     }
 }

@@ -134,7 +134,8 @@ pub struct PluginSet {
 
 impl PluginSet {
     /// Finds the plugins in `release_plugins_dir` and the home's `plugins/`
-    /// (a missing folder holds none), reading only their manifests.
+    /// (a missing folder holds none), reading only their manifests (a few
+    /// small reads per file, see [`manifest::read_manifest_file`]).
     ///
     /// Fails when a file cannot be read or its manifest is missing or
     /// invalid, when two files declare the same plugin name (naming both),
@@ -152,15 +153,7 @@ impl PluginSet {
             (home.plugins_dir(), PluginOrigin::Home),
         ] {
             for path in wasm_files(&dir)? {
-                let bytes = std::fs::read(&path).map_err(|source| HookError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                let manifest =
-                    manifest::read_manifest(&bytes).map_err(|source| HookError::Manifest {
-                        path: path.clone(),
-                        source,
-                    })?;
+                let manifest = manifest::read_manifest_file(&path)?;
                 if let Some(other) = plugins.iter().find(|p| p.manifest.name == manifest.name) {
                     return Err(HookError::DuplicatePlugin {
                         name: manifest.name,

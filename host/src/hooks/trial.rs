@@ -191,18 +191,7 @@ pub fn run_trial(
     log: Arc<dyn LogSink>,
     migrated: &dyn Fn(&MigrationRun),
 ) -> Result<TrialReport, TrialError> {
-    let bytes = std::fs::read(&opts.plugin).map_err(|source| {
-        TrialError::Plugin(HookError::Io {
-            path: opts.plugin.clone(),
-            source,
-        })
-    })?;
-    let manifest = manifest::read_manifest(&bytes).map_err(|source| {
-        TrialError::Plugin(HookError::Manifest {
-            path: opts.plugin.clone(),
-            source,
-        })
-    })?;
+    let manifest = manifest::read_manifest_file(&opts.plugin).map_err(TrialError::Plugin)?;
     if let Some(name) = &opts.hook
         && manifest.hook(name).is_none()
     {
