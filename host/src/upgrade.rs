@@ -734,15 +734,22 @@ fn remove_if_exists(path: &Path) -> Result<(), UpgradeError> {
     }
 }
 
-/// Asks the kernel to start writing to disk what the upgrade's transaction
-/// has written so far to the database and its rollback journal. SQLite
-/// writes database pages only once the journal protecting them is synced,
-/// so this changes nothing about what a crash can leave; it lets the disk
-/// work while the next hook or the foreign key check uses the processor,
-/// instead of all at once in COMMIT's sync. A request can wait for the
-/// disk's queue (over 100 ms in the benchmark), so requests are carried out
-/// by a thread of its own, started at the first one. Best effort (Linux
-/// only): a file that cannot be opened is skipped.
+/// Writes to disk, in the background, what the upgrade's transaction has
+/// written so far to the database and its rollback journal, and makes it
+/// durable (`fdatasync`, which also empties the disk's own write cache).
+/// SQLite writes database pages only once the journal protecting them is
+/// synced, so a database page made durable early is always covered by a
+/// durable journal, and a crash still rolls it back: this changes nothing
+/// about what a crash can leave. It lets the disk work while the next hook
+/// or the foreign key check uses the processor, so that the syncs SQLite
+/// must do (before writing pages out, and in COMMIT) find little left,
+/// instead of the disk taking everything at once while the upgrade waits
+/// (in the benchmark, the flush's journal sync took 20-200 ms depending on
+/// what the disk still held; with these syncs 20-25 ms, and COMMIT 80 ms
+/// instead of 115 ms). Requests are carried out by a thread of its own,
+/// started at the first one; requests that arrive while one is carried out
+/// are served together. Best effort (Linux only): a file that cannot be
+/// opened or synced is skipped.
 ///
 /// The thread keeps one descriptor of the database file open until the
 /// `Writeback` is dropped. Closing any descriptor of a file drops every
@@ -771,12 +778,14 @@ impl Writeback {
         }
     }
 
-    /// Starts the writeback of what is written so far, without waiting.
+    /// Starts writing out and syncing what is written so far, without
+    /// waiting.
     fn request(&self) {
         self.send(None);
     }
 
-    /// Starts the writeback and waits until it has been asked for.
+    /// Writes out and syncs what is written so far, and waits until it is
+    /// done.
     #[cfg(test)]
     fn request_and_wait(&self) {
         let (done, wait) = std::sync::mpsc::channel();
@@ -807,14 +816,22 @@ impl Writeback {
         let thread = std::thread::Builder::new()
             .name("uplift-writeback".into())
             .spawn(move || {
-                for done in received {
-                    start_file_writeback(&database);
+                while let Ok(first) = received.recv() {
+                    // Requests that came meanwhile are served by this round.
+                    let waiting: Vec<_> = std::iter::once(first)
+                        .chain(received.try_iter())
+                        .flatten()
+                        .collect();
                     // SQLite holds no lock on its journal: this descriptor
                     // may come and go.
-                    if let Ok(file) = std::fs::File::open(&journal) {
-                        start_file_writeback(&file);
+                    let journal = std::fs::File::open(&journal).ok();
+                    start_file_writeback(&database);
+                    if let Some(file) = &journal {
+                        start_file_writeback(file);
+                        let _ = file.sync_data();
                     }
-                    if let Some(done) = done {
+                    let _ = database.sync_data();
+                    for done in waiting {
                         let _ = done.send(());
                     }
                 }
