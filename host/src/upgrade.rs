@@ -745,8 +745,8 @@ fn remove_if_exists(path: &Path) -> Result<(), UpgradeError> {
 /// must do (before writing pages out, and in COMMIT) find little left,
 /// instead of the disk taking everything at once while the upgrade waits
 /// (in the benchmark, the flush's journal sync took 20-200 ms depending on
-/// what the disk still held; with these syncs 20-25 ms, and COMMIT 80 ms
-/// instead of 115 ms). Requests are carried out by a thread of its own,
+/// what the disk still held; with these syncs 20-31 ms, and COMMIT 74-80 ms
+/// instead of 111-122 ms). Requests are carried out by a thread of its own,
 /// started at the first one; requests that arrive while one is carried out
 /// are served together. Best effort (Linux only): a file that cannot be
 /// opened or synced is skipped.
@@ -824,9 +824,9 @@ impl Writeback {
                         .collect();
                     // SQLite holds no lock on its journal: this descriptor
                     // may come and go.
-                    let journal = std::fs::File::open(&journal).ok();
+                    let journal_file = std::fs::File::open(&journal).ok();
                     start_file_writeback(&database);
-                    if let Some(file) = &journal {
+                    if let Some(file) = &journal_file {
                         start_file_writeback(file);
                         let _ = file.sync_data();
                     }
