@@ -352,9 +352,7 @@ fn python_build_refuses_a_bad_range_naming_the_file_and_hook() {
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("app.py")
-            && stderr.contains("hook leap: old_version")
-            && stderr.contains("<<0.6"),
+        stderr.contains("app.py:4: hook leap old_version: invalid range \"<<0.6\""),
         "{stderr}"
     );
     assert!(!written);
@@ -365,11 +363,11 @@ fn python_build_refuses_bad_manifests_before_building() {
     for (source, expected) in [
         (
             "plugin(name=\"Bad Name\", version=\"1.0\")\n@version_upgrade(old_version=\"*\", new_version=\"*\")\ndef h(ctx): pass\n",
-            "invalid plugin name 'Bad Name'",
+            "app.py:1: name: invalid plugin name \"Bad Name\"",
         ),
         (
             "plugin(name=\"p\", version=\"1.0\", reads=[\"sqlite_master\"])\n@version_upgrade(old_version=\"*\", new_version=\"*\")\ndef h(ctx): pass\n",
-            "'sqlite_master' cannot be declared",
+            "app.py:1: capabilities.read: table \"sqlite_master\" cannot be declared",
         ),
         (
             "plugin(name=\"p\", version=\"1.0\")\n@version_upgrade(old_version=\"*\")\ndef h(ctx): pass\n",
@@ -384,8 +382,15 @@ fn python_build_refuses_bad_manifests_before_building() {
             "must be a literal",
         ),
         (
+            &format!(
+                "plugin(name=\"p\", version=\"1.0\")\n@version_upgrade(old_version=\"*\", new_version=\"*\")\ndef {}(ctx): pass\n",
+                "h".repeat(65)
+            ),
+            "app.py:3: hooks: invalid hook name",
+        ),
+        (
             "plugin(name=\"p\", version=\"one\")\n@version_upgrade(old_version=\"*\", new_version=\"*\")\ndef h(ctx): pass\n",
-            "plugin version: invalid version \"one\"",
+            "app.py:1: version: invalid version \"one\"",
         ),
     ] {
         let (code, stderr, written) = build_python(source);
