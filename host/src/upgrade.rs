@@ -824,10 +824,10 @@ impl Writeback {
                         .collect();
                     // SQLite holds no lock on its journal: this descriptor
                     // may come and go.
-                    let journal_file = std::fs::File::open(&journal).ok();
+                    // The database's pages start on their way while the
+                    // journal is synced.
                     start_file_writeback(&database);
-                    if let Some(file) = &journal_file {
-                        start_file_writeback(file);
+                    if let Ok(file) = std::fs::File::open(&journal) {
                         let _ = file.sync_data();
                     }
                     let _ = database.sync_data();

@@ -379,8 +379,6 @@ fn apply_migrations(
     }
     let mut done = Vec::with_capacity(status.pending.len());
     for migration in &status.pending {
-        // The trial checks no foreign keys, so what the migrations write is
-        // not needed.
         let took = migrate::apply(conn, migration, &release.version, written)?;
         let run = MigrationRun {
             file: migration.file_name(),
