@@ -52,6 +52,7 @@ fn limits() -> HookLimits {
         memory_mib: 64,
         max_reply_mib: 8,
         max_log_kib: 16,
+        ..HookLimits::default()
     }
 }
 
