@@ -282,6 +282,12 @@ enum VersionCommand {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     ignore_file_size_signal();
+    // This process does nothing but the command: when a hook or a
+    // compilation is stuck past its limit inside a call nothing can
+    // interrupt, ending the process is the way to stop it (see hooks::bounds).
+    crate::hooks::bounds::end_process_when_stuck();
+    // Before anything opens a database: SQLite takes an allocator only then.
+    crate::hooks::bounds::install_sqlite_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -8,6 +8,7 @@ mod crash;
 mod example_app;
 mod foreign_keys;
 mod hooks;
+mod limits;
 mod sdk;
 mod support;
 mod tools;

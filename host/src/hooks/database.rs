@@ -14,6 +14,7 @@ use crate::hooks::authorizer::SharedPolicy;
 use crate::hooks::bindings::uplift::hooks::database::{self, HostCursor, HostStatement};
 use crate::hooks::bindings::uplift::hooks::log;
 use crate::hooks::bindings::uplift::hooks::types::{self, DbError, Row, Rows, Value};
+use crate::hooks::bounds::{SqliteBounds, Trip};
 use crate::hooks::raw::{BindValue, RawStatement, SqlError, SqlValue};
 use crate::hooks::sandbox::{HostState, SharedLog};
 use crate::hooks::{Limit, LimitHit, LogLevel, LogSource};
@@ -34,7 +35,18 @@ pub(crate) struct DbState {
     pub refused: Vec<String>,
     /// Prepared statements and cursors the hook holds open.
     pub handles: usize,
+    /// The limit the watchdog stopped the hook for, if it did.
+    pub trip: Arc<Trip>,
+    /// SQLite's limits for the hook (none in a throwaway store), which tell
+    /// whether a failure was one of them.
+    pub bounds: Option<SqliteBounds>,
 }
+
+/// Bytes a reply holds per value beyond the value's own bytes, and per row
+/// (the host's `Value` and row vector): a reply of millions of NULLs or
+/// empty strings costs memory although its values are empty.
+const VALUE_OVERHEAD: usize = std::mem::size_of::<Value>();
+const ROW_OVERHEAD: usize = std::mem::size_of::<Row>();
 
 /// The most prepared statements and cursors a hook may hold open at once:
 /// they live in uplift's memory, outside the hook's memory limit, so a hook
@@ -126,10 +138,18 @@ impl Sql<'_> {
     /// it means a limit was hit. A refusal by the authorizer is logged and
     /// recorded.
     fn failure(&mut self, sql: &str, err: SqlError) -> wasmtime::Result<DbError> {
-        if err.code == ffi::SQLITE_INTERRUPT && Instant::now() >= self.db.deadline {
-            return Err(self.hit(Limit::Time {
-                seconds: self.db.timeout_seconds,
-            }));
+        if err.code == ffi::SQLITE_INTERRUPT {
+            if let Some(limit) = self.db.trip.get() {
+                return Err(self.hit(limit));
+            }
+            if Instant::now() >= self.db.deadline {
+                return Err(self.hit(Limit::Time {
+                    seconds: self.db.timeout_seconds,
+                }));
+            }
+        }
+        if let Some(limit) = self.bound_hit(err.code) {
+            return Err(self.hit(limit));
         }
         if err.code == ffi::SQLITE_TOOBIG {
             return Err(self.hit(Limit::Reply {
@@ -162,6 +182,24 @@ impl Sql<'_> {
             });
         }
         Ok(db_error(err))
+    }
+
+    /// The limit of [`SqliteBounds`] an error with `code` means, if any.
+    fn bound_hit(&self, code: i32) -> Option<Limit> {
+        let bounds = self.db.bounds.as_ref()?;
+        if code != ffi::SQLITE_NOMEM && code != ffi::SQLITE_FULL {
+            return None;
+        }
+        bounds.limit_for(&self.db.conn, code)
+    }
+
+    /// Binds `params` to `stmt`; SQLite copies each value, so a failure to
+    /// allocate is the hook's database memory limit.
+    fn bind(&mut self, stmt: &mut RawStatement, params: &[Value], sql: &str) -> HostResult<()> {
+        match stmt.bind(params.iter().map(to_bind)) {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => Ok(Err(self.failure(sql, e)?)),
+        }
     }
 
     fn start_statement(&self) {
@@ -242,7 +280,9 @@ impl Sql<'_> {
                     Err(e) => return Ok(Err(e)),
                 }
             }
-            let size: usize = (0..columns).map(|i| stmt.column_size(i)).sum();
+            let size: usize = (0..columns)
+                .map(|i| stmt.column_size(i).saturating_add(VALUE_OVERHEAD))
+                .fold(ROW_OVERHEAD, usize::saturating_add);
             if budget.saturating_add(size) > self.db.max_reply {
                 if rows.is_empty() || max_rows.is_none() {
                     return Err(self.hit(Limit::Reply {
@@ -272,14 +312,6 @@ impl Sql<'_> {
     }
 }
 
-fn bind(stmt: &mut RawStatement, params: Vec<Value>) -> Result<(), DbError> {
-    bind_slice(stmt, &params)
-}
-
-fn bind_slice(stmt: &mut RawStatement, params: &[Value]) -> Result<(), DbError> {
-    stmt.bind(params.iter().map(to_bind)).map_err(db_error)
-}
-
 fn misuse(message: &str) -> DbError {
     DbError {
         code: ffi::SQLITE_MISUSE,
@@ -293,8 +325,9 @@ impl HostState {
         &mut self,
         mut stmt: RawStatement,
         params: Vec<Value>,
+        sql: &str,
     ) -> HostResult<Resource<CursorEntry>> {
-        if let Err(e) = bind(&mut stmt, params) {
+        if let Err(e) = self.sql().bind(&mut stmt, &params, sql)? {
             return Ok(Err(e));
         }
         let entry = CursorEntry {
@@ -338,7 +371,7 @@ impl database::Host for HostState {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = bind(&mut stmt, params) {
+        if let Err(e) = ctx.bind(&mut stmt, &params, &sql)? {
             return Ok(Err(e));
         }
         ctx.run_to_end(&mut stmt, &sql)
@@ -374,7 +407,7 @@ impl database::Host for HostState {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = bind(&mut stmt, params) {
+        if let Err(e) = ctx.bind(&mut stmt, &params, &sql)? {
             return Ok(Err(e));
         }
         ctx.query_all(&mut stmt, &sql)
@@ -389,7 +422,7 @@ impl database::Host for HostState {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        self.new_cursor(stmt, params)
+        self.new_cursor(stmt, params, &sql)
     }
 
     fn prepare(&mut self, sql: String) -> HostResult<Resource<StatementEntry>> {
@@ -409,7 +442,7 @@ impl HostStatement for HostState {
     fn execute(&mut self, this: Resource<StatementEntry>, params: Vec<Value>) -> HostResult<u64> {
         let (table, mut ctx) = self.split();
         let entry = table.get_mut(&this)?;
-        if let Err(e) = bind(&mut entry.stmt, params) {
+        if let Err(e) = ctx.bind(&mut entry.stmt, &params, &entry.sql)? {
             return Ok(Err(e));
         }
         ctx.run_to_end(&mut entry.stmt, &entry.sql)
@@ -441,7 +474,7 @@ impl HostStatement for HostState {
         }
         let mut changed = 0u64;
         for (index, list) in params.chunks_exact(width).enumerate() {
-            let ran = match bind_slice(&mut entry.stmt, list) {
+            let ran = match ctx.bind(&mut entry.stmt, list, &entry.sql)? {
                 Ok(()) => ctx.run_to_end(&mut entry.stmt, &entry.sql)?,
                 Err(e) => Err(e),
             };
@@ -459,7 +492,7 @@ impl HostStatement for HostState {
     fn query(&mut self, this: Resource<StatementEntry>, params: Vec<Value>) -> HostResult<Rows> {
         let (table, mut ctx) = self.split();
         let entry = table.get_mut(&this)?;
-        if let Err(e) = bind(&mut entry.stmt, params) {
+        if let Err(e) = ctx.bind(&mut entry.stmt, &params, &entry.sql)? {
             return Ok(Err(e));
         }
         ctx.query_all(&mut entry.stmt, &entry.sql)
@@ -477,7 +510,7 @@ impl HostStatement for HostState {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        self.new_cursor(stmt, params)
+        self.new_cursor(stmt, params, &sql)
     }
 
     fn columns(&mut self, this: Resource<StatementEntry>) -> wasmtime::Result<Vec<String>> {

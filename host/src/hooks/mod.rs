@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod authorizer;
 mod bindings;
+pub mod bounds;
 mod database;
 pub mod manifest;
 pub mod plugins;
@@ -53,6 +54,19 @@ pub enum Limit {
     /// The cap on prepared statements and cursors held open at once, which
     /// live in uplift's memory rather than the hook's.
     Handles { max: usize },
+    /// The memory SQLite may use for the hook's statements
+    /// (`[hooks] database_memory_mib`).
+    DatabaseMemory { mib: u64 },
+    /// How much the hook may make the database, its journal and SQLite's
+    /// temporary files grow (`[hooks] disk_mib`).
+    Disk { mib: u64 },
+    /// How much the hook may make uplift's resident memory grow
+    /// ([`crate::home::HookLimits::process_memory_mib`]), caught by the
+    /// watchdog when no precise limit did.
+    ProcessMemory { mib: u64 },
+    /// The time compiling a plugin's component may take
+    /// (`[hooks] compile_seconds`).
+    Compile { seconds: u64 },
 }
 
 impl fmt::Display for Limit {
@@ -77,6 +91,22 @@ impl fmt::Display for Limit {
             Limit::Handles { max } => write!(
                 f,
                 "statement limit: held more than {max} prepared statements and cursors open at once (drop the ones it no longer needs)"
+            ),
+            Limit::DatabaseMemory { mib } => write!(
+                f,
+                "database memory limit: its SQL made SQLite use more than {mib} MiB (rows read at once, bound values, sorts, temporary tables; [hooks] database_memory_mib in uplift.toml)"
+            ),
+            Limit::Disk { mib } => write!(
+                f,
+                "disk limit: made the database, its journal or SQLite's temporary files grow by more than {mib} MiB ([hooks] disk_mib in uplift.toml)"
+            ),
+            Limit::ProcessMemory { mib } => write!(
+                f,
+                "process memory limit: made uplift's memory grow by more than {mib} MiB (twice [hooks] memory_mib, plus database_memory_mib, max_reply_mib and 256 MiB, in uplift.toml)"
+            ),
+            Limit::Compile { seconds } => write!(
+                f,
+                "compile limit: compiling its component took longer than {seconds} s ([hooks] compile_seconds in uplift.toml)"
             ),
         }
     }

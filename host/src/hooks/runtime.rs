@@ -13,14 +13,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use rusqlite::limits::Limit as SqliteLimit;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, Trap, WasmBacktrace};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use crate::home::{Home, HookLimits};
 use crate::hooks::authorizer::{self, Ownership, Policy};
 use crate::hooks::bindings::exports::uplift::hooks::hooks::Context;
 use crate::hooks::bindings::{UpgradeHook, UpgradeHookPre};
+use crate::hooks::bounds::{self, SqliteBounds, Trip, Watch, Watchdog};
 use crate::hooks::database::DbState;
 use crate::hooks::plugins::PlannedHook;
 use crate::hooks::sandbox::{HookLog, HostState};
@@ -93,11 +93,14 @@ pub enum CacheOutcome {
 pub(crate) struct HookEngine {
     pub engine: Engine,
     pub linker: Linker<HostState>,
+    /// How long compiling one component may take (`[hooks] compile_seconds`).
+    pub compile_seconds: u64,
 }
 
 impl HookEngine {
     /// The engine (epoch interruption on, component model) and a linker that
-    /// provides exactly WASI p2, `database` and `log`.
+    /// provides exactly WASI p2 (its monotonic clock bounded by the hook's
+    /// deadline, see [`bounds::DeadlineClocks`]), `database` and `log`.
     pub fn new() -> Result<HookEngine, HookError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -106,9 +109,14 @@ impl HookEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| HookError::Engine(e.to_string()))?;
+        bounds::bound_clocks(&mut linker).map_err(|e| HookError::Engine(e.to_string()))?;
         UpgradeHook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| HookError::Engine(e.to_string()))?;
-        Ok(HookEngine { engine, linker })
+        Ok(HookEngine {
+            engine,
+            linker,
+            compile_seconds: HookLimits::default().compile_seconds,
+        })
     }
 
     /// Compiles `bytes`, through `cache` when given.
@@ -152,12 +160,47 @@ impl HookEngine {
     }
 
     /// Compiles `bytes` and stores the result in `cache` when given.
+    ///
+    /// Compiling is the one step whose time and memory the component's
+    /// author controls before any of its code runs (a component of deeply
+    /// nested blocks compiles in quadratic time), and wasmtime cannot be
+    /// interrupted while it compiles: the watchdog watches it against
+    /// `compile_seconds` and [`bounds::COMPILE_MEMORY_MIB`], and the `uplift`
+    /// binary ends itself when either is passed (see [`bounds`]). A library
+    /// caller gets the limit as the error once the compilation returns.
     fn compile_and_store(
         &self,
         bytes: &[u8],
         cache: Option<&CompileCache>,
     ) -> Result<(Component, CacheOutcome), String> {
-        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let limit = Limit::Compile {
+            seconds: self.compile_seconds,
+        };
+        let watch = Watchdog::get().arm(
+            Watch {
+                subject: "the compilation of a plugin's component".into(),
+                deadline: Instant::now() + Duration::from_secs(self.compile_seconds),
+                time_limit: limit.clone(),
+                memory: Some((
+                    bounds::COMPILE_MEMORY_MIB << 20,
+                    Limit::ProcessMemory {
+                        mib: bounds::COMPILE_MEMORY_MIB,
+                    },
+                )),
+                disk: None,
+                interrupt: None,
+                after: "Nothing was committed: SQLite rolls an unfinished upgrade back from its \
+                        journal the next time the database is opened, leaving it exactly as it was.",
+            },
+            Arc::new(Trip::default()),
+        );
+        let compiled = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"));
+        let tripped = watch.trip().get();
+        drop(watch);
+        if let Some(limit) = tripped {
+            return Err(limit.to_string());
+        }
+        let component = compiled?;
         let outcome = match cache {
             Some(cache)
                 if cache
@@ -469,7 +512,8 @@ impl HookRunner {
         cache: Option<CompileCache>,
         limits: &HookLimits,
     ) -> Result<HookRunner, HookError> {
-        let engine = HookEngine::new()?;
+        let mut engine = HookEngine::new()?;
+        engine.compile_seconds = limits.compile_seconds;
         let ticker = EpochTicker::start(&engine.engine);
         Ok(HookRunner {
             engine,
@@ -549,8 +593,10 @@ impl HookRunner {
             "-",
             1,
         );
-        let db = self.db_state(conn, policy, Instant::now() + Duration::from_secs(60));
-        let mut store = self.store(HostState::new(db, log, self.limits.memory_mib));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let trip = Arc::new(Trip::default());
+        let db = self.db_state(conn, policy, deadline, Arc::clone(&trip), None);
+        let mut store = self.store(HostState::new(db, log, self.limits.memory_mib), trip);
         pre.instantiate(&mut store).map_err(|e| HookError::Load {
             plugin: "(benchmark)".into(),
             path: path.to_path_buf(),
@@ -568,6 +614,8 @@ impl HookRunner {
         conn: Connection,
         policy: authorizer::SharedPolicy,
         deadline: Instant,
+        trip: Arc<Trip>,
+        bounds: Option<SqliteBounds>,
     ) -> DbState {
         let new_statement = policy
             .lock()
@@ -584,21 +632,68 @@ impl HookRunner {
             timeout_seconds: self.limits.timeout_seconds,
             refused: Vec::new(),
             handles: 0,
+            trip,
+            bounds,
         }
     }
 
-    fn store(&self, state: HostState) -> Store<HostState> {
+    /// A store for one hook. Its epoch deadline comes every tick: the
+    /// callback traps once the hook's deadline has passed or the watchdog
+    /// stopped the hook (`trip`), and otherwise lets it run one more tick.
+    fn store(&self, state: HostState, trip: Arc<Trip>) -> Store<HostState> {
+        let deadline = state.db.deadline;
+        let seconds = self.limits.timeout_seconds;
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        let ticks = self
-            .limits
-            .timeout_seconds
-            .saturating_mul(1000)
-            .div_ceil(TICK.as_millis() as u64)
-            .max(1);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            let limit = trip
+                .get()
+                .or_else(|| (Instant::now() >= deadline).then_some(Limit::Time { seconds }));
+            match limit {
+                Some(limit) => Err(wasmtime::Error::new(LimitHit(limit))),
+                None => Ok(UpdateDeadline::Continue(1)),
+            }
+        });
         store
+    }
+
+    /// Arms the watchdog for `hook` (see [`bounds`]): its deadline, the
+    /// growth of the process's memory and of the files it has open, with
+    /// `conn` to interrupt.
+    fn watch(
+        &self,
+        hook: &PlannedHook,
+        deadline: Instant,
+        conn: &Connection,
+        trip: Arc<Trip>,
+    ) -> bounds::WatchGuard {
+        let limits = &self.limits;
+        let process_mib = limits.process_memory_mib();
+        Watchdog::get().arm(
+            Watch {
+                subject: format!("hook {}/{}", hook.plugin, hook.hook),
+                deadline,
+                time_limit: Limit::Time {
+                    seconds: limits.timeout_seconds,
+                },
+                memory: Some((
+                    process_mib.saturating_mul(1 << 20),
+                    Limit::ProcessMemory { mib: process_mib },
+                )),
+                disk: Some((
+                    limits.disk_mib.saturating_mul(1 << 20),
+                    Limit::Disk {
+                        mib: limits.disk_mib,
+                    },
+                )),
+                interrupt: Some(conn.get_interrupt_handle()),
+                after: "Nothing the upgrade did was committed: SQLite rolls its transaction back \
+                        from the journal the next time the database is opened, leaving the \
+                        database exactly as it was.",
+            },
+            trip,
+        )
     }
 
     /// Runs one hook on `conn`, which is inside the upgrade's transaction.
@@ -685,6 +780,13 @@ impl HookRunner {
                 })
             }
             Err(err) => {
+                // After some failures (a write that ran out of memory or of
+                // its disk limit, or was interrupted) SQLite has rolled the
+                // whole transaction back itself, savepoint included: the
+                // hook, stopped at once, is the error to report.
+                if conn.is_autocommit() {
+                    return Err(err);
+                }
                 conn.execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"))
                     .map_err(db_err("roll back the hook's savepoint"))?;
                 Err(err)
@@ -715,20 +817,22 @@ impl HookRunner {
             policy.record_writes(written.clone());
         }
         let policy = Arc::new(Mutex::new(policy));
-        let max_reply =
-            i32::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20)).unwrap_or(i32::MAX);
-        let old_length = conn.limit(SqliteLimit::SQLITE_LIMIT_LENGTH).ok();
-        let old_attached = conn.limit(SqliteLimit::SQLITE_LIMIT_ATTACHED).ok();
-        if let Some(old) = old_length {
-            let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_LENGTH, old.min(max_reply));
-        }
-        let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_ATTACHED, 0);
+        let bounds = SqliteBounds::apply(&conn, &self.limits);
+        let trip = Arc::new(Trip::default());
+        let watch = self.watch(hook, deadline, &conn, Arc::clone(&trip));
         authorizer::install(&conn, &policy);
-        conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline));
+        let stopped = Arc::clone(&trip);
+        conn.progress_handler(
+            PROGRESS_OPS,
+            Some(move || Instant::now() >= deadline || stopped.get().is_some()),
+        );
 
         let log = HookLog::new(sink, &hook.plugin, &hook.hook, self.limits.max_log_kib);
-        let db = self.db_state(conn, policy, deadline);
-        let mut store = self.store(HostState::new(db, Arc::clone(&log), self.limits.memory_mib));
+        let db = self.db_state(conn, policy, deadline, Arc::clone(&trip), Some(bounds));
+        let mut store = self.store(
+            HostState::new(db, Arc::clone(&log), self.limits.memory_mib),
+            Arc::clone(&trip),
+        );
         let context = Context {
             app: ctx.app.clone(),
             plugin: hook.plugin.clone(),
@@ -752,15 +856,19 @@ impl HookRunner {
             ..
         } = state;
         drop(table); // finalizes the hook's statements before the connection moves on
-        let DbState { conn, refused, .. } = db;
+        drop(watch);
+        let DbState {
+            conn,
+            refused,
+            bounds,
+            ..
+        } = db;
         authorizer::remove(&conn);
         conn.progress_handler(0, None::<fn() -> bool>);
-        if let Some(old) = old_length {
-            let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_LENGTH, old);
+        if let Some(bounds) = bounds {
+            bounds.restore(&conn);
         }
-        if let Some(old) = old_attached {
-            let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_ATTACHED, old);
-        }
+        let limit_hit = limit_hit.or_else(|| trip.get());
 
         let (written, stderr) = match log.lock() {
             Ok(mut log) => {

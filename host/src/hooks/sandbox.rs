@@ -28,6 +28,9 @@ pub(crate) struct HostState {
     pub log: SharedLog,
     pub memory_max: usize,
     pub memory_mib: u64,
+    /// Bytes of all the hook's linear memories together (a component may
+    /// hold several; the limit is on their sum).
+    pub memory_used: usize,
     /// The limit that stopped the hook, when one did.
     pub limit_hit: Option<Limit>,
     pub db: DbState,
@@ -54,6 +57,7 @@ impl HostState {
             log,
             memory_max: usize::try_from(memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             memory_mib,
+            memory_used: 0,
             limit_hit: None,
             db,
         }
@@ -79,15 +83,20 @@ impl WasiView for HostState {
 impl wasmtime::ResourceLimiter for HostState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_max {
+        let total = self
+            .memory_used
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_max {
             return Err(self.hit(Limit::Memory {
                 mib: self.memory_mib,
             }));
         }
+        self.memory_used = total;
         Ok(true)
     }
 
