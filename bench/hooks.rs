@@ -189,6 +189,9 @@ fn update_bench(rows: i64, limits: &HookLimits) {
 }
 
 fn main() {
+    // As the `uplift` binary does, first thing: SQLite's memory is then
+    // counted while hooks run, and the figures include what that costs.
+    uplift::hooks::bounds::install_sqlite_allocator();
     let mut args = std::env::args().skip(1);
     let mut python = std::env::var_os("UPLIFT_BENCH_PYTHON").map(PathBuf::from);
     let mut rows: i64 = 1_000_000;

@@ -282,10 +282,11 @@ enum VersionCommand {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     ignore_file_size_signal();
-    // This process does nothing but the command: when a hook or a
+    // This process does nothing but the command: its memory and open files
+    // are the running hook's to account for, and when a hook or a
     // compilation is stuck past its limit inside a call nothing can
-    // interrupt, ending the process is the way to stop it (see hooks::bounds).
-    crate::hooks::bounds::end_process_when_stuck();
+    // interrupt, ending the process is the way to stop it (hooks::bounds).
+    crate::hooks::bounds::supervise_whole_process();
     // Before anything opens a database: SQLite takes an allocator only then.
     crate::hooks::bounds::install_sqlite_allocator();
     let cli = Cli::parse();
@@ -757,8 +758,15 @@ fn hooks_command(
             Ok(ExitCode::SUCCESS)
         }
         HooksCommand::Validate { json, files } => {
+            // With a home, compiling gets its compile_seconds, as in the
+            // upgrade; without one, the default.
+            let home = Home::resolve(home).ok().filter(|h| h.root().is_dir());
+            let compile_seconds = match &home {
+                Some(home) => home.settings()?.hooks.compile_seconds,
+                None => crate::home::HookLimits::default().compile_seconds,
+            };
             let validator = match crate::hooks::validate::Validator::new(release) {
-                Ok(v) => v,
+                Ok(v) => v.with_compile_seconds(compile_seconds),
                 Err(err) => {
                     eprintln!("error: {err}");
                     return Ok(ExitCode::from(EXIT_USAGE));

@@ -265,7 +265,7 @@ impl Default for HookLimits {
             max_log_kib: 1024,
             database_memory_mib: 256,
             disk_mib: 4096,
-            compile_seconds: 300,
+            compile_seconds: 120,
         }
     }
 }

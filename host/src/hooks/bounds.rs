@@ -8,8 +8,9 @@
 //! Two layers (`docs/limits.md` has the whole table):
 //!
 //! - precise, in-process limits that give the hook an ordinary "stopped"
-//!   error: [`SqliteBounds`] (`sqlite3_limit`, SQLite's hard heap limit,
-//!   `max_page_count` of the main and temp databases) and [`DeadlineClocks`]
+//!   error: [`SqliteBounds`] (`sqlite3_limit`, SQLite's memory through a
+//!   counting allocator, `max_page_count` of the main and temp databases)
+//!   and [`DeadlineClocks`]
 //!   (a WASI sleep past the deadline is a time-limit trap at once);
 //! - the [`Watchdog`], a thread that samples, every 10 ms while a hook or a
 //!   compilation runs, the wall clock, the process's resident memory and the
@@ -23,8 +24,9 @@
 //!   committed, and SQLite rolls a transaction of a process that died back
 //!   from its journal the next time the database is opened (the crash tests
 //!   kill uplift at every phase to prove it). Only the `uplift` binary
-//!   enables that last step ([`end_process_when_stuck`]); a library user's
-//!   hook is interrupted but never ends its process.
+//!   enables that last step and the samples of memory and files, which are
+//!   the whole process's ([`supervise_whole_process`]); in a library user's
+//!   process the watchdog watches the time only, and interrupts.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -66,14 +68,17 @@ const MAX_SQL_LENGTH: i32 = 1_000_000;
 /// that nothing interrupts.
 const MAX_LIKE_PATTERN: i32 = 1_000;
 
-/// Whether the watchdog may end the process (see [`end_process_when_stuck`]).
-static END_PROCESS: AtomicBool = AtomicBool::new(false);
+/// Whether the process is uplift's own (see [`supervise_whole_process`]).
+static WHOLE_PROCESS: AtomicBool = AtomicBool::new(false);
 
-/// Lets the watchdog end this process when a hook or a compilation does not
-/// return within [`GRACE`] of being stopped. Called by the `uplift` binary,
-/// whose process does nothing else; never by a library user's.
-pub fn end_process_when_stuck() {
-    END_PROCESS.store(true, Ordering::Relaxed);
+/// Declares that this process does nothing but uplift's command, so that
+/// the watchdog counts the whole process's resident memory and open files
+/// against a running hook's limits, and ends the process when a hook or a
+/// compilation does not return within [`GRACE`] of being stopped. Called
+/// by the `uplift` binary; never by a library user's process, where other
+/// work would count against the hook (and tests run many hooks at once).
+pub fn supervise_whole_process() {
+    WHOLE_PROCESS.store(true, Ordering::Relaxed);
 }
 
 /// The limit that stopped a hook, set by whichever check saw it first (the
@@ -584,6 +589,11 @@ impl Watchdog {
     /// Starts watching; stops when the guard is dropped.
     pub fn arm(&self, watch: Watch, trip: Arc<Trip>) -> WatchGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut watch = watch;
+        if !WHOLE_PROCESS.load(Ordering::Relaxed) {
+            watch.memory = None;
+            watch.disk = None;
+        }
         let armed = Armed {
             memory_base: if watch.memory.is_some() {
                 resident_bytes().unwrap_or(0)
@@ -664,7 +674,7 @@ fn check(armed: &mut Armed, now: Instant, memory: Option<u64>, files: Option<&Fi
     }
     if let Some(at) = armed.tripped_at
         && now >= at + GRACE
-        && END_PROCESS.load(Ordering::Relaxed)
+        && WHOLE_PROCESS.load(Ordering::Relaxed)
     {
         end_process(armed);
     }
@@ -762,6 +772,78 @@ mod tests {
         file.sync_all().unwrap();
         let grown = growth(&base, &open_file_sizes());
         assert!(grown >= 1 << 20, "grew by {grown}");
+    }
+
+    /// What the bounds change on a connection.
+    fn state(conn: &Connection) -> Vec<i64> {
+        let mut state: Vec<i64> = [
+            SqliteLimit::SQLITE_LIMIT_LENGTH,
+            SqliteLimit::SQLITE_LIMIT_ATTACHED,
+            SqliteLimit::SQLITE_LIMIT_SQL_LENGTH,
+            SqliteLimit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH,
+            SqliteLimit::SQLITE_LIMIT_WORKER_THREADS,
+        ]
+        .into_iter()
+        .map(|l| i64::from(conn.limit(l).unwrap()))
+        .collect();
+        for schema in ["main", "temp"] {
+            state.push(
+                conn.query_row(&format!("PRAGMA {schema}.max_page_count"), [], |r| r.get(0))
+                    .unwrap(),
+            );
+        }
+        state
+    }
+
+    fn database() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("db.sqlite3")).unwrap();
+        conn.execute_batch("CREATE TABLE t(b BLOB); BEGIN IMMEDIATE;")
+            .unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn the_bounds_hold_while_the_hook_runs_and_are_put_back_after() {
+        let (_dir, conn) = database();
+        let before = state(&conn);
+        let limits = HookLimits {
+            max_reply_mib: 1,
+            disk_mib: 1,
+            ..HookLimits::default()
+        };
+        let bounds = SqliteBounds::apply(&conn, &limits);
+        let during = state(&conn);
+        assert_eq!(&during[..5], &[1 << 20, 0, 1_000_000, 1_000, 0]);
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(during[5], pages + (1 << 20) / page_size);
+        bounds.restore(&conn);
+        assert_eq!(state(&conn), before);
+    }
+
+    #[test]
+    fn writing_past_the_disk_limit_fails_as_the_disk_limit() {
+        let (_dir, conn) = database();
+        let limits = HookLimits {
+            disk_mib: 1,
+            ..HookLimits::default()
+        };
+        let bounds = SqliteBounds::apply(&conn, &limits);
+        let err = (0..4)
+            .map(|_| conn.execute("INSERT INTO t VALUES (randomblob(400000))", []))
+            .find_map(Result::err)
+            .expect("the fourth 400 kB row does not fit in 1 MiB");
+        let code = match &err {
+            rusqlite::Error::SqliteFailure(e, _) => e.extended_code & 0xff,
+            other => panic!("{other}"),
+        };
+        assert_eq!(code, ffi::SQLITE_FULL, "{err}");
+        assert_eq!(
+            bounds.limit_for(&conn, ffi::SQLITE_FULL),
+            Some(Limit::Disk { mib: 1 })
+        );
+        bounds.restore(&conn);
     }
 
     #[test]

@@ -49,6 +49,13 @@ impl Validator {
         Ok(Validator { engine, release })
     }
 
+    /// Bounds the time compiling one component may take (`[hooks]
+    /// compile_seconds`; see [`crate::hooks::bounds`]).
+    pub fn with_compile_seconds(mut self, seconds: u64) -> Validator {
+        self.engine.compile_seconds = seconds;
+        self
+    }
+
     /// Validates the file at `path`. Never fails: problems are the report's
     /// errors.
     pub fn validate(&self, path: &Path) -> FileReport {
