@@ -8,6 +8,7 @@ mod crash;
 mod example_app;
 mod foreign_keys;
 mod hooks;
+mod nothing_lost;
 mod sdk;
 mod support;
 mod tools;

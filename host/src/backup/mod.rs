@@ -79,8 +79,8 @@ use std::path::PathBuf;
 
 pub use dump::{BackupError, BackupFile, BackupOptions, write_backup};
 pub use files::{
-    BackupEntry, BackupStatus, DumpHeader, VerifiedDump, VerifyError, latest_restorable, list,
-    list_headers, prune, prune_automatic, verify,
+    BackupEntry, BackupStatus, Candidates, DumpHeader, VerifiedDump, VerifyError,
+    latest_restorable, list, list_headers, prune, prune_automatic, verify,
 };
 pub use restore::{IntegrityCheck, RestoreError, RestoreOptions, RestoreReport, restore};
 

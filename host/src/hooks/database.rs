@@ -16,7 +16,7 @@ use crate::hooks::bindings::uplift::hooks::log;
 use crate::hooks::bindings::uplift::hooks::types::{self, DbError, Row, Rows, Value};
 use crate::hooks::raw::{BindValue, RawStatement, SqlError, SqlValue};
 use crate::hooks::sandbox::{HostState, SharedLog};
-use crate::hooks::{Limit, LimitHit, LogLevel, LogSource};
+use crate::hooks::{Limit, LimitHit, LogLevel, LogSource, TransactionEnded};
 
 /// The database half of a hook's store data.
 pub(crate) struct DbState {
@@ -126,6 +126,12 @@ impl Sql<'_> {
     /// it means a limit was hit. A refusal by the authorizer is logged and
     /// recorded.
     fn failure(&mut self, sql: &str, err: SqlError) -> wasmtime::Result<DbError> {
+        // SQLite answers some errors (a full disk, an I/O error, no memory)
+        // by rolling the whole transaction back: the hook must not get a
+        // catchable error and carry on in autocommit mode.
+        if self.db.conn.is_autocommit() {
+            return Err(wasmtime::Error::new(TransactionEnded(err.message)));
+        }
         if err.code == ffi::SQLITE_INTERRUPT && Instant::now() >= self.db.deadline {
             return Err(self.hit(Limit::Time {
                 seconds: self.db.timeout_seconds,

@@ -24,7 +24,7 @@ use crate::hooks::bindings::{UpgradeHook, UpgradeHookPre};
 use crate::hooks::database::DbState;
 use crate::hooks::plugins::PlannedHook;
 use crate::hooks::sandbox::{HookLog, HostState};
-use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink};
+use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink, TransactionEnded};
 use crate::written::WrittenTables;
 
 /// How often the epoch ticks; the time limit is checked at this grain.
@@ -685,6 +685,18 @@ impl HookRunner {
                 })
             }
             Err(err) => {
+                if conn.is_autocommit() {
+                    // SQLite already rolled everything back, the savepoint
+                    // with it.
+                    return Err(match err {
+                        HookError::TransactionLost { .. } => err,
+                        other => HookError::TransactionLost {
+                            plugin: hook.plugin.clone(),
+                            hook: hook.hook.clone(),
+                            cause: other.to_string(),
+                        },
+                    });
+                }
                 conn.execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"))
                     .map_err(db_err("roll back the hook's savepoint"))?;
                 Err(err)
@@ -804,6 +816,13 @@ fn classify_trap(
     stderr: Vec<String>,
     timeout_seconds: u64,
 ) -> HookError {
+    if let Some(ended) = err.downcast_ref::<TransactionEnded>() {
+        return HookError::TransactionLost {
+            plugin: hook.plugin.clone(),
+            hook: hook.hook.clone(),
+            cause: ended.0.clone(),
+        };
+    }
     let limit = err
         .downcast_ref::<LimitHit>()
         .map(|hit| hit.0.clone())
