@@ -261,7 +261,7 @@ pub(crate) fn processes_using(files: &[PathBuf]) -> Vec<Holder> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut holders = Vec::new();
+    let mut holders: Vec<Holder> = Vec::new();
     for entry in procs.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -283,21 +283,20 @@ pub(crate) fn processes_using(files: &[PathBuf]) -> Vec<Holder> {
                 continue;
             };
             let key = (meta.dev(), meta.ino());
-            if let Some((_, file)) = wanted.iter().find(|(k, _)| *k == key) {
-                if !holders
-                    .iter()
-                    .any(|h: &Holder| h.pid == pid && &h.file == *file)
-                {
-                    let command = std::fs::read_to_string(entry.path().join("comm"))
-                        .map(|c| c.trim().to_string())
-                        .unwrap_or_default();
-                    holders.push(Holder {
-                        pid,
-                        command,
-                        file: (*file).clone(),
-                    });
-                }
+            let Some((_, file)) = wanted.iter().find(|(k, _)| *k == key) else {
+                continue;
+            };
+            if holders.iter().any(|h| h.pid == pid && &h.file == *file) {
+                continue;
             }
+            let command = std::fs::read_to_string(entry.path().join("comm"))
+                .map(|c| c.trim().to_string())
+                .unwrap_or_default();
+            holders.push(Holder {
+                pid,
+                command,
+                file: (*file).clone(),
+            });
         }
     }
     holders

@@ -159,7 +159,8 @@ impl Home {
     /// no other uplift is writing them. Returns what was removed.
     pub fn remove_stale_temporaries(&self) -> Result<Vec<PathBuf>, HomeError> {
         let mut removed = Vec::new();
-        let places: [(PathBuf, &dyn Fn(&str) -> bool); 2] = [
+        type IsStale<'a> = &'a dyn Fn(&str) -> bool;
+        let places: [(PathBuf, IsStale<'_>); 2] = [
             (self.root.clone(), &|name: &str| {
                 name.starts_with(".db.sqlite3.restoring-")
                     || name.starts_with("db.sqlite3.installing")

@@ -289,7 +289,11 @@ impl CompileCache {
         let payload = component.serialize().map_err(std::io::Error::other)?;
         let checksum = xxhash_rust::xxh3::xxh3_128(&payload).to_be_bytes();
         let path = self.entry_for(engine, digest);
-        std::fs::create_dir_all(&self.dir)?;
+        if crate::disk::create_dir_durably(&self.dir)? {
+            // A cache made by root in a service user's home stays usable
+            // by the service user.
+            crate::disk::hand_to_home_owner(crate::disk::parent_of(&self.dir), &self.dir)?;
+        }
         // The code first, then its checksum: a crash in between leaves an
         // entry without a checksum, which `load` ignores.
         for (target, contents) in [
@@ -301,6 +305,7 @@ impl CompileCache {
                 .tempfile_in(&self.dir)?;
             tmp.write_all(contents)?;
             tmp.as_file().sync_all()?;
+            crate::disk::hand_to_home_owner(&self.dir, tmp.path())?;
             tmp.persist(target).map_err(|e| e.error)?;
         }
         self.prune(engine);
