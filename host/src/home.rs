@@ -44,14 +44,6 @@ pub enum HomeError {
     },
 }
 
-/// The file SQLite keeps beside `database` with `suffix` appended to its
-/// name (`-journal`, `-wal`, `-shm`).
-pub(crate) fn sibling_file(database: &Path, suffix: &str) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 fn holder_text(pid: &Option<u32>) -> String {
     match pid {
         Some(pid) => format!("pid {pid}"),

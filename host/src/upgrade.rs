@@ -992,7 +992,7 @@ impl Writeback {
 
     fn start(&self) -> Option<WritebackWorker> {
         let database = std::fs::File::open(&self.db_path).ok()?;
-        let journal = crate::home::sibling_file(&self.db_path, "-journal");
+        let journal = crate::disk::sibling(&self.db_path, "-journal");
         let (requests, received) =
             std::sync::mpsc::channel::<Option<std::sync::mpsc::Sender<()>>>();
         let thread = std::thread::Builder::new()

@@ -186,7 +186,5 @@ pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), IoFailure> {
     } else {
         dir
     };
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err("sync folder", dir))
+    crate::disk::sync_dir(dir).map_err(io_err("sync folder", dir))
 }
