@@ -109,9 +109,15 @@ enum Command {
         /// The dump to restore (uplift's .dump/.dump.zst, or `sqlite3 .dump` output)
         file: Option<PathBuf>,
         /// Restore the newest verified backup whose data version the
-        /// installed release (--release) can run
+        /// installed release (--release) can run (automatic and manual
+        /// backups; with --include-safety-backups, also the backups
+        /// earlier restores made of the database they replaced)
         #[arg(long)]
         latest: bool,
+        /// With --latest: also consider the safety backups that earlier
+        /// restores made of the database they replaced
+        #[arg(long, requires = "latest")]
+        include_safety_backups: bool,
         /// Pick the backup from a numbered list (needs a terminal)
         #[arg(long)]
         select: bool,
@@ -145,7 +151,9 @@ enum BackupsCommand {
         json: bool,
     },
     /// Remove backups beyond the newest N of each kind (automatic, manual,
-    /// pre-restore); files without an uplift header are never removed
+    /// pre-restore), keeping the newest backup of each data version (what a
+    /// downgrade to it restores); files without an uplift header are never
+    /// removed
     Prune {
         /// How many of each kind to keep
         #[arg(long, value_name = "N")]
@@ -410,7 +418,9 @@ fn dbbackup(
     if !db.exists() {
         bail!("there is no database to back up at {}", db.display());
     }
-    let _lock = home.lock(wait)?;
+    // Shared: a backup may run beside the application (it reads one
+    // snapshot), but not during an upgrade or a restore.
+    let _lock = home.lock_shared(wait)?;
     let conn = rusqlite::Connection::open_with_flags(
         &db,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -435,7 +445,7 @@ fn dbbackup(
 
 enum Which {
     File(PathBuf),
-    Latest,
+    Latest(backup::Candidates),
     Select,
 }
 
@@ -474,12 +484,13 @@ fn dbrestore(
         );
     }
     let _lock = home.lock(wait)?;
+    home.remove_stale_temporaries()?;
     let dir = home.backups_dir();
     let file = match which {
         Which::File(file) => file,
-        Which::Latest => {
+        Which::Latest(candidates) => {
             let release_version = release.map(Release::read_version).transpose()?;
-            match backup::latest_restorable(&dir, release_version.as_ref())? {
+            match backup::latest_restorable(&dir, release_version.as_ref(), candidates)? {
                 Some(entry) => {
                     if release_version.is_none() && !quiet {
                         eprintln!(
@@ -641,6 +652,7 @@ fn backups_command(home: &Home, cmd: BackupsCommand) -> anyhow::Result<ExitCode>
                     BackupKind::Manual,
                     BackupKind::PreRestore,
                 ],
+                &[],
             )?;
             for path in &removed {
                 println!("removed {}", path.display());
@@ -677,13 +689,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait,
                 plan_only: false,
             };
-            let mut bars = Bars::new(cli.quiet);
-            let outcome =
-                upgrade::upgrade(&home, &release, &options, reporter(&mut bars, cli.quiet))?;
-            if !matches!(outcome, Outcome::UpToDate { .. }) {
-                out.outcome(&outcome);
+            // The application runs holding the home's lock shared, for its
+            // whole life: upgrades and restores refuse (or, with --wait,
+            // wait) while it runs, and several applications started this
+            // way share it. An upgrade needs the lock alone, so the shared
+            // hold is taken only once the data is up to date: if another
+            // uplift changes the data between the upgrade and the hold (a
+            // restore), the loop upgrades again.
+            for _ in 0..3 {
+                let shared = home.lock_shared(wait)?;
+                if upgrade::is_up_to_date(&home, &release)? {
+                    shared.keep_across_exec()?;
+                    return exec(&command);
+                }
+                drop(shared);
+                let mut bars = Bars::new(cli.quiet);
+                let outcome =
+                    upgrade::upgrade(&home, &release, &options, reporter(&mut bars, cli.quiet))?;
+                if !matches!(outcome, Outcome::UpToDate { .. }) {
+                    out.outcome(&outcome);
+                }
             }
-            exec(&command)
+            bail!(
+                "the database in {} kept changing while uplift tried to start the application (another uplift restoring or upgrading it?); run again",
+                home.root().display()
+            )
         }
         Command::Status { json } => status_command(cli.home, cli.release.as_deref(), json),
         Command::Migrations(MigrationsCommand::List { json }) => {
@@ -701,14 +731,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dbrestore {
             file,
             latest,
+            include_safety_backups,
             select,
             quick_check,
             wait,
         } => {
             let home = Home::resolve(cli.home)?;
+            let candidates = if include_safety_backups {
+                backup::Candidates::IncludingPreRestore
+            } else {
+                backup::Candidates::Backups
+            };
             let which = match (file, latest, select) {
                 (Some(file), _, _) => Which::File(file),
-                (None, true, _) => Which::Latest,
+                (None, true, _) => Which::Latest(candidates),
                 _ => Which::Select,
             };
             let mut options = RestoreOptions::default();
@@ -1142,6 +1178,14 @@ fn reporter(bars: &mut Bars, quiet: bool) -> upgrade::Reporter<'_> {
     }
 }
 
+/// Warnings go to stderr even with --quiet: each says something an
+/// operator must know.
+fn warn_all(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
 /// Replaces this process with `command` (only returns on failure).
 fn exec(command: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
     use std::os::unix::process::CommandExt;
@@ -1177,6 +1221,7 @@ impl Output {
                 plan,
                 migrations,
                 phases,
+                warnings,
                 ..
             } => {
                 self.line(format_args!(
@@ -1185,6 +1230,7 @@ impl Output {
                     migrations.len()
                 ));
                 self.phases(phases);
+                warn_all(warnings);
             }
             Outcome::Upgraded {
                 plan,
@@ -1193,8 +1239,10 @@ impl Output {
                 migrations,
                 hooks,
                 phases,
+                warnings,
                 ..
             } => {
+                warn_all(warnings);
                 let from = plan
                     .from
                     .as_ref()

@@ -14,12 +14,23 @@ pub enum HomeError {
     /// No `--home`, no `UPLIFT_HOME` and no home directory to default to.
     #[error("no home folder given and $HOME is not set: pass --home DIR or set UPLIFT_HOME")]
     NoDefault,
-    /// Another process holds the lock.
+    /// Another uplift holds the lock.
     #[error(
         "another uplift ({holder}) holds this home ({path}): wait for it to finish, or pass --wait",
         holder = holder_text(.pid)
     )]
     Locked { path: PathBuf, pid: Option<u32> },
+    /// The application (started by `uplift run`, which keeps a shared hold
+    /// on the home for the application's life) or a backup is running.
+    #[error(
+        "this home ({path}) is in use by {}: stop the application before upgrading or restoring, or pass --wait to start when it exits",
+        users_text(.users)
+    )]
+    InUse {
+        path: PathBuf,
+        /// The processes holding it (pid and command), where they can be seen.
+        users: Vec<(u32, String)>,
+    },
     /// `uplift.toml` exists but is not valid.
     #[error("invalid settings file {path}: {message}; fix or remove it")]
     Settings { path: PathBuf, message: String },
@@ -33,19 +44,22 @@ pub enum HomeError {
     },
 }
 
-/// The file SQLite keeps beside `database` with `suffix` appended to its
-/// name (`-journal`, `-wal`, `-shm`).
-pub(crate) fn sibling_file(database: &Path, suffix: &str) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 fn holder_text(pid: &Option<u32>) -> String {
     match pid {
         Some(pid) => format!("pid {pid}"),
         None => "pid unknown".to_string(),
     }
+}
+
+fn users_text(users: &[(u32, String)]) -> String {
+    if users.is_empty() {
+        return "the application started with `uplift run`, or `uplift dbbackup`".to_string();
+    }
+    let list: Vec<String> = users
+        .iter()
+        .map(|(pid, command)| format!("pid {pid} ({command})"))
+        .collect();
+    list.join(", ")
 }
 
 fn io_error<'a>(
@@ -121,10 +135,53 @@ impl Home {
         self.root.join("uplift.lock")
     }
 
-    /// Creates the home folder if it does not exist yet.
+    /// Creates the home folder if it does not exist yet (durably: its name
+    /// survives a power cut once this returns).
     pub fn create(&self) -> Result<(), HomeError> {
-        std::fs::create_dir_all(&self.root)
+        crate::disk::create_dir_durably(&self.root)
+            .map(|_| ())
             .map_err(io_error("could not create home folder", &self.root))
+    }
+
+    /// Removes what a killed uplift left in this home: the temporary files
+    /// of a backup (`backups/.uplift-backup-*.tmp`), of a restore
+    /// (`.db.sqlite3.restoring-*`) and of a fresh install
+    /// (`db.sqlite3.installing`), with the journal files SQLite kept beside
+    /// them. Call it only while holding the home's lock exclusively: then
+    /// no other uplift is writing them. Returns what was removed.
+    pub fn remove_stale_temporaries(&self) -> Result<Vec<PathBuf>, HomeError> {
+        let mut removed = Vec::new();
+        type IsStale<'a> = &'a dyn Fn(&str) -> bool;
+        let places: [(PathBuf, IsStale<'_>); 2] = [
+            (self.root.clone(), &|name: &str| {
+                name.starts_with(".db.sqlite3.restoring-")
+                    || name.starts_with("db.sqlite3.installing")
+            }),
+            (self.backups_dir(), &|name: &str| {
+                name.starts_with(".uplift-backup-") && name.ends_with(".tmp")
+            }),
+        ];
+        for (dir, stale) in places {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("could not list", &dir)(e)),
+            };
+            let before = removed.len();
+            for entry in entries {
+                let entry = entry.map_err(io_error("could not list", &dir))?;
+                let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+                if is_file && entry.file_name().to_str().is_some_and(stale) {
+                    let path = entry.path();
+                    std::fs::remove_file(&path).map_err(io_error("could not remove", &path))?;
+                    removed.push(path);
+                }
+            }
+            if removed.len() > before {
+                crate::disk::sync_dir(&dir).map_err(io_error("could not sync", &dir))?;
+            }
+        }
+        Ok(removed)
     }
 
     /// Reads `uplift.toml`; defaults when it does not exist. Fails when it
@@ -139,6 +196,13 @@ impl Home {
                         path: path.clone(),
                         message: e.message().to_string(),
                     })?;
+                settings
+                    .migrations
+                    .check()
+                    .map_err(|message| HomeError::Settings {
+                        path: path.clone(),
+                        message,
+                    })?;
                 settings.hooks.validate().map_err(|e| HomeError::Settings {
                     path,
                     message: e.to_string(),
@@ -150,33 +214,19 @@ impl Home {
         }
     }
 
-    /// Takes the home's lock: one uplift at a time. With `wait`, blocks until
-    /// the holder is done; without, fails at once naming the holder's pid.
-    /// The lock is released when the returned value is dropped (or the
+    /// Takes the home's lock for a change (upgrade, restore): no other
+    /// uplift, and no application started by `uplift run`, may hold it. With
+    /// `wait`, blocks until they are done; without, fails at once naming
+    /// them. The lock is released when the returned value is dropped (or the
     /// process dies: the operating system releases it).
     pub fn lock(&self, wait: bool) -> Result<HomeLock, HomeError> {
-        self.create()?;
-        let path = self.lock_path();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_error("could not open lock file", &path))?;
+        let (mut file, path) = self.open_lock_file()?;
         if wait {
             file.lock().map_err(io_error("could not lock", &path))?;
         } else {
             match file.try_lock() {
                 Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
-                    let mut text = String::new();
-                    let _ = file.read_to_string(&mut text);
-                    return Err(HomeError::Locked {
-                        path: self.root.clone(),
-                        pid: text.trim().parse().ok(),
-                    });
-                }
+                Err(TryLockError::WouldBlock) => return Err(self.held_error(&mut file)),
                 Err(TryLockError::Error(e)) => return Err(io_error("could not lock", &path)(e)),
             }
         }
@@ -188,14 +238,151 @@ impl Home {
             writeln!(file, "{pid}")
         };
         write_pid(&mut file).map_err(io_error("could not write", &path))?;
-        Ok(HomeLock { _file: file })
+        Ok(HomeLock { file })
     }
+
+    /// Takes the home's lock shared: any number of holders (the application
+    /// started by `uplift run`, a manual backup) may share it, and none of
+    /// them runs while an upgrade or a restore holds it. With `wait`,
+    /// blocks until such a change is done; without, fails at once.
+    pub fn lock_shared(&self, wait: bool) -> Result<HomeLock, HomeError> {
+        let (mut file, path) = self.open_lock_file()?;
+        if wait {
+            file.lock_shared()
+                .map_err(io_error("could not lock", &path))?;
+        } else {
+            match file.try_lock_shared() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Err(self.held_error(&mut file)),
+                Err(TryLockError::Error(e)) => return Err(io_error("could not lock", &path)(e)),
+            }
+        }
+        Ok(HomeLock { file })
+    }
+
+    fn open_lock_file(&self) -> Result<(File, PathBuf), HomeError> {
+        self.create()?;
+        let path = self.lock_path();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error("could not open lock file", &path))?;
+        // One `sudo uplift ...` must not leave a lock file the service user
+        // cannot open.
+        crate::disk::hand_to_home_owner(&self.root, &path)
+            .map_err(io_error("could not give the home's owner", &path))?;
+        Ok((file, path))
+    }
+
+    /// Who holds the lock we could not take: an uplift holding it
+    /// exclusively (its pid is in the file), or processes sharing it.
+    fn held_error(&self, file: &mut File) -> HomeError {
+        let holders = lock_holders(file);
+        if holders.iter().any(|h| h.exclusive) || holders.is_empty() {
+            let mut text = String::new();
+            let _ = file.seek(SeekFrom::Start(0));
+            let _ = file.read_to_string(&mut text);
+            let pid = text
+                .trim()
+                .parse()
+                .ok()
+                .or_else(|| holders.iter().find(|h| h.exclusive).map(|h| h.pid));
+            return HomeError::Locked {
+                path: self.root.clone(),
+                pid,
+            };
+        }
+        HomeError::InUse {
+            path: self.root.clone(),
+            users: holders
+                .iter()
+                .map(|h| {
+                    let command = std::fs::read_to_string(format!("/proc/{}/comm", h.pid))
+                        .map(|c| c.trim().to_string())
+                        .unwrap_or_else(|_| "?".to_string());
+                    (h.pid, command)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A process holding a `flock` on a file, as `/proc/locks` lists it.
+struct LockHolder {
+    pid: u32,
+    exclusive: bool,
+}
+
+/// The processes holding `flock` locks on `file` (Linux's `/proc/locks`;
+/// empty elsewhere or when it cannot be read). The pid is that of the
+/// process that took the lock, which an `exec` keeps: the application
+/// started by `uplift run`.
+fn lock_holders(file: &File) -> Vec<LockHolder> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = file.metadata() else {
+        return Vec::new();
+    };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return Vec::new();
+    };
+    let dev = meta.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let mut holders = Vec::new();
+    for line in locks.lines() {
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have a
+        // "->" before FLOCK and hold nothing.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || fields[1] != "FLOCK" || fields[5] != id {
+            continue;
+        }
+        if let Ok(pid) = fields[4].parse::<u32>() {
+            holders.push(LockHolder {
+                pid,
+                exclusive: fields[3] == "WRITE",
+            });
+        }
+    }
+    holders
 }
 
 /// Proof that this process holds the home's lock; released on drop.
 #[derive(Debug)]
 pub struct HomeLock {
-    _file: File,
+    file: File,
+}
+
+impl HomeLock {
+    /// Keeps the lock held by the program this process `exec`s into (the
+    /// application started by `uplift run`), and by that program's
+    /// children, until the last of them exits: the descriptor is left open
+    /// across `exec`. Upgrades and restores then refuse (or wait) while the
+    /// application runs.
+    pub fn keep_across_exec(self) -> Result<(), HomeError> {
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        // SAFETY: fd is an open descriptor owned by self.file; F_GETFD and
+        // F_SETFD only read and set its close-on-exec flag.
+        let ok = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            flags >= 0 && libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == 0
+        };
+        if !ok {
+            return Err(HomeError::Io {
+                what: "could not keep the home's lock for the application",
+                path: PathBuf::new(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // The descriptor must stay open for the program that replaces this
+        // process.
+        std::mem::forget(self);
+        Ok(())
+    }
 }
 
 /// The home's `uplift.toml`. Every field has a default; unknown keys are
@@ -207,13 +394,57 @@ pub struct Settings {
     pub backups: BackupSettings,
     /// Sandbox limits for hooks.
     pub hooks: HookLimits,
+    /// Limits for the release's migrations.
+    pub migrations: MigrationSettings,
+}
+
+/// `[migrations]` in `uplift.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationSettings {
+    /// Wall-clock time one migration may run, in seconds (1 to 604800, a
+    /// week): a runaway statement is stopped and the upgrade rolled back.
+    pub timeout_seconds: u64,
+}
+
+impl MigrationSettings {
+    /// The longest `timeout_seconds` accepted.
+    pub const MAX_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
+
+    fn check(&self) -> Result<(), String> {
+        if !(1..=Self::MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
+            return Err(format!(
+                "[migrations] timeout_seconds = {} is out of range: give 1 to {} (seconds)",
+                self.timeout_seconds,
+                Self::MAX_TIMEOUT_SECONDS
+            ));
+        }
+        Ok(())
+    }
+
+    /// The time limit as a duration.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_seconds)
+    }
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        MigrationSettings {
+            // An hour: far beyond what a migration of a large site takes,
+            // short enough that a runaway one does not hold the home forever.
+            timeout_seconds: 3600,
+        }
+    }
 }
 
 /// `[backups]` in `uplift.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupSettings {
-    /// How many automatic (pre-upgrade) backups to keep.
+    /// How many automatic (pre-upgrade) backups to keep. Retention never
+    /// removes the newest backup of each data version (what a downgrade to
+    /// that version restores), so 0 means "only those".
     pub keep: usize,
     /// Compress automatic backups with zstd.
     pub compress: bool,

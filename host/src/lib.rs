@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod disk;
 pub mod home;
 pub mod hooks;
 pub mod meta;

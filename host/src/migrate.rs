@@ -37,6 +37,12 @@ pub enum MigrateError {
     /// A migration's SQL failed.
     #[error("migration {file} failed: {message}")]
     Failed { file: String, message: String },
+    /// A migration ran longer than `[migrations] timeout_seconds`.
+    #[error(
+        "migration {file} ran longer than {seconds} s and was stopped \
+         (raise [migrations] timeout_seconds in uplift.toml if it really needs longer)"
+    )]
+    TimedOut { file: String, seconds: u64 },
     /// A migration tried to control the transaction itself.
     #[error(
         "migration {file} uses {statement}: migrations must not begin, commit or roll back transactions \
@@ -90,6 +96,14 @@ pub enum Drift {
     },
     /// The file is gone from the release.
     Missing { id: u32, name: String },
+    /// The file is new, but a migration numbered after it was already
+    /// applied: it would run after migrations written to follow it.
+    OutOfOrder {
+        id: u32,
+        name: String,
+        /// The highest number applied.
+        after: u32,
+    },
 }
 
 impl std::fmt::Display for Drift {
@@ -105,6 +119,13 @@ impl std::fmt::Display for Drift {
                 write!(
                     f,
                     "migration {id:04}_{name}.sql was applied but is not in the release"
+                )
+            }
+            Drift::OutOfOrder { id, name, after } => {
+                write!(
+                    f,
+                    "migration {id:04}_{name}.sql is new but {after:04} was already applied \
+                     (a release must number new migrations after every applied one: renumber it)"
                 )
             }
         }
@@ -164,6 +185,21 @@ pub fn applied(conn: &Connection) -> Result<Vec<AppliedMigration>, MigrateError>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// How many migrations the history records (0 without a history table):
+/// the no-op path compares it with the release's count.
+pub fn applied_count(conn: &Connection) -> Result<usize, MigrateError> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'uplift_migrations'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    let n: i64 = conn.query_row("SELECT count(*) FROM uplift_migrations", [], |r| r.get(0))?;
+    Ok(n.max(0) as usize)
+}
+
 /// Compares the history with the release's migrations.
 pub fn status(conn: &Connection, release: &Release) -> Result<MigrationStatus, MigrateError> {
     let migrations = release.migrations()?;
@@ -184,11 +220,20 @@ pub fn status(conn: &Connection, release: &Release) -> Result<MigrationStatus, M
             Some(_) => {}
         }
     }
-    let pending = migrations
+    let pending: Vec<Migration> = migrations
         .iter()
         .filter(|m| !applied.iter().any(|a| a.id == m.id))
         .cloned()
         .collect();
+    if let Some(after) = applied.iter().map(|a| a.id).max() {
+        for m in pending.iter().filter(|m| m.id < after) {
+            drift.push(Drift::OutOfOrder {
+                id: m.id,
+                name: m.name.clone(),
+                after,
+            });
+        }
+    }
     Ok(MigrationStatus {
         applied,
         pending,
@@ -207,6 +252,7 @@ pub fn apply(
     migration: &Migration,
     release_version: &Version,
     written: &WrittenTables,
+    timeout: Duration,
 ) -> Result<Duration, MigrateError> {
     ensure_history(conn)?;
     let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<&'static str>));
@@ -234,9 +280,26 @@ pub fn apply(
         Authorization::Deny
     }));
     let started = Instant::now();
+    // A runaway statement (a recursive CTE without end) is stopped between
+    // SQLite's instructions once the time is up.
+    let deadline = started.checked_add(timeout);
+    conn.progress_handler(
+        10_000,
+        Some(move || deadline.is_some_and(|d| Instant::now() >= d)),
+    );
     let result = crate::written::run_batch(conn, &migration.sql, written);
     let elapsed = started.elapsed();
+    conn.progress_handler(0, None::<fn() -> bool>);
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    if let Err(e) = &result
+        && e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
+        && deadline.is_some_and(|d| Instant::now() >= d)
+    {
+        return Err(MigrateError::TimedOut {
+            file: migration.file_name(),
+            seconds: timeout.as_secs(),
+        });
+    }
     if let Err(e) = result {
         let statement = refused.lock().ok().and_then(|mut slot| slot.take());
         return Err(match statement {

@@ -147,6 +147,15 @@ impl Release {
         })
     }
 
+    /// How many migrations the release holds, counted from the folder's
+    /// listing without reading any (see [`count_migration_files`]).
+    pub fn migration_count(&self) -> usize {
+        match self.migrations.get() {
+            Some(migrations) => migrations.len(),
+            None => count_migration_files(&self.dir.join("migrations")),
+        }
+    }
+
     /// The release's migrations, in order of their numbers: read, checked
     /// and hashed the first time they are asked for, so that the no-op
     /// upgrade (`uplift run` on every start) never reads them.
@@ -247,7 +256,7 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
         })?;
         let path = entry.path();
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = file_name.strip_suffix(".sql") else {
+        let Some(stem) = migration_stem(&file_name, &path)? else {
             continue;
         };
         let (id, name) = parse_migration_name(stem)
@@ -279,6 +288,43 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
 }
 
 /// `0003_add_email` → (3, "add_email").
+/// The stem of a migration file's name (`0003_add_email` of
+/// `0003_add_email.sql`), or `None` for a file that is no migration (hidden
+/// files, notes). A file that looks meant to be one but would be passed
+/// over (`0008_x.SQL`, `0008_x.sql.txt`) is an error rather than silently
+/// not applied.
+fn migration_stem<'a>(file_name: &'a str, path: &Path) -> Result<Option<&'a str>, ReleaseError> {
+    if let Some(stem) = file_name.strip_suffix(".sql") {
+        return Ok(Some(stem));
+    }
+    let looks_like_one = file_name.starts_with(|c: char| c.is_ascii_digit())
+        || file_name.to_ascii_lowercase().ends_with(".sql");
+    if looks_like_one {
+        return Err(ReleaseError::MigrationName {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(None)
+}
+
+/// How many migrations the release's `migrations/` holds, from the folder's
+/// listing alone (nothing is read): the no-op path compares it with the
+/// history's count.
+pub(crate) fn count_migration_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".sql"))
+                .is_some_and(|stem| parse_migration_name(stem).is_some())
+        })
+        .count()
+}
+
 fn parse_migration_name(stem: &str) -> Option<(u32, &str)> {
     let (digits, name) = stem.split_once('_')?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {

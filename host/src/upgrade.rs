@@ -104,6 +104,31 @@ pub enum UpgradeError {
         cause: Box<UpgradeError>,
         backup: PathBuf,
     },
+    /// SQLite ended the upgrade's transaction by itself (after a full disk,
+    /// an I/O error, no memory...); uplift stopped at once.
+    #[error(
+        "SQLite ended the upgrade's transaction during {during} (after an error such as a full disk or an I/O error); \
+         uplift stopped there, and nothing was committed{}",
+        if *.refused > 0 { format!(" ({} commits were turned back)", .refused) } else { String::new() }
+    )]
+    TransactionLost {
+        /// The step that was running.
+        during: String,
+        /// Commits attempted outside uplift's own COMMIT and turned into
+        /// rollbacks.
+        refused: u64,
+    },
+    /// Other processes have the database (or files SQLite keeps beside it)
+    /// open.
+    #[error(
+        "{} is in use: {}; stop the application using it and run uplift again; nothing was changed",
+        path.display(),
+        users.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    InUse {
+        path: PathBuf,
+        users: Vec<crate::disk::Holder>,
+    },
     /// A file-system operation failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -221,6 +246,9 @@ pub enum Outcome {
         phases: Vec<PhaseTime>,
         /// How many tables' foreign keys were checked before COMMIT.
         foreign_key_tables_checked: usize,
+        /// What the operator should know (leftovers moved aside).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
     /// The database was upgraded.
     Upgraded {
@@ -236,6 +264,9 @@ pub enum Outcome {
         /// the upgrade wrote or whose parents it wrote (see
         /// [`crate::written`]).
         foreign_key_tables_checked: usize,
+        /// What went wrong after the upgrade was committed (pruning).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
 }
 
@@ -302,14 +333,16 @@ pub fn upgrade(
         if options.plan_only {
             return Ok(Outcome::Planned { plan });
         }
+        home.remove_stale_temporaries()?;
         let plugins = discover_plugins(home, release)?;
-        let done = fresh_install(home, release, &plugins)?;
+        let (done, set_aside) = fresh_install(home, release, &plugins)?;
         phases.end("migrations");
         return Ok(Outcome::Installed {
             plan,
             migrations: done.migrations,
             phases: phases.times,
             foreign_key_tables_checked: done.foreign_key_tables_checked,
+            warnings: set_aside_warnings(&set_aside),
         });
     }
 
@@ -320,12 +353,17 @@ pub fn upgrade(
     let Some(data_version) = data_version else {
         return adopt_empty(home, release, conn, options, phases, &writeback);
     };
-    if data_version == release.version {
+    check_app(&conn, &db_path, release)?;
+    // The no-op path: the same version and as many migrations applied as the
+    // release holds (counted from the folder's listing; a release that
+    // gained a migration without a new version still gets it applied).
+    if data_version == release.version
+        && migrate::applied_count(&conn)? == release.migration_count()
+    {
         return Ok(Outcome::UpToDate {
             version: data_version,
         });
     }
-    check_app(&conn, &db_path, release)?;
     if data_version > release.version {
         return Err(UpgradeError::DataNewer {
             restorable: restorable_backups(home, &release.version),
@@ -334,11 +372,13 @@ pub fn upgrade(
         });
     }
 
+    home.remove_stale_temporaries()?;
     let status = migrate::status(&conn, release)?;
     if !status.drift.is_empty() {
         return Err(MigrateError::Drift(status.drift).into());
     }
     let plugins = discover_plugins(home, release)?;
+    plugins.ensure_complete(home)?;
     let plan = Plan {
         from: Some(data_version.clone()),
         to: release.version.clone(),
@@ -358,12 +398,33 @@ pub fn upgrade(
         hooks: &plan.hooks,
         backup: Some((home, &settings)),
         from: Some(&data_version),
+        migration_timeout: settings.migrations.timeout(),
     };
     let done = in_transaction(&mut conn, &steps, reporter, &mut phases, &writeback)?;
+    let backup = done.backup.unwrap_or_default();
+    // Only now that the upgrade is committed may older backups go, and
+    // never the one just made, nor the newest of any data version (see
+    // `backup::prune`). A failure here does not undo a committed upgrade:
+    // it is reported as a warning.
+    let mut warnings = Vec::new();
+    let pruned = match backup::prune_automatic(
+        &home.backups_dir(),
+        settings.backups.keep,
+        std::slice::from_ref(&backup),
+    ) {
+        Ok(pruned) => pruned,
+        Err(e) => {
+            warnings.push(format!(
+                "the upgrade is done, but pruning old backups failed: {e}"
+            ));
+            Vec::new()
+        }
+    };
     Ok(Outcome::Upgraded {
         plan,
-        backup: done.backup.unwrap_or_default(),
-        pruned: done.pruned,
+        backup,
+        pruned,
+        warnings,
         migrations: done.migrations,
         hooks: done.hooks,
         phases: phases.times,
@@ -456,9 +517,10 @@ fn adopt_empty(
         return Ok(Outcome::Planned { plan });
     }
     let plugins = discover_plugins(home, release)?;
+    let settings = home.settings()?;
     let done = in_transaction(
         &mut conn,
-        &Steps::fresh(release, &plugins)?,
+        &Steps::fresh(release, &plugins, &settings)?,
         Reporter::silent(&mut backup::NoProgress),
         &mut phases,
         writeback,
@@ -468,6 +530,7 @@ fn adopt_empty(
         migrations: done.migrations,
         phases: phases.times,
         foreign_key_tables_checked: done.foreign_key_tables_checked,
+        warnings: Vec::new(),
     })
 }
 
@@ -478,10 +541,25 @@ fn fresh_install(
     home: &Home,
     release: &Release,
     plugins: &PluginSet,
-) -> Result<Done, UpgradeError> {
+) -> Result<(Done, Vec<crate::disk::SetAside>), UpgradeError> {
     let db_path = home.db_path();
+    // The files SQLite kept beside a database that is gone: a process that
+    // still has them open (the application, with the database moved away
+    // under it) would go on using them beside the new database.
+    let users = crate::disk::processes_using(&crate::disk::database_files(&db_path));
+    if !users.is_empty() {
+        return Err(UpgradeError::InUse {
+            path: db_path,
+            users,
+        });
+    }
+    let settings = home.settings()?;
     let temp_path = home.root().join("db.sqlite3.installing");
-    remove_if_exists(&temp_path)?;
+    // A killed install's file and its journal are ours alone (the home is
+    // locked): start over.
+    for path in crate::disk::database_files(&temp_path) {
+        remove_if_exists(&path)?;
+    }
     let mut phases = Phases::start();
     // Declared before the connection, so dropped after it (see Writeback).
     let writeback = Writeback::new(&temp_path);
@@ -489,7 +567,7 @@ fn fresh_install(
         let mut conn = Connection::open(&temp_path).map_err(UpgradeError::open(&temp_path))?;
         let done = in_transaction(
             &mut conn,
-            &Steps::fresh(release, plugins)?,
+            &Steps::fresh(release, plugins, &settings)?,
             Reporter::silent(&mut backup::NoProgress),
             &mut phases,
             &writeback,
@@ -498,14 +576,42 @@ fn fresh_install(
             .map_err(|(_, e)| UpgradeError::open(&temp_path)(e))?;
         done
     };
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| UpgradeError::Io { what, path, source }
+    };
+    // The service user that runs the application must be able to open it,
+    // even when root installed it.
+    crate::disk::Owner::for_new_file_in(home.root())
+        .and_then(|owner| owner.apply(&temp_path))
+        .map_err(io("could not give the home's owner", &temp_path))?;
     sync_file(&temp_path)?;
-    std::fs::rename(&temp_path, &db_path).map_err(|source| UpgradeError::Io {
-        what: "could not move the new database into place at",
-        path: db_path.clone(),
-        source,
-    })?;
-    sync_dir(home.root())?;
-    Ok(done)
+    // SQLite would apply a -wal or hot journal it finds beside the new
+    // file to it: leftovers of the database that was there go first.
+    let set_aside = crate::disk::clear_leftovers(&db_path).map_err(io(
+        "could not move aside the journal files beside",
+        &db_path,
+    ))?;
+    crate::disk::rename_durably(&temp_path, &db_path).map_err(io(
+        "could not move the new database into place at",
+        &db_path,
+    ))?;
+    Ok((done, set_aside))
+}
+
+/// What an operator should know about files moved aside.
+fn set_aside_warnings(set_aside: &[crate::disk::SetAside]) -> Vec<String> {
+    set_aside
+        .iter()
+        .map(|m| {
+            format!(
+                "{} was left by a database that is no longer there (it may hold that database's last writes); \
+                 it was moved to {} and not applied to the new database",
+                m.from.display(),
+                m.to.display()
+            )
+        })
+        .collect()
 }
 
 impl<'a> Reporter<'a> {
@@ -529,10 +635,16 @@ struct Steps<'a> {
     backup: Option<(&'a Home, &'a Settings)>,
     /// The data version before (none for a fresh install).
     from: Option<&'a Version>,
+    /// How long one migration may run.
+    migration_timeout: Duration,
 }
 
 impl<'a> Steps<'a> {
-    fn fresh(release: &'a Release, plugins: &'a PluginSet) -> Result<Steps<'a>, UpgradeError> {
+    fn fresh(
+        release: &'a Release,
+        plugins: &'a PluginSet,
+        settings: &Settings,
+    ) -> Result<Steps<'a>, UpgradeError> {
         Ok(Steps {
             release,
             migrations: release.migrations()?,
@@ -540,6 +652,7 @@ impl<'a> Steps<'a> {
             hooks: &[],
             backup: None,
             from: None,
+            migration_timeout: settings.migrations.timeout(),
         })
     }
 }
@@ -547,7 +660,6 @@ impl<'a> Steps<'a> {
 /// What the transaction did.
 struct Done {
     backup: Option<PathBuf>,
-    pruned: Vec<PathBuf>,
     migrations: Vec<MigrationRun>,
     hooks: Vec<HookRun>,
     foreign_key_tables_checked: usize,
@@ -568,16 +680,20 @@ fn in_transaction(
     // rebuilds (SQLite's 12-step procedure) need it off; the check before
     // COMMIT keeps the guarantee it gives.
     conn.pragma_update(None, "foreign_keys", false)?;
+    // In rollback-journal mode, COMMIT deletes the journal; EXTRA also syncs
+    // the folder after that, so that an upgrade reported done cannot be
+    // rolled back by a power cut (the journal's name coming back hot).
+    conn.pragma_update(None, "synchronous", "EXTRA")?;
+    let gate = CommitGate::install(conn);
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let mut done = Done {
         backup: None,
-        pruned: Vec::new(),
         migrations: Vec::new(),
         hooks: Vec::new(),
         foreign_key_tables_checked: 0,
     };
     let result = apply_steps(conn, steps, reporter, phases, writeback, &mut done)
-        .and_then(|()| conn.execute_batch("COMMIT").map_err(UpgradeError::from));
+        .and_then(|()| gate.commit(conn));
     match result {
         Ok(()) => {
             phases.end("commit");
@@ -586,6 +702,15 @@ fn in_transaction(
         Err(cause) => {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
+            } else {
+                // SQLite ended the transaction by itself after an I/O
+                // error or a full disk, and may have left its journal on
+                // disk to be played back by the next reader: read once, so
+                // that it is played back now rather than whenever the
+                // application next opens the database.
+                let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                    r.get::<_, i64>(0)
+                });
             }
             Err(match done.backup {
                 Some(backup) => UpgradeError::RolledBack {
@@ -595,6 +720,52 @@ fn in_transaction(
                 None => cause,
             })
         }
+    }
+}
+
+/// The one COMMIT of an upgrade. SQLite ends a transaction by itself when a
+/// statement fails with a full disk, an I/O error or no memory (among
+/// others); whoever carries on then runs in autocommit mode, each statement
+/// committing alone: half an upgrade. While the gate is installed, SQLite's
+/// commit hook turns every commit into a rollback except the one
+/// [`CommitGate::commit`] makes, so nothing a migration or a hook does after
+/// losing the transaction can reach the file. (Hooks are also stopped at
+/// the first call that finds the transaction gone.)
+struct CommitGate {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CommitGate {
+    fn install(conn: &Connection) -> CommitGate {
+        use std::sync::atomic::Ordering;
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (is_open, count) = (Arc::clone(&open), Arc::clone(&refused));
+        conn.commit_hook(Some(move || {
+            if is_open.load(Ordering::SeqCst) {
+                return false;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            true // roll back instead
+        }));
+        CommitGate { open, refused }
+    }
+
+    /// Commits the upgrade's transaction, which must still be open.
+    fn commit(&self, conn: &Connection) -> Result<(), UpgradeError> {
+        use std::sync::atomic::Ordering;
+        let refused = self.refused.load(Ordering::SeqCst);
+        if conn.is_autocommit() || refused > 0 {
+            return Err(UpgradeError::TransactionLost {
+                during: "the upgrade".to_string(),
+                refused,
+            });
+        }
+        self.open.store(true, Ordering::SeqCst);
+        let result = conn.execute_batch("COMMIT").map_err(UpgradeError::from);
+        self.open.store(false, Ordering::SeqCst);
+        result
     }
 }
 
@@ -646,16 +817,27 @@ fn apply_steps(
         options.compress = settings.backups.compress;
         let file = backup::write_backup(conn, &home.backups_dir(), &options, reporter.progress)?;
         done.backup = Some(file.path);
-        done.pruned = backup::prune_automatic(&home.backups_dir(), settings.backups.keep)?;
         phases.end("backup");
     }
 
     for migration in steps.migrations {
-        let took = migrate::apply(conn, migration, &release.version, &written)?;
+        let took = migrate::apply(
+            conn,
+            migration,
+            &release.version,
+            &written,
+            steps.migration_timeout,
+        )?;
         done.migrations.push(MigrationRun {
             file: migration.file_name(),
             ms: ms(took),
         });
+        if conn.is_autocommit() {
+            return Err(UpgradeError::TransactionLost {
+                during: format!("migration {}", migration.file_name()),
+                refused: 0,
+            });
+        }
     }
     writeback.request();
     phases.end("migrations");
@@ -810,7 +992,7 @@ impl Writeback {
 
     fn start(&self) -> Option<WritebackWorker> {
         let database = std::fs::File::open(&self.db_path).ok()?;
-        let journal = crate::home::sibling_file(&self.db_path, "-journal");
+        let journal = crate::disk::sibling(&self.db_path, "-journal");
         let (requests, received) =
             std::sync::mpsc::channel::<Option<std::sync::mpsc::Sender<()>>>();
         let thread = std::thread::Builder::new()
@@ -877,8 +1059,21 @@ fn sync_file(path: &Path) -> Result<(), UpgradeError> {
         })
 }
 
-fn sync_dir(path: &Path) -> Result<(), UpgradeError> {
-    sync_file(path)
+/// Whether the home's database is at the release's version with every
+/// migration of the release applied and recorded by the same application:
+/// the check `uplift run` makes on every start, in a few reads (no plugin
+/// is read, no migration file opened). No database is not up to date.
+pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeError> {
+    let db_path = home.db_path();
+    if !db_path.exists() {
+        return Ok(false);
+    }
+    let conn = open_read_only(&db_path)?;
+    let Some(version) = meta::data_version(&conn).map_err(UpgradeError::meta(&db_path))? else {
+        return Ok(false);
+    };
+    check_app(&conn, &db_path, release)?;
+    Ok(version == release.version && migrate::applied_count(&conn)? == release.migration_count())
 }
 
 /// Where a home stands against a release, for `uplift status`.
@@ -997,7 +1192,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
                 "not installed"
             }
         }
-        Some(v) if *v == release.version => "up to date",
+        Some(v) if *v == release.version && status.pending.is_empty() => "up to date",
         Some(v) if *v > release.version => "data newer than release",
         Some(v) => {
             status.hooks = plugins.plan(v, &release.version);

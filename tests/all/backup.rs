@@ -1000,21 +1000,22 @@ fn retention_removes_old_automatic_backups_and_keeps_manual_ones() {
     let db = home.db_path();
     let manual1 = named_backup(&db, &dir, BackupKind::Manual, "0.9");
     let mut automatic = Vec::new();
-    for v in ["1.0", "1.1", "1.2", "1.3", "1.4"] {
+    // Retries and repeated upgrades leave several backups of one version.
+    for v in ["1.0", "1.0", "1.0", "1.1", "1.1"] {
         automatic.push(named_backup(&db, &dir, BackupKind::Automatic, v));
     }
-    let manual2 = named_backup(&db, &dir, BackupKind::Manual, "1.4");
+    let manual2 = named_backup(&db, &dir, BackupKind::Manual, "1.1");
     let foreign = dir.join("db-v0.1_2000-01-01_00-00-00.dump");
     std::fs::write(&foreign, "BEGIN TRANSACTION;\nCOMMIT;\n").unwrap();
     // An automatic backup whose name sorts last but whose time is oldest.
     let renamed = dir.join("db-v9.9_2099-12-31_23-59-59.dump");
     std::fs::rename(&automatic[0], &renamed).unwrap();
 
-    let removed = backup::prune_automatic(&dir, 3).unwrap();
+    let removed = backup::prune_automatic(&dir, 3, &[]).unwrap();
     assert_eq!(
         removed,
         vec![renamed.clone(), automatic[1].clone()],
-        "the two oldest by recorded time"
+        "the two oldest by recorded order"
     );
     for kept in [
         &automatic[2],
@@ -1027,7 +1028,9 @@ fn retention_removes_old_automatic_backups_and_keeps_manual_ones() {
         assert!(kept.exists(), "{} was kept", kept.display());
     }
 
-    // The command prunes every kind to N, by time; foreign files stay.
+    // The command prunes every kind to N, by recorded order, but keeps the
+    // newest backup of each data version (1.0's is automatic[2], 0.9's
+    // manual1); foreign files stay.
     let output = run_cmd(
         uplift()
             .arg("--home")
@@ -1038,11 +1041,17 @@ fn retention_removes_old_automatic_backups_and_keeps_manual_ones() {
     let left = file_names(&dir);
     let expected_left: Vec<String> = {
         let mut v = vec![
+            automatic[2]
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
             automatic[4]
                 .file_name()
                 .unwrap()
                 .to_string_lossy()
                 .into_owned(),
+            manual1.file_name().unwrap().to_string_lossy().into_owned(),
             manual2.file_name().unwrap().to_string_lossy().into_owned(),
             foreign.file_name().unwrap().to_string_lossy().into_owned(),
         ];
@@ -1071,7 +1080,7 @@ fn latest_picks_the_newest_backup_the_release_can_run_by_recorded_time() {
 
     let release = |v: &str| uplift::version::Version::parse(v).unwrap();
     let pick = |v: &str| {
-        backup::latest_restorable(&backups, Some(&release(v)))
+        backup::latest_restorable(&backups, Some(&release(v)), backup::Candidates::Backups)
             .unwrap()
             .map(|e| e.path)
     };
@@ -1088,7 +1097,7 @@ fn latest_picks_the_newest_backup_the_release_can_run_by_recorded_time() {
     assert_eq!(pick("2.0"), Some(v15.clone()));
     assert_eq!(pick("0.9"), None);
     assert_eq!(
-        backup::latest_restorable(&backups, None)
+        backup::latest_restorable(&backups, None, backup::Candidates::Backups)
             .unwrap()
             .map(|e| e.path),
         Some(v15.clone())

@@ -9,6 +9,7 @@ mod example_app;
 mod foreign_keys;
 mod hooks;
 mod limits;
+mod nothing_lost;
 mod sdk;
 mod support;
 mod tools;

@@ -143,7 +143,12 @@ pub fn write_backup(
     options: &BackupOptions,
     progress: &mut dyn Progress,
 ) -> Result<BackupFile, BackupError> {
-    std::fs::create_dir_all(dir).map_err(io_err("create backup folder", dir))?;
+    if crate::disk::create_dir_durably(dir).map_err(io_err("create backup folder", dir))? {
+        // A backups folder made by root in a service user's home stays the
+        // service user's.
+        crate::disk::hand_to_home_owner(crate::disk::parent_of(dir), dir)
+            .map_err(io_err("give its folder's owner", dir))?;
+    }
     let snapshot = Snapshot::begin(conn)?;
     let result = write_in_snapshot(conn, dir, options, progress);
     snapshot.end(conn, result)
@@ -220,6 +225,12 @@ fn write_in_snapshot(
         kind: options.kind,
         created: jiff::Timestamp::now(),
         sqlite_version: rusqlite::version().to_string(),
+        sequence: Some(files::next_sequence(dir)?),
+        journal_mode: Some(
+            conn.query_row("PRAGMA main.journal_mode", [], |r| r.get::<_, String>(0))
+                .map_err(sql_err("read the journal mode"))?
+                .to_ascii_lowercase(),
+        ),
     };
 
     let schema = read_schema(conn)?;
@@ -310,6 +321,10 @@ fn write_in_snapshot(
     let size = std::fs::metadata(&temp_path)
         .map_err(io_err("read", &temp_path))?
         .len();
+    // A backup made by root in a service user's home stays readable by
+    // the service user (it is theirs to restore).
+    crate::disk::hand_to_home_owner(dir, &temp_path)
+        .map_err(io_err("give its folder's owner", &temp_path))?;
     let path = persist(temp, dir, &header, options.compress)?;
     sync_dir(dir)?;
     Ok(BackupFile {
@@ -365,6 +380,7 @@ fn generate(
     let mut virtual_tables = Vec::new();
     let mut sequence = false;
     let mut stat1 = false;
+    let mut stat4 = false;
     for entry in schema {
         if entry.kind != "table" {
             continue;
@@ -373,6 +389,8 @@ fn generate(
             sequence = true;
         } else if entry.name == "sqlite_stat1" {
             stat1 = true;
+        } else if entry.name == "sqlite_stat4" {
+            stat4 = true;
         } else if is_virtual(entry) {
             virtual_tables.push(entry);
         } else if is_plain_table(entry) {
@@ -414,6 +432,12 @@ fn generate(
             columns: 3,
         };
         dump_rows(conn, &table, out, &mut rows, progress)?;
+        if !stat4 {
+            // ANALYZE creates sqlite_stat4 too where SQLite is built with
+            // STAT4 (as uplift's is): a database that had none gets none.
+            out.buf
+                .extend_from_slice(b"DROP TABLE IF EXISTS sqlite_stat4;\n");
+        }
     }
     if sequence {
         out.buf.extend_from_slice(b"DELETE FROM sqlite_sequence;\n");

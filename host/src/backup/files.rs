@@ -45,6 +45,17 @@ pub struct DumpHeader {
     pub created: jiff::Timestamp,
     /// The SQLite library version that wrote it.
     pub sqlite_version: String,
+    /// Its place among the backups of its folder: one more than the
+    /// highest there when it was written. Backups are ordered by this, which
+    /// a clock set back cannot reorder; `None` in dumps of older uplifts,
+    /// which sort before every numbered one, by time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    /// The database's journal mode when it was dumped (`wal`, `delete`...),
+    /// which a restore gives the restored database; `None` in dumps of older
+    /// uplifts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_mode: Option<String>,
 }
 
 fn serialize_timestamp<S: serde::Serializer>(t: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -76,6 +87,12 @@ impl DumpHeader {
         let _ = writeln!(s, "-- kind: {}", self.kind);
         let _ = writeln!(s, "-- created: {}", self.created);
         let _ = writeln!(s, "-- sqlite-version: {}", one_line(&self.sqlite_version));
+        if let Some(sequence) = self.sequence {
+            let _ = writeln!(s, "-- sequence: {sequence}");
+        }
+        if let Some(mode) = &self.journal_mode {
+            let _ = writeln!(s, "-- journal-mode: {}", one_line(mode));
+        }
         buf.extend_from_slice(s.as_bytes());
     }
 
@@ -93,6 +110,8 @@ impl DumpHeader {
         let mut kind = None;
         let mut created = None;
         let mut sqlite_version = None;
+        let mut sequence = None;
+        let mut journal_mode = None;
         let mut finished = false;
         let mut rest = head;
         while let Some(end) = memchr::memchr(b'\n', rest) {
@@ -114,6 +133,8 @@ impl DumpHeader {
                 "kind" => kind = BackupKind::parse(value),
                 "created" => created = value.parse::<jiff::Timestamp>().ok(),
                 "sqlite-version" => sqlite_version = Some(value.to_string()),
+                "sequence" => sequence = value.parse::<u64>().ok(),
+                "journal-mode" => journal_mode = Some(value.to_ascii_lowercase()),
                 _ => {}
             }
         }
@@ -136,6 +157,8 @@ impl DumpHeader {
             created: created
                 .ok_or_else(|| HeaderProblem::Damaged("missing or bad creation time".into()))?,
             sqlite_version: sqlite_version.unwrap_or_default(),
+            sequence,
+            journal_mode,
         }))
     }
 }
@@ -265,6 +288,15 @@ pub(crate) struct DumpReader {
 
 /// Opens a dump, recognising compression by its magic bytes (not its name).
 pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoFailure> {
+    // Checked before opening: opening a FIFO blocks until a writer comes,
+    // and a device such as /dev/zero never ends.
+    let meta = std::fs::metadata(path).map_err(io_err("open", path))?;
+    if !meta.is_file() {
+        return Err(io_err("read", path)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file (a folder, a device or a pipe): give the path of a dump file",
+        )));
+    }
     let mut file = File::open(path).map_err(io_err("open", path))?;
     let file_size = file.metadata().map_err(io_err("read", path))?.len();
     let mut magic = [0u8; 4];
@@ -692,15 +724,49 @@ fn dump_files(dir: &Path) -> Result<Vec<(PathBuf, String, u64)>, IoFailure> {
     Ok(out)
 }
 
-/// Orders entries by recorded time (oldest first), ties by name; entries
-/// without a recorded time last, by name.
+/// Where a backup stands among its folder's, oldest first: by the sequence
+/// its header records (a clock set back cannot reorder those), then, for
+/// dumps of older uplifts without one, by recorded time; ties by name,
+/// shorter first (`X.dump` before `X-2.dump`, written after it).
+fn age_order(a: &BackupEntry, b: &BackupEntry) -> std::cmp::Ordering {
+    let key = |e: &BackupEntry| {
+        let h = e.header.as_ref();
+        (
+            h.and_then(|h| h.sequence),
+            h.map(|h| h.created),
+            e.file_name.len(),
+        )
+    };
+    match (a.header.is_some(), b.header.is_some()) {
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => key(a)
+            .cmp(&key(b))
+            .then_with(|| a.file_name.cmp(&b.file_name)),
+    }
+}
+
+/// Orders entries oldest first (see [`age_order`]); entries without a
+/// header last, by name.
 fn sort_entries(entries: &mut [BackupEntry]) {
-    entries.sort_by(|a, b| match (a.created(), b.created()) {
-        (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.file_name.cmp(&b.file_name)),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.file_name.cmp(&b.file_name),
-    });
+    entries.sort_by(age_order);
+}
+
+/// The sequence number the next backup written into `dir` gets: one more
+/// than the highest recorded there (headers only are read).
+pub(crate) fn next_sequence(dir: &Path) -> Result<u64, BackupError> {
+    let headers = list_headers(dir)?;
+    let highest = headers
+        .iter()
+        .filter_map(|e| e.header.as_ref().and_then(|h| h.sequence))
+        .max()
+        .unwrap_or(0);
+    // Dumps without a sequence (older uplifts) count as the first ones.
+    let unnumbered = headers
+        .iter()
+        .filter(|e| e.header.as_ref().is_some_and(|h| h.sequence.is_none()))
+        .count() as u64;
+    Ok(highest.max(unnumbered) + 1)
 }
 
 fn entry_for(path: PathBuf, file_name: String, size: u64) -> Result<BackupEntry, BackupError> {
@@ -760,41 +826,50 @@ pub fn list_headers(dir: &Path) -> Result<Vec<BackupEntry>, BackupError> {
 }
 
 /// Removes the backups of the given kinds beyond the newest `keep` of each
-/// kind (by the time recorded in their headers) and returns the removed
-/// paths. Only files with an uplift header count and are removed: foreign
-/// and unreadable files are never touched.
+/// kind and returns the removed paths. Whatever `keep` says, the newest
+/// backup of each data version is kept (the one `dbrestore --latest` picks
+/// to downgrade to a release of that version), and so is each path in
+/// `protect` (the backup an upgrade just made). Ages come from headers (see
+/// [`age_order`]). Only files with an uplift header count and are removed:
+/// foreign and unreadable files are never touched.
 ///
 /// Only headers are read, not whole files: retention runs after every
 /// upgrade, and re-reading gigabytes of older backups there would cost more
 /// than the upgrade. (Every backup was verified when it was written, before
 /// it got its name; `uplift backups list` verifies them all end to end.)
-pub fn prune(dir: &Path, keep: usize, kinds: &[BackupKind]) -> Result<Vec<PathBuf>, BackupError> {
-    let mut candidates = Vec::new();
-    for (path, name, size) in dump_files(dir)? {
-        let header = match read_header(&path) {
-            Ok(Some(h)) => h,
-            Err(VerifyError::Io(e)) => return Err(e.into()),
-            Ok(None) | Err(_) => continue,
-        };
-        if kinds.contains(&header.kind) {
-            candidates.push(BackupEntry {
-                path,
-                file_name: name,
-                size,
-                status: BackupStatus::NotChecked,
-                header: Some(header),
-            });
+pub fn prune(
+    dir: &Path,
+    keep: usize,
+    kinds: &[BackupKind],
+    protect: &[PathBuf],
+) -> Result<Vec<PathBuf>, BackupError> {
+    let mut all = list_headers(dir)?;
+    sort_entries(&mut all);
+    // The newest backup of each data version: a downgrade to that version
+    // restores it (`dbrestore --latest` passes over safety backups, so the
+    // newest that is not one is kept too).
+    let mut needed: Vec<&Path> = Vec::new();
+    for safety_too in [false, true] {
+        let mut versions_seen: Vec<Option<&str>> = Vec::new();
+        for entry in all.iter().rev() {
+            if !safety_too && entry.kind() == Some(BackupKind::PreRestore) {
+                continue;
+            }
+            let version = entry.data_version();
+            if !versions_seen.contains(&version) {
+                versions_seen.push(version);
+                needed.push(&entry.path);
+            }
         }
     }
-    sort_entries(&mut candidates);
     let mut removed = Vec::new();
     for kind in kinds {
-        let of_kind: Vec<&BackupEntry> = candidates
-            .iter()
-            .filter(|e| e.kind() == Some(*kind))
-            .collect();
+        let of_kind: Vec<&BackupEntry> = all.iter().filter(|e| e.kind() == Some(*kind)).collect();
         let excess = of_kind.len().saturating_sub(keep);
         for entry in &of_kind[..excess] {
+            if needed.contains(&entry.path.as_path()) || protect.contains(&entry.path) {
+                continue;
+            }
             std::fs::remove_file(&entry.path).map_err(io_err("remove", &entry.path))?;
             removed.push(entry.path.clone());
         }
@@ -805,14 +880,30 @@ pub fn prune(dir: &Path, keep: usize, kinds: &[BackupKind]) -> Result<Vec<PathBu
     Ok(removed)
 }
 
-/// Removes automatic backups beyond the newest `keep` (by recorded time);
-/// manual and pre-restore backups, and files without an uplift header, are
-/// never touched. Returns the removed paths.
-pub fn prune_automatic(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
-    prune(dir, keep, &[BackupKind::Automatic])
+/// Removes automatic backups beyond the newest `keep`, except those
+/// [`prune`] always keeps; manual and pre-restore backups, and files without
+/// an uplift header, are never touched. Returns the removed paths.
+pub fn prune_automatic(
+    dir: &Path,
+    keep: usize,
+    protect: &[PathBuf],
+) -> Result<Vec<PathBuf>, BackupError> {
+    prune(dir, keep, &[BackupKind::Automatic], protect)
 }
 
-/// The newest verified backup in `dir` (by recorded time) whose data
+/// Which backups [`latest_restorable`] may pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Candidates {
+    /// Automatic and manual backups: not the safety backups restores make
+    /// of the database they replace, or restoring `--latest` twice would
+    /// undo itself (each restore's safety backup being the newest).
+    #[default]
+    Backups,
+    /// Safety backups too.
+    IncludingPreRestore,
+}
+
+/// The newest verified backup in `dir` (see [`age_order`]) whose data
 /// version `release` can run (data version <= release version; a backup of
 /// a database without a data version counts as older than any release).
 /// With `release` `None`, the newest verified backup. `Ok(None)` when there
@@ -820,25 +911,24 @@ pub fn prune_automatic(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupEr
 pub fn latest_restorable(
     dir: &Path,
     release: Option<&Version>,
+    candidates: Candidates,
 ) -> Result<Option<BackupEntry>, BackupError> {
-    let mut candidates = Vec::new();
-    for (path, name, size) in dump_files(dir)? {
-        let header = match read_header(&path) {
-            Ok(Some(h)) => h,
-            Err(VerifyError::Io(e)) => return Err(e.into()),
-            _ => continue,
+    let mut entries = list_headers(dir)?;
+    entries.retain(|e| {
+        let Some(header) = &e.header else {
+            return false;
         };
-        let fits = match (release, &header.data_version) {
+        if header.kind == BackupKind::PreRestore && candidates == Candidates::Backups {
+            return false;
+        }
+        match (release, &header.data_version) {
             (None, _) | (Some(_), None) => true,
             (Some(release), Some(v)) => Version::parse(v).is_ok_and(|v| &v <= release),
-        };
-        if fits {
-            candidates.push((header.created, name, path, size));
         }
-    }
-    candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
-    for (_, name, path, size) in candidates {
-        let entry = entry_for(path, name, size)?;
+    });
+    sort_entries(&mut entries);
+    for entry in entries.into_iter().rev() {
+        let entry = entry_for(entry.path, entry.file_name, entry.size)?;
         if entry.status == BackupStatus::Verified {
             return Ok(Some(entry));
         }

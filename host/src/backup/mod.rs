@@ -79,8 +79,8 @@ use std::path::PathBuf;
 
 pub use dump::{BackupError, BackupFile, BackupOptions, write_backup};
 pub use files::{
-    BackupEntry, BackupStatus, DumpHeader, VerifiedDump, VerifyError, latest_restorable, list,
-    list_headers, prune, prune_automatic, verify,
+    BackupEntry, BackupStatus, Candidates, DumpHeader, VerifiedDump, VerifyError,
+    latest_restorable, list, list_headers, prune, prune_automatic, verify,
 };
 pub use restore::{IntegrityCheck, RestoreError, RestoreOptions, RestoreReport, restore};
 
@@ -186,7 +186,5 @@ pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), IoFailure> {
     } else {
         dir
     };
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err("sync folder", dir))
+    crate::disk::sync_dir(dir).map_err(io_err("sync folder", dir))
 }

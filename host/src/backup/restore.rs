@@ -21,7 +21,7 @@ use super::{
     BackupError, BackupFile, BackupKind, BackupOptions, IoFailure, Progress, ProgressUnit, io_err,
     sync_dir,
 };
-use crate::home::{Home, HomeError, sibling_file};
+use crate::home::{Home, HomeError};
 
 /// How a restore behaves.
 #[derive(Debug, Clone)]
@@ -169,11 +169,11 @@ pub enum RestoreError {
         details: String,
     },
     /// Another process still has the current database open.
-    #[error("{} is in use ({evidence} exists): stop the application using it and restore again; nothing was changed", database.display())]
+    #[error("{} is in use ({evidence}): stop the application using it and restore again; nothing was changed", database.display())]
     InUse {
         /// The current database.
         database: PathBuf,
-        /// The file showing it.
+        /// What shows it (the processes that have it open, or SQLite's lock).
         evidence: String,
     },
     /// Working on the temporary database failed.
@@ -224,6 +224,9 @@ pub fn restore(
     // a dump that does not verify is refused as before, its temporary file
     // removed. Otherwise the dump is verified before anything else.
     let overlap = !database.exists() && home.root().is_dir();
+    // Checked first so that nothing is done in vain, and again right before
+    // the rename.
+    ensure_unused(&database)?;
     let mut early = None;
     if !overlap {
         early = Some(files::verify_with_progress(file, progress)?);
@@ -293,18 +296,44 @@ pub fn restore(
         ));
     }
 
-    ensure_quiescent(&database)?;
+    // The restored database keeps the journal mode of the original (WAL is
+    // recorded in the file itself), and the owner and mode of the file it
+    // replaces, or of the home for a new one: the application's service
+    // user must still be able to open it.
+    let journal_mode = checked
+        .header
+        .as_ref()
+        .and_then(|h| h.journal_mode.clone())
+        .or_else(|| current_journal_mode(&database));
+    if journal_mode.as_deref() == Some("wal") {
+        set_wal_mode(&temp_path)?;
+    }
+    let owner = match crate::disk::Owner::of(&database) {
+        Ok(owner) => owner,
+        Err(_) => {
+            crate::disk::Owner::for_new_file_in(&dir).map_err(io_err("read the owner of", &dir))?
+        }
+    };
+    owner.apply(&temp_path).map_err(io_err(
+        "give the restored database the owner and mode of",
+        &database,
+    ))?;
+
+    // Nobody may have the database open while it is replaced: whatever they
+    // wrote afterwards would go to the file renamed away, and be lost.
+    ensure_unused(&database)?;
+    let set_aside = crate::disk::clear_leftovers(&database)
+        .map_err(io_err("move aside the journal files beside", &database))?;
+    for moved in &set_aside {
+        warnings.push(format!(
+            "{} was left beside the database (by a process that stopped before finishing); it was moved to {}",
+            moved.from.display(),
+            moved.to.display()
+        ));
+    }
     temp.persist(&database)
         .map_err(|e| io_err("rename the restored database over", &database)(e.error))?;
     sync_dir(&dir)?;
-    // Leftovers of the old database's journal (known empty or cold above)
-    // must not be applied to the new one.
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let path = sibling_file(&database, suffix);
-        if path.exists() {
-            std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
-        }
-    }
 
     Ok(RestoreReport {
         source: file.to_path_buf(),
@@ -347,27 +376,67 @@ fn safety_backup(
     })
 }
 
-/// Refuses to replace a database another process is writing: a non-empty
-/// write-ahead log or a hot rollback journal left after our own connection
-/// (which checkpoints and rolls back on close) means someone else has it
-/// open.
-fn ensure_quiescent(database: &Path) -> Result<(), RestoreError> {
-    let wal = sibling_file(database, "-wal");
-    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
-        return Err(RestoreError::InUse {
-            database: database.to_path_buf(),
-            evidence: wal.display().to_string(),
-        });
+/// Refuses to replace a database another process uses: one holding
+/// SQLite's lock on it (any process, even on another host sharing the
+/// file), or one that merely has it open (`/proc`, see
+/// [`crate::disk::processes_using`]; a connection in rollback-journal mode
+/// holds no lock between transactions, and one in WAL mode that has only
+/// read leaves nothing on disk). A process that opens the database in the
+/// instant between this check and the rename is not seen; an application
+/// started with `uplift run` holds the home's lock for its whole life, so
+/// the restore never starts beside it.
+fn ensure_unused(database: &Path) -> Result<(), RestoreError> {
+    let in_use = |evidence: String| RestoreError::InUse {
+        database: database.to_path_buf(),
+        evidence,
+    };
+    let holders = crate::disk::processes_using(&crate::disk::database_files(database));
+    if !holders.is_empty() {
+        let list: Vec<String> = holders.iter().map(ToString::to_string).collect();
+        return Err(in_use(list.join("; ")));
     }
-    let journal = sibling_file(database, "-journal");
-    if let Ok(bytes) = std::fs::read(&journal).map(|b| b.into_iter().take(8).collect::<Vec<u8>>())
-        && bytes == [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7]
-    {
-        return Err(RestoreError::InUse {
-            database: database.to_path_buf(),
-            evidence: journal.display().to_string(),
-        });
+    if database.exists() {
+        let conn = Connection::open_with_flags(
+            database,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| in_use(format!("it could not be opened to check its lock: {e}")))?;
+        // EXCLUSIVE locking mode takes the database file's own exclusive
+        // lock even in WAL mode, which any other connection's lock blocks.
+        conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; ROLLBACK;")
+            .map_err(|e| in_use(format!("another connection holds SQLite's lock on it: {e}")))?;
+        conn.close().map_err(|(_, e)| {
+            in_use(format!(
+                "it could not be closed after checking its lock: {e}"
+            ))
+        })?;
     }
+    Ok(())
+}
+
+/// The journal mode recorded in a database file's header: `wal` when bytes
+/// 18 and 19 (the read and write format versions) say 2; `None` otherwise
+/// or when it cannot be read.
+fn current_journal_mode(database: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(database)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .ok()?;
+    (head[18] == 2 && head[19] == 2).then(|| "wal".to_string())
+}
+
+/// Puts the (closed, checked) database at `path` into WAL mode, durably.
+fn set_wal_mode(path: &Path) -> Result<(), RestoreError> {
+    let build_err = |source| RestoreError::Build {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(build_err)?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+        .map_err(build_err)?;
+    // Closing checkpoints and removes the -wal and -shm it made.
+    conn.close().map_err(|(_, e)| build_err(e))?;
     Ok(())
 }
 
@@ -424,6 +493,21 @@ enum Running {
     Analyze = 2,
     /// A checked `INSERT INTO sqlite_schema` declaring a virtual table.
     SchemaInsert = 3,
+    /// `DROP TABLE IF EXISTS sqlite_stat4`, which a dump of a database
+    /// without that table writes after `ANALYZE` (which creates it).
+    DropStat4 = 4,
+}
+
+/// Whether `stmt` is exactly `DROP TABLE IF EXISTS sqlite_stat4` (any case
+/// and spacing, an optional `;`).
+fn is_stat4_drop(stmt: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(stmt);
+    let words: Vec<String> = text
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words == ["drop", "table", "if", "exists", "sqlite_stat4"]
 }
 
 /// The restore's authorizer: what SQL from a dump may do. Returns why an
@@ -445,12 +529,18 @@ fn judge(action: &AuthAction<'_>, running: u8) -> Option<String> {
                 .then(|| format!("writes {table_name} other than to declare a virtual table"))
         }
         AuthAction::Update { table_name, .. } | AuthAction::Delete { table_name } if is_schema_table(table_name) => {
-            (!create).then(|| format!("changes {table_name}"))
+            (!create && running != Running::DropStat4 as u8).then(|| format!("changes {table_name}"))
         }
+        AuthAction::DropTable { table_name } => (running != Running::DropStat4 as u8
+            || !table_name.eq_ignore_ascii_case("sqlite_stat4"))
+        .then(|| format!("drops table {table_name}")),
         AuthAction::Insert { .. } => None,
         AuthAction::Delete { table_name } => {
             let allowed = table_name.eq_ignore_ascii_case("sqlite_sequence")
-                || (running == Running::Analyze as u8 && table_name.to_ascii_lowercase().starts_with("sqlite_stat"));
+                || (running == Running::Analyze as u8 && table_name.to_ascii_lowercase().starts_with("sqlite_stat"))
+                // Dropping a table also clears its rows in the statistics
+                // tables.
+                || (running == Running::DropStat4 as u8 && table_name.to_ascii_lowercase().starts_with("sqlite_stat"));
             (!allowed).then(|| format!("deletes from {table_name}"))
         }
         AuthAction::Update { table_name, .. } => Some(format!("updates {table_name}")),
@@ -710,6 +800,7 @@ fn build(
                         rows += 1;
                     }
                     "CREATE" | "DELETE" | "PRAGMA" | "ANALYZE" => {}
+                    "DROP" if is_stat4_drop(stmt) => {}
                     "BEGIN" | "COMMIT" | "END" if is_plain_transaction(stmt) => continue,
                     "ROLLBACK" => {
                         return Err(RestoreError::RolledBack {
@@ -737,6 +828,7 @@ fn build(
                 let kind = match keyword {
                     "CREATE" => Running::Create,
                     "ANALYZE" => Running::Analyze,
+                    "DROP" => Running::DropStat4,
                     _ => Running::Other,
                 };
                 running.store(kind as u8, Ordering::Relaxed);

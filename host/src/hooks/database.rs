@@ -17,7 +17,7 @@ use crate::hooks::bindings::uplift::hooks::types::{self, DbError, Row, Rows, Val
 use crate::hooks::bounds::{SqliteBounds, Trip};
 use crate::hooks::raw::{BindValue, RawStatement, SqlError, SqlValue};
 use crate::hooks::sandbox::{HostState, SharedLog};
-use crate::hooks::{Limit, LimitHit, LogLevel, LogSource};
+use crate::hooks::{Limit, LimitHit, LogLevel, LogSource, TransactionEnded};
 
 /// The database half of a hook's store data.
 pub(crate) struct DbState {
@@ -138,6 +138,9 @@ impl Sql<'_> {
     /// it means a limit was hit. A refusal by the authorizer is logged and
     /// recorded.
     fn failure(&mut self, sql: &str, err: SqlError) -> wasmtime::Result<DbError> {
+        // A limit first: when SQLite rolled the transaction back because the
+        // hook ran out of its memory or disk (or was interrupted), the limit
+        // is what the operator needs to hear; the hook stops either way.
         if err.code == ffi::SQLITE_INTERRUPT {
             if let Some(limit) = self.db.trip.get() {
                 return Err(self.hit(limit));
@@ -150,6 +153,12 @@ impl Sql<'_> {
         }
         if let Some(limit) = self.bound_hit(err.code) {
             return Err(self.hit(limit));
+        }
+        // SQLite answers some errors (a full disk, an I/O error, no memory)
+        // by rolling the whole transaction back: the hook must not get a
+        // catchable error and carry on in autocommit mode.
+        if self.db.conn.is_autocommit() {
+            return Err(wasmtime::Error::new(TransactionEnded(err.message)));
         }
         if err.code == ffi::SQLITE_TOOBIG {
             return Err(self.hit(Limit::Reply {

@@ -118,6 +118,14 @@ impl fmt::Display for Limit {
 #[error("{0}")]
 pub(crate) struct LimitHit(pub Limit);
 
+/// The trap a hook is stopped with when SQLite ended the upgrade's
+/// transaction under it (after a full disk, an I/O error...): the hook must
+/// not carry on, each of its writes then committing alone. Carries SQLite's
+/// message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("SQLite ended the upgrade's transaction: {0}")]
+pub(crate) struct TransactionEnded(pub String);
+
 /// Everything that can go wrong finding, loading, validating or running
 /// hooks. Errors about one hook name its plugin and hook.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +162,13 @@ pub enum HookError {
     /// `plugin enable/disable` of a plugin that does not exist.
     #[error("no plugin is named {name:?}; `uplift plugin list` shows the plugins found")]
     UnknownPlugin { name: String },
+    /// `plugins.toml` enables a plugin that is not installed.
+    #[error(
+        "plugins.toml enables plugin {name:?}, but no plugin of that name is in the release's plugins/ \
+         or in {}: put its .wasm file there, or run `uplift plugin disable {name}`",
+        home_plugins.display()
+    )]
+    MissingPlugin { name: String, home_plugins: PathBuf },
     /// `plugin disable` of a core plugin.
     #[error(
         "plugin {name:?} is a core plugin of the release: it is always active and cannot be disabled"
@@ -207,6 +222,19 @@ pub enum HookError {
         plugin: String,
         hook: String,
         object: String,
+    },
+    /// SQLite ended the upgrade's transaction while the hook ran (a full
+    /// disk, an I/O error, no memory...); the hook was stopped at its next
+    /// database call.
+    #[error(
+        "hook {plugin}/{hook} was stopped: SQLite ended the upgrade's transaction after an error ({cause}); \
+         nothing the upgrade wrote was committed"
+    )]
+    TransactionLost {
+        plugin: String,
+        hook: String,
+        /// SQLite's message for the error that ended it.
+        cause: String,
     },
     /// The host's own bookkeeping around a hook failed (savepoint, schema
     /// snapshot).

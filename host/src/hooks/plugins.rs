@@ -96,8 +96,37 @@ impl PluginsToml {
         }
     }
 
+    /// Reads, changes and writes back the home's `plugins.toml` while
+    /// holding the lock that `plugin enable` and `plugin disable` share
+    /// (`plugins.lock`, waited for), so that two of them at once cannot lose
+    /// one's change. It is not the home's lock: plugins can be enabled while
+    /// the application runs, for its next upgrade.
+    pub fn update(home: &Home, change: impl FnOnce(&mut PluginsToml)) -> Result<(), HookError> {
+        home.create().map_err(|e| HookError::Io {
+            path: home.root().to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let lock_path = home.root().join("plugins.lock");
+        let io = |source| HookError::Io {
+            path: lock_path.clone(),
+            source,
+        };
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io)?;
+        crate::disk::hand_to_home_owner(home.root(), &lock_path).map_err(io)?;
+        lock.lock().map_err(io)?;
+        let mut toml = PluginsToml::load(home)?;
+        change(&mut toml);
+        toml.save(home)
+    }
+
     /// Writes the home's `plugins.toml` atomically (a temporary file renamed
-    /// over it).
+    /// over it, the folder synced).
     pub fn save(&self, home: &Home) -> Result<(), HookError> {
         let path = home.plugins_toml();
         let io = |source| HookError::Io {
@@ -113,10 +142,20 @@ impl PluginsToml {
                 message: e.to_string(),
             })?
         );
-        let mut tmp = tempfile::NamedTempFile::new_in(home.root()).map_err(io)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".plugins.toml.")
+            .tempfile_in(home.root())
+            .map_err(io)?;
         tmp.write_all(text.as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
+        // Keep the owner of the file it replaces (or the home's): the
+        // service user must still read it after `sudo uplift plugin ...`.
+        let owner = crate::disk::Owner::of(&path)
+            .or_else(|_| crate::disk::Owner::for_new_file_in(home.root()))
+            .map_err(io)?;
+        owner.apply(tmp.path()).map_err(io)?;
         tmp.persist(&path).map_err(|e| io(e.error))?;
+        crate::disk::sync_dir(home.root()).map_err(io)?;
         Ok(())
     }
 
@@ -130,6 +169,8 @@ impl PluginsToml {
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginSet {
     plugins: Vec<Plugin>,
+    /// Enabled in `plugins.toml`, not found.
+    missing: Vec<String>,
 }
 
 impl PluginSet {
@@ -181,7 +222,33 @@ impl PluginSet {
             }
         }
         plugins.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
-        Ok(PluginSet { plugins })
+        let missing = toml
+            .plugins
+            .iter()
+            .filter(|(name, enabled)| {
+                **enabled && !plugins.iter().any(|p| &p.manifest.name == *name)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        Ok(PluginSet { plugins, missing })
+    }
+
+    /// Plugins that `plugins.toml` enables but that are in neither the
+    /// release's nor the home's `plugins/`: an upgrade refuses to run
+    /// without them (their hooks would silently not run).
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// Fails when `plugins.toml` enables a plugin that is not there.
+    pub fn ensure_complete(&self, home: &Home) -> Result<(), HookError> {
+        match self.missing.first() {
+            None => Ok(()),
+            Some(name) => Err(HookError::MissingPlugin {
+                name: name.clone(),
+                home_plugins: home.plugins_dir(),
+            }),
+        }
     }
 
     /// Every plugin found, by name.
@@ -235,10 +302,10 @@ impl PluginSet {
         let plugin = self.get(name).ok_or_else(|| HookError::UnknownPlugin {
             name: name.to_string(),
         })?;
-        let mut toml = PluginsToml::load(home)?;
         if !plugin.core {
-            toml.plugins.insert(name.to_string(), true);
-            toml.save(home)?;
+            PluginsToml::update(home, |toml| {
+                toml.plugins.insert(name.to_string(), true);
+            })?;
         }
         Ok(())
     }
@@ -246,17 +313,23 @@ impl PluginSet {
     /// Disables the plugin `name`. Fails for a core plugin, and when no
     /// plugin has that name.
     pub fn disable(&self, home: &Home, name: &str) -> Result<(), HookError> {
-        let plugin = self.get(name).ok_or_else(|| HookError::UnknownPlugin {
-            name: name.to_string(),
-        })?;
-        if plugin.core {
+        // A plugin enabled but no longer installed can still be disabled:
+        // that is how an operator answers the upgrade's refusal.
+        let missing = self.missing.iter().any(|m| m == name);
+        let plugin = self.get(name);
+        if plugin.is_none() && !missing {
+            return Err(HookError::UnknownPlugin {
+                name: name.to_string(),
+            });
+        }
+        if plugin.is_some_and(|p| p.core) {
             return Err(HookError::CorePlugin {
                 name: name.to_string(),
             });
         }
-        let mut toml = PluginsToml::load(home)?;
-        toml.plugins.insert(name.to_string(), false);
-        toml.save(home)
+        PluginsToml::update(home, |toml| {
+            toml.plugins.insert(name.to_string(), false);
+        })
     }
 }
 

@@ -24,7 +24,7 @@ use crate::hooks::bounds::{self, SqliteBounds, Trip, Watch, Watchdog};
 use crate::hooks::database::DbState;
 use crate::hooks::plugins::PlannedHook;
 use crate::hooks::sandbox::{HookLog, HostState};
-use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink};
+use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink, TransactionEnded};
 use crate::written::WrittenTables;
 
 /// How often the epoch ticks; the time limit is checked at this grain.
@@ -332,7 +332,11 @@ impl CompileCache {
         let payload = component.serialize().map_err(std::io::Error::other)?;
         let checksum = xxhash_rust::xxh3::xxh3_128(&payload).to_be_bytes();
         let path = self.entry_for(engine, digest);
-        std::fs::create_dir_all(&self.dir)?;
+        if crate::disk::create_dir_durably(&self.dir)? {
+            // A cache made by root in a service user's home stays usable
+            // by the service user.
+            crate::disk::hand_to_home_owner(crate::disk::parent_of(&self.dir), &self.dir)?;
+        }
         // The code first, then its checksum: a crash in between leaves an
         // entry without a checksum, which `load` ignores.
         for (target, contents) in [
@@ -344,6 +348,7 @@ impl CompileCache {
                 .tempfile_in(&self.dir)?;
             tmp.write_all(contents)?;
             tmp.as_file().sync_all()?;
+            crate::disk::hand_to_home_owner(&self.dir, tmp.path())?;
             tmp.persist(target).map_err(|e| e.error)?;
         }
         self.prune(engine);
@@ -780,12 +785,19 @@ impl HookRunner {
                 })
             }
             Err(err) => {
-                // After some failures (a write that ran out of memory or of
-                // its disk limit, or was interrupted) SQLite has rolled the
-                // whole transaction back itself, savepoint included: the
-                // hook, stopped at once, is the error to report.
                 if conn.is_autocommit() {
-                    return Err(err);
+                    // SQLite already rolled everything back, the savepoint
+                    // with it.
+                    // A limit (memory, disk, time) that made SQLite end it
+                    // is the cause the operator needs; it stopped the hook.
+                    return Err(match err {
+                        HookError::TransactionLost { .. } | HookError::Limit { .. } => err,
+                        other => HookError::TransactionLost {
+                            plugin: hook.plugin.clone(),
+                            hook: hook.hook.clone(),
+                            cause: other.to_string(),
+                        },
+                    });
                 }
                 conn.execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"))
                     .map_err(db_err("roll back the hook's savepoint"))?;
@@ -912,6 +924,13 @@ fn classify_trap(
     stderr: Vec<String>,
     timeout_seconds: u64,
 ) -> HookError {
+    if let Some(ended) = err.downcast_ref::<TransactionEnded>() {
+        return HookError::TransactionLost {
+            plugin: hook.plugin.clone(),
+            hook: hook.hook.clone(),
+            cause: ended.0.clone(),
+        };
+    }
     let limit = err
         .downcast_ref::<LimitHit>()
         .map(|hit| hit.0.clone())

@@ -379,7 +379,15 @@ fn apply_migrations(
     }
     let mut done = Vec::with_capacity(status.pending.len());
     for migration in &status.pending {
-        let took = migrate::apply(conn, migration, &release.version, written)?;
+        // The trial runs on a copy: the default limit of a migration's time
+        // applies (the home's own `[migrations]` setting is the upgrade's).
+        let took = migrate::apply(
+            conn,
+            migration,
+            &release.version,
+            written,
+            crate::home::MigrationSettings::default().timeout(),
+        )?;
         let run = MigrationRun {
             file: migration.file_name(),
             ms: took.as_secs_f64() * 1000.0,

@@ -157,6 +157,27 @@ impl Guest for Hostile {
                 Err("a million statements were held open".into())
             }
             "alter_core" => exec("ALTER TABLE secret ADD COLUMN pwned TEXT"),
+            // A "best effort" cache that fills an owned table until a write
+            // fails (a full disk), swallows the failure and carries on with a
+            // backfill of the application's table: if SQLite ended the
+            // transaction on that failure, each later write would commit on
+            // its own.
+            "best_effort" => {
+                exec("CREATE TABLE hostile_cache(x BLOB)")?;
+                for _ in 0..100_000 {
+                    if exec("INSERT INTO hostile_cache VALUES (zeroblob(262144))").is_err() {
+                        break;
+                    }
+                }
+                let _ = exec("DELETE FROM hostile_cache");
+                for i in 0..5 {
+                    let _ = database::execute(
+                        "INSERT INTO notes(body) VALUES (?)",
+                        &[Value::Text(format!("backfilled {i}"))],
+                    );
+                }
+                Ok(())
+            }
             // A table of the plugin's own, and everything it may then do to
             // it (in later hooks: ownership outlives the hook that created
             // it), or, under another plugin's manifest, may not.
