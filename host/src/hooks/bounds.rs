@@ -298,8 +298,8 @@ fn heap_disarm(budget: i64) {
 pub(crate) struct SqliteBounds {
     old: Vec<(SqliteLimit, i32)>,
     heap_budget: i64,
-    /// (schema, the `max_page_count` it had, the one set for the hook).
-    page_counts: Vec<(&'static str, i64, i64)>,
+    /// (schema, the `max_page_count` it had before the hook).
+    page_counts: Vec<(&'static str, i64)>,
     disk_mib: u64,
     memory_mib: u64,
 }
@@ -332,8 +332,8 @@ impl SqliteBounds {
         let disk = i64::try_from(limits.disk_mib.saturating_mul(1 << 20)).unwrap_or(i64::MAX);
         let mut page_counts = Vec::new();
         for schema in ["main", "temp"] {
-            if let Some((was, set)) = bound_page_count(conn, schema, disk) {
-                page_counts.push((schema, was, set));
+            if let Some(was) = bound_page_count(conn, schema, disk) {
+                page_counts.push((schema, was));
             }
         }
         SqliteBounds {
@@ -378,7 +378,7 @@ impl SqliteBounds {
         for (limit, was) in self.old {
             let _ = conn.set_limit(limit, was);
         }
-        for (schema, was, _) in self.page_counts {
+        for (schema, was) in self.page_counts {
             let _ = conn.execute_batch(&format!("PRAGMA {schema}.max_page_count = {was}"));
         }
     }
@@ -405,8 +405,8 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
 }
 
 /// Sets `schema`'s `max_page_count` to its page count plus `bytes`' worth
-/// of pages; the value it had and the one set.
-fn bound_page_count(conn: &Connection, schema: &str, bytes: i64) -> Option<(i64, i64)> {
+/// of pages; the value it had.
+fn bound_page_count(conn: &Connection, schema: &str, bytes: i64) -> Option<i64> {
     let read = |pragma: &str| -> Option<i64> {
         conn.query_row(&format!("PRAGMA {schema}.{pragma}"), [], |r| r.get(0))
             .ok()
@@ -417,7 +417,7 @@ fn bound_page_count(conn: &Connection, schema: &str, bytes: i64) -> Option<(i64,
     let set = pages.saturating_add(bytes / page_size).min(was);
     conn.execute_batch(&format!("PRAGMA {schema}.max_page_count = {set}"))
         .ok()?;
-    Some((was, set))
+    Some(was)
 }
 
 /// `wasi:clocks/monotonic-clock` with waits bounded by the hook's deadline:
@@ -815,8 +815,12 @@ mod tests {
         let bounds = SqliteBounds::apply(&conn, &limits);
         let during = state(&conn);
         assert_eq!(&during[..5], &[1 << 20, 0, 1_000_000, 1_000, 0]);
-        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(during[5], pages + (1 << 20) / page_size);
         bounds.restore(&conn);
         assert_eq!(state(&conn), before);

@@ -119,18 +119,21 @@ impl HookEngine {
         })
     }
 
-    /// Compiles `bytes`, through `cache` when given.
+    /// Compiles `bytes`, through `cache` when given; `subject` names the
+    /// component for the message when compiling is stopped (`plugin P
+    /// (FILE)`).
     pub fn compile(
         &self,
         bytes: &[u8],
         cache: Option<&CompileCache>,
+        subject: &str,
     ) -> Result<(Component, CacheOutcome), String> {
         if let Some(cache) = cache
             && let Some(component) = cache.load(&self.engine, &blake3::hash(bytes))
         {
             return Ok((component, CacheOutcome::Hit));
         }
-        self.compile_and_store(bytes, cache)
+        self.compile_and_store(bytes, cache, subject)
     }
 
     /// Loads the component file at `path` through `cache` when given. The
@@ -143,6 +146,7 @@ impl HookEngine {
         &self,
         path: &Path,
         cache: Option<&CompileCache>,
+        subject: &str,
     ) -> Result<(Component, CacheOutcome), LoadFileError> {
         let mut file = std::fs::File::open(path).map_err(LoadFileError::Io)?;
         if let Some(cache) = cache {
@@ -155,7 +159,7 @@ impl HookEngine {
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(LoadFileError::Io)?;
-        self.compile_and_store(&bytes, cache)
+        self.compile_and_store(&bytes, cache, subject)
             .map_err(LoadFileError::Compile)
     }
 
@@ -163,7 +167,7 @@ impl HookEngine {
     ///
     /// Compiling is the one step whose time and memory the component's
     /// author controls before any of its code runs (a component of deeply
-    /// nested blocks compiles in quadratic time), and wasmtime cannot be
+    /// nested loops compiles in quadratic time), and wasmtime cannot be
     /// interrupted while it compiles: the watchdog watches it against
     /// `compile_seconds` and [`bounds::COMPILE_MEMORY_MIB`], and the `uplift`
     /// binary ends itself when either is passed (see [`bounds`]). A library
@@ -172,13 +176,14 @@ impl HookEngine {
         &self,
         bytes: &[u8],
         cache: Option<&CompileCache>,
+        subject: &str,
     ) -> Result<(Component, CacheOutcome), String> {
         let limit = Limit::Compile {
             seconds: self.compile_seconds,
         };
         let watch = Watchdog::get().arm(
             Watch {
-                subject: "the compilation of a plugin's component".into(),
+                subject: subject.to_string(),
                 deadline: Instant::now() + Duration::from_secs(self.compile_seconds),
                 time_limit: limit.clone(),
                 memory: Some((
@@ -546,16 +551,20 @@ impl HookRunner {
             path: path.to_path_buf(),
             message,
         };
-        let (component, outcome) =
-            self.engine
-                .load_file(path, self.cache.as_ref())
-                .map_err(|err| match err {
-                    LoadFileError::Io(source) => HookError::Io {
-                        path: path.to_path_buf(),
-                        source,
-                    },
-                    LoadFileError::Compile(message) => load_error(message),
-                })?;
+        let (component, outcome) = self
+            .engine
+            .load_file(
+                path,
+                self.cache.as_ref(),
+                &format!("plugin {plugin} ({})", path.display()),
+            )
+            .map_err(|err| match err {
+                LoadFileError::Io(source) => HookError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                LoadFileError::Compile(message) => load_error(message),
+            })?;
         let pre = self.engine.pre(&component).map_err(load_error)?;
         Ok((pre, outcome))
     }

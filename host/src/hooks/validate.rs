@@ -120,7 +120,12 @@ impl Validator {
             }
             Err(e) => report.errors.push(format!("manifest: {e}")),
         }
-        match self.engine.compile(&bytes, None) {
+        let subject = format!(
+            "plugin {} ({})",
+            report.plugin.as_deref().unwrap_or("(no manifest)"),
+            path.display()
+        );
+        match self.engine.compile(&bytes, None, &subject) {
             Ok((component, _)) => {
                 if let Err(e) = self.engine.pre(&component) {
                     report.errors.push(e);
