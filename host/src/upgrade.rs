@@ -96,13 +96,21 @@ pub enum UpgradeError {
     Backup(#[from] BackupError),
     /// A step failed after the backup was made; everything was rolled back.
     #[error(
-        "{cause}; the upgrade was rolled back and the database is exactly as it was \
+        "{cause}; the upgrade of {} was rolled back and the database is exactly as it was \
          (the backup made before it is {})",
+        database.display(),
         backup.display()
     )]
     RolledBack {
         cause: Box<UpgradeError>,
+        database: PathBuf,
         backup: PathBuf,
+    },
+    /// A fresh install failed; no database was created.
+    #[error("{cause}; the install into {} was abandoned and no database was created", database.display())]
+    InstallFailed {
+        cause: Box<UpgradeError>,
+        database: PathBuf,
     },
     /// SQLite ended the upgrade's transaction by itself (after a full disk,
     /// an I/O error, no memory...); uplift stopped at once.
@@ -563,7 +571,7 @@ fn fresh_install(
     let mut phases = Phases::start();
     // Declared before the connection, so dropped after it (see Writeback).
     let writeback = Writeback::new(&temp_path);
-    let done = {
+    let built = (|| {
         let mut conn = Connection::open(&temp_path).map_err(UpgradeError::open(&temp_path))?;
         let done = in_transaction(
             &mut conn,
@@ -574,7 +582,19 @@ fn fresh_install(
         )?;
         conn.close()
             .map_err(|(_, e)| UpgradeError::open(&temp_path)(e))?;
-        done
+        Ok(done)
+    })();
+    let done = match built {
+        Ok(done) => done,
+        Err(cause) => {
+            for path in crate::disk::database_files(&temp_path) {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(UpgradeError::InstallFailed {
+                cause: Box::new(cause),
+                database: db_path,
+            });
+        }
     };
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -715,6 +735,7 @@ fn in_transaction(
             Err(match done.backup {
                 Some(backup) => UpgradeError::RolledBack {
                     cause: Box::new(cause),
+                    database: writeback.db_path.clone(),
                     backup,
                 },
                 None => cause,
