@@ -48,6 +48,10 @@ pub enum Limit {
     Memory { mib: u64 },
     /// The cap on the bytes one database call may return (`[hooks] max_reply_mib`).
     Reply { mib: u64 },
+    /// SQLite's length limit on one string or blob, which follows the reply
+    /// cap (`[hooks] max_reply_mib`): hit by SQL that builds a long value,
+    /// whatever it returns.
+    Length { mib: u64 },
     /// The cap on log output, including stdout and stderr (`[hooks] max_log_kib`).
     Log { kib: u64 },
     /// The cap on prepared statements and cursors held open at once, which
@@ -69,6 +73,10 @@ impl fmt::Display for Limit {
             Limit::Reply { mib } => write!(
                 f,
                 "reply limit: one database call would return more than {mib} MiB (use a cursor; [hooks] max_reply_mib in uplift.toml)"
+            ),
+            Limit::Length { mib } => write!(
+                f,
+                "length limit: SQL built a string or blob longer than {mib} MiB (SQLite's length limit, which follows [hooks] max_reply_mib in uplift.toml)"
             ),
             Limit::Log { kib } => write!(
                 f,

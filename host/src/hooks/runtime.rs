@@ -648,7 +648,9 @@ impl HookRunner {
         let recorded = crate::meta::plugin_tables(conn, &hook.plugin).map_err(db_err(
             "read which tables the plugin created (uplift_plugin_tables)",
         ))?;
-        let ownership = Ownership::new(&hook.plugin, &hook.capabilities, &existing, &recorded);
+        let ownership = Ownership::new(&hook.plugin, &hook.capabilities, &existing, &recorded)
+            .with_schema_of(conn)
+            .map_err(db_err("read the schema"))?;
         conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))
             .map_err(db_err("start the hook's savepoint"))?;
 
@@ -715,6 +717,18 @@ impl HookRunner {
             policy.record_writes(written.clone());
         }
         let policy = Arc::new(Mutex::new(policy));
+        let saved_config = match authorizer::install(&conn, &policy) {
+            Ok(saved) => saved,
+            Err(source) => {
+                let err = HookError::Database {
+                    plugin: hook.plugin.clone(),
+                    hook: hook.hook.clone(),
+                    what: "turn on SQLite's defensive settings",
+                    source: Box::new(source),
+                };
+                return (conn, Err(err));
+            }
+        };
         let max_reply =
             i32::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20)).unwrap_or(i32::MAX);
         let old_length = conn.limit(SqliteLimit::SQLITE_LIMIT_LENGTH).ok();
@@ -723,7 +737,6 @@ impl HookRunner {
             let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_LENGTH, old.min(max_reply));
         }
         let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_ATTACHED, 0);
-        authorizer::install(&conn, &policy);
         conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline));
 
         let log = HookLog::new(sink, &hook.plugin, &hook.hook, self.limits.max_log_kib);
@@ -753,7 +766,7 @@ impl HookRunner {
         } = state;
         drop(table); // finalizes the hook's statements before the connection moves on
         let DbState { conn, refused, .. } = db;
-        authorizer::remove(&conn);
+        authorizer::remove(&conn, saved_config);
         conn.progress_handler(0, None::<fn() -> bool>);
         if let Some(old) = old_length {
             let _ = conn.set_limit(SqliteLimit::SQLITE_LIMIT_LENGTH, old);
@@ -876,6 +889,9 @@ fn schema_violation(
         .filter(|row| !after.contains(row))
         .chain(after.iter().filter(|row| !before.contains(row)));
     for (_, kind, name, table, _) in changed {
+        if authorizer::is_sqlite_bookkeeping(name) {
+            continue; // SQLite's own, made inside an allowed statement
+        }
         let owned = ownership.owns(table)
             && (ownership.owns(name) || name.starts_with("sqlite_autoindex_"));
         if !owned {
