@@ -559,8 +559,8 @@ impl Policy {
         self.last_refusal.take()
     }
 
-    /// Whether SQLite's error `message` (not a refusal) is about a name, and
-    /// so could tell the hook whether a table, column or index exists; if
+    /// Whether SQLite's error `message` is a refusal after all, or is about
+    /// a name, and so could tell the hook whether a table, column or index exists; if
     /// so, it is recorded as a hidden refusal. "no such column" from `SELECT
     /// nope FROM secret` and "no such table" from `SELECT nope FROM nosuch`
     /// then look the same, as do "index secret_v already exists" and the
@@ -568,6 +568,12 @@ impl Policy {
     /// the owned prefix that already exists keeps SQLite's message: the
     /// hook could learn that anyway by creating one.
     pub fn hide_name_error(&mut self, message: &str) -> bool {
+        // The authorizer's refusal of a function reaches the statement as
+        // SQLITE_ERROR "not authorized to use function: ...", not
+        // SQLITE_AUTH: it is a refusal all the same (recorded by `check`).
+        if message.starts_with("not authorized") && self.last_refusal.is_some() {
+            return true;
+        }
         let hidden = if let Some(name) = existing_object_named(message) {
             !self.ownership.under_prefix(name) && !self.may_read(name)
         } else {
@@ -754,13 +760,7 @@ impl Policy {
                 if self.may_read(table_name) {
                     return Ok(());
                 }
-                if !self.ownership.existed(table_name)
-                    && (!self.ownership.is_module(table_name)
-                        || ALLOWED_EPONYMOUS
-                            .iter()
-                            .any(|t| t.eq_ignore_ascii_case(table_name))
-                        || starts_with_ignore_case(table_name, "pragma_"))
-                {
+                if self.reads_no_table(table_name, true) {
                     // A recursive common table expression, or a table-valued
                     // function of the allowed modules (a `pragma_*` one is
                     // judged again as the PRAGMA it runs).
@@ -955,6 +955,26 @@ impl Policy {
                 .ownership
                 .shadow_owner(table)
                 .is_some_and(|vtab| self.caps.declares_write(vtab) || self.ownership.owns(vtab))
+    }
+
+    /// Whether the plugin owns the table, view or index `name` (see
+    /// [`Ownership::owns`]).
+    pub fn owns(&self, name: &str) -> bool {
+        self.ownership.owns(name)
+    }
+
+    /// Whether a read of `name` that is not a table the plugin may read is
+    /// still allowed: a common table expression's, or a table-valued
+    /// function of [`ALLOWED_EPONYMOUS`] (`pragma_*` ones only when `pragmas`,
+    /// for statements whose PRAGMA the authorizer judges too).
+    pub fn reads_no_table(&self, name: &str, pragmas: bool) -> bool {
+        !self.ownership.existed(name)
+            && !self.ownership.owns(name)
+            && (!self.ownership.is_module(name)
+                || ALLOWED_EPONYMOUS
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(name))
+                || (pragmas && starts_with_ignore_case(name, "pragma_")))
     }
 
     /// A refusal about `name`, hidden when the hook may not know of it.

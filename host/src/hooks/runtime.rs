@@ -22,9 +22,10 @@ use crate::hooks::authorizer::{self, Ownership, Policy};
 use crate::hooks::bindings::exports::uplift::hooks::hooks::Context;
 use crate::hooks::bindings::{UpgradeHook, UpgradeHookPre};
 use crate::hooks::database::DbState;
+use crate::hooks::dependencies;
 use crate::hooks::plugins::PlannedHook;
 use crate::hooks::sandbox::{HookLog, HostState};
-use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink};
+use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink, escape_untrusted};
 use crate::written::WrittenTables;
 
 /// How often the epoch ticks; the time limit is checked at this grain.
@@ -662,14 +663,25 @@ impl HookRunner {
 
         let result = result.and_then(|outcome| {
             let after = schema_snapshot(conn).map_err(db_err("read the schema"))?;
-            match schema_violation(&before, &after, &ownership) {
-                Some(object) => Err(HookError::SchemaChange {
+            if let Some(object) = schema_violation(&before, &after, &ownership) {
+                return Err(HookError::SchemaChange {
                     plugin: hook.plugin.clone(),
                     hook: hook.hook.clone(),
-                    object,
-                }),
-                None => Ok((outcome, created_and_dropped(&before, &after))),
+                    object: escape_untrusted(&object).into_owned(),
+                });
             }
+            let problem = dependency_problem(conn, &hook.plugin, &before, &after, &ownership)
+                .map_err(db_err("check what the hook's tables and views refer to"))?;
+            if let Some(problem) = problem {
+                return Err(HookError::Dependency {
+                    plugin: hook.plugin.clone(),
+                    hook: hook.hook.clone(),
+                    problem: escape_untrusted(&problem).into_owned(),
+                });
+            }
+            drop_new_temp_objects(conn, &before, &after)
+                .map_err(db_err("drop the TEMP tables and views the hook created"))?;
+            Ok((outcome, created_and_dropped(&before, &after)))
         });
         match result {
             Ok(((log_bytes, refused, instantiate), (created, dropped))) => {
@@ -787,8 +799,11 @@ impl HookRunner {
             Ok(Err(message)) => Err(HookError::Failed {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
-                message,
-                refused,
+                message: escape_untrusted(&message).into_owned(),
+                refused: refused
+                    .iter()
+                    .map(|r| escape_untrusted(r).into_owned())
+                    .collect(),
             }),
             Err(err) => Err(classify_trap(
                 err,
@@ -833,10 +848,7 @@ fn classify_trap(
             limit,
         };
     }
-    let backtrace = err
-        .downcast_ref::<WasmBacktrace>()
-        .map(|bt| bt.to_string())
-        .filter(|bt| !bt.trim().is_empty());
+    let backtrace_text = err.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
     let reason = match err.downcast_ref::<Trap>() {
         Some(Trap::UnreachableCodeReached) => {
             "it executed `unreachable` (a Rust panic or abort ends this way)".to_string()
@@ -847,12 +859,29 @@ fn classify_trap(
                 .to_string()
         }
         Some(trap) => trap.to_string(),
-        None => format!("{:#}", err),
+        // wasmtime wraps its own errors (a copy between host and guest that
+        // is too big, say) in the guest's backtrace: the reason first, the
+        // backtrace on its own lines below.
+        None => err
+            .chain()
+            .map(|cause| cause.to_string())
+            .filter(|cause| Some(cause) != backtrace_text.as_ref())
+            .collect::<Vec<_>>()
+            .join(": "),
     };
+    let backtrace = backtrace_text
+        .filter(|bt| !bt.trim().is_empty())
+        // Frame names come from the component's name section: the plugin's.
+        .map(|bt| {
+            bt.lines()
+                .map(|line| escape_untrusted(line).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
     HookError::Trap {
         plugin: hook.plugin.clone(),
         hook: hook.hook.clone(),
-        reason,
+        reason: escape_untrusted(&reason).into_owned(),
         stderr,
         backtrace,
     }
@@ -899,6 +928,56 @@ fn schema_violation(
         }
     }
     None
+}
+
+/// What is wrong with what the tables and views the hook created or
+/// changed refer to (see [`dependencies`]), if anything.
+fn dependency_problem(
+    conn: &Connection,
+    plugin: &str,
+    before: &[SchemaRow],
+    after: &[SchemaRow],
+    ownership: &Ownership,
+) -> rusqlite::Result<Option<String>> {
+    let changed: Vec<dependencies::Object<'_>> = after
+        .iter()
+        .filter(|row| !before.contains(row) && !authorizer::is_sqlite_bookkeeping(&row.2))
+        .map(|(schema, kind, name, ..)| dependencies::Object { schema, kind, name })
+        .collect();
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    dependencies::check(
+        conn,
+        plugin,
+        &changed,
+        &Policy::with_ownership(ownership.clone()),
+    )
+}
+
+/// Drops the TEMP tables and views in `after` but not in `before`: a TEMP
+/// object lives as long as the hook that made it (scratch space), so that
+/// no hook finds another's, or its own from an earlier hook, on the
+/// upgrade's connection. Their indexes go with them; a hook cannot create
+/// triggers.
+fn drop_new_temp_objects(
+    conn: &Connection,
+    before: &[SchemaRow],
+    after: &[SchemaRow],
+) -> rusqlite::Result<()> {
+    for (schema, kind, name, ..) in after {
+        let new = !before
+            .iter()
+            .any(|(s, k, n, ..)| s == schema && k == kind && n == name);
+        if schema == "temp" && new && (kind == "table" || kind == "view") {
+            let what = if kind == "view" { "VIEW" } else { "TABLE" };
+            conn.execute_batch(&format!(
+                "DROP {what} IF EXISTS temp.{}",
+                crate::backup::quote_ident(name)
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// The tables and views of the main schema in `after` but not in `before`
