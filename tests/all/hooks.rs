@@ -1515,3 +1515,71 @@ fn control_characters_in_what_a_plugin_says_are_escaped() {
         assert!(all.contains(escaped), "{all} does not show {escaped:?}");
     }
 }
+
+/// A migration of the release being installed, applied as the upgrade does.
+fn migrate(conn: &Connection, id: u32, sql: &str) -> Result<(), uplift::migrate::MigrateError> {
+    let migration = uplift::release::Migration {
+        id,
+        name: format!("step{id}"),
+        path: PathBuf::from(format!("{id:04}_step{id}.sql")),
+        sql: sql.to_string(),
+        checksum: "0".repeat(64),
+    };
+    let version = Version::parse("2.0.0").unwrap();
+    uplift::migrate::apply(
+        conn,
+        &migration,
+        &version,
+        &uplift::written::WrittenTables::new(),
+    )
+    .map(drop)
+}
+
+#[test]
+fn a_plugin_view_does_not_stop_a_later_migration_that_rebuilds_what_it_reads() {
+    let mut runner = runner();
+    let mut conn = database();
+    conn.execute_batch(
+        "CREATE TABLE progress(id INTEGER PRIMARY KEY, score INTEGER, note TEXT);
+         INSERT INTO progress(score) VALUES (1), (2), (3);",
+    )
+    .unwrap();
+    let caps = r#"{"read":["script","progress"],"write":[],"owns":"hostile_"}"#;
+    let lines = run_script(
+        &mut runner,
+        &mut conn,
+        caps,
+        &[sql(
+            "CREATE VIEW hostile_watch AS SELECT score FROM progress",
+        )],
+    )
+    .unwrap();
+    assert_eq!(lines, ["#1 ok: []"]);
+    conn.execute_batch("COMMIT; BEGIN IMMEDIATE").unwrap();
+    // A later release rebuilds the table the view reads (SQLite's 12-step
+    // way): with the view in place, the RENAME fails on it.
+    migrate(
+        &conn,
+        2,
+        "CREATE TABLE progress_new(id INTEGER PRIMARY KEY, score REAL, note TEXT);
+         INSERT INTO progress_new SELECT id, score, note FROM progress;
+         DROP TABLE progress;
+         ALTER TABLE progress_new RENAME TO progress;",
+    )
+    .expect("the plugin's view is set aside while the migration runs");
+    let total: f64 = conn
+        .query_row("SELECT sum(score) FROM hostile_watch", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(total, 6.0, "the view is back, over the rebuilt table");
+    // A migration that removes what the view reads: the view is left out
+    // (its plugin's hooks create it again), the migration goes through.
+    migrate(&conn, 3, "ALTER TABLE progress DROP COLUMN score").unwrap();
+    let views: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'hostile_watch'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(views, 0);
+}
