@@ -1004,3 +1004,37 @@ fn created_and_dropped(before: &[SchemaRow], after: &[SchemaRow]) -> (Vec<String
     };
     (missing(&after, &before), missing(&before, &after))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned() -> PlannedHook {
+        PlannedHook {
+            plugin: "p".into(),
+            plugin_version: "1.0".into(),
+            hook: "h".into(),
+            path: PathBuf::from("p.wasm"),
+            capabilities: Capabilities::default(),
+            old_version: "*".into(),
+            new_version: "*".into(),
+        }
+    }
+
+    #[test]
+    fn a_wasmtime_error_in_a_backtrace_gives_its_reason_first() {
+        // wasmtime reports its own limits (a copy between host and guest
+        // too large, say) as the reason wrapped in the guest's backtrace.
+        let engine = Engine::default();
+        let store = Store::new(&engine, ());
+        let backtrace = WasmBacktrace::force_capture(&store);
+        let err =
+            wasmtime::Error::msg("list of 70000000 values is too large to copy").context(backtrace);
+        let text = classify_trap(err, None, &planned(), Vec::new(), 1).to_string();
+        assert!(
+            text.starts_with("hook p/h crashed: list of 70000000 values is too large to copy"),
+            "{text}"
+        );
+        assert_eq!(text.matches("too large").count(), 1, "{text}");
+    }
+}
