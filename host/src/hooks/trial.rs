@@ -599,8 +599,14 @@ fn compare(before: &BTreeMap<String, Rows>, after: &BTreeMap<String, Rows>) -> V
 }
 
 /// One change as a line: `inserted rowid=4: a=1, b='x'`,
-/// `updated rowid=2: email NULL → 'a@b'`, `deleted rowid=9: ...`.
+/// `updated rowid=2: email NULL → 'a@b'`, `deleted rowid=9: ...`; the
+/// values are the hook's, so control characters are escaped
+/// ([`crate::hooks::escape_untrusted`]).
 pub fn describe_change(change: &RowChange) -> String {
+    crate::hooks::escape_untrusted(&describe_change_raw(change)).into_owned()
+}
+
+fn describe_change_raw(change: &RowChange) -> String {
     let cols = |m: &BTreeMap<String, String>| {
         m.iter()
             .map(|(c, v)| format!("{c}={v}"))
