@@ -14,6 +14,7 @@ pub mod meta;
 pub mod migrate;
 pub mod paths;
 pub mod release;
+mod transaction;
 pub mod upgrade;
 pub mod written;
 
