@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::backup::{self, BackupKind, BackupOptions, Progress, ProgressUnit, RestoreOptions};
-use crate::home::Home;
-use crate::release::Release;
-use crate::upgrade::{self, Outcome, Plan, UpgradeOptions};
-use crate::version::{Version, VersionRange};
+use uplift::backup::{self, BackupKind, BackupOptions, Progress, ProgressUnit, RestoreOptions};
+use uplift::home::Home;
+use uplift::release::Release;
+use uplift::upgrade::{self, Outcome, Plan, UpgradeOptions};
+use uplift::version::{Version, VersionRange};
 
 /// Exit code when the operation failed (the database is unchanged).
 const EXIT_FAILED: u8 = 1;
@@ -294,9 +294,9 @@ pub fn main() -> ExitCode {
     // are the running hook's to account for, and when a hook or a
     // compilation is stuck past its limit inside a call nothing can
     // interrupt, ending the process is the way to stop it (hooks::bounds).
-    crate::hooks::bounds::supervise_whole_process();
+    uplift::hooks::bounds::supervise_whole_process();
     // Before anything opens a database: SQLite takes an allocator only then.
-    crate::hooks::bounds::install_sqlite_allocator();
+    uplift::hooks::bounds::install_sqlite_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -779,7 +779,7 @@ fn hooks_command(
     release: Option<&std::path::Path>,
     cmd: HooksCommand,
 ) -> anyhow::Result<ExitCode> {
-    use crate::hooks::manifest;
+    use uplift::hooks::manifest;
     match cmd {
         HooksCommand::Inspect { file, json } => {
             let bytes = std::fs::read(&file)
@@ -799,9 +799,9 @@ fn hooks_command(
             let home = Home::resolve(home).ok().filter(|h| h.root().is_dir());
             let compile_seconds = match &home {
                 Some(home) => home.settings()?.hooks.compile_seconds,
-                None => crate::home::HookLimits::default().compile_seconds,
+                None => uplift::home::HookLimits::default().compile_seconds,
             };
-            let validator = match crate::hooks::validate::Validator::new(release) {
+            let validator = match uplift::hooks::validate::Validator::new(release) {
                 Ok(v) => v.with_compile_seconds(compile_seconds),
                 Err(err) => {
                     eprintln!("error: {err}");
@@ -836,7 +836,7 @@ fn hooks_command(
             })
         }
         HooksCommand::New { name, lang, dir } => {
-            use crate::hooks::scaffold::{self, Lang};
+            use uplift::hooks::scaffold::{self, Lang};
             let lang = match lang {
                 LangArg::Rust => Lang::Rust,
                 LangArg::Python => Lang::Python,
@@ -884,7 +884,7 @@ fn hooks_command(
             let home = Home::resolve(home).ok().filter(|h| h.root().is_dir());
             let limits = match &home {
                 Some(home) => home.settings()?.hooks,
-                None => crate::home::HookLimits::default(),
+                None => uplift::home::HookLimits::default(),
             };
             let cache = home.map(|h| h.cache_dir());
             let versions = (from.as_str(), to.as_deref());
@@ -930,14 +930,14 @@ fn hooks_command(
 fn hooks_test(
     out: &Output,
     release: Option<&Path>,
-    (limits, cache): (crate::home::HookLimits, Option<PathBuf>),
+    (limits, cache): (uplift::home::HookLimits, Option<PathBuf>),
     plugin: PathBuf,
     db: PathBuf,
     (from, to): (&str, Option<&str>),
     hook: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use crate::hooks::trial::{self, TrialError, TrialOptions};
+    use uplift::hooks::trial::{self, TrialError, TrialOptions};
     let usage = |message: String| {
         eprintln!("error: {message}");
         Ok(ExitCode::from(EXIT_USAGE))
@@ -978,14 +978,14 @@ fn hooks_test(
         cache,
     };
     let quiet_log = json || out.quiet;
-    let log = std::sync::Arc::new(move |line: &crate::hooks::LogLine| {
+    let log = std::sync::Arc::new(move |line: &uplift::hooks::LogLine| {
         if !quiet_log {
             println!("  {line}");
         }
     });
     // Printed as they are applied, before any hook's log: the order they
     // happen in.
-    let migrated = |run: &crate::upgrade::MigrationRun| {
+    let migrated = |run: &uplift::upgrade::MigrationRun| {
         if !json {
             println!("migrated the copy first: {} ({:.0} ms)", run.file, run.ms);
         }
@@ -1014,10 +1014,10 @@ fn hooks_test(
 /// `uplift hooks test`'s report as text (the migrations were printed as
 /// they were applied, the hooks' log lines as they were written).
 fn print_trial(
-    opts: &crate::hooks::trial::TrialOptions,
-    report: &crate::hooks::trial::TrialReport,
+    opts: &uplift::hooks::trial::TrialOptions,
+    report: &uplift::hooks::trial::TrialReport,
 ) {
-    use crate::hooks::trial;
+    use uplift::hooks::trial;
     if let Some(release) = &opts.release
         && report.migrations.is_empty()
     {
@@ -1076,7 +1076,7 @@ fn plugin_command(
     release: Option<&std::path::Path>,
     cmd: PluginCommand,
 ) -> anyhow::Result<ExitCode> {
-    use crate::hooks::{PluginOrigin, PluginSet};
+    use uplift::hooks::{PluginOrigin, PluginSet};
     let home = Home::resolve(home)?;
     // Without a release, only the home's plugins are known.
     let (plugins_dir, core) = match release {
@@ -1136,7 +1136,7 @@ fn verify_paths_command(
     json: bool,
     releases: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
-    let reports = crate::paths::verify_paths(releases, &mut |report| {
+    let reports = uplift::paths::verify_paths(releases, &mut |report| {
         if json {
             return;
         }
@@ -1170,8 +1170,8 @@ fn verify_paths_command(
 fn reporter(bars: &mut Bars, quiet: bool) -> upgrade::Reporter<'_> {
     upgrade::Reporter {
         progress: bars,
-        log: std::sync::Arc::new(move |line: &crate::hooks::LogLine| {
-            if !quiet || line.level >= crate::hooks::LogLevel::Warn {
+        log: std::sync::Arc::new(move |line: &uplift::hooks::LogLine| {
+            if !quiet || line.level >= uplift::hooks::LogLevel::Warn {
                 eprintln!("{line}");
             }
         }),

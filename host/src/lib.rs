@@ -2,11 +2,11 @@
 //! installed — backup, migrations, sandboxed WebAssembly upgrade hooks and the
 //! new data version, all in one transaction.
 //!
-//! The binary (`src/main.rs` over [`cli`]) is a thin layer over this library;
-//! nothing else knows about the terminal.
+//! The `uplift` binary (`src/main.rs` and its `cli` module, behind the
+//! default `cli` feature) is a thin layer over this library, which knows
+//! nothing of the terminal.
 
 pub mod backup;
-pub mod cli;
 pub mod disk;
 pub mod home;
 pub mod hooks;
@@ -14,6 +14,7 @@ pub mod meta;
 pub mod migrate;
 pub mod paths;
 pub mod release;
+mod transaction;
 pub mod upgrade;
 pub mod written;
 

@@ -26,6 +26,14 @@
 //! stale record never hands a plugin a table created later by someone else.
 //! A database upgraded by an uplift from before this record gets it on its
 //! next upgrade, filled once by [`adopt_plugin_tables`].
+//!
+//! A plugin's views are set aside while each migration runs
+//! ([`set_aside_plugin_views`], [`put_back_plugin_views`]): a migration
+//! that rebuilds a table a plugin's view reads (create, copy, drop, rename)
+//! would otherwise fail on the view ("error in view ..."), and the
+//! application could not upgrade until someone dropped it by hand. A view
+//! holds no data; one that no longer compiles against the migrated schema
+//! is not put back, and its plugin's hooks create it again.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -237,6 +245,76 @@ pub fn forget_missing_plugin_tables(conn: &Connection) -> Result<(), rusqlite::E
         [],
     )?;
     Ok(())
+}
+
+/// A plugin's view set aside by [`set_aside_plugin_views`].
+#[derive(Debug, Clone)]
+pub struct SetAsideView {
+    /// The view's name.
+    pub name: String,
+    /// Its `CREATE VIEW` statement, as `sqlite_schema` keeps it.
+    pub sql: String,
+}
+
+/// Drops every view of the main schema recorded as a plugin's, and returns
+/// them for [`put_back_plugin_views`]: called before a migration, inside the
+/// upgrade's transaction (a failed migration rolls the drop back with
+/// everything else). Does nothing, and costs one lookup, when no plugin has
+/// a view. Fails only when SQLite does.
+pub fn set_aside_plugin_views(conn: &Connection) -> Result<Vec<SetAsideView>, rusqlite::Error> {
+    if !has_table(conn, "uplift_plugin_tables")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT s.name, s.sql FROM main.sqlite_schema AS s
+           JOIN uplift_plugin_tables AS p ON p.name = s.name
+          WHERE s.type = 'view' AND s.sql IS NOT NULL ORDER BY s.name",
+    )?;
+    let views: Vec<SetAsideView> = stmt
+        .query_map([], |r| {
+            Ok(SetAsideView {
+                name: r.get(0)?,
+                sql: r.get(1)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    for view in &views {
+        conn.execute_batch(&format!(
+            "DROP VIEW main.{}",
+            crate::backup::quote_ident(&view.name)
+        ))?;
+    }
+    Ok(views)
+}
+
+/// Creates again the views [`set_aside_plugin_views`] dropped, after the
+/// migration, each from its own statement. A view whose name a migration
+/// has taken, or that no longer compiles against the migrated schema (it
+/// reads a column or table that is gone), is left out; its record is
+/// forgotten at the end of the upgrade ([`forget_missing_plugin_tables`]).
+/// Returns the names of the views left out. Fails only when SQLite does.
+pub fn put_back_plugin_views(
+    conn: &Connection,
+    views: &[SetAsideView],
+) -> Result<Vec<String>, rusqlite::Error> {
+    let mut left_out = Vec::new();
+    for view in views {
+        // One statement only (`execute` refuses more): the text is the
+        // plugin's, as SQLite stored it when the hook created the view.
+        if conn.execute(&view.sql, []).is_err() {
+            left_out.push(view.name.clone());
+            continue;
+        }
+        let quoted = crate::backup::quote_ident(&view.name);
+        if conn
+            .prepare(&format!("SELECT * FROM main.{quoted}"))
+            .is_err()
+        {
+            conn.execute_batch(&format!("DROP VIEW main.{quoted}"))?;
+            left_out.push(view.name.clone());
+        }
+    }
+    Ok(left_out)
 }
 
 /// Whether the database has `uplift_plugin_tables` (an uplift from before it

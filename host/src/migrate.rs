@@ -241,7 +241,8 @@ pub fn status(conn: &Connection, release: &Release) -> Result<MigrationStatus, M
     })
 }
 
-/// Applies one migration and records it, inside the caller's transaction.
+/// Applies one migration and records it, inside the caller's transaction,
+/// with plugins' views set aside while it runs (see [`crate::meta`]).
 /// Transaction control inside the file is refused (by SQLite's authorizer,
 /// before it can take effect); what the file's statements write, and how
 /// they change the schema, is recorded in `written` (see [`crate::written`]:
@@ -255,6 +256,8 @@ pub fn apply(
     timeout: Duration,
 ) -> Result<Duration, MigrateError> {
     ensure_history(conn)?;
+    // Plugins' views step aside while the migration runs (see crate::meta).
+    let views = crate::meta::set_aside_plugin_views(conn)?;
     let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<&'static str>));
     let seen = refused.clone();
     let recorder = written.clone();
@@ -313,6 +316,7 @@ pub fn apply(
             },
         });
     }
+    crate::meta::put_back_plugin_views(conn, &views)?;
     conn.execute(
         "INSERT INTO uplift_migrations (id, name, checksum, applied_at, release_version, duration_ms)
          VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, ?5)",

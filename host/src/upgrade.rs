@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::backup::{self, BackupError, BackupKind, BackupOptions, Progress};
+use crate::backup::{self, BackupError, Progress};
 use crate::home::{Home, HomeError, HomeLock, Settings};
 use crate::hooks::LogSink;
-use crate::hooks::{HookContext, HookError, HookRunner, PlannedHook, PluginSet};
+use crate::hooks::{HookError, HookRunner, PlannedHook, PluginSet};
 use crate::meta::{self, MetaError};
 use crate::migrate::{self, MigrateError};
 use crate::release::{Migration, Release};
+use crate::transaction::{Mode, UpgradeTransaction, Writeback};
 use crate::version::Version;
-use crate::written::{self, SchemaRows, WrittenTables};
 
 /// Why an upgrade did not happen. Every variant leaves the database as it was.
 #[derive(Debug, thiserror::Error)]
@@ -96,13 +96,21 @@ pub enum UpgradeError {
     Backup(#[from] BackupError),
     /// A step failed after the backup was made; everything was rolled back.
     #[error(
-        "{cause}; the upgrade was rolled back and the database is exactly as it was \
+        "{cause}; the upgrade of {} was rolled back and the database is exactly as it was \
          (the backup made before it is {})",
+        database.display(),
         backup.display()
     )]
     RolledBack {
         cause: Box<UpgradeError>,
+        database: PathBuf,
         backup: PathBuf,
+    },
+    /// A fresh install failed; no database was created.
+    #[error("{cause}; the install into {} was abandoned and no database was created", database.display())]
+    InstallFailed {
+        cause: Box<UpgradeError>,
+        database: PathBuf,
     },
     /// SQLite ended the upgrade's transaction by itself (after a full disk,
     /// an I/O error, no memory...); uplift stopped at once.
@@ -391,16 +399,28 @@ pub fn upgrade(
     }
 
     let settings = home.settings()?;
-    let steps = Steps {
+    let mut tx = UpgradeTransaction::begin(
+        &mut conn,
+        Mode::Upgrade {
+            from: &data_version,
+        },
+        Some(&writeback),
+    )?;
+    let done = match upgrade_steps(
+        &mut tx,
+        home,
         release,
-        migrations: &status.pending,
-        plugins: &plugins,
-        hooks: &plan.hooks,
-        backup: Some((home, &settings)),
-        from: Some(&data_version),
-        migration_timeout: settings.migrations.timeout(),
+        &plugins,
+        &plan,
+        &status.pending,
+        &settings,
+        reporter,
+        &mut phases,
+    ) {
+        Ok(done) => done,
+        Err(cause) => return Err(rolled_back(tx, cause)),
     };
-    let done = in_transaction(&mut conn, &steps, reporter, &mut phases, &writeback)?;
+    drop(tx);
     let backup = done.backup.unwrap_or_default();
     // Only now that the upgrade is committed may older backups go, and
     // never the one just made, nor the newest of any data version (see
@@ -518,13 +538,11 @@ fn adopt_empty(
     }
     let plugins = discover_plugins(home, release)?;
     let settings = home.settings()?;
-    let done = in_transaction(
-        &mut conn,
-        &Steps::fresh(release, &plugins, &settings)?,
-        Reporter::silent(&mut backup::NoProgress),
-        &mut phases,
-        writeback,
-    )?;
+    let mut tx = UpgradeTransaction::begin(&mut conn, Mode::Install, Some(writeback))?;
+    let done = match install_steps(&mut tx, release, &plugins, &settings, &mut phases) {
+        Ok(done) => done,
+        Err(cause) => return Err(rolled_back(tx, cause)),
+    };
     Ok(Outcome::Installed {
         plan,
         migrations: done.migrations,
@@ -563,18 +581,29 @@ fn fresh_install(
     let mut phases = Phases::start();
     // Declared before the connection, so dropped after it (see Writeback).
     let writeback = Writeback::new(&temp_path);
-    let done = {
+    let built = (|| {
         let mut conn = Connection::open(&temp_path).map_err(UpgradeError::open(&temp_path))?;
-        let done = in_transaction(
-            &mut conn,
-            &Steps::fresh(release, plugins, &settings)?,
-            Reporter::silent(&mut backup::NoProgress),
-            &mut phases,
-            &writeback,
-        )?;
+        let mut tx = UpgradeTransaction::begin(&mut conn, Mode::Install, Some(&writeback))?;
+        let done = match install_steps(&mut tx, release, plugins, &settings, &mut phases) {
+            Ok(done) => done,
+            Err(cause) => return Err(rolled_back(tx, cause)),
+        };
+        drop(tx);
         conn.close()
             .map_err(|(_, e)| UpgradeError::open(&temp_path)(e))?;
-        done
+        Ok(done)
+    })();
+    let done = match built {
+        Ok(done) => done,
+        Err(cause) => {
+            for path in crate::disk::database_files(&temp_path) {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(UpgradeError::InstallFailed {
+                cause: Box::new(cause),
+                database: db_path,
+            });
+        }
     };
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -624,39 +653,6 @@ impl<'a> Reporter<'a> {
     }
 }
 
-/// What the transaction does.
-struct Steps<'a> {
-    release: &'a Release,
-    migrations: &'a [Migration],
-    plugins: &'a PluginSet,
-    hooks: &'a [PlannedHook],
-    /// Where to back up first, and the retention settings (none for a fresh
-    /// install: there is nothing to lose).
-    backup: Option<(&'a Home, &'a Settings)>,
-    /// The data version before (none for a fresh install).
-    from: Option<&'a Version>,
-    /// How long one migration may run.
-    migration_timeout: Duration,
-}
-
-impl<'a> Steps<'a> {
-    fn fresh(
-        release: &'a Release,
-        plugins: &'a PluginSet,
-        settings: &Settings,
-    ) -> Result<Steps<'a>, UpgradeError> {
-        Ok(Steps {
-            release,
-            migrations: release.migrations()?,
-            plugins,
-            hooks: &[],
-            backup: None,
-            from: None,
-            migration_timeout: settings.migrations.timeout(),
-        })
-    }
-}
-
 /// What the transaction did.
 struct Done {
     backup: Option<PathBuf>,
@@ -665,243 +661,138 @@ struct Done {
     foreign_key_tables_checked: usize,
 }
 
-/// The one transaction: backup (of exactly the state being upgraded: it
-/// reads inside the transaction), migrations, hooks, plugin versions, the
-/// new data version, a foreign-key check of what the upgrade wrote, COMMIT.
-/// Any error rolls everything back.
-fn in_transaction(
-    conn: &mut Connection,
-    steps: &Steps<'_>,
+/// An upgrade's steps inside its transaction, in order: back up the data as
+/// it is, apply the pending migrations, run the planned hooks, record the
+/// new versions, check the foreign keys the upgrade could have broken,
+/// commit.
+#[allow(clippy::too_many_arguments)]
+fn upgrade_steps(
+    tx: &mut UpgradeTransaction<'_>,
+    home: &Home,
+    release: &Release,
+    plugins: &PluginSet,
+    plan: &Plan,
+    pending: &[Migration],
+    settings: &Settings,
     reporter: Reporter<'_>,
     phases: &mut Phases,
-    writeback: &Writeback,
 ) -> Result<Done, UpgradeError> {
-    // Foreign-key enforcement cannot change inside a transaction, and table
-    // rebuilds (SQLite's 12-step procedure) need it off; the check before
-    // COMMIT keeps the guarantee it gives.
-    conn.pragma_update(None, "foreign_keys", false)?;
-    // In rollback-journal mode, COMMIT deletes the journal; EXTRA also syncs
-    // the folder after that, so that an upgrade reported done cannot be
-    // rolled back by a power cut (the journal's name coming back hot).
-    conn.pragma_update(None, "synchronous", "EXTRA")?;
-    let gate = CommitGate::install(conn);
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let mut done = Done {
-        backup: None,
-        migrations: Vec::new(),
-        hooks: Vec::new(),
-        foreign_key_tables_checked: 0,
-    };
-    let result = apply_steps(conn, steps, reporter, phases, writeback, &mut done)
-        .and_then(|()| gate.commit(conn));
-    match result {
-        Ok(()) => {
-            phases.end("commit");
-            Ok(done)
-        }
-        Err(cause) => {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            } else {
-                // SQLite ended the transaction by itself after an I/O
-                // error or a full disk, and may have left its journal on
-                // disk to be played back by the next reader: read once, so
-                // that it is played back now rather than whenever the
-                // application next opens the database.
-                let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-                    r.get::<_, i64>(0)
-                });
-            }
-            Err(match done.backup {
-                Some(backup) => UpgradeError::RolledBack {
-                    cause: Box::new(cause),
-                    backup,
-                },
-                None => cause,
-            })
-        }
-    }
-}
-
-/// The one COMMIT of an upgrade. SQLite ends a transaction by itself when a
-/// statement fails with a full disk, an I/O error or no memory (among
-/// others); whoever carries on then runs in autocommit mode, each statement
-/// committing alone: half an upgrade. While the gate is installed, SQLite's
-/// commit hook turns every commit into a rollback except the one
-/// [`CommitGate::commit`] makes, so nothing a migration or a hook does after
-/// losing the transaction can reach the file. (Hooks are also stopped at
-/// the first call that finds the transaction gone.)
-struct CommitGate {
-    open: Arc<std::sync::atomic::AtomicBool>,
-    refused: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl CommitGate {
-    fn install(conn: &Connection) -> CommitGate {
-        use std::sync::atomic::Ordering;
-        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (is_open, count) = (Arc::clone(&open), Arc::clone(&refused));
-        conn.commit_hook(Some(move || {
-            if is_open.load(Ordering::SeqCst) {
-                return false;
-            }
-            count.fetch_add(1, Ordering::SeqCst);
-            true // roll back instead
-        }));
-        CommitGate { open, refused }
-    }
-
-    /// Commits the upgrade's transaction, which must still be open.
-    fn commit(&self, conn: &Connection) -> Result<(), UpgradeError> {
-        use std::sync::atomic::Ordering;
-        let refused = self.refused.load(Ordering::SeqCst);
-        if conn.is_autocommit() || refused > 0 {
-            return Err(UpgradeError::TransactionLost {
-                during: "the upgrade".to_string(),
-                refused,
-            });
-        }
-        self.open.store(true, Ordering::SeqCst);
-        let result = conn.execute_batch("COMMIT").map_err(UpgradeError::from);
-        self.open.store(false, Ordering::SeqCst);
-        result
-    }
-}
-
-/// The first upgrade of a database last upgraded by an uplift that did not
-/// record which tables plugins created: the tables under an active plugin's
-/// prefix that no migration of the release creates are taken as that
-/// plugin's (see [`meta::adopt_plugin_tables`]), so its hooks keep owning
-/// them.
-fn adopt_plugin_tables(conn: &Connection, steps: &Steps<'_>) -> Result<(), UpgradeError> {
-    let owners: Vec<(String, String)> = steps
-        .plugins
-        .plugins()
-        .iter()
-        .filter(|p| p.active)
-        .filter_map(|p| {
-            let prefix = p.manifest.capabilities.owns.clone()?;
-            Some((p.name().to_string(), prefix))
-        })
-        .collect();
-    if owners.is_empty() {
-        return Ok(());
-    }
-    let core = steps.release.schema_tables()?;
-    meta::adopt_plugin_tables(conn, &owners, &core)?;
-    Ok(())
-}
-
-fn apply_steps(
-    conn: &mut Connection,
-    steps: &Steps<'_>,
-    reporter: Reporter<'_>,
-    phases: &mut Phases,
-    writeback: &Writeback,
-    done: &mut Done,
-) -> Result<(), UpgradeError> {
-    // The database the transaction runs on.
-    let db_path = writeback.db_path.as_path();
-    let release = steps.release;
-    // What the upgrade writes, so that the foreign-key check reads only the
-    // tables it could have broken (see `crate::written`).
-    let schema_before = SchemaRows::read(conn)?;
-    let written = WrittenTables::new();
-    let had_record = meta::has_plugin_tables(conn)?;
-    meta::ensure_tables(conn).map_err(UpgradeError::meta(db_path))?;
-    migrate::ensure_history(conn)?;
-
-    if let Some((home, settings)) = steps.backup {
-        let mut options = BackupOptions::new(BackupKind::Automatic);
-        options.compress = settings.backups.compress;
-        let file = backup::write_backup(conn, &home.backups_dir(), &options, reporter.progress)?;
-        done.backup = Some(file.path);
-        phases.end("backup");
-    }
-
-    for migration in steps.migrations {
-        let took = migrate::apply(
-            conn,
-            migration,
-            &release.version,
-            &written,
-            steps.migration_timeout,
-        )?;
-        done.migrations.push(MigrationRun {
-            file: migration.file_name(),
-            ms: ms(took),
-        });
-        if conn.is_autocommit() {
-            return Err(UpgradeError::TransactionLost {
-                during: format!("migration {}", migration.file_name()),
-                refused: 0,
-            });
-        }
-    }
-    writeback.request();
+    let backup = tx.back_up(
+        &home.backups_dir(),
+        settings.backups.compress,
+        reporter.progress,
+    )?;
+    phases.end("backup");
+    let migrations = tx.migrate(pending, release, settings.migrations.timeout(), &mut |_| {})?;
     phases.end("migrations");
-
-    if steps.from.is_some() && !had_record {
-        adopt_plugin_tables(conn, steps)?;
-    }
-
-    if let (Some(from), Some((home, settings))) = (steps.from, steps.backup)
-        && !steps.hooks.is_empty()
-    {
-        let mut runner = HookRunner::new(home, &settings.hooks)?;
-        runner.record_writes(written.clone());
-        let ctx = HookContext {
-            app: release.app.clone(),
-            old_version: from.to_string(),
-            new_version: release.version.to_string(),
-            dry_run: false,
-        };
-        for hook in steps.hooks {
-            let started = Instant::now();
-            let outcome = runner.run(conn, hook, &ctx, reporter.log.clone())?;
-            // What the hook created is the plugin's from now on (what it
-            // dropped no longer is), committed or rolled back with the rest.
-            meta::record_plugin_tables(conn, &hook.plugin, &outcome.created, &outcome.dropped)
-                .map_err(|e| UpgradeError::meta(db_path)(e.into()))?;
-            done.hooks.push(HookRun {
-                plugin: hook.plugin.clone(),
-                hook: hook.hook.clone(),
-                ms: ms(started.elapsed()),
-                setup_ms: ms(outcome.setup),
-            });
-            writeback.request();
-        }
+    tx.adopt_plugin_tables(plugins, release)?;
+    let hooks = run_hooks(tx, home, settings, &plan.hooks, release, &reporter.log)?;
+    if !hooks.is_empty() {
         phases.end("hooks");
     }
-    for plugin in steps.plugins.plugins().iter().filter(|p| p.active) {
-        meta::set_plugin_version(conn, plugin.name(), &plugin.manifest.version)
-            .map_err(UpgradeError::meta(db_path))?;
-    }
+    let foreign_key_tables_checked = finish(tx, release, plugins, phases)?;
+    Ok(Done {
+        backup: Some(backup),
+        migrations,
+        hooks,
+        foreign_key_tables_checked,
+    })
+}
 
-    meta::forget_missing_plugin_tables(conn).map_err(|e| UpgradeError::meta(db_path)(e.into()))?;
-    meta::set_app_name(conn, &release.app).map_err(UpgradeError::meta(db_path))?;
-    meta::set_data_version(conn, &release.version).map_err(UpgradeError::meta(db_path))?;
+/// An install's steps inside its transaction: every migration of the
+/// release, the versions, the foreign-key check, commit. No backup (there
+/// is nothing to lose) and no hooks.
+fn install_steps(
+    tx: &mut UpgradeTransaction<'_>,
+    release: &Release,
+    plugins: &PluginSet,
+    settings: &Settings,
+    phases: &mut Phases,
+) -> Result<Done, UpgradeError> {
+    let migrations = tx.migrate(
+        release.migrations()?,
+        release,
+        settings.migrations.timeout(),
+        &mut |_| {},
+    )?;
+    phases.end("migrations");
+    let foreign_key_tables_checked = finish(tx, release, plugins, phases)?;
+    Ok(Done {
+        backup: None,
+        migrations,
+        hooks: Vec::new(),
+        foreign_key_tables_checked,
+    })
+}
 
-    // Every write is done. SQLite writes the pages its cache still holds to
-    // the database file now, after syncing the journal that protects them
-    // (as COMMIT would), and the disk takes them while the foreign key check
-    // below uses the processor, instead of in COMMIT's sync.
-    conn.cache_flush()?;
-    writeback.request();
+/// The steps every transaction ends with: the new versions recorded, the
+/// cache flushed, the foreign keys checked (any violation refuses the
+/// upgrade), COMMIT. Returns how many tables' foreign keys were checked.
+fn finish(
+    tx: &mut UpgradeTransaction<'_>,
+    release: &Release,
+    plugins: &PluginSet,
+    phases: &mut Phases,
+) -> Result<usize, UpgradeError> {
+    tx.record_versions(release, plugins)?;
+    tx.flush()?;
     phases.end("flush");
-
     // Last before COMMIT, after every write.
-    let check = written::check_foreign_keys(conn, &written, &schema_before, 10)?;
+    let check = tx.check_foreign_keys(10)?;
     if !check.violations.is_empty() {
         return Err(UpgradeError::ForeignKeys {
             to: release.version.clone(),
             violations: check.violations.iter().map(|v| v.to_string()).collect(),
         });
     }
-    done.foreign_key_tables_checked = check.tables_checked;
     phases.end("foreign keys");
-    Ok(())
+    tx.commit()?;
+    phases.end("commit");
+    Ok(check.tables_checked)
+}
+
+/// Runs the planned hooks in order, each in its own savepoint and sandbox.
+fn run_hooks(
+    tx: &mut UpgradeTransaction<'_>,
+    home: &Home,
+    settings: &Settings,
+    hooks: &[PlannedHook],
+    release: &Release,
+    log: &Arc<dyn LogSink>,
+) -> Result<Vec<HookRun>, UpgradeError> {
+    if hooks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut runner = HookRunner::new(home, &settings.hooks)?;
+    let ctx = tx.hook_context(&release.app, &release.version);
+    let mut runs = Vec::with_capacity(hooks.len());
+    for hook in hooks {
+        let started = Instant::now();
+        let outcome = tx.run_hook(&mut runner, hook, &ctx, log.clone())?;
+        runs.push(HookRun {
+            plugin: hook.plugin.clone(),
+            hook: hook.hook.clone(),
+            ms: ms(started.elapsed()),
+            setup_ms: ms(outcome.setup),
+        });
+    }
+    Ok(runs)
+}
+
+/// Rolls `tx` back and says so, naming the backup made before it (none in
+/// an install: the error is the cause itself).
+fn rolled_back(tx: UpgradeTransaction<'_>, cause: UpgradeError) -> UpgradeError {
+    let backup = tx.backup().map(Path::to_path_buf);
+    let database = tx.database();
+    drop(tx);
+    match backup {
+        Some(backup) => UpgradeError::RolledBack {
+            cause: Box::new(cause),
+            database,
+            backup,
+        },
+        None => cause,
+    }
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), UpgradeError> {
@@ -914,139 +805,6 @@ fn remove_if_exists(path: &Path) -> Result<(), UpgradeError> {
             source,
         }),
     }
-}
-
-/// Writes to disk, in the background, what the upgrade's transaction has
-/// written so far to the database and its rollback journal, and makes it
-/// durable (`fdatasync`, which also empties the disk's own write cache).
-/// SQLite writes database pages only once the journal protecting them is
-/// synced, so a database page made durable early is always covered by a
-/// durable journal, and a crash still rolls it back: this changes nothing
-/// about what a crash can leave. It lets the disk work while the next hook
-/// or the foreign key check uses the processor, so that the syncs SQLite
-/// must do (before writing pages out, and in COMMIT) find little left,
-/// instead of the disk taking everything at once while the upgrade waits
-/// (in the benchmark, the flush's journal sync took 20-200 ms depending on
-/// what the disk still held; with these syncs 20-31 ms, and COMMIT 74-80 ms
-/// instead of 111-122 ms). Requests are carried out by a thread of its own,
-/// started at the first one; requests that arrive while one is carried out
-/// are served together. Best effort (Linux only): a file that cannot be
-/// opened or synced is skipped.
-///
-/// The thread keeps one descriptor of the database file open until the
-/// `Writeback` is dropped. Closing any descriptor of a file drops every
-/// POSIX lock the process holds on it, SQLite's own included, so the
-/// descriptor is never closed while the transaction runs, and a
-/// `Writeback` must be dropped only after the connection using the
-/// database is closed (declare it before the connection).
-struct Writeback {
-    db_path: PathBuf,
-    worker: std::sync::Mutex<Option<WritebackWorker>>,
-}
-
-/// The thread of a [`Writeback`] and where to send it requests (each with,
-/// for tests, where to say it is done).
-struct WritebackWorker {
-    requests: std::sync::mpsc::Sender<Option<std::sync::mpsc::Sender<()>>>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Writeback {
-    /// Nothing is opened or started until the first request.
-    fn new(db_path: &Path) -> Writeback {
-        Writeback {
-            db_path: db_path.to_path_buf(),
-            worker: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// Starts writing out and syncing what is written so far, without
-    /// waiting.
-    fn request(&self) {
-        self.send(None);
-    }
-
-    /// Writes out and syncs what is written so far, and waits until it is
-    /// done.
-    #[cfg(test)]
-    fn request_and_wait(&self) {
-        let (done, wait) = std::sync::mpsc::channel();
-        self.send(Some(done));
-        let _ = wait.recv();
-    }
-
-    fn send(&self, done: Option<std::sync::mpsc::Sender<()>>) {
-        if !cfg!(target_os = "linux") {
-            return;
-        }
-        let Ok(mut worker) = self.worker.lock() else {
-            return;
-        };
-        if worker.is_none() {
-            *worker = self.start();
-        }
-        if let Some(worker) = worker.as_ref() {
-            let _ = worker.requests.send(done);
-        }
-    }
-
-    fn start(&self) -> Option<WritebackWorker> {
-        let database = std::fs::File::open(&self.db_path).ok()?;
-        let journal = crate::disk::sibling(&self.db_path, "-journal");
-        let (requests, received) =
-            std::sync::mpsc::channel::<Option<std::sync::mpsc::Sender<()>>>();
-        let thread = std::thread::Builder::new()
-            .name("uplift-writeback".into())
-            .spawn(move || {
-                while let Ok(first) = received.recv() {
-                    // Requests that came meanwhile are served by this round.
-                    let waiting: Vec<_> = std::iter::once(first)
-                        .chain(received.try_iter())
-                        .flatten()
-                        .collect();
-                    // SQLite holds no lock on its journal: this descriptor
-                    // may come and go.
-                    // The database's pages start on their way while the
-                    // journal is synced.
-                    start_file_writeback(&database);
-                    if let Ok(file) = std::fs::File::open(&journal) {
-                        let _ = file.sync_data();
-                    }
-                    let _ = database.sync_data();
-                    for done in waiting {
-                        let _ = done.send(());
-                    }
-                }
-            })
-            .ok()?;
-        Some(WritebackWorker { requests, thread })
-    }
-}
-
-impl Drop for Writeback {
-    fn drop(&mut self) {
-        let worker = self.worker.get_mut().ok().and_then(Option::take);
-        if let Some(WritebackWorker { requests, thread }) = worker {
-            drop(requests);
-            let _ = thread.join();
-        }
-    }
-}
-
-/// `sync_file_range(SYNC_FILE_RANGE_WRITE)` of the whole file: starts the
-/// writeback of its dirty pages.
-fn start_file_writeback(file: &std::fs::File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor stays open for the whole call, and
-        // SYNC_FILE_RANGE_WRITE only starts writeback of dirty pages.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
 }
 
 fn sync_file(path: &Path) -> Result<(), UpgradeError> {
@@ -1283,48 +1041,4 @@ fn has_user_tables(conn: &Connection) -> Result<bool, rusqlite::Error> {
         |row| row.get(0),
     )?;
     Ok(n > 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Whether another process can start a write transaction on `db`
-    /// right now (the sqlite3 shell, without waiting).
-    fn another_process_can_write(db: &Path) -> bool {
-        let out = std::process::Command::new("sqlite3")
-            .arg(db)
-            .arg("BEGIN IMMEDIATE; COMMIT;")
-            .output()
-            .expect("the sqlite3 shell runs (scripts/setup installs it)");
-        out.status.success()
-    }
-
-    /// The writeback's own descriptor of the database must not make the
-    /// process lose SQLite's locks (closing any descriptor of a file drops
-    /// all of the process's POSIX locks on it).
-    #[test]
-    fn a_writeback_during_a_transaction_keeps_the_database_locked() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("db.sqlite3");
-        let writeback = Writeback::new(&db);
-        let conn = Connection::open(&db).unwrap();
-        conn.execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
-            .unwrap();
-        assert!(
-            !another_process_can_write(&db),
-            "the transaction holds the lock"
-        );
-        for _ in 0..3 {
-            writeback.request_and_wait();
-            assert!(
-                !another_process_can_write(&db),
-                "a writeback request released SQLite's lock"
-            );
-        }
-        conn.execute_batch("COMMIT").unwrap();
-        drop(conn);
-        drop(writeback);
-        assert!(another_process_can_write(&db));
-    }
 }

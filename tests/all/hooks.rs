@@ -349,12 +349,13 @@ fn a_query_returning_gigabytes_is_stopped_by_the_reply_limit() {
 }
 
 #[test]
-fn a_single_huge_value_is_stopped_by_the_reply_limit() {
+fn a_single_huge_value_is_stopped_by_the_length_limit() {
     // SQLite's length limit is lowered to the reply cap for the hook, so
-    // the two-gigabyte blob is never even built.
-    assert_limit(&stopped("huge_blob"), |l| {
-        matches!(l, Limit::Reply { mib: 8 })
-    });
+    // the two-gigabyte blob is never even built; the error names SQLite's
+    // length limit, not the reply's.
+    let err = stopped("huge_blob");
+    assert_limit(&err, |l| matches!(l, Limit::Length { mib: 8 }));
+    assert!(err.to_string().contains("length limit"), "{err}");
 }
 
 #[test]
@@ -662,10 +663,13 @@ fn a_failing_hook_rolls_back_its_own_changes() {
 }
 
 #[test]
-fn renaming_an_owned_table_out_of_the_prefix_is_rolled_back() {
-    let err = stopped("rename_out");
-    assert!(matches!(err, HookError::SchemaChange { .. }), "{err}");
-    assert!(err.to_string().contains("table users"), "{err}");
+fn renaming_an_owned_table_out_of_the_prefix_is_refused() {
+    // Refused as the statement is prepared (an existing name must not
+    // answer "there is already another table"), and rolled back.
+    assert_refused(
+        &stopped("rename_out"),
+        "may not rename a table to users: it owns only names starting with hostile_",
+    );
 }
 
 #[test]
@@ -1209,4 +1213,375 @@ fn plugin_commands_list_enable_and_refuse_to_disable_core_plugins() {
         support::stderr(&out)
     );
     assert!(!args(&["enable", "nobody"]).status.success());
+}
+
+// ----------------------------------------------------------------- escapes
+
+/// The hostile plugin's `script` hook with `capabilities` (JSON; it may
+/// always read `script`), run on `conn` with `statements` (SQL and the one
+/// parameter bound, if any): what it logged for each statement, in order
+/// (`#N ok: rows` or `#N error CODE (EXTENDED): message`), or how the hook
+/// failed.
+fn run_script(
+    runner: &mut HookRunner,
+    conn: &mut Connection,
+    capabilities: &str,
+    statements: &[(&str, rusqlite::types::Value)],
+) -> Result<Vec<String>, HookError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = hostile_as(tmp.path(), "hostile", capabilities, &["script"]);
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS script(id INTEGER PRIMARY KEY, sql TEXT NOT NULL, param);
+         DELETE FROM script;",
+    )
+    .unwrap();
+    for (sql, param) in statements {
+        conn.execute(
+            "INSERT INTO script(sql, param) VALUES (?1, ?2)",
+            (sql, param),
+        )
+        .unwrap();
+    }
+    let log = CollectLog::new();
+    let outcome = runner.run(conn, &planned(&plugin, "script"), &context(), log.clone())?;
+    uplift::meta::record_plugin_tables(conn, "hostile", &outcome.created, &outcome.dropped)
+        .unwrap();
+    Ok(log
+        .lines()
+        .into_iter()
+        .filter(|l| l.source == uplift::hooks::LogSource::Hook)
+        .map(|l| l.message)
+        .collect())
+}
+
+fn sql(text: &str) -> (&str, rusqlite::types::Value) {
+    (text, rusqlite::types::Value::Null)
+}
+
+const READS_NOTES: &str = r#"{"read":["script","notes"],"write":[],"owns":"hostile_"}"#;
+
+#[test]
+fn fts3_tokenizer_gives_a_hook_no_address_and_no_call_through_its_pointer() {
+    use rusqlite::types::Value as V;
+    let mut runner = runner();
+    let mut conn = database();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE docs USING fts4(body); INSERT INTO docs VALUES ('hello world');",
+    )
+    .unwrap();
+    let caps = r#"{"read":["script","docs"],"write":[],"owns":"hostile_"}"#;
+    let lines = run_script(
+        &mut runner,
+        &mut conn,
+        caps,
+        &[
+            ("SELECT fts3_tokenizer(?)", V::Text("simple".into())),
+            // Replaces the tokenizer with a pointer of the hook's choosing:
+            // the FTS4 query below would then call through 0x4141...
+            ("SELECT fts3_tokenizer('simple', ?)", V::Blob(vec![0x41; 8])),
+            sql("SELECT count(*) FROM docs WHERE docs MATCH 'hello'"),
+        ],
+    )
+    .unwrap();
+    assert!(lines[0].starts_with("#1 error 23 (23)"), "{lines:?}");
+    assert!(lines[1].starts_with("#2 error 23 (23)"), "{lines:?}");
+    assert_eq!(lines[2], "#3 ok: [[Value::Integer(1)]]");
+}
+
+#[test]
+fn a_hook_cannot_tell_an_undeclared_table_from_a_missing_one() {
+    let mut runner = runner();
+    let mut conn = database();
+    conn.execute_batch("CREATE UNIQUE INDEX secret_v ON secret(v)")
+        .unwrap();
+    let probes = [
+        "SELECT v FROM {}",
+        "SELECT nope FROM {}",
+        "UPDATE {} SET nope = 1",
+        "DROP TABLE IF EXISTS {}",
+        "DROP INDEX IF EXISTS {}_v",
+        "REINDEX {}_v",
+        "CREATE INDEX IF NOT EXISTS {}_v ON hostile_t(x)",
+    ];
+    let mut statements = vec![sql("CREATE TABLE hostile_t(x)")];
+    let texts: Vec<String> = probes
+        .iter()
+        .flat_map(|p| [p.replace("{}", "secret"), p.replace("{}", "nosuch")])
+        .collect();
+    statements.extend(texts.iter().map(|t| sql(t)));
+    let lines = run_script(&mut runner, &mut conn, READS_NOTES, &statements).unwrap();
+    assert_eq!(lines[0], "#1 ok: []");
+    for (pair, probe) in lines[1..].chunks(2).zip(probes) {
+        let answer = |line: &str| line.split_once(": ").map(|(_, a)| a.to_string());
+        assert!(pair[0].contains("error 23 (23)"), "{probe}: {pair:?}");
+        assert_eq!(answer(&pair[0]), answer(&pair[1]), "{probe}");
+    }
+}
+
+#[test]
+fn an_owned_table_may_refer_only_to_tables_the_plugin_may_write() {
+    let mut runner = runner();
+    for (caps, parent) in [
+        (READS_NOTES, "secret"),
+        (READS_NOTES, "notes"),
+        (READS_NOTES, "uplift_meta"),
+    ] {
+        let mut conn = database();
+        let before = dump(&conn);
+        let create = format!("CREATE TABLE hostile_pin(x REFERENCES {parent}(id))");
+        let err = run_script(
+            &mut runner,
+            &mut conn,
+            caps,
+            &[sql(&create), sql("INSERT INTO hostile_pin VALUES (1)")],
+        )
+        .expect_err("a key on a table the plugin may not write");
+        let text = err.to_string();
+        assert!(matches!(err, HookError::Dependency { .. }), "{text}");
+        for part in [
+            "hook hostile/script",
+            "table hostile_pin",
+            &format!("referring to table {parent}"),
+            "capabilities.write",
+        ] {
+            assert!(text.contains(part), "{text} does not say {part:?}");
+        }
+        let after = dump(&conn);
+        assert!(!after.contains("hostile_pin"), "{after}");
+        assert_eq!(after.replace(&dump_script(&conn), ""), before);
+    }
+    // To a table it may write, or owns, a key is fine.
+    let mut conn = database();
+    let writes = r#"{"read":["script"],"write":["notes"],"owns":"hostile_"}"#;
+    let lines = run_script(
+        &mut runner,
+        &mut conn,
+        writes,
+        &[
+            sql("CREATE TABLE hostile_pin(x REFERENCES notes(id))"),
+            sql("CREATE TABLE hostile_sub(y REFERENCES hostile_pin(x))"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(lines, ["#1 ok: []", "#2 ok: []"]);
+}
+
+/// The part of [`dump`] that shows the `script` table the tests add.
+fn dump_script(conn: &Connection) -> String {
+    dump(conn)
+        .lines()
+        .skip_while(|l| !l.starts_with("table script:"))
+        .take_while(|l| l.starts_with("table script:") || l.starts_with("  "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn an_owned_view_may_read_only_what_the_plugin_may_read() {
+    let mut runner = runner();
+    for (view, says) in [
+        ("SELECT v FROM secret", "reads secret"),
+        (
+            "SELECT n.body FROM notes n JOIN uplift_meta m ON 1",
+            "reads uplift_meta",
+        ),
+        ("SELECT sqlite_version() AS v", "calls sqlite_version()"),
+        ("SELECT * FROM nosuch", "does not compile"),
+    ] {
+        let mut conn = database();
+        let create = format!("CREATE VIEW hostile_watch AS {view}");
+        let err = run_script(&mut runner, &mut conn, READS_NOTES, &[sql(&create)])
+            .expect_err("a view beyond the manifest");
+        let text = err.to_string();
+        assert!(matches!(err, HookError::Dependency { .. }), "{text}");
+        assert!(
+            text.contains("view hostile_watch of plugin hostile"),
+            "{text}"
+        );
+        assert!(text.contains(says), "{text} does not say {says:?}");
+        assert!(!dump(&conn).contains("hostile_watch"));
+    }
+    let mut conn = database();
+    let lines = run_script(
+        &mut runner,
+        &mut conn,
+        READS_NOTES,
+        &[
+            sql("CREATE TABLE hostile_t(x)"),
+            sql("CREATE VIEW hostile_v AS SELECT body, x FROM notes, hostile_t"),
+            sql(
+                "CREATE VIEW hostile_w AS WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r LIMIT 3)
+                 SELECT i, value FROM r, json_each('[1]'), hostile_v",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(lines, ["#1 ok: []", "#2 ok: []", "#3 ok: []"]);
+}
+
+#[test]
+fn temp_objects_live_as_long_as_the_hook_that_made_them() {
+    let mut runner = runner();
+    let mut conn = database();
+    let lines = run_script(
+        &mut runner,
+        &mut conn,
+        READS_NOTES,
+        &[
+            sql("CREATE TEMP TABLE hostile_scratch(x)"),
+            sql("INSERT INTO hostile_scratch SELECT id FROM notes"),
+            sql("CREATE TEMP VIEW hostile_peek AS SELECT * FROM hostile_scratch"),
+            sql("SELECT count(*) FROM hostile_peek"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(lines[3], "#4 ok: [[Value::Integer(5)]]");
+    let temp: i64 = conn
+        .query_row("SELECT count(*) FROM temp.sqlite_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(temp, 0, "the hook's TEMP objects outlived it");
+    // The next hook of the plugin may use the names again.
+    let lines = run_script(
+        &mut runner,
+        &mut conn,
+        READS_NOTES,
+        &[sql("CREATE TEMP TABLE hostile_scratch(y)")],
+    )
+    .unwrap();
+    assert_eq!(lines, ["#1 ok: []"]);
+}
+
+#[test]
+fn owned_autoincrement_tables_and_declared_fts5_tables_work() {
+    let mut runner = runner();
+    let mut conn = database();
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello world');",
+    )
+    .unwrap();
+    let caps = r#"{"read":["script"],"write":["docs"],"owns":"hostile_"}"#;
+    let lines = run_script(
+        &mut runner,
+        &mut conn,
+        caps,
+        &[
+            sql("CREATE TABLE hostile_seq(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"),
+            sql("INSERT INTO hostile_seq(v) VALUES ('a')"),
+            sql("SELECT body FROM docs WHERE docs MATCH 'hello'"),
+            sql("INSERT INTO docs VALUES ('more words')"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        lines,
+        [
+            "#1 ok: []",
+            "#2 ok: []",
+            "#3 ok: [[Value::Text(\"hello world\")]]",
+            "#4 ok: []"
+        ]
+    );
+}
+
+#[test]
+fn control_characters_in_what_a_plugin_says_are_escaped() {
+    let mut runner = runner();
+    let mut conn = database();
+    let log = CollectLog::new();
+    let err = runner
+        .run(
+            &mut conn,
+            &planned(&hostile(), "spoof"),
+            &context(),
+            log.clone(),
+        )
+        .expect_err("the spoofing hook fails on purpose");
+    let mut shown: Vec<String> = log.lines().iter().map(|l| l.to_string()).collect();
+    shown.push(err.to_string());
+    let all = shown.join("\n");
+    for line in &shown {
+        for part in line.split('\n') {
+            assert!(
+                !part.chars().any(uplift::hooks::is_unsafe_char),
+                "{part:?} reaches the terminal raw"
+            );
+        }
+    }
+    for escaped in [
+        "log\\r[tidy/shout] forged\\x1b[2K\\x1b]52;c;cHduZWQ=\\x07",
+        "stdout\\x1b[1A\\u{9b}2K\\u{202e}",
+        "stderr\\x1b]0;title\\x1b\\\\\\x08",
+        "error\\n[tidy/shout] forged\\r\\x1b[31m",
+    ] {
+        assert!(all.contains(escaped), "{all} does not show {escaped:?}");
+    }
+}
+
+/// A migration of the release being installed, applied as the upgrade does.
+fn migrate(conn: &Connection, id: u32, sql: &str) -> Result<(), uplift::migrate::MigrateError> {
+    let migration = uplift::release::Migration {
+        id,
+        name: format!("step{id}"),
+        path: PathBuf::from(format!("{id:04}_step{id}.sql")),
+        sql: sql.to_string(),
+        checksum: "0".repeat(64),
+    };
+    let version = Version::parse("2.0.0").unwrap();
+    uplift::migrate::apply(
+        conn,
+        &migration,
+        &version,
+        &uplift::written::WrittenTables::new(),
+        std::time::Duration::from_secs(60),
+    )
+    .map(drop)
+}
+
+#[test]
+fn a_plugin_view_does_not_stop_a_later_migration_that_rebuilds_what_it_reads() {
+    let mut runner = runner();
+    let mut conn = database();
+    conn.execute_batch(
+        "CREATE TABLE progress(id INTEGER PRIMARY KEY, score INTEGER, note TEXT);
+         INSERT INTO progress(score) VALUES (1), (2), (3);",
+    )
+    .unwrap();
+    let caps = r#"{"read":["script","progress"],"write":[],"owns":"hostile_"}"#;
+    let lines = run_script(
+        &mut runner,
+        &mut conn,
+        caps,
+        &[sql(
+            "CREATE VIEW hostile_watch AS SELECT score FROM progress",
+        )],
+    )
+    .unwrap();
+    assert_eq!(lines, ["#1 ok: []"]);
+    conn.execute_batch("COMMIT; BEGIN IMMEDIATE").unwrap();
+    // A later release rebuilds the table the view reads (SQLite's 12-step
+    // way): with the view in place, the RENAME fails on it.
+    migrate(
+        &conn,
+        2,
+        "CREATE TABLE progress_new(id INTEGER PRIMARY KEY, score REAL, note TEXT);
+         INSERT INTO progress_new SELECT id, score, note FROM progress;
+         DROP TABLE progress;
+         ALTER TABLE progress_new RENAME TO progress;",
+    )
+    .expect("the plugin's view is set aside while the migration runs");
+    let total: f64 = conn
+        .query_row("SELECT sum(score) FROM hostile_watch", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(total, 6.0, "the view is back, over the rebuilt table");
+    // A migration that removes what the view reads: the view is left out
+    // (its plugin's hooks create it again), the migration goes through.
+    migrate(&conn, 3, "ALTER TABLE progress DROP COLUMN score").unwrap();
+    let views: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'hostile_watch'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(views, 0);
 }

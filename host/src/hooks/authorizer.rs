@@ -4,7 +4,22 @@
 //! the plugin's prefix *and* created by the plugin); always refused:
 //! ATTACH/DETACH, PRAGMA (except a short read-only list), transaction control,
 //! extension loading, triggers, virtual tables, `sqlite_schema` and uplift's
-//! own `uplift_*` tables.
+//! own `uplift_*` tables. SQL functions and the virtual tables a hook may
+//! read are named lists ([`ALLOWED_FUNCTIONS`], [`ALLOWED_EPONYMOUS`]);
+//! everything else is refused, so a function or module a later SQLite adds
+//! is refused until someone reviews it.
+//!
+//! To a hook, a table it may not use and a table that does not exist look
+//! the same: the authorizer's refusal of an undeclared name and SQLite's
+//! own errors about names ("no such table", "no such column", "already
+//! exists"...) reach the hook as one message ([`HIDDEN`], code 23), and a
+//! statement SQLite compiles without asking the authorizer anything (`DROP
+//! TABLE IF EXISTS` of a missing table) is judged by its text
+//! ([`Policy::check_text`]). The operator's log keeps the real reason.
+//!
+//! While a hook runs, the connection also has SQLite's defensive settings
+//! ([`install`]): `SQLITE_DBCONFIG_DEFENSIVE`, no trusted schema, no
+//! `fts3_tokenizer` pointers.
 //!
 //! SQLite calls the authorizer while it compiles a statement, including for
 //! the bookkeeping it does on `sqlite_schema` behind CREATE, ALTER and DROP.
@@ -17,11 +32,12 @@
 //! Triggers are refused because SQLite authorizes a trigger's body only when
 //! it fires, which may be after the hook, outside the sandbox.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::hooks::manifest::Capabilities;
@@ -37,10 +53,187 @@ const TABLE_PRAGMAS: &[&str] = &[
     "foreign_key_list",
 ];
 
-/// Eponymous virtual tables that expose the database file itself (page
-/// contents, statistics of every table), refused although they are not in the
-/// schema.
-const HIDDEN_TABLES: &[&str] = &["dbstat", "sqlite_dbpage", "sqlite_stmt"];
+/// PRAGMAs without an argument a hook may run: read-only, and revealing
+/// nothing beyond the hook's own transaction (FTS5 runs `data_version`
+/// itself whenever a hook reads or writes an FTS5 table).
+const PLAIN_PRAGMAS: &[&str] = &["data_version"];
+
+/// The SQL functions a hook may call, reviewed one by one against the
+/// bundled SQLite's `PRAGMA function_list` (SQLite 3.50): the core scalar,
+/// aggregate, window, date and JSON functions, and the full-text functions
+/// that only work inside a query of a (declared) FTS table. Refused, because
+/// they reach outside the statement's values: `load_extension`,
+/// `fts3_tokenizer` (returns and takes function pointers), `fts5` (the FTS5
+/// API pointer), `sqlite_log` (writes the host's error log),
+/// `sqlite_version`, `sqlite_source_id`, `sqlite_compileoption_*`,
+/// `fts5_source_id` and `total_changes` (host state), `optimize` (rewrites
+/// an FTS4 table from a SELECT), the R-tree debugging functions
+/// (`rtreenode`, `rtreedepth`, `rtreecheck`: parse or walk raw pages), and
+/// `subtype`, `fts5_locale`, `fts5_get_locale`, `fts5_insttoken`, which no
+/// hook needs. Anything not listed, including what a later SQLite adds, is
+/// refused.
+pub const ALLOWED_FUNCTIONS: &[&str] = &[
+    // core scalar functions
+    "abs",
+    "changes",
+    "char",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "format",
+    "glob",
+    "hex",
+    "if",
+    "ifnull",
+    "iif",
+    "instr",
+    "last_insert_rowid",
+    "length",
+    "like",
+    "likelihood",
+    "likely",
+    "lower",
+    "ltrim",
+    "max",
+    "min",
+    "nullif",
+    "octet_length",
+    "printf",
+    "quote",
+    "random",
+    "randomblob",
+    "replace",
+    "round",
+    "rtrim",
+    "sign",
+    "soundex",
+    "substr",
+    "substring",
+    "trim",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unistr",
+    "unistr_quote",
+    "unlikely",
+    "upper",
+    "zeroblob",
+    // aggregate functions
+    "avg",
+    "count",
+    "group_concat",
+    "string_agg",
+    "sum",
+    "total",
+    // window functions
+    "cume_dist",
+    "dense_rank",
+    "first_value",
+    "lag",
+    "last_value",
+    "lead",
+    "nth_value",
+    "ntile",
+    "percent_rank",
+    "rank",
+    "row_number",
+    // date and time
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "date",
+    "datetime",
+    "julianday",
+    "strftime",
+    "time",
+    "timediff",
+    "unixepoch",
+    // JSON
+    "->",
+    "->>",
+    "json",
+    "json_array",
+    "json_array_length",
+    "json_error_position",
+    "json_extract",
+    "json_group_array",
+    "json_group_object",
+    "json_insert",
+    "json_object",
+    "json_patch",
+    "json_pretty",
+    "json_quote",
+    "json_remove",
+    "json_replace",
+    "json_set",
+    "json_type",
+    "json_valid",
+    "jsonb",
+    "jsonb_array",
+    "jsonb_extract",
+    "jsonb_group_array",
+    "jsonb_group_object",
+    "jsonb_insert",
+    "jsonb_object",
+    "jsonb_patch",
+    "jsonb_remove",
+    "jsonb_replace",
+    "jsonb_set",
+    // full-text search, inside queries of FTS3/4/5 tables
+    "match",
+    "matchinfo",
+    "offsets",
+    "snippet",
+    "bm25",
+    "highlight",
+];
+
+/// SQLite's internal functions, which SQL cannot call (SQLite answers "no
+/// such function") but which SQLite's own statements behind ALTER TABLE and
+/// DROP call, and the authorizer sees.
+const INTERNAL_FUNCTIONS: &[&str] = &[
+    "sqlite_rename_table",
+    "sqlite_rename_column",
+    "sqlite_rename_test",
+    "sqlite_rename_quotefix",
+    "sqlite_drop_column",
+];
+
+/// Virtual tables a hook may read without declaring them (eponymous
+/// modules, used as table-valued functions): their rows come from their
+/// arguments. `pragma_*` tables are allowed here and checked as the PRAGMA
+/// they run. Every other module (`dbstat`, `fts3tokenize`, `fts4aux`,
+/// `fts5vocab`, `rtree`...) is refused: reading needs a table the manifest
+/// declares, and a hook cannot create virtual tables.
+pub const ALLOWED_EPONYMOUS: &[&str] = &["json_each", "json_tree"];
+
+/// What a hook is told when it names a table, column or index it may not
+/// use, or one that does not exist: the same words either way, so that a
+/// hook cannot learn which tables exist beyond its manifest.
+pub const HIDDEN: &str = concat!(
+    "no such table, column or index, or not one this plugin may use: a hook sees only the ",
+    "tables its manifest declares (capabilities.read, capabilities.write) and those it owns; ",
+    "the upgrade's log gives the reason"
+);
+
+/// Beginnings and pieces of SQLite's error messages about names, which
+/// would tell a hook whether a table, column or index exists: they reach
+/// the hook as [`HIDDEN`].
+const NAME_ERRORS: &[&str] = &[
+    "no such table",
+    "no such column",
+    "no such index",
+    "no such view",
+    "no such trigger",
+    "ambiguous column name",
+    "unable to identify the object to be reindexed",
+    "cannot modify ",
+    "may not be modified",
+    "may not be dropped",
+    "error in view ",
+    "error in trigger ",
+    "is circularly defined",
+];
 
 /// What the statement being compiled is, judged by its first action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +266,31 @@ pub struct Ownership {
     existing: HashSet<String>,
     /// Lower-cased names of the tables and views recorded as the plugin's.
     recorded: HashSet<String>,
+    /// Lower-cased index name -> lower-cased table name, for the indexes in
+    /// the database when the hook started ([`Ownership::with_schema_of`]).
+    indexes: HashMap<String, String>,
+    /// Lower-cased shadow table name -> lower-cased name of the virtual
+    /// table it belongs to (an FTS table's `_content`, `_data`...).
+    shadows: HashMap<String, String>,
+    /// Lower-cased names of the connection's virtual-table modules.
+    modules: HashSet<String>,
 }
+
+/// Virtual-table modules of SQLite that are, or may be, eponymous (readable
+/// without CREATE VIRTUAL TABLE), known even when the connection's own list
+/// was not read ([`Ownership::with_schema_of`]).
+const KNOWN_MODULES: &[&str] = &[
+    "dbstat",
+    "sqlite_dbpage",
+    "sqlite_stmt",
+    "fts3tokenize",
+    "fts4aux",
+    "fts5vocab",
+    "generate_series",
+    "carray",
+    "json_each",
+    "json_tree",
+];
 
 impl Ownership {
     /// The ownership of `plugin` with `caps`, in a database whose tables and
@@ -91,7 +308,78 @@ impl Ownership {
             caps: caps.clone(),
             existing: lower(existing),
             recorded: lower(recorded),
+            indexes: HashMap::new(),
+            shadows: HashMap::new(),
+            modules: HashSet::new(),
         }
+    }
+
+    /// Whether `name` is a virtual-table module's: a read of it that is not
+    /// a table in the database is a table-valued function's, not a common
+    /// table expression's.
+    fn is_module(&self, name: &str) -> bool {
+        KNOWN_MODULES.iter().any(|m| m.eq_ignore_ascii_case(name))
+            || self.modules.contains(&name.to_ascii_lowercase())
+    }
+
+    /// Adds what the authorizer needs to know of `conn`'s schema beyond the
+    /// table names: which table each index belongs to (REINDEX names only
+    /// the index) and which tables are shadow tables of a virtual table
+    /// (SQLite's FTS code reads and writes them itself, in the hook's name).
+    pub fn with_schema_of(mut self, conn: &Connection) -> rusqlite::Result<Ownership> {
+        let mut stmt = conn.prepare(
+            "SELECT name, tbl_name FROM main.sqlite_schema WHERE type = 'index'
+             UNION ALL SELECT name, tbl_name FROM temp.sqlite_schema WHERE type = 'index'",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (index, table) = row?;
+            self.indexes
+                .insert(index.to_ascii_lowercase(), table.to_ascii_lowercase());
+        }
+        // SQLite itself says which tables are shadow tables; a shadow table
+        // is named after its virtual table and a suffix after the last `_`
+        // (as SQLite's own sqlite3ShadowTableName reads it).
+        let mut stmt = conn.prepare(
+            "SELECT name FROM pragma_table_list WHERE schema IN ('main', 'temp') AND type = 'shadow'",
+        )?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for name in names {
+            let name = name?.to_ascii_lowercase();
+            if let Some((vtab, _)) = name.rsplit_once('_') {
+                let vtab = vtab.to_string();
+                self.shadows.insert(name, vtab);
+            }
+        }
+        let mut stmt = conn.prepare("SELECT name FROM pragma_module_list")?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for name in names {
+            self.modules.insert(name?.to_ascii_lowercase());
+        }
+        Ok(self)
+    }
+
+    /// The virtual table whose shadow table `name` is, if it is one.
+    fn shadow_owner(&self, name: &str) -> Option<&str> {
+        self.shadows
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The table the index `index` belongs to: from the schema when the
+    /// hook started or, for an automatic index the hook's own CREATE made,
+    /// from its name (`sqlite_autoindex_<table>_<n>`). `None` for an index
+    /// the hook created under its own name (on a table it owns: CREATE
+    /// INDEX checked that).
+    fn table_of_index(&self, index: &str) -> Option<String> {
+        let lower = index.to_ascii_lowercase();
+        if let Some(table) = self.indexes.get(&lower) {
+            return Some(table.clone());
+        }
+        lower
+            .strip_prefix("sqlite_autoindex_")
+            .and_then(|rest| rest.rsplit_once('_'))
+            .map(|(table, _)| table.to_string())
     }
 
     /// Whether `name` existed when the hook started.
@@ -150,6 +438,43 @@ impl Ownership {
     }
 }
 
+/// Why the authorizer refused an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason, for the operator's log and the upgrade's error.
+    pub reason: String,
+    /// The refusal concerns a name the hook may not know about (a table,
+    /// view or index it neither declares nor owns, existing or not): the
+    /// hook is told only [`HIDDEN`].
+    pub hidden: bool,
+}
+
+impl Refusal {
+    fn plain(reason: String) -> Refusal {
+        Refusal {
+            reason,
+            hidden: false,
+        }
+    }
+
+    /// What the hook is told.
+    pub fn for_hook(&self) -> &str {
+        if self.hidden { HIDDEN } else { &self.reason }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal::plain(reason)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Refusal {
+        Refusal::plain(reason.to_string())
+    }
+}
+
 /// The authorizer's state for one hook: its capabilities, the kind of the
 /// statement being compiled, and what it refused.
 #[derive(Debug)]
@@ -158,10 +483,14 @@ pub struct Policy {
     caps: Capabilities,
     /// What the plugin owns; its `existing` names are also how a name read
     /// that is neither a table in the database nor owned is recognised as a
-    /// common table expression, a subquery or a table-valued function.
+    /// table-valued function (an eponymous virtual table): SQLite reports no
+    /// reads of common table expressions and subqueries.
     ownership: Ownership,
     kind: Kind,
-    last_refusal: Option<String>,
+    /// Actions seen since the statement started: zero after a successful
+    /// compilation means SQLite asked nothing (see [`Policy::check_text`]).
+    actions: usize,
+    last_refusal: Option<Refusal>,
     new_statement: Arc<AtomicBool>,
     /// Where the tables the hook's statements write are recorded, if
     /// anywhere (see [`crate::written`]).
@@ -191,6 +520,7 @@ impl Policy {
             caps: ownership.caps.clone(),
             ownership,
             kind: Kind::Unknown,
+            actions: 0,
             last_refusal: None,
             new_statement: Arc::new(AtomicBool::new(true)),
             written: None,
@@ -214,19 +544,154 @@ impl Policy {
     /// recompile after a schema change).
     pub fn start_statement(&mut self) {
         self.kind = Kind::Unknown;
+        self.actions = 0;
         self.last_refusal = None;
     }
 
     /// The reason for the most recent refusal since [`Policy::start_statement`].
     pub fn take_refusal(&mut self) -> Option<String> {
+        self.last_refusal.take().map(|r| r.reason)
+    }
+
+    /// The most recent refusal since [`Policy::start_statement`], with what
+    /// the hook may be told of it.
+    pub fn take_refusal_details(&mut self) -> Option<Refusal> {
         self.last_refusal.take()
     }
 
-    /// Decides one action. `Err` holds the reason, for people.
-    pub fn check(&mut self, ctx: &AuthContext<'_>) -> Result<(), String> {
+    /// Whether SQLite's error `message` is a refusal after all, or is about
+    /// a name, and so could tell the hook whether a table, column or index exists; if
+    /// so, it is recorded as a hidden refusal. "no such column" from `SELECT
+    /// nope FROM secret` and "no such table" from `SELECT nope FROM nosuch`
+    /// then look the same, as do "index secret_v already exists" and the
+    /// refusal to create an index outside the owned prefix. An object under
+    /// the owned prefix that already exists keeps SQLite's message: the
+    /// hook could learn that anyway by creating one.
+    pub fn hide_name_error(&mut self, message: &str) -> bool {
+        // The authorizer's refusal of a function reaches the statement as
+        // SQLITE_ERROR "not authorized to use function: ...", not
+        // SQLITE_AUTH: it is a refusal all the same (recorded by `check`).
+        if message.starts_with("not authorized") && self.last_refusal.is_some() {
+            return true;
+        }
+        let hidden = if let Some(name) = existing_object_named(message) {
+            !self.ownership.under_prefix(name) && !self.may_read(name)
+        } else {
+            NAME_ERRORS.iter().any(|e| message.contains(e))
+        };
+        if hidden {
+            self.last_refusal = Some(Refusal {
+                reason: format!("SQLite: {message}"),
+                hidden: true,
+            });
+        }
+        hidden
+    }
+
+    /// Judges what the authorizer cannot see of a statement SQLite compiled:
+    /// the new name of `ALTER TABLE ... RENAME TO` (SQLite asks only about
+    /// the table renamed, and answers "there is already another table" for
+    /// an existing name, which would tell the hook it exists), and a
+    /// statement SQLite compiled without asking the authorizer anything,
+    /// which happens when an `IF EXISTS` / `IF NOT EXISTS` clause
+    /// makes it do nothing (`DROP TABLE IF EXISTS` of a missing table,
+    /// `CREATE INDEX IF NOT EXISTS` of an existing index) and for a few
+    /// statements (`VACUUM`, `REINDEX` of a collation no index uses). Had
+    /// the object been otherwise, the authorizer would have been asked, so
+    /// the statement is judged as that question would have been (and a
+    /// missing undeclared table is refused just like an existing one); any
+    /// other statement SQLite asks nothing about is refused. `Ok` when
+    /// `sql` is allowed.
+    pub fn check_text(&mut self, sql: &str) -> Result<(), Refusal> {
+        let words = leading_words(sql, 12);
+        let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+        let is = |i: usize, w: &str| word(i).eq_ignore_ascii_case(w);
+        // The object's name after `at`, skipping a schema name.
+        let name_at = |at: usize| -> (&str, usize) {
+            if word(at + 1) == "." {
+                (word(at + 2), at + 3)
+            } else {
+                (word(at), at + 1)
+            }
+        };
+        if is(0, "ALTER") && is(1, "TABLE") {
+            let (_, next) = name_at(2);
+            if is(next, "RENAME") && is(next + 1, "TO") {
+                let new_name = word(next + 2);
+                if !self.ownership.owns(new_name) {
+                    let refusal = self.refuse_name("rename a table to", new_name);
+                    self.last_refusal = Some(refusal.clone());
+                    return Err(refusal);
+                }
+            }
+        }
+        // The flag is cleared by the first action after it was set.
+        let asked = !self.new_statement.load(Ordering::Relaxed) && self.actions > 0;
+        if asked {
+            return Ok(());
+        }
+        let refusal = if is(0, "DROP") && is(2, "IF") && is(3, "EXISTS") {
+            let what = word(1).to_ascii_lowercase();
+            let (name, _) = name_at(4);
+            match what.as_str() {
+                "table" | "view" | "index" | "trigger" => {
+                    if self.ownership.under_prefix(name) && !is_uplift_table(name) {
+                        return Ok(());
+                    }
+                    self.refuse_name(&format!("drop {what}"), name)
+                }
+                _ => self.unasked(sql),
+            }
+        } else if is(0, "REINDEX") && self.ownership.owns(name_at(1).0) {
+            // An owned table without indexes: nothing to rebuild.
+            return Ok(());
+        } else if is(0, "CREATE") {
+            let at = if is(1, "UNIQUE") { 2 } else { 1 };
+            if is(at, "INDEX") && is(at + 1, "IF") && is(at + 2, "NOT") && is(at + 3, "EXISTS") {
+                let (index, next) = name_at(at + 4);
+                let (table, _) = if is(next, "ON") {
+                    name_at(next + 1)
+                } else {
+                    ("", next)
+                };
+                match self.owned("index table", table) {
+                    Ok(()) if self.ownership.owns(index) => return Ok(()),
+                    Ok(()) => self.refuse_name("create or drop index", index),
+                    Err(refusal) => refusal,
+                }
+            } else if words
+                .iter()
+                .take(3)
+                .any(|w| w.eq_ignore_ascii_case("TRIGGER"))
+            {
+                Refusal::plain(
+                    "creating triggers is not allowed: a trigger's body would run later, outside the sandbox"
+                        .into(),
+                )
+            } else {
+                self.unasked(sql)
+            }
+        } else {
+            self.unasked(sql)
+        };
+        self.last_refusal = Some(refusal.clone());
+        Err(refusal)
+    }
+
+    fn unasked(&self, sql: &str) -> Refusal {
+        let first = leading_words(sql, 1).pop().unwrap_or_default();
+        Refusal::plain(format!(
+            "plugin {} may not run this {first} statement: SQLite compiled it without letting the sandbox check it",
+            self.plugin
+        ))
+    }
+
+    /// Decides one action.
+    pub fn check(&mut self, ctx: &AuthContext<'_>) -> Result<(), Refusal> {
         if self.new_statement.swap(false, Ordering::Relaxed) {
             self.start_statement();
         }
+        self.actions += 1;
         let action = ctx.action;
         if let Some(written) = &self.written {
             written.observe(&action);
@@ -239,18 +704,36 @@ impl Policy {
                 _ => Kind::Other,
             };
         }
-        match ctx.database_name {
+        // SQLite passes ALTER TABLE's database in the action itself and, for
+        // DROP COLUMN, the column's name where the database name would be.
+        let database = match action {
+            AuthAction::AlterTable { database_name, .. } => Some(database_name),
+            _ => ctx.database_name,
+        };
+        match database {
             None | Some("main") | Some("temp") => {}
-            Some(other) => return Err(format!("database {other:?} is not the application's")),
+            Some(other) => {
+                return Err(format!("database {other:?} is not the application's").into());
+            }
         }
         let plugin = &self.plugin;
         match action {
             AuthAction::Select | AuthAction::Recursive => Ok(()),
             AuthAction::Function { function_name } => {
-                if function_name.eq_ignore_ascii_case("load_extension") {
-                    Err("loading extensions is never allowed".into())
-                } else {
+                let allowed = ALLOWED_FUNCTIONS
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(function_name))
+                    || (matches!(self.kind, Kind::Alter | Kind::Drop | Kind::Create)
+                        && INTERNAL_FUNCTIONS
+                            .iter()
+                            .any(|f| f.eq_ignore_ascii_case(function_name)));
+                if allowed {
                     Ok(())
+                } else {
+                    Err(format!(
+                        "SQL function {function_name}() is not allowed in hooks (hooks may call SQLite's core, aggregate, window, date, JSON and full-text functions; the plugin guide lists them)"
+                    )
+                    .into())
                 }
             }
             AuthAction::Read {
@@ -271,24 +754,28 @@ impl Policy {
                     }
                     return Err(format!(
                         "reading {table_name} (SQLite's schema) is never allowed"
-                    ));
+                    )
+                    .into());
                 }
                 if is_uplift_table(table_name) {
-                    return Err(format!("{table_name} is uplift's own table"));
+                    return Err(format!("{table_name} is uplift's own table").into());
                 }
-                if HIDDEN_TABLES
-                    .iter()
-                    .any(|t| t.eq_ignore_ascii_case(table_name))
-                {
-                    return Err(format!("reading {table_name} is never allowed"));
-                }
-                if self.may_read(table_name) || !self.ownership.existed(table_name) {
+                if self.may_read(table_name) {
                     return Ok(());
                 }
-                Err(format!(
-                    "plugin {plugin} may not read table {table_name}{}{}: declare it in capabilities.read",
-                    via(ctx.accessor),
-                    self.ownership.not_created_note(table_name)
+                if self.reads_no_table(table_name, true) {
+                    // A recursive common table expression, or a table-valued
+                    // function of the allowed modules (a `pragma_*` one is
+                    // judged again as the PRAGMA it runs).
+                    return Ok(());
+                }
+                let note = self.ownership.not_created_note(table_name);
+                Err(self.hidden_unless_prefix(
+                    table_name,
+                    format!(
+                        "plugin {plugin} may not read table {table_name}{}{note}: declare it in capabilities.read",
+                        via(ctx.accessor),
+                    ),
                 ))
             }
             AuthAction::Insert { table_name }
@@ -301,21 +788,32 @@ impl Policy {
                     }
                     return Err(format!(
                         "changing {table_name} (SQLite's schema) is never allowed"
-                    ));
+                    )
+                    .into());
                 }
                 if is_uplift_table(table_name) {
-                    return Err(format!("{table_name} is uplift's own table"));
+                    return Err(format!("{table_name} is uplift's own table").into());
                 }
-                if self.caps.declares_write(table_name) || self.ownership.owns(table_name) {
+                if self.may_write(table_name) {
                     return Ok(());
                 }
-                Err(format!(
-                    "plugin {plugin} may not write table {table_name}{}{}: declare it in capabilities.write",
-                    via(ctx.accessor),
-                    self.ownership.not_created_note(table_name)
+                let note = self.ownership.not_created_note(table_name);
+                Err(self.hidden_unless_prefix(
+                    table_name,
+                    format!(
+                        "plugin {plugin} may not write table {table_name}{}{note}: declare it in capabilities.write",
+                        via(ctx.accessor),
+                    ),
                 ))
             }
             AuthAction::CreateTable { table_name } | AuthAction::CreateTempTable { table_name } => {
+                // SQLite creates its own tables inside a statement: an
+                // AUTOINCREMENT column sqlite_sequence inside the CREATE of an
+                // owned table, ANALYZE its statistics tables (before asking
+                // about the tables it analyzes, which must be owned).
+                if self.kind == Kind::Create && is_sqlite_bookkeeping(table_name) {
+                    return Ok(());
+                }
                 self.owned("create table", table_name)
             }
             AuthAction::DropTable { table_name } | AuthAction::DropTempTable { table_name } => {
@@ -353,10 +851,16 @@ impl Policy {
                 }
             }
             AuthAction::Reindex { index_name } => {
-                if self.kind == Kind::Create || index_name.starts_with("sqlite_autoindex_") {
-                    Ok(())
-                } else {
-                    self.owned("reindex", index_name)
+                // CREATE INDEX fills its new index (checked as CREATE INDEX).
+                if self.kind == Kind::Create {
+                    return Ok(());
+                }
+                // REINDEX names a table, an index or a collation; SQLite asks
+                // about each index it would rebuild, by the index's name only:
+                // the index's table must be owned, whatever the index is called.
+                match self.ownership.table_of_index(index_name) {
+                    Some(table) => self.owned("reindex table", &table),
+                    None => self.owned("reindex", index_name),
                 }
             }
             AuthAction::DropTrigger {
@@ -373,11 +877,19 @@ impl Policy {
             AuthAction::CreateTrigger { trigger_name, .. }
             | AuthAction::CreateTempTrigger { trigger_name, .. } => Err(format!(
                 "creating trigger {trigger_name} is not allowed: a trigger's body would run later, outside the sandbox"
-            )),
-            AuthAction::CreateVtable { table_name, .. }
-            | AuthAction::DropVtable { table_name, .. } => Err(format!(
-                "virtual table {table_name}: virtual tables are not allowed in hooks"
-            )),
+            )
+            .into()),
+            AuthAction::CreateVtable {
+                table_name,
+                module_name,
+            }
+            | AuthAction::DropVtable {
+                table_name,
+                module_name,
+            } => Err(format!(
+                "virtual table {table_name} (module {module_name}): hooks may not create or drop virtual tables"
+            )
+            .into()),
             AuthAction::Pragma {
                 pragma_name,
                 pragma_value,
@@ -389,43 +901,211 @@ impl Policy {
                     Some(table) if allowed && self.may_read(table) && !is_uplift_table(table) => {
                         Ok(())
                     }
+                    None if PLAIN_PRAGMAS
+                        .iter()
+                        .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+                    {
+                        Ok(())
+                    }
                     _ => Err(format!(
                         "PRAGMA {pragma_name} is not allowed (hooks may only use PRAGMA {} on tables they may read)",
                         TABLE_PRAGMAS.join("/")
-                    )),
+                    )
+                    .into()),
                 }
             }
             AuthAction::Transaction { operation } => Err(format!(
                 "transaction control ({operation:?}) is not allowed: each hook runs inside the upgrade's transaction"
-            )),
+            )
+            .into()),
             AuthAction::Savepoint {
                 operation,
                 savepoint_name,
             } => Err(format!(
                 "SAVEPOINT/RELEASE ({operation:?} {savepoint_name}) is not allowed: each hook runs inside the upgrade's transaction"
-            )),
+            )
+            .into()),
             AuthAction::Attach { filename } => Err(format!(
                 "ATTACH {filename:?} is not allowed: hooks see only the application's database"
-            )),
+            )
+            .into()),
             AuthAction::Detach { database_name } => {
-                Err(format!("DETACH {database_name} is not allowed"))
+                Err(format!("DETACH {database_name} is not allowed").into())
             }
-            other => Err(format!("{other:?} is not allowed in hooks")),
+            other => Err(format!("{other:?} is not allowed in hooks").into()),
         }
     }
 
     /// Whether the hook may read `table`: declared for reading or writing,
-    /// or owned.
-    fn may_read(&self, table: &str) -> bool {
-        self.caps.declares_read(table) || self.ownership.owns(table)
+    /// owned, or a shadow table of a virtual table it may read.
+    pub fn may_read(&self, table: &str) -> bool {
+        self.caps.declares_read(table)
+            || self.ownership.owns(table)
+            || self
+                .ownership
+                .shadow_owner(table)
+                .is_some_and(|vtab| self.caps.declares_read(vtab) || self.ownership.owns(vtab))
     }
 
-    fn owned(&self, what: &str, name: &str) -> Result<(), String> {
+    /// Whether the hook may write `table`: declared for writing, owned, or a
+    /// shadow table of a virtual table it may write (SQLite's defensive mode
+    /// keeps the hook's own SQL from writing shadow tables; the FTS code
+    /// writes them when the hook writes the virtual table).
+    pub fn may_write(&self, table: &str) -> bool {
+        self.caps.declares_write(table)
+            || self.ownership.owns(table)
+            || self
+                .ownership
+                .shadow_owner(table)
+                .is_some_and(|vtab| self.caps.declares_write(vtab) || self.ownership.owns(vtab))
+    }
+
+    /// Whether the plugin owns the table, view or index `name` (see
+    /// [`Ownership::owns`]).
+    pub fn owns(&self, name: &str) -> bool {
+        self.ownership.owns(name)
+    }
+
+    /// Whether a read of `name` that is not a table the plugin may read is
+    /// still allowed: a common table expression's, or a table-valued
+    /// function of [`ALLOWED_EPONYMOUS`] (`pragma_*` ones only when `pragmas`,
+    /// for statements whose PRAGMA the authorizer judges too).
+    pub fn reads_no_table(&self, name: &str, pragmas: bool) -> bool {
+        !self.ownership.existed(name)
+            && !self.ownership.owns(name)
+            && (!self.ownership.is_module(name)
+                || ALLOWED_EPONYMOUS
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(name))
+                || (pragmas && starts_with_ignore_case(name, "pragma_")))
+    }
+
+    /// A refusal about `name`, hidden when the hook may not know of it.
+    fn hidden_unless_prefix(&self, name: &str, reason: String) -> Refusal {
+        Refusal {
+            reason,
+            hidden: self.is_hidden(name),
+        }
+    }
+
+    /// Whether `name` is one the hook may not learn anything about: neither
+    /// readable nor under its owned prefix (uplift's and SQLite's own names
+    /// are public).
+    fn is_hidden(&self, name: &str) -> bool {
+        !self.may_read(name)
+            && !self.ownership.under_prefix(name)
+            && !is_uplift_table(name)
+            && !starts_with_ignore_case(name, "sqlite_")
+    }
+
+    /// The refusal of `what` on `name`, which the plugin does not own.
+    fn refuse_name(&self, what: &str, name: &str) -> Refusal {
+        self.hidden_unless_prefix(name, self.ownership.refusal(what, name))
+    }
+
+    fn owned(&self, what: &str, name: &str) -> Result<(), Refusal> {
         if self.ownership.owns(name) {
             return Ok(());
         }
-        Err(self.ownership.refusal(what, name))
+        Err(self.refuse_name(what, name))
     }
+}
+
+/// The name in SQLite's "... NAME already exists" and "there is already
+/// another table or index with this name: NAME" messages.
+fn existing_object_named(message: &str) -> Option<&str> {
+    if let Some(name) =
+        message.strip_prefix("there is already another table or index with this name: ")
+    {
+        return Some(name.trim());
+    }
+    let head = message.strip_suffix(" already exists")?;
+    let name = head.rsplit_once(' ').map_or(head, |(_, name)| name);
+    Some(name.trim_matches(|c| c == '"' || c == '\'' || c == '`' || c == '[' || c == ']'))
+}
+
+/// Whether `name` is one of the tables SQLite creates itself inside a
+/// statement of the hook (see [`Policy::check`]); they are SQLite's, not
+/// the plugin's, and the schema check after the hook lets them be.
+pub fn is_sqlite_bookkeeping(name: &str) -> bool {
+    ["sqlite_sequence", "sqlite_stat1", "sqlite_stat4"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// The first `max` words of `sql`: keywords and names (quoted names
+/// unquoted), and `.` and `(` as words of their own; comments skipped;
+/// stops at a string literal, a `;` or anything else.
+fn leading_words(sql: &str, max: usize) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = sql.chars().peekable();
+    while words.len() < max {
+        let Some(&c) = chars.peek() else { break };
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '-' {
+            chars.next();
+            if chars.peek() != Some(&'-') {
+                break;
+            }
+            for c in chars.by_ref() {
+                if c == '\n' {
+                    break;
+                }
+            }
+        } else if c == '/' {
+            chars.next();
+            if chars.peek() != Some(&'*') {
+                break;
+            }
+            chars.next();
+            let mut last = ' ';
+            for c in chars.by_ref() {
+                if last == '*' && c == '/' {
+                    break;
+                }
+                last = c;
+            }
+        } else if c == '.' || c == '(' {
+            chars.next();
+            words.push(c.to_string());
+        } else if c == '"' || c == '`' || c == '[' {
+            chars.next();
+            let close = if c == '[' { ']' } else { c };
+            let mut word = String::new();
+            while let Some(c) = chars.next() {
+                if c == close {
+                    if close != ']' && chars.peek() == Some(&close) {
+                        chars.next();
+                        word.push(close);
+                        continue;
+                    }
+                    break;
+                }
+                word.push(c);
+            }
+            words.push(word);
+        } else if c.is_alphanumeric() || c == '_' || c == '$' {
+            let mut word = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_alphanumeric() || c == '_' || c == '$' {
+                    word.push(c);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            words.push(word);
+        } else {
+            break;
+        }
+    }
+    words
 }
 
 fn via(accessor: Option<&str>) -> String {
@@ -457,8 +1137,41 @@ pub fn existing_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     names.collect()
 }
 
-/// Installs `policy` as the connection's authorizer.
-pub fn install(conn: &Connection, policy: &SharedPolicy) {
+/// SQLite's settings a hook runs under, each with the value it must have:
+/// defensive mode (no `writable_schema`, shadow tables read-only to the
+/// hook's own SQL, no corrupting PRAGMAs), an untrusted schema (functions
+/// with side effects cannot run from views, triggers, defaults or indexes)
+/// and no `fts3_tokenizer` pointers. The function itself is refused too;
+/// the settings are the second wall.
+const HOOK_CONFIG: [(DbConfig, bool); 3] = [
+    (DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true),
+    (DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false),
+    (DbConfig::SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, false),
+];
+
+/// The connection's settings from before [`install`], which [`remove`]
+/// puts back.
+#[derive(Debug)]
+pub struct SavedConfig(Vec<(DbConfig, bool)>);
+
+/// Installs `policy` as the connection's authorizer and turns on the
+/// defensive settings of [`HOOK_CONFIG`]; [`remove`] undoes both. Fails
+/// when SQLite refuses a setting (then nothing is installed): a hook must
+/// not run without them.
+pub fn install(conn: &Connection, policy: &SharedPolicy) -> rusqlite::Result<SavedConfig> {
+    let mut saved = Vec::with_capacity(HOOK_CONFIG.len());
+    for (setting, value) in HOOK_CONFIG {
+        match conn
+            .db_config(setting)
+            .and_then(|old| conn.set_db_config(setting, value).map(|_| old))
+        {
+            Ok(old) => saved.push((setting, old)),
+            Err(e) => {
+                restore(conn, &saved);
+                return Err(e);
+            }
+        }
+    }
     let policy = Arc::clone(policy);
     conn.authorizer(Some(move |ctx: AuthContext<'_>| {
         let Ok(mut p) = policy.lock() else {
@@ -466,22 +1179,34 @@ pub fn install(conn: &Connection, policy: &SharedPolicy) {
         };
         match p.check(&ctx) {
             Ok(()) => Authorization::Allow,
-            Err(reason) => {
-                p.last_refusal.get_or_insert(reason);
+            Err(refusal) => {
+                p.last_refusal.get_or_insert(refusal);
                 Authorization::Deny
             }
         }
     }));
+    Ok(SavedConfig(saved))
 }
 
-/// Removes the connection's authorizer.
-pub fn remove(conn: &Connection) {
+/// Removes the connection's authorizer and puts back the settings `saved`
+/// by [`install`].
+pub fn remove(conn: &Connection, saved: SavedConfig) {
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    restore(conn, &saved.0);
+}
+
+fn restore(conn: &Connection, saved: &[(DbConfig, bool)]) {
+    for (setting, value) in saved {
+        // Best effort: SQLite accepts every one of these settings on an open
+        // connection, and the connection is the upgrade's own.
+        let _ = conn.set_db_config(*setting, *value);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::ffi;
 
     fn conn_with(caps: Capabilities) -> (Connection, SharedPolicy) {
         conn_recording(caps, &[])
@@ -497,14 +1222,70 @@ mod tests {
              CREATE TABLE secret(id INTEGER PRIMARY KEY, v TEXT);
              CREATE TABLE uplift_meta(key TEXT PRIMARY KEY, value TEXT);
              CREATE TABLE p_core(id INTEGER PRIMARY KEY, v TEXT);
-             CREATE TABLE p_mine(id INTEGER PRIMARY KEY, v TEXT);",
+             CREATE TABLE p_mine(id INTEGER PRIMARY KEY, v TEXT);
+             CREATE TABLE badge(code TEXT PRIMARY KEY, v TEXT);
+             CREATE UNIQUE INDEX secret_v ON secret(v);
+             CREATE VIRTUAL TABLE docs USING fts5(body);
+             INSERT INTO docs VALUES ('hello world');
+             CREATE VIRTUAL TABLE docs4 USING fts4(body);
+             INSERT INTO docs4 VALUES ('hello there');",
         )
         .unwrap();
         let existing = existing_tables(&conn).unwrap();
         let recorded: Vec<String> = recorded.iter().map(|s| s.to_string()).collect();
-        let policy = Arc::new(Mutex::new(Policy::new("p", &caps, &existing, &recorded)));
-        install(&conn, &policy);
+        let ownership = Ownership::new("p", &caps, &existing, &recorded)
+            .with_schema_of(&conn)
+            .unwrap();
+        let policy = Arc::new(Mutex::new(Policy::with_ownership(ownership)));
+        // The settings live as long as the test's connection.
+        std::mem::forget(install(&conn, &policy).unwrap());
         (conn, policy)
+    }
+
+    /// Runs `sql` (one statement) as the host runs a hook's statement, and
+    /// returns what the hook sees: rows as text, or SQLite's code and the
+    /// message.
+    fn hook_sees(
+        conn: &Connection,
+        policy: &SharedPolicy,
+        sql: &str,
+    ) -> Result<Vec<String>, (i32, String)> {
+        let refused = |policy: &SharedPolicy| {
+            let refusal = policy.lock().unwrap().take_refusal_details().unwrap();
+            (ffi::SQLITE_AUTH, refusal.for_hook().to_string())
+        };
+        let error = |e: rusqlite::Error| -> (i32, String) {
+            let (code, message) = match &e {
+                rusqlite::Error::SqliteFailure(f, m) => {
+                    (f.extended_code & 0xff, m.clone().unwrap_or_default())
+                }
+                rusqlite::Error::SqlInputError { error, msg, .. } => {
+                    (error.extended_code & 0xff, msg.clone())
+                }
+                other => (-1, other.to_string()),
+            };
+            if code == ffi::SQLITE_AUTH
+                || (code == ffi::SQLITE_ERROR && policy.lock().unwrap().hide_name_error(&message))
+            {
+                return refused(policy);
+            }
+            (code, message)
+        };
+        policy.lock().unwrap().start_statement();
+        let mut stmt = conn.prepare(sql).map_err(error)?;
+        if policy.lock().unwrap().check_text(sql).is_err() {
+            return Err(refused(policy));
+        }
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
+        rows.map_err(error)
     }
 
     fn run(conn: &Connection, policy: &SharedPolicy, sql: &str) -> Result<(), String> {
@@ -685,5 +1466,328 @@ mod tests {
             Ok(())
         );
         assert!(run(&conn, &policy, "PRAGMA table_info(secret)").is_err());
+    }
+
+    #[test]
+    fn functions_outside_the_reviewed_list_are_refused() {
+        let (conn, policy) = conn_with(caps());
+        for sql in [
+            "SELECT fts3_tokenizer('simple')",
+            "SELECT fts3_tokenizer('simple', x'4141414141414141')",
+            "SELECT load_extension('/tmp/x.so')",
+            "SELECT sqlite_version()",
+            "SELECT sqlite_source_id()",
+            "SELECT sqlite_compileoption_get(0)",
+            "SELECT total_changes()",
+            "SELECT sqlite_log(1, 'forged')",
+            "SELECT fts5(NULL)",
+            "SELECT rtreenode(2, x'00')",
+            // A function in a definition runs whenever the application
+            // reads the table: refused when the hook creates it.
+            "CREATE TABLE p_gen(x, y AS (sqlite_version()))",
+            "CREATE TABLE p_chk(x CHECK (fts3_tokenizer('simple') IS NULL))",
+        ] {
+            let result = run(&conn, &policy, sql);
+            assert!(
+                matches!(&result, Err(r) if r.contains("is not allowed in hooks")),
+                "{sql}: {result:?}"
+            );
+        }
+        for sql in [
+            "SELECT json_extract('{\"a\": 1}', '$.a'), date('2024-01-01'), upper('x')",
+            "SELECT count(*), group_concat(name) FROM facility",
+            "SELECT row_number() OVER (ORDER BY id) FROM facility",
+            // SQLite's own functions behind ALTER TABLE still run.
+            "CREATE TABLE p_t(a, b)",
+            "ALTER TABLE p_t RENAME COLUMN a TO c",
+            "ALTER TABLE p_t DROP COLUMN b",
+            "ALTER TABLE p_t RENAME TO p_u",
+        ] {
+            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn every_function_and_module_of_the_bundled_sqlite_was_reviewed() {
+        // Refused on purpose (see ALLOWED_FUNCTIONS). A function a new
+        // SQLite adds is refused by the authorizer; this test makes someone
+        // decide whether to allow it.
+        const REFUSED: &[&str] = &[
+            "fts3_tokenizer",
+            "fts5",
+            "fts5_get_locale",
+            "fts5_insttoken",
+            "fts5_locale",
+            "fts5_source_id",
+            "load_extension",
+            "optimize",
+            "rtreecheck",
+            "rtreedepth",
+            "rtreenode",
+            "sqlite_compileoption_get",
+            "sqlite_compileoption_used",
+            "sqlite_log",
+            "sqlite_source_id",
+            "sqlite_version",
+            "subtype",
+            "total_changes",
+        ];
+        const REFUSED_MODULES: &[&str] = &[
+            "dbstat",
+            "fts3",
+            "fts3tokenize",
+            "fts4",
+            "fts4aux",
+            "fts5",
+            "fts5vocab",
+            "rtree",
+            "rtree_i32",
+            "pragma_function_list",
+            "pragma_module_list",
+        ];
+        let conn = Connection::open_in_memory().unwrap();
+        let names = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        for function in names("SELECT DISTINCT name FROM pragma_function_list") {
+            let allowed = ALLOWED_FUNCTIONS.contains(&function.as_str());
+            let refused = REFUSED.contains(&function.as_str());
+            assert!(allowed != refused, "function {function}: review it");
+        }
+        for module in names("SELECT name FROM pragma_module_list") {
+            let allowed = ALLOWED_EPONYMOUS.contains(&module.as_str());
+            let refused = REFUSED_MODULES.contains(&module.as_str());
+            assert!(allowed != refused, "module {module}: review it");
+        }
+    }
+
+    #[test]
+    fn only_the_named_table_valued_functions_and_no_virtual_tables() {
+        let (conn, policy) = conn_with(caps());
+        for sql in [
+            "SELECT * FROM json_each('[1]')",
+            "SELECT * FROM json_tree('{}')",
+        ] {
+            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM dbstat",
+            "SELECT * FROM pragma_database_list",
+            "SELECT * FROM pragma_function_list",
+            "CREATE VIRTUAL TABLE p_fts USING fts5(x)",
+            "CREATE VIRTUAL TABLE p_tok USING fts3tokenize(simple)",
+        ] {
+            assert!(run(&conn, &policy, sql).is_err(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn hooks_run_with_sqlites_defensive_settings_which_are_put_back_after() {
+        let conn = Connection::open_in_memory().unwrap();
+        let before: Vec<bool> = HOOK_CONFIG
+            .iter()
+            .map(|(s, _)| conn.db_config(*s).unwrap())
+            .collect();
+        let policy = Arc::new(Mutex::new(Policy::new("p", &caps(), &[], &[])));
+        let saved = install(&conn, &policy).unwrap();
+        for (setting, value) in HOOK_CONFIG {
+            assert_eq!(conn.db_config(setting).unwrap(), value, "{setting:?}");
+        }
+        remove(&conn, saved);
+        let after: Vec<bool> = HOOK_CONFIG
+            .iter()
+            .map(|(s, _)| conn.db_config(*s).unwrap())
+            .collect();
+        assert_eq!(after, before);
+        assert!(after[1], "SQLite trusts the schema by default");
+    }
+
+    #[test]
+    fn reindex_and_analyze_reach_only_owned_tables_whatever_the_index_is_called() {
+        let (conn, policy) = conn_with(caps());
+        for sql in [
+            "REINDEX sqlite_autoindex_badge_1",
+            "REINDEX sqlite_autoindex_uplift_meta_1",
+            "REINDEX secret_v",
+            "REINDEX secret",
+            "REINDEX badge",
+            "REINDEX",
+            "ANALYZE secret",
+            "ANALYZE sqlite_autoindex_badge_1",
+            "ANALYZE uplift_meta",
+        ] {
+            assert!(run(&conn, &policy, sql).is_err(), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE p_items(id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
+            "CREATE INDEX p_items_id ON p_items(id, name)",
+            "REINDEX p_items",
+            "REINDEX sqlite_autoindex_p_items_1",
+            "REINDEX p_items_id",
+        ] {
+            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn an_owned_autoincrement_table_works_and_sqlite_sequence_stays_closed() {
+        let (conn, policy) = conn_with(caps());
+        for sql in [
+            "CREATE TABLE p_seq(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)",
+            "INSERT INTO p_seq(v) VALUES ('a'), ('b')",
+            "DELETE FROM p_seq",
+            "ALTER TABLE p_seq RENAME TO p_seq2",
+            "INSERT INTO p_seq2(v) VALUES ('c')",
+        ] {
+            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
+        }
+        let last: i64 = conn
+            .query_row("SELECT max(id) FROM p_seq2", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 3, "AUTOINCREMENT remembered the deleted ids");
+        for sql in [
+            "SELECT * FROM sqlite_sequence",
+            "UPDATE sqlite_sequence SET seq = 0",
+            "DELETE FROM sqlite_sequence",
+        ] {
+            assert!(run(&conn, &policy, sql).is_err(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn declared_fts_tables_work_without_declaring_their_shadow_tables() {
+        let mut caps = caps();
+        caps.read.push("docs".into());
+        caps.write.push("docs4".into());
+        let (conn, policy) = conn_with(caps);
+        for sql in [
+            "SELECT body, bm25(docs), highlight(docs, 0, '[', ']') FROM docs WHERE docs MATCH 'hello'",
+            "SELECT body, snippet(docs4), offsets(docs4) FROM docs4 WHERE docs4 MATCH 'hello'",
+            "INSERT INTO docs4 VALUES ('more')",
+            "DELETE FROM docs4 WHERE body = 'more'",
+        ] {
+            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
+        }
+        // Writing a table declared only for reading, or the shadow tables
+        // directly, is refused (the latter by SQLite's defensive mode).
+        for sql in [
+            "INSERT INTO docs VALUES ('x')",
+            "DELETE FROM docs4_content",
+            "SELECT optimize(docs4) FROM docs4",
+        ] {
+            assert!(run(&conn, &policy, sql).is_err(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn an_undeclared_table_and_a_missing_one_look_the_same_to_a_hook() {
+        let (conn, policy) = conn_with(caps());
+        run(
+            &conn,
+            &policy,
+            "CREATE TABLE p_items(id INTEGER PRIMARY KEY, name TEXT)",
+        )
+        .unwrap();
+        // Each pair: the first names objects that exist (undeclared), the
+        // second the same shape with names that do not.
+        for (existing, missing) in [
+            ("SELECT v FROM secret", "SELECT v FROM nosuch"),
+            ("SELECT nope FROM secret", "SELECT nope FROM nosuch"),
+            ("SELECT count(*) FROM secret", "SELECT count(*) FROM nosuch"),
+            (
+                "SELECT id FROM facility, secret",
+                "SELECT id FROM facility, nosuch",
+            ),
+            (
+                "INSERT INTO secret(v) VALUES (1)",
+                "INSERT INTO nosuch(v) VALUES (1)",
+            ),
+            ("UPDATE secret SET nope = 1", "UPDATE nosuch SET nope = 1"),
+            ("DELETE FROM secret", "DELETE FROM nosuch"),
+            ("DROP TABLE secret", "DROP TABLE nosuch"),
+            ("DROP TABLE IF EXISTS secret", "DROP TABLE IF EXISTS nosuch"),
+            ("DROP INDEX secret_v", "DROP INDEX nosuch_v"),
+            (
+                "DROP INDEX IF EXISTS secret_v",
+                "DROP INDEX IF EXISTS nosuch_v",
+            ),
+            ("REINDEX secret_v", "REINDEX nosuch_v"),
+            ("ANALYZE secret", "ANALYZE nosuch"),
+            (
+                "ALTER TABLE secret ADD COLUMN z",
+                "ALTER TABLE nosuch ADD COLUMN z",
+            ),
+            ("CREATE TABLE secret(x)", "CREATE TABLE nosuch(x)"),
+            (
+                "CREATE INDEX p_i ON secret(v)",
+                "CREATE INDEX p_i ON nosuch(v)",
+            ),
+            (
+                "CREATE INDEX IF NOT EXISTS secret_v ON p_items(name)",
+                "CREATE INDEX IF NOT EXISTS nosuch_v ON p_items(name)",
+            ),
+            (
+                "CREATE INDEX secret_v ON p_items(name)",
+                "CREATE INDEX nosuch_v ON p_items(name)",
+            ),
+            (
+                "ALTER TABLE p_items RENAME TO secret",
+                "ALTER TABLE p_items RENAME TO nosuch",
+            ),
+            ("PRAGMA table_info(secret)", "PRAGMA table_info(nosuch)"),
+            (
+                "SELECT * FROM pragma_index_list('secret')",
+                "SELECT * FROM pragma_index_list('nosuch')",
+            ),
+        ] {
+            let seen = hook_sees(&conn, &policy, existing);
+            assert!(seen.is_err(), "{existing}: {seen:?}");
+            assert_eq!(
+                seen,
+                hook_sees(&conn, &policy, missing),
+                "{existing} / {missing}"
+            );
+        }
+        let seen = hook_sees(&conn, &policy, "SELECT v FROM secret");
+        assert_eq!(seen, Err((ffi::SQLITE_AUTH, HIDDEN.to_string())));
+        // What the plugin may know of keeps SQLite's own words.
+        let seen = hook_sees(&conn, &policy, "CREATE TABLE p_items(x)");
+        assert_eq!(
+            seen,
+            Err((
+                ffi::SQLITE_ERROR,
+                "table p_items already exists".to_string()
+            ))
+        );
+        assert_eq!(
+            hook_sees(&conn, &policy, "DROP TABLE IF EXISTS p_gone"),
+            Ok(vec![])
+        );
+        assert_eq!(
+            hook_sees(
+                &conn,
+                &policy,
+                "CREATE INDEX IF NOT EXISTS p_n ON p_items(name)"
+            ),
+            Ok(vec![])
+        );
+        assert_eq!(
+            hook_sees(
+                &conn,
+                &policy,
+                "CREATE INDEX IF NOT EXISTS p_n ON p_items(name)"
+            ),
+            Ok(vec![])
+        );
+        assert!(hook_sees(&conn, &policy, "VACUUM").is_err());
+        // No index uses the collation: SQLite asks nothing.
+        assert!(hook_sees(&conn, &policy, "REINDEX nocase").is_err());
+        // An owned table without indexes: nothing to ask about, nothing to do.
+        run(&conn, &policy, "CREATE TABLE p_bare(x)").unwrap();
+        assert_eq!(hook_sees(&conn, &policy, "REINDEX p_bare"), Ok(vec![]));
     }
 }

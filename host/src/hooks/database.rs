@@ -137,7 +137,7 @@ impl Sql<'_> {
     /// Turns an SQLite error into what the guest sees, or into a trap when
     /// it means a limit was hit. A refusal by the authorizer is logged and
     /// recorded.
-    fn failure(&mut self, sql: &str, err: SqlError) -> wasmtime::Result<DbError> {
+    fn failure(&mut self, sql: &str, mut err: SqlError) -> wasmtime::Result<DbError> {
         // A limit first: when SQLite rolled the transaction back because the
         // hook ran out of its memory or disk (or was interrupted), the limit
         // is what the operator needs to hear; the hook stops either way.
@@ -161,18 +161,34 @@ impl Sql<'_> {
             return Err(wasmtime::Error::new(TransactionEnded(err.message)));
         }
         if err.code == ffi::SQLITE_TOOBIG {
-            return Err(self.hit(Limit::Reply {
+            // SQLite's length limit (set to the reply cap for the hook): a
+            // string or blob built by SQL grew too long, whatever the reply.
+            return Err(self.hit(Limit::Length {
                 mib: self.db.reply_mib,
             }));
         }
+        // An error about a name would tell the hook whether a table exists:
+        // it is told what it is told of a refusal (see the authorizer).
+        let name_error = err.code == ffi::SQLITE_ERROR
+            && self
+                .db
+                .policy
+                .lock()
+                .is_ok_and(|mut p| p.hide_name_error(&err.message));
+        if name_error {
+            err.code = ffi::SQLITE_AUTH;
+        }
         if err.code == ffi::SQLITE_AUTH {
-            let reason = self
+            let (reason, shown) = match self
                 .db
                 .policy
                 .lock()
                 .ok()
-                .and_then(|mut p| p.take_refusal())
-                .unwrap_or_else(|| err.message.clone());
+                .and_then(|mut p| p.take_refusal_details())
+            {
+                Some(refusal) => (refusal.reason.clone(), refusal.for_hook().to_string()),
+                None => (err.message.clone(), err.message.clone()),
+            };
             let statement = short(sql);
             self.db.refused.push(format!("{reason} (in: {statement})"));
             let note = format!("refused: {reason}; statement: {statement}");
@@ -187,7 +203,7 @@ impl Sql<'_> {
             return Ok(DbError {
                 code: ffi::SQLITE_AUTH,
                 extended_code: ffi::SQLITE_AUTH,
-                message: format!("not authorized by the sandbox: {reason}"),
+                message: format!("not authorized by the sandbox: {shown}"),
             });
         }
         Ok(db_error(err))
@@ -215,10 +231,27 @@ impl Sql<'_> {
         self.db.new_statement.store(true, Ordering::Relaxed);
     }
 
+    /// Prepares the first statement of `sql` (see [`RawStatement::prepare`]),
+    /// then lets the policy judge what the authorizer did not see of it (see
+    /// [`crate::hooks::authorizer::Policy::check_text`]).
+    fn prepare_first(&mut self, sql: &str) -> Result<(Option<RawStatement>, usize), SqlError> {
+        self.start_statement();
+        let (stmt, rest) = RawStatement::prepare(&self.db.conn, sql)?;
+        if stmt.is_some() {
+            let refused = match self.db.policy.lock() {
+                Ok(mut policy) => policy.check_text(&sql[..rest]).is_err(),
+                Err(_) => true,
+            };
+            if refused {
+                return Err(SqlError::new(ffi::SQLITE_AUTH, "not authorized"));
+            }
+        }
+        Ok((stmt, rest))
+    }
+
     /// Prepares exactly one statement.
     fn prepare_one(&mut self, sql: &str) -> HostResult<RawStatement> {
-        self.start_statement();
-        let (stmt, rest) = match RawStatement::prepare(&self.db.conn, sql) {
+        let (stmt, rest) = match self.prepare_first(sql) {
             Ok(ok) => ok,
             Err(e) => return Ok(Err(self.failure(sql, e)?)),
         };
@@ -391,8 +424,7 @@ impl database::Host for HostState {
         let mut offset = 0;
         while offset < sql.len() {
             let part = &sql[offset..];
-            ctx.start_statement();
-            let (stmt, rest) = match RawStatement::prepare(&ctx.db.conn, part) {
+            let (stmt, rest) = match ctx.prepare_first(part) {
                 Ok(ok) => ok,
                 Err(e) => return Ok(Err(ctx.failure(part, e)?)),
             };

@@ -19,6 +19,7 @@
 //! hook (leaving an empty in-memory connection in its place) and always puts
 //! it back before returning, whatever the outcome.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ pub mod authorizer;
 mod bindings;
 pub mod bounds;
 mod database;
+mod dependencies;
 pub mod manifest;
 pub mod plugins;
 mod raw;
@@ -40,6 +42,48 @@ pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};
 pub use plugins::{PlannedHook, Plugin, PluginOrigin, PluginSet, PluginsToml};
 pub use runtime::{HookContext, HookOutcome, HookRunner};
 
+/// `text` that came from a plugin, made safe to show on the operator's
+/// terminal: every control character (C0 including CR, LF and TAB, DEL, the
+/// C1 controls such as the 8-bit CSI), the Unicode bidirectional overrides
+/// and isolates and the line and paragraph separators are written as
+/// `\xNN` or `\u{NNNN}`, and `\` as `\\`. So a log line, the guest's stdout
+/// and stderr, a hook's error or a table name can neither move the cursor,
+/// erase or recolour the `[plugin/hook]` prefix, start a line of its own,
+/// reverse the text's direction, nor send a terminal escape (OSC 52 sets
+/// the clipboard). The escaping is reversible (`\` is escaped too), so two
+/// different texts never look the same. Borrowed when nothing needs it.
+pub fn escape_untrusted(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c == '\\' || is_unsafe_char(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe_char(c) && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether a terminal could act on `c` rather than show it (see
+/// [`escape_untrusted`]).
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' // direction marks
+            | '\u{202a}'..='\u{202e}' // embeddings and overrides
+            | '\u{2066}'..='\u{2069}' // isolates
+            | '\u{2028}' | '\u{2029}') // line and paragraph separators
+}
+
 /// A limit of the sandbox that a hook hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
@@ -49,6 +93,10 @@ pub enum Limit {
     Memory { mib: u64 },
     /// The cap on the bytes one database call may return (`[hooks] max_reply_mib`).
     Reply { mib: u64 },
+    /// SQLite's length limit on one string or blob, which follows the reply
+    /// cap (`[hooks] max_reply_mib`): hit by SQL that builds a long value,
+    /// whatever it returns.
+    Length { mib: u64 },
     /// The cap on log output, including stdout and stderr (`[hooks] max_log_kib`).
     Log { kib: u64 },
     /// The cap on prepared statements and cursors held open at once, which
@@ -83,6 +131,10 @@ impl fmt::Display for Limit {
             Limit::Reply { mib } => write!(
                 f,
                 "reply limit: one database call would return more than {mib} MiB (use a cursor; [hooks] max_reply_mib in uplift.toml)"
+            ),
+            Limit::Length { mib } => write!(
+                f,
+                "length limit: SQL built a string or blob longer than {mib} MiB (SQLite's length limit, which follows [hooks] max_reply_mib in uplift.toml)"
             ),
             Limit::Log { kib } => write!(
                 f,
@@ -236,6 +288,14 @@ pub enum HookError {
         /// SQLite's message for the error that ended it.
         cause: String,
     },
+    /// A table or view the hook created or changed refers to what its
+    /// plugin may not use (see the plugin guide's threat model).
+    #[error("hook {plugin}/{hook}: {problem}; the hook's changes were rolled back")]
+    Dependency {
+        plugin: String,
+        hook: String,
+        problem: String,
+    },
     /// The host's own bookkeeping around a hook failed (savepoint, schema
     /// snapshot).
     #[error("hook {plugin}/{hook}: could not {what}: {source}")]
@@ -290,6 +350,7 @@ impl HookError {
             | HookError::Failed { plugin, hook, .. }
             | HookError::Limit { plugin, hook, .. }
             | HookError::SchemaChange { plugin, hook, .. }
+            | HookError::Dependency { plugin, hook, .. }
             | HookError::Database { plugin, hook, .. } => Some((plugin, hook)),
             _ => None,
         }
@@ -390,5 +451,82 @@ impl LogSink for CollectLog {
         if let Ok(mut lines) = self.lines.lock() {
             lines.push(line.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The inverse of [`escape_untrusted`], to show that it loses nothing.
+    fn unescape(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('\\') => out.push('\\'),
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some('x') => {
+                    let hex: String = chars.by_ref().take(2).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                }
+                Some('u') => {
+                    let hex: String = chars.by_ref().skip(1).take_while(|c| *c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                }
+                other => panic!("unknown escape {other:?} in {text:?}"),
+            }
+        }
+        out
+    }
+
+    /// Text a hostile plugin would write: terminal escapes and the
+    /// characters around them, mixed with ordinary text.
+    fn hostile_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("\x1b[2K".to_string()),
+            Just("\x1b]52;c;cHduZWQ=\x07".to_string()),
+            Just("\x1b]0;title\x1b\\".to_string()),
+            Just("\r[other/hook] forged".to_string()),
+            Just("\u{9b}1A".to_string()),
+            Just("\u{202e}".to_string()),
+            Just("\\x1b".to_string()),
+            any::<char>().prop_map(String::from),
+            "[ -~]{0,8}",
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn escaped_text_has_no_character_a_terminal_acts_on(text in hostile_text()) {
+            let escaped = escape_untrusted(&text);
+            prop_assert!(!escaped.chars().any(is_unsafe_char), "{escaped:?}");
+        }
+
+        #[test]
+        fn escaping_loses_nothing(text in hostile_text()) {
+            prop_assert_eq!(unescape(&escape_untrusted(&text)), text);
+        }
+
+        #[test]
+        fn ordinary_text_is_shown_as_it_is(text in "[ -\\[\\]-~é€😀]{0,40}") {
+            prop_assert!(matches!(escape_untrusted(&text), Cow::Borrowed(t) if t == text));
+        }
+    }
+
+    #[test]
+    fn each_kind_of_control_is_escaped_visibly() {
+        assert_eq!(
+            escape_untrusted("a\r\nb\t\x1b[1m\u{9b}\u{7f}\u{202e}\\"),
+            "a\\r\\nb\\t\\x1b[1m\\u{9b}\\x7f\\u{202e}\\\\"
+        );
     }
 }

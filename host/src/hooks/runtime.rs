@@ -22,9 +22,12 @@ use crate::hooks::bindings::exports::uplift::hooks::hooks::Context;
 use crate::hooks::bindings::{UpgradeHook, UpgradeHookPre};
 use crate::hooks::bounds::{self, SqliteBounds, Trip, Watch, Watchdog};
 use crate::hooks::database::DbState;
+use crate::hooks::dependencies;
 use crate::hooks::plugins::PlannedHook;
 use crate::hooks::sandbox::{HookLog, HostState};
-use crate::hooks::{Capabilities, HookError, Limit, LimitHit, LogSink, TransactionEnded};
+use crate::hooks::{
+    Capabilities, HookError, Limit, LimitHit, LogSink, TransactionEnded, escape_untrusted,
+};
 use crate::written::WrittenTables;
 
 /// How often the epoch ticks; the time limit is checked at this grain.
@@ -757,7 +760,9 @@ impl HookRunner {
         let recorded = crate::meta::plugin_tables(conn, &hook.plugin).map_err(db_err(
             "read which tables the plugin created (uplift_plugin_tables)",
         ))?;
-        let ownership = Ownership::new(&hook.plugin, &hook.capabilities, &existing, &recorded);
+        let ownership = Ownership::new(&hook.plugin, &hook.capabilities, &existing, &recorded)
+            .with_schema_of(conn)
+            .map_err(db_err("read the schema"))?;
         conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))
             .map_err(db_err("start the hook's savepoint"))?;
 
@@ -769,14 +774,25 @@ impl HookRunner {
 
         let result = result.and_then(|outcome| {
             let after = schema_snapshot(conn).map_err(db_err("read the schema"))?;
-            match schema_violation(&before, &after, &ownership) {
-                Some(object) => Err(HookError::SchemaChange {
+            if let Some(object) = schema_violation(&before, &after, &ownership) {
+                return Err(HookError::SchemaChange {
                     plugin: hook.plugin.clone(),
                     hook: hook.hook.clone(),
-                    object,
-                }),
-                None => Ok((outcome, created_and_dropped(&before, &after))),
+                    object: escape_untrusted(&object).into_owned(),
+                });
             }
+            let problem = dependency_problem(conn, &hook.plugin, &before, &after, &ownership)
+                .map_err(db_err("check what the hook's tables and views refer to"))?;
+            if let Some(problem) = problem {
+                return Err(HookError::Dependency {
+                    plugin: hook.plugin.clone(),
+                    hook: hook.hook.clone(),
+                    problem: escape_untrusted(&problem).into_owned(),
+                });
+            }
+            drop_new_temp_objects(conn, &before, &after)
+                .map_err(db_err("drop the TEMP tables and views the hook created"))?;
+            Ok((outcome, created_and_dropped(&before, &after)))
         });
         match result {
             Ok(((log_bytes, refused, instantiate), (created, dropped))) => {
@@ -838,10 +854,23 @@ impl HookRunner {
             policy.record_writes(written.clone());
         }
         let policy = Arc::new(Mutex::new(policy));
+        // The bounds run PRAGMAs: before the authorizer, which refuses them.
         let bounds = SqliteBounds::apply(&conn, &self.limits);
+        let saved_config = match authorizer::install(&conn, &policy) {
+            Ok(saved) => saved,
+            Err(source) => {
+                bounds.restore(&conn);
+                let err = HookError::Database {
+                    plugin: hook.plugin.clone(),
+                    hook: hook.hook.clone(),
+                    what: "turn on SQLite's defensive settings",
+                    source: Box::new(source),
+                };
+                return (conn, Err(err));
+            }
+        };
         let trip = Arc::new(Trip::default());
         let watch = self.watch(hook, deadline, &conn, Arc::clone(&trip));
-        authorizer::install(&conn, &policy);
         let stopped = Arc::clone(&trip);
         conn.progress_handler(
             PROGRESS_OPS,
@@ -884,7 +913,7 @@ impl HookRunner {
             bounds,
             ..
         } = db;
-        authorizer::remove(&conn);
+        authorizer::remove(&conn, saved_config);
         conn.progress_handler(0, None::<fn() -> bool>);
         if let Some(bounds) = bounds {
             bounds.restore(&conn);
@@ -903,8 +932,11 @@ impl HookRunner {
             Ok(Err(message)) => Err(HookError::Failed {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
-                message,
-                refused,
+                message: escape_untrusted(&message).into_owned(),
+                refused: refused
+                    .iter()
+                    .map(|r| escape_untrusted(r).into_owned())
+                    .collect(),
             }),
             Err(err) => Err(classify_trap(
                 err,
@@ -937,7 +969,7 @@ fn classify_trap(
         return HookError::TransactionLost {
             plugin: hook.plugin.clone(),
             hook: hook.hook.clone(),
-            cause: ended.0.clone(),
+            cause: escape_untrusted(&ended.0).into_owned(),
         };
     }
     let limit = err
@@ -956,10 +988,7 @@ fn classify_trap(
             limit,
         };
     }
-    let backtrace = err
-        .downcast_ref::<WasmBacktrace>()
-        .map(|bt| bt.to_string())
-        .filter(|bt| !bt.trim().is_empty());
+    let backtrace_text = err.downcast_ref::<WasmBacktrace>().map(|bt| bt.to_string());
     let reason = match err.downcast_ref::<Trap>() {
         Some(Trap::UnreachableCodeReached) => {
             "it executed `unreachable` (a Rust panic or abort ends this way)".to_string()
@@ -970,12 +999,29 @@ fn classify_trap(
                 .to_string()
         }
         Some(trap) => trap.to_string(),
-        None => format!("{:#}", err),
+        // wasmtime wraps its own errors (a copy between host and guest that
+        // is too big, say) in the guest's backtrace: the reason first, the
+        // backtrace on its own lines below.
+        None => err
+            .chain()
+            .map(|cause| cause.to_string())
+            .filter(|cause| Some(cause) != backtrace_text.as_ref())
+            .collect::<Vec<_>>()
+            .join(": "),
     };
+    let backtrace = backtrace_text
+        .filter(|bt| !bt.trim().is_empty())
+        // Frame names come from the component's name section: the plugin's.
+        .map(|bt| {
+            bt.lines()
+                .map(|line| escape_untrusted(line).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
     HookError::Trap {
         plugin: hook.plugin.clone(),
         hook: hook.hook.clone(),
-        reason,
+        reason: escape_untrusted(&reason).into_owned(),
         stderr,
         backtrace,
     }
@@ -1012,6 +1058,9 @@ fn schema_violation(
         .filter(|row| !after.contains(row))
         .chain(after.iter().filter(|row| !before.contains(row)));
     for (_, kind, name, table, _) in changed {
+        if authorizer::is_sqlite_bookkeeping(name) {
+            continue; // SQLite's own, made inside an allowed statement
+        }
         let owned = ownership.owns(table)
             && (ownership.owns(name) || name.starts_with("sqlite_autoindex_"));
         if !owned {
@@ -1019,6 +1068,56 @@ fn schema_violation(
         }
     }
     None
+}
+
+/// What is wrong with what the tables and views the hook created or
+/// changed refer to (see [`dependencies`]), if anything.
+fn dependency_problem(
+    conn: &Connection,
+    plugin: &str,
+    before: &[SchemaRow],
+    after: &[SchemaRow],
+    ownership: &Ownership,
+) -> rusqlite::Result<Option<String>> {
+    let changed: Vec<dependencies::Object<'_>> = after
+        .iter()
+        .filter(|row| !before.contains(row) && !authorizer::is_sqlite_bookkeeping(&row.2))
+        .map(|(schema, kind, name, ..)| dependencies::Object { schema, kind, name })
+        .collect();
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    dependencies::check(
+        conn,
+        plugin,
+        &changed,
+        &Policy::with_ownership(ownership.clone()),
+    )
+}
+
+/// Drops the TEMP tables and views in `after` but not in `before`: a TEMP
+/// object lives as long as the hook that made it (scratch space), so that
+/// no hook finds another's, or its own from an earlier hook, on the
+/// upgrade's connection. Their indexes go with them; a hook cannot create
+/// triggers.
+fn drop_new_temp_objects(
+    conn: &Connection,
+    before: &[SchemaRow],
+    after: &[SchemaRow],
+) -> rusqlite::Result<()> {
+    for (schema, kind, name, ..) in after {
+        let new = !before
+            .iter()
+            .any(|(s, k, n, ..)| s == schema && k == kind && n == name);
+        if schema == "temp" && new && (kind == "table" || kind == "view") {
+            let what = if kind == "view" { "VIEW" } else { "TABLE" };
+            conn.execute_batch(&format!(
+                "DROP {what} IF EXISTS temp.{}",
+                crate::backup::quote_ident(name)
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// The tables and views of the main schema in `after` but not in `before`
@@ -1044,4 +1143,38 @@ fn created_and_dropped(before: &[SchemaRow], after: &[SchemaRow]) -> (Vec<String
             .collect()
     };
     (missing(&after, &before), missing(&before, &after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned() -> PlannedHook {
+        PlannedHook {
+            plugin: "p".into(),
+            plugin_version: "1.0".into(),
+            hook: "h".into(),
+            path: PathBuf::from("p.wasm"),
+            capabilities: Capabilities::default(),
+            old_version: "*".into(),
+            new_version: "*".into(),
+        }
+    }
+
+    #[test]
+    fn a_wasmtime_error_in_a_backtrace_gives_its_reason_first() {
+        // wasmtime reports its own limits (a copy between host and guest
+        // too large, say) as the reason wrapped in the guest's backtrace.
+        let engine = Engine::default();
+        let store = Store::new(&engine, ());
+        let backtrace = WasmBacktrace::force_capture(&store);
+        let err =
+            wasmtime::Error::msg("list of 70000000 values is too large to copy").context(backtrace);
+        let text = classify_trap(err, None, &planned(), Vec::new(), 1).to_string();
+        assert!(
+            text.starts_with("hook p/h crashed: list of 70000000 values is too large to copy"),
+            "{text}"
+        );
+        assert_eq!(text.matches("too large").count(), 1, "{text}");
+    }
 }

@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::hooks::database::DbState;
-use crate::hooks::{Limit, LimitHit, LogLevel, LogLine, LogSink, LogSource};
+use crate::hooks::{Limit, LimitHit, LogLevel, LogLine, LogSink, LogSource, escape_untrusted};
 
 /// How many of the last stderr lines an error quotes.
 const STDERR_TAIL: usize = 12;
@@ -175,7 +175,8 @@ impl HookLog {
                 if self.stderr_tail.len() == STDERR_TAIL {
                     self.stderr_tail.pop_front();
                 }
-                self.stderr_tail.push_back(line.to_string());
+                self.stderr_tail
+                    .push_back(escape_untrusted(line).into_owned());
             }
             self.emit(level, source, line);
         }
@@ -188,13 +189,15 @@ impl HookLog {
         self.write(level, LogSource::Sandbox, message)
     }
 
+    /// Sends one line to the sink, its control characters escaped: it is
+    /// the plugin's text (or quotes it), bound for the operator's terminal.
     fn emit(&self, level: LogLevel, source: LogSource, message: &str) {
         self.sink.line(&LogLine {
             level,
             source,
             plugin: self.plugin.clone(),
             hook: self.hook.clone(),
-            message: message.to_string(),
+            message: escape_untrusted(message).into_owned(),
         });
     }
 

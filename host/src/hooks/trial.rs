@@ -32,12 +32,12 @@ use serde::Serialize;
 use crate::home::HookLimits;
 use crate::hooks::manifest::{self, Capabilities};
 use crate::hooks::runtime::CompileCache;
-use crate::hooks::{HookContext, HookError, HookRunner, LogLine, LogSink, PlannedHook};
+use crate::hooks::{HookError, HookRunner, LogLine, LogSink, PlannedHook};
 use crate::migrate::{self, MigrateError};
 use crate::release::Release;
-use crate::upgrade::MigrationRun;
+use crate::transaction::{Mode, UpgradeTransaction};
+use crate::upgrade::{MigrationRun, UpgradeError};
 use crate::version::Version;
-use crate::written::{self, SchemaRows, WrittenTables};
 
 /// Examples kept of each kind of change per table.
 const EXAMPLES: usize = 3;
@@ -102,8 +102,12 @@ pub enum TrialError {
     Migrations {
         version: Version,
         #[source]
-        source: MigrateError,
+        source: Box<UpgradeError>,
     },
+    /// The transaction on the copy could not begin, or its bookkeeping
+    /// failed.
+    #[error("on the copy of the database: {0}")]
+    Transaction(UpgradeError),
 }
 
 /// One changed row: its key and its columns before and after (changed
@@ -262,140 +266,86 @@ pub fn run_trial(
     if planned.is_empty() && opts.release.is_none() {
         return Ok(report);
     }
-    let db_err = |what: &str| {
-        let what = what.to_string();
-        move |source| TrialError::Database { what, source }
-    };
-    conn.pragma_update(None, "foreign_keys", false)
-        .map_err(db_err("turn foreign keys off"))?;
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(db_err("begin a transaction"))?;
-    // What the migrations and hooks write, for the foreign-key check the
-    // upgrade runs before COMMIT.
-    let schema_before = SchemaRows::read(&conn).map_err(db_err("read the schema"))?;
-    let written = WrittenTables::new();
+    let mut tx = UpgradeTransaction::begin(&mut conn, Mode::Trial { from: &opts.from }, None)
+        .map_err(TrialError::Transaction)?;
     if let Some(release) = &opts.release {
-        let applied = apply_migrations(&conn, release, &written, migrated);
+        let applied = apply_migrations(&mut tx, release, migrated);
         report.migrations = applied.map_err(|source| TrialError::Migrations {
             version: release.version.clone(),
-            source,
+            source: Box::new(source),
         })?;
     }
-    if planned.is_empty() {
-        report.foreign_key_violations = foreign_key_violations(&conn, &written, &schema_before)?;
-        let _ = conn.execute_batch("ROLLBACK");
-        return Ok(report);
-    }
-    let mut runner =
-        HookRunner::with_cache(opts.cache.clone().map(CompileCache::new), &opts.limits)
-            .map_err(TrialError::Engine)?;
-    runner.record_writes(written.clone());
-    let ctx = HookContext {
-        app: opts.app.clone(),
-        old_version: opts.from.to_string(),
-        new_version: opts.to.to_string(),
-        dry_run: true,
-    };
-    for hook in &planned {
-        let before = snapshot(&conn, &manifest.capabilities, None)?;
-        let started = Instant::now();
-        let result = runner.run(&mut conn, hook, &ctx, tee.clone());
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let mut entry = HookResult {
-            hook: hook.hook.clone(),
-            old_version: hook.old_version.clone(),
-            new_version: hook.new_version.clone(),
-            ok: result.is_ok(),
-            error: None,
-            refused: Vec::new(),
-            ms,
-            changes: Vec::new(),
-        };
-        match result {
-            Ok(outcome) => {
-                let after = snapshot(&conn, &manifest.capabilities, Some(&before))?;
-                entry.changes = compare(&before, &after);
-                // As the upgrade does: the plugin's later hooks own what
-                // this one created (recorded in the copy, rolled back below).
-                crate::meta::record_plugin_tables(
-                    &conn,
-                    &hook.plugin,
-                    &outcome.created,
-                    &outcome.dropped,
-                )
-                .map_err(db_err("record the tables the hook created"))?;
-                entry.refused = outcome.refused;
-                report.hooks.push(entry);
-            }
-            Err(err) => {
-                if let HookError::Failed { refused, .. } = &err {
-                    entry.refused = refused.clone();
+    if !planned.is_empty() {
+        let mut runner =
+            HookRunner::with_cache(opts.cache.clone().map(CompileCache::new), &opts.limits)
+                .map_err(TrialError::Engine)?;
+        let ctx = tx.hook_context(&opts.app, &opts.to);
+        for hook in &planned {
+            let before = snapshot(tx.conn(), &manifest.capabilities, None)?;
+            let started = Instant::now();
+            let result = tx.run_hook(&mut runner, hook, &ctx, tee.clone());
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let mut entry = HookResult {
+                hook: hook.hook.clone(),
+                old_version: hook.old_version.clone(),
+                new_version: hook.new_version.clone(),
+                ok: result.is_ok(),
+                error: None,
+                refused: Vec::new(),
+                ms,
+                changes: Vec::new(),
+            };
+            match result {
+                Ok(outcome) => {
+                    let after = snapshot(tx.conn(), &manifest.capabilities, Some(&before))?;
+                    entry.changes = compare(&before, &after);
+                    entry.refused = outcome.refused;
+                    report.hooks.push(entry);
                 }
-                entry.error = Some(err.to_string());
-                report.hooks.push(entry);
-                break;
+                Err(UpgradeError::Hook(err)) => {
+                    if let HookError::Failed { refused, .. } = &err {
+                        entry.refused = refused.clone();
+                    }
+                    entry.error = Some(err.to_string());
+                    report.hooks.push(entry);
+                    break;
+                }
+                Err(other) => return Err(TrialError::Transaction(other)),
             }
         }
     }
     if report.hooks.iter().all(|h| h.ok) {
-        report.foreign_key_violations = foreign_key_violations(&conn, &written, &schema_before)?;
+        let check = tx.check_foreign_keys(10).map_err(TrialError::Transaction)?;
+        report.foreign_key_violations = check.violations.iter().map(|v| v.to_string()).collect();
     }
-    // Nothing is kept: the copy is rolled back, then deleted with `scratch`.
-    let _ = conn.execute_batch("ROLLBACK");
+    // Nothing is kept: the copy is rolled back (dropping the transaction
+    // does), then deleted with `scratch`.
+    drop(tx);
     drop(conn);
     report.log = collected.lines();
     Ok(report)
 }
 
-/// The upgrade's foreign-key check before COMMIT ([`written::check_foreign_keys`]),
-/// run on the copy: the violations it would find, described.
-fn foreign_key_violations(
-    conn: &Connection,
-    written: &WrittenTables,
-    schema_before: &SchemaRows,
-) -> Result<Vec<String>, TrialError> {
-    let check =
-        written::check_foreign_keys(conn, written, schema_before, 10).map_err(|source| {
-            TrialError::Database {
-                what: "check foreign keys".into(),
-                source,
-            }
-        })?;
-    Ok(check.violations.iter().map(|v| v.to_string()).collect())
-}
-
-/// Applies the release's pending migrations inside the caller's transaction,
-/// as the upgrade does (recording what they write in `written`): refused
-/// when the history has drifted from the release's files.
+/// Applies the release's pending migrations inside the trial's transaction,
+/// as the upgrade does: refused when the history has drifted from the
+/// release's files.
 fn apply_migrations(
-    conn: &Connection,
+    tx: &mut UpgradeTransaction<'_>,
     release: &Release,
-    written: &WrittenTables,
     migrated: &dyn Fn(&MigrationRun),
-) -> Result<Vec<MigrationRun>, MigrateError> {
-    let status = migrate::status(conn, release)?;
+) -> Result<Vec<MigrationRun>, UpgradeError> {
+    let status = migrate::status(tx.conn(), release)?;
     if !status.drift.is_empty() {
-        return Err(MigrateError::Drift(status.drift));
+        return Err(MigrateError::Drift(status.drift).into());
     }
-    let mut done = Vec::with_capacity(status.pending.len());
-    for migration in &status.pending {
-        // The trial runs on a copy: the default limit of a migration's time
-        // applies (the home's own `[migrations]` setting is the upgrade's).
-        let took = migrate::apply(
-            conn,
-            migration,
-            &release.version,
-            written,
-            crate::home::MigrationSettings::default().timeout(),
-        )?;
-        let run = MigrationRun {
-            file: migration.file_name(),
-            ms: took.as_secs_f64() * 1000.0,
-        };
-        migrated(&run);
-        done.push(run);
-    }
-    Ok(done)
+    // The trial runs on a copy: the default limit of a migration's time
+    // applies (the home's own `[migrations]` setting is the upgrade's).
+    tx.migrate(
+        &status.pending,
+        release,
+        crate::home::MigrationSettings::default().timeout(),
+        &mut |run| migrated(run),
+    )
 }
 
 /// Copies `original` (opened read-only) to `copy` with SQLite's online
@@ -599,8 +549,14 @@ fn compare(before: &BTreeMap<String, Rows>, after: &BTreeMap<String, Rows>) -> V
 }
 
 /// One change as a line: `inserted rowid=4: a=1, b='x'`,
-/// `updated rowid=2: email NULL → 'a@b'`, `deleted rowid=9: ...`.
+/// `updated rowid=2: email NULL → 'a@b'`, `deleted rowid=9: ...`; the
+/// values are the hook's, so control characters are escaped
+/// ([`crate::hooks::escape_untrusted`]).
 pub fn describe_change(change: &RowChange) -> String {
+    crate::hooks::escape_untrusted(&describe_change_raw(change)).into_owned()
+}
+
+fn describe_change_raw(change: &RowChange) -> String {
     let cols = |m: &BTreeMap<String, String>| {
         m.iter()
             .map(|(c, v)| format!("{c}={v}"))

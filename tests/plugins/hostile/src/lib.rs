@@ -198,6 +198,43 @@ impl Guest for Hostile {
             "rename_owned" => exec("ALTER TABLE hostile_kept RENAME TO hostile_moved"),
             "drop_owned" => exec("DROP TABLE hostile_kept"),
             "drop_moved" => exec("DROP TABLE hostile_moved"),
+            // Runs the statements of the table `script` (id, sql, param), each
+            // with `param` bound when it is not NULL, and logs what each
+            // returned: how tests try SQL a hostile plugin could send.
+            "script" => {
+                let script = database::query("SELECT id, sql, param FROM script ORDER BY id", &[])
+                    .map_err(text)?;
+                for row in script.rows {
+                    let (id, sql, param) = match &row[..] {
+                        [Value::Integer(id), Value::Text(sql), param] => (*id, sql, param.clone()),
+                        _ => return Err("script rows are (id, sql, param)".into()),
+                    };
+                    let params = match param {
+                        Value::Null => vec![],
+                        value => vec![value],
+                    };
+                    let line = match database::query(sql, &params) {
+                        Ok(rows) => format!("#{id} ok: {:?}", rows.rows),
+                        Err(e) => format!(
+                            "#{id} error {} ({}): {}",
+                            e.code, e.extended_code, e.message
+                        ),
+                    };
+                    log::log(Level::Info, &line);
+                }
+                Ok(())
+            }
+            // Control characters in everything a plugin says: its log, its
+            // stdout and stderr, its error.
+            "spoof" => {
+                log::log(
+                    Level::Info,
+                    "log\r[tidy/shout] forged\x1b[2K\x1b]52;c;cHduZWQ=\x07",
+                );
+                println!("stdout\x1b[1A\u{9b}2K\u{202e}");
+                eprintln!("stderr\x1b]0;title\x1b\\\x08");
+                Err("error\n[tidy/shout] forged\r\x1b[31m".into())
+            }
             other => Err(format!("no hook {other}")),
         }
     }
