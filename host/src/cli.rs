@@ -1003,7 +1003,10 @@ fn print_trial(
             for t in &h.changes {
                 println!(
                     "     {}: {} inserted, {} updated, {} deleted",
-                    t.table, t.inserted, t.updated, t.deleted
+                    crate::hooks::escape_untrusted(&t.table),
+                    t.inserted,
+                    t.updated,
+                    t.deleted
                 );
                 for example in &t.examples {
                     println!("       {}", trial::describe_change(example));

@@ -1583,3 +1583,32 @@ fn a_plugin_view_does_not_stop_a_later_migration_that_rebuilds_what_it_reads() {
         .unwrap();
     assert_eq!(views, 0);
 }
+
+#[test]
+fn a_refused_statement_is_shown_escaped() {
+    let mut runner = runner();
+    let mut conn = database();
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = hostile_as(tmp.path(), "hostile", READS_NOTES, &["script"]);
+    conn.execute_batch(
+        "CREATE TABLE script(id INTEGER PRIMARY KEY, sql TEXT NOT NULL, param);
+         INSERT INTO script(sql) VALUES ('SELECT * FROM \"x' || char(27) || ']52;c;cHduZWQ=' || char(7) || '\"');",
+    )
+    .unwrap();
+    let log = CollectLog::new();
+    let outcome = runner
+        .run(
+            &mut conn,
+            &planned(&plugin, "script"),
+            &context(),
+            log.clone(),
+        )
+        .unwrap();
+    assert_eq!(outcome.refused.len(), 1, "{:?}", outcome.refused);
+    let shown = outcome.refused[0].clone();
+    assert!(
+        !shown.chars().any(uplift::hooks::is_unsafe_char),
+        "{shown:?}"
+    );
+    assert!(shown.contains("x\\x1b]52;c;cHduZWQ=\\x07"), "{shown}");
+}

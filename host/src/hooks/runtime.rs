@@ -800,10 +800,7 @@ impl HookRunner {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
                 message: escape_untrusted(&message).into_owned(),
-                refused: refused
-                    .iter()
-                    .map(|r| escape_untrusted(r).into_owned())
-                    .collect(),
+                refused,
             }),
             Err(err) => Err(classify_trap(
                 err,
