@@ -1612,3 +1612,26 @@ fn a_refused_statement_is_shown_escaped() {
     );
     assert!(shown.contains("x\\x1b]52;c;cHduZWQ=\\x07"), "{shown}");
 }
+
+#[test]
+fn a_long_value_inside_sql_names_the_length_limit_not_the_reply() {
+    // The reply is one integer; the value SQLite would build is 100 MB.
+    let mut runner = runner();
+    let mut conn = database();
+    let err = run_script(
+        &mut runner,
+        &mut conn,
+        READS_NOTES,
+        &[(
+            "SELECT length(zeroblob(?))",
+            rusqlite::types::Value::Integer(100 << 20),
+        )],
+    )
+    .expect_err("over SQLite's length limit");
+    assert_limit(&err, |l| matches!(l, Limit::Length { mib: 8 }));
+    let text = err.to_string();
+    assert!(
+        text.contains("length limit") && !text.contains("reply limit"),
+        "{text}"
+    );
+}

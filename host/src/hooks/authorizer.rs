@@ -603,6 +603,15 @@ impl Policy {
     /// other statement SQLite asks nothing about is refused. `Ok` when
     /// `sql` is allowed.
     pub fn check_text(&mut self, sql: &str) -> Result<(), Refusal> {
+        // The flag is cleared by the first action after it was set.
+        let asked = !self.new_statement.load(Ordering::Relaxed) && self.actions > 0;
+        // Most statements: asked about, and not an ALTER (one word read).
+        let alter = leading_words(sql, 1)
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("ALTER"));
+        if asked && !alter {
+            return Ok(());
+        }
         let words = leading_words(sql, 12);
         let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
         let is = |i: usize, w: &str| word(i).eq_ignore_ascii_case(w);
@@ -625,8 +634,6 @@ impl Policy {
                 }
             }
         }
-        // The flag is cleared by the first action after it was set.
-        let asked = !self.new_statement.load(Ordering::Relaxed) && self.actions > 0;
         if asked {
             return Ok(());
         }
@@ -1737,6 +1744,10 @@ mod tests {
             (
                 "ALTER TABLE p_items RENAME TO secret",
                 "ALTER TABLE p_items RENAME TO nosuch",
+            ),
+            (
+                "/* hidden */ -- from the check\n alter table main.\"p_items\" rename to [secret]",
+                "/* hidden */ -- from the check\n alter table main.\"p_items\" rename to [nosuch]",
             ),
             ("PRAGMA table_info(secret)", "PRAGMA table_info(nosuch)"),
             (
