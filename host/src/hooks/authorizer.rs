@@ -185,6 +185,9 @@ pub struct Ownership {
     shadows: HashMap<String, String>,
     /// Lower-cased names of the connection's virtual-table modules.
     modules: HashSet<String>,
+    /// Lower-cased names of the connection's SQL functions that hooks may
+    /// not call (all but [`ALLOWED_FUNCTIONS`]).
+    refused_functions: HashSet<String>,
 }
 
 /// Virtual-table modules of SQLite that are, or may be, eponymous (readable
@@ -222,7 +225,14 @@ impl Ownership {
             indexes: HashMap::new(),
             shadows: HashMap::new(),
             modules: HashSet::new(),
+            refused_functions: HashSet::new(),
         }
+    }
+
+    /// Whether `name` is one of the connection's SQL functions that hooks
+    /// may not call.
+    fn refuses_function(&self, name: &str) -> bool {
+        self.refused_functions.contains(&name.to_ascii_lowercase())
     }
 
     /// Whether `name` is a virtual-table module's: a read of it that is not
@@ -266,6 +276,14 @@ impl Ownership {
         let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
         for name in names {
             self.modules.insert(name?.to_ascii_lowercase());
+        }
+        let mut stmt = conn.prepare("SELECT DISTINCT name FROM pragma_function_list")?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for name in names {
+            let name = name?.to_ascii_lowercase();
+            if !ALLOWED_FUNCTIONS.contains(&name.as_str()) {
+                self.refused_functions.insert(name);
+            }
         }
         Ok(self)
     }
@@ -517,10 +535,10 @@ impl Policy {
         // The flag is cleared by the first action after it was set.
         let asked = !self.new_statement.load(Ordering::Relaxed) && self.actions > 0;
         // Most statements: asked about, and not an ALTER (one word read).
-        let alter = leading_words(sql, 1)
+        let ddl = leading_words(sql, 1)
             .first()
-            .is_some_and(|w| w.eq_ignore_ascii_case("ALTER"));
-        if asked && !alter {
+            .is_some_and(|w| w.eq_ignore_ascii_case("ALTER") || w.eq_ignore_ascii_case("CREATE"));
+        if asked && !ddl {
             return Ok(());
         }
         let words = leading_words(sql, 12);
@@ -534,6 +552,29 @@ impl Policy {
                 (word(at), at + 1)
             }
         };
+        let creates_table = is(0, "CREATE")
+            && words
+                .iter()
+                .take(4)
+                .any(|w| w.eq_ignore_ascii_case("TABLE"));
+        if creates_table || is(0, "ALTER") {
+            // A column's DEFAULT is evaluated later, by each INSERT, without
+            // SQLite asking the authorizer about its functions (it asks about
+            // those of CHECK constraints and generated columns): they are
+            // found in the text.
+            let all = sql_words(sql, usize::MAX, true);
+            let called = all
+                .windows(2)
+                .find(|w| w[1] == "(" && self.ownership.refuses_function(&w[0]));
+            if let Some(call) = called {
+                let refusal = Refusal::plain(format!(
+                    "SQL function {}() is not allowed in hooks, in a table's definition either (hooks may call SQLite's core, aggregate, window, date, JSON and full-text functions; the plugin guide lists them)",
+                    call[0]
+                ));
+                self.last_refusal = Some(refusal.clone());
+                return Err(refusal);
+            }
+        }
         if is(0, "ALTER") && is(1, "TABLE") {
             let (_, next) = name_at(2);
             if is(next, "RENAME") && is(next + 1, "TO") {
@@ -960,31 +1001,33 @@ fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
 /// unquoted), and `.` and `(` as words of their own; comments skipped;
 /// stops at a string literal, a `;` or anything else.
 fn leading_words(sql: &str, max: usize) -> Vec<String> {
+    sql_words(sql, max, false)
+}
+
+/// The words of `sql` as [`leading_words`] reads them, or, when `whole`,
+/// all of them: then a string literal is the word `'` and every other
+/// character a word of its own, so that `name (` finds every call.
+fn sql_words(sql: &str, max: usize, whole: bool) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = sql.chars().peekable();
     while words.len() < max {
         let Some(&c) = chars.peek() else { break };
         if c.is_whitespace() {
             chars.next();
-        } else if c == '-' {
+        } else if c == '-' || c == '/' {
             chars.next();
-            if chars.peek() != Some(&'-') {
-                break;
-            }
-            for c in chars.by_ref() {
-                if c == '\n' {
+            let comment = if c == '-' { '-' } else { '*' };
+            if chars.peek() != Some(&comment) {
+                if !whole {
                     break;
                 }
-            }
-        } else if c == '/' {
-            chars.next();
-            if chars.peek() != Some(&'*') {
-                break;
+                words.push(c.to_string());
+                continue;
             }
             chars.next();
             let mut last = ' ';
             for c in chars.by_ref() {
-                if last == '*' && c == '/' {
+                if (comment == '-' && c == '\n') || (comment == '*' && last == '*' && c == '/') {
                     break;
                 }
                 last = c;
@@ -1019,6 +1062,21 @@ fn leading_words(sql: &str, max: usize) -> Vec<String> {
                 }
             }
             words.push(word);
+        } else if whole && c == '\'' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '\'' {
+                    if chars.peek() == Some(&'\'') {
+                        chars.next();
+                        continue;
+                    }
+                    break;
+                }
+            }
+            words.push("'".to_string());
+        } else if whole {
+            chars.next();
+            words.push(c.to_string());
         } else {
             break;
         }
@@ -1422,6 +1480,33 @@ mod tests {
             "ALTER TABLE p_t RENAME TO p_u",
         ] {
             assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_column_default_cannot_call_a_refused_function() {
+        // SQLite evaluates a DEFAULT at each INSERT without asking the
+        // authorizer about its functions.
+        let (conn, policy) = conn_with(caps());
+        run(&conn, &policy, "CREATE TABLE p_t(a)").unwrap();
+        for sql in [
+            "CREATE TABLE p_d(x DEFAULT (total_changes()))",
+            "CREATE TABLE p_d(x DEFAULT (\"sqlite_version\" /* c */ ()))",
+            "CREATE TEMP TABLE p_d(x DEFAULT ([sqlite_source_id]()))",
+            "ALTER TABLE p_t ADD COLUMN y DEFAULT (sqlite_log(1, 'forged'))",
+        ] {
+            let seen = hook_sees(&conn, &policy, sql);
+            assert!(
+                matches!(&seen, Err((23, m)) if m.contains("is not allowed in hooks")),
+                "{sql}: {seen:?}"
+            );
+        }
+        for sql in [
+            "CREATE TABLE p_ok(x DEFAULT (datetime('now')), total_changes INTEGER)",
+            "CREATE TABLE p_str(x DEFAULT 'sqlite_version()')",
+            "ALTER TABLE p_t ADD COLUMN z DEFAULT (upper('a'))",
+        ] {
+            assert_eq!(hook_sees(&conn, &policy, sql), Ok(vec![]), "{sql}");
         }
     }
 
