@@ -711,10 +711,10 @@ impl Policy {
                     if internal {
                         return Ok(());
                     }
-                    return Err(format!(
-                        "reading {table_name} (SQLite's schema) is never allowed"
-                    )
-                    .into());
+                    return Err(self.hidden_unless_prefix(
+                        table_name,
+                        format!("reading {table_name} (SQLite's schema) is never allowed"),
+                    ));
                 }
                 if is_uplift_table(table_name) {
                     return Err(format!("{table_name} is uplift's own table").into());
@@ -745,10 +745,10 @@ impl Policy {
                     if self.kind != Kind::Other && self.kind != Kind::Unknown {
                         return Ok(());
                     }
-                    return Err(format!(
-                        "changing {table_name} (SQLite's schema) is never allowed"
-                    )
-                    .into());
+                    return Err(self.hidden_unless_prefix(
+                        table_name,
+                        format!("changing {table_name} (SQLite's schema) is never allowed"),
+                    ));
                 }
                 if is_uplift_table(table_name) {
                     return Err(format!("{table_name} is uplift's own table").into());
@@ -950,11 +950,13 @@ impl Policy {
     /// Whether `name` is one the hook may not learn anything about: neither
     /// readable nor under its owned prefix (uplift's and SQLite's own names
     /// are public).
+    /// `sqlite_sequence` and `sqlite_stat*` are hidden too: whether they
+    /// exist tells whether the application uses AUTOINCREMENT or ANALYZE.
     fn is_hidden(&self, name: &str) -> bool {
         !self.may_read(name)
             && !self.ownership.under_prefix(name)
             && !is_uplift_table(name)
-            && !starts_with_ignore_case(name, "sqlite_")
+            && !is_schema_table(name)
     }
 
     /// The refusal of `what` on `name`, which the plugin does not own.
@@ -1204,7 +1206,9 @@ mod tests {
              CREATE VIRTUAL TABLE docs USING fts5(body);
              INSERT INTO docs VALUES ('hello world');
              CREATE VIRTUAL TABLE docs4 USING fts4(body);
-             INSERT INTO docs4 VALUES ('hello there');",
+             INSERT INTO docs4 VALUES ('hello there');
+             CREATE TABLE counter(id INTEGER PRIMARY KEY AUTOINCREMENT);
+             INSERT INTO counter DEFAULT VALUES;",
         )
         .unwrap();
         let existing = existing_tables(&conn).unwrap();
@@ -1746,6 +1750,12 @@ mod tests {
                 "/* hidden */ -- from the check\n alter table main.\"p_items\" rename to [nosuch]",
             ),
             ("PRAGMA table_info(secret)", "PRAGMA table_info(nosuch)"),
+            // Whether the application uses AUTOINCREMENT or ANALYZE.
+            (
+                "SELECT * FROM sqlite_sequence",
+                "SELECT * FROM sqlite_stat1",
+            ),
+            ("DELETE FROM sqlite_sequence", "DELETE FROM sqlite_stat1"),
             (
                 "SELECT * FROM pragma_index_list('secret')",
                 "SELECT * FROM pragma_index_list('nosuch')",
