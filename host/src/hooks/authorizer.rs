@@ -574,6 +574,25 @@ impl Policy {
                 self.last_refusal = Some(refusal.clone());
                 return Err(refusal);
             }
+            // A foreign key's table is named only in the text: refused here,
+            // before the key exists, so that no key on a table the plugin may
+            // not write is ever enforced while the hook runs (the check after
+            // the hook, in `dependencies`, stands behind this one).
+            let parent = all
+                .windows(2)
+                .find(|w| w[0].eq_ignore_ascii_case("REFERENCES") && !self.may_write(&w[1]));
+            if let Some(key) = parent {
+                let table = &key[1];
+                let refusal = self.hidden_unless_prefix(
+                    table,
+                    format!(
+                        "plugin {} may not refer to table {table} by foreign key: the key would block the application's deletes and key updates of {table}; a plugin's table may refer only to tables it owns or declares in capabilities.write",
+                        self.plugin
+                    ),
+                );
+                self.last_refusal = Some(refusal.clone());
+                return Err(refusal);
+            }
         }
         if is(0, "ALTER") && is(1, "TABLE") {
             let (_, next) = name_at(2);
@@ -1750,6 +1769,10 @@ mod tests {
                 "/* hidden */ -- from the check\n alter table main.\"p_items\" rename to [nosuch]",
             ),
             ("PRAGMA table_info(secret)", "PRAGMA table_info(nosuch)"),
+            (
+                "CREATE TABLE p_pin(x REFERENCES secret(id))",
+                "CREATE TABLE p_pin(x REFERENCES nosuch(id))",
+            ),
             // Whether the application uses AUTOINCREMENT or ANALYZE.
             (
                 "SELECT * FROM sqlite_sequence",
