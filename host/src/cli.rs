@@ -1053,7 +1053,10 @@ fn print_trial(
             for t in &h.changes {
                 println!(
                     "     {}: {} inserted, {} updated, {} deleted",
-                    t.table, t.inserted, t.updated, t.deleted
+                    uplift::hooks::escape_untrusted(&t.table),
+                    t.inserted,
+                    t.updated,
+                    t.deleted
                 );
                 for example in &t.examples {
                     println!("       {}", trial::describe_change(example));

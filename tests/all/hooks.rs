@@ -1321,35 +1321,39 @@ fn a_hook_cannot_tell_an_undeclared_table_from_a_missing_one() {
 #[test]
 fn an_owned_table_may_refer_only_to_tables_the_plugin_may_write() {
     let mut runner = runner();
-    for (caps, parent) in [
-        (READS_NOTES, "secret"),
-        (READS_NOTES, "notes"),
-        (READS_NOTES, "uplift_meta"),
-    ] {
-        let mut conn = database();
-        let before = dump(&conn);
-        let create = format!("CREATE TABLE hostile_pin(x REFERENCES {parent}(id))");
-        let err = run_script(
-            &mut runner,
-            &mut conn,
-            caps,
-            &[sql(&create), sql("INSERT INTO hostile_pin VALUES (1)")],
-        )
-        .expect_err("a key on a table the plugin may not write");
-        let text = err.to_string();
-        assert!(matches!(err, HookError::Dependency { .. }), "{text}");
-        for part in [
-            "hook hostile/script",
-            "table hostile_pin",
-            &format!("referring to table {parent}"),
-            "capabilities.write",
-        ] {
-            assert!(text.contains(part), "{text} does not say {part:?}");
+    let mut conn = database();
+    let statements: Vec<String> = ["secret", "notes", "uplift_meta"]
+        .iter()
+        .flat_map(|parent| {
+            [
+                format!("CREATE TABLE hostile_pin(x REFERENCES {parent}(id))"),
+                format!("CREATE TABLE hostile_pin(x INTEGER /* c */ REFERENCES \"{parent}\")"),
+            ]
+        })
+        .chain(["CREATE TABLE hostile_bare(x)".to_string()])
+        .chain(["ALTER TABLE hostile_bare ADD COLUMN y REFERENCES secret".to_string()])
+        .collect();
+    let script: Vec<_> = statements.iter().map(|s| sql(s)).collect();
+    let lines = run_script(&mut runner, &mut conn, READS_NOTES, &script).unwrap();
+    for (line, statement) in lines.iter().zip(&statements) {
+        if statement.starts_with("CREATE TABLE hostile_bare") {
+            assert!(line.ends_with("ok: []"), "{statement}: {line}");
+        } else {
+            assert!(line.contains("error 23 (23)"), "{statement}: {line}");
         }
-        let after = dump(&conn);
-        assert!(!after.contains("hostile_pin"), "{after}");
-        assert_eq!(after.replace(&dump_script(&conn), ""), before);
     }
+    // notes is declared (for reading): the refusal may say why.
+    assert!(
+        lines[2].contains("may not refer to table notes by foreign key"),
+        "{lines:?}"
+    );
+    assert!(lines[2].contains("capabilities.write"), "{lines:?}");
+    // secret is not: the hook learns nothing of it.
+    assert!(
+        lines[0].contains(uplift::hooks::authorizer::HIDDEN),
+        "{lines:?}"
+    );
+    assert!(!dump(&conn).contains("hostile_pin"));
     // To a table it may write, or owns, a key is fine.
     let mut conn = database();
     let writes = r#"{"read":["script"],"write":["notes"],"owns":"hostile_"}"#;
@@ -1364,16 +1368,6 @@ fn an_owned_table_may_refer_only_to_tables_the_plugin_may_write() {
     )
     .unwrap();
     assert_eq!(lines, ["#1 ok: []", "#2 ok: []"]);
-}
-
-/// The part of [`dump`] that shows the `script` table the tests add.
-fn dump_script(conn: &Connection) -> String {
-    dump(conn)
-        .lines()
-        .skip_while(|l| !l.starts_with("table script:"))
-        .take_while(|l| l.starts_with("table script:") || l.starts_with("  "))
-        .map(|l| format!("{l}\n"))
-        .collect()
 }
 
 #[test]
@@ -1584,4 +1578,56 @@ fn a_plugin_view_does_not_stop_a_later_migration_that_rebuilds_what_it_reads() {
         )
         .unwrap();
     assert_eq!(views, 0);
+}
+
+#[test]
+fn a_refused_statement_is_shown_escaped() {
+    let mut runner = runner();
+    let mut conn = database();
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = hostile_as(tmp.path(), "hostile", READS_NOTES, &["script"]);
+    conn.execute_batch(
+        "CREATE TABLE script(id INTEGER PRIMARY KEY, sql TEXT NOT NULL, param);
+         INSERT INTO script(sql) VALUES ('SELECT * FROM \"x' || char(27) || ']52;c;cHduZWQ=' || char(7) || '\"');",
+    )
+    .unwrap();
+    let log = CollectLog::new();
+    let outcome = runner
+        .run(
+            &mut conn,
+            &planned(&plugin, "script"),
+            &context(),
+            log.clone(),
+        )
+        .unwrap();
+    assert_eq!(outcome.refused.len(), 1, "{:?}", outcome.refused);
+    let shown = outcome.refused[0].clone();
+    assert!(
+        !shown.chars().any(uplift::hooks::is_unsafe_char),
+        "{shown:?}"
+    );
+    assert!(shown.contains("x\\x1b]52;c;cHduZWQ=\\x07"), "{shown}");
+}
+
+#[test]
+fn a_long_value_inside_sql_names_the_length_limit_not_the_reply() {
+    // The reply is one integer; the value SQLite would build is 100 MB.
+    let mut runner = runner();
+    let mut conn = database();
+    let err = run_script(
+        &mut runner,
+        &mut conn,
+        READS_NOTES,
+        &[(
+            "SELECT length(zeroblob(?))",
+            rusqlite::types::Value::Integer(100 << 20),
+        )],
+    )
+    .expect_err("over SQLite's length limit");
+    assert_limit(&err, |l| matches!(l, Limit::Length { mib: 8 }));
+    let text = err.to_string();
+    assert!(
+        text.contains("length limit") && !text.contains("reply limit"),
+        "{text}"
+    );
 }

@@ -72,120 +72,31 @@ const PLAIN_PRAGMAS: &[&str] = &["data_version"];
 /// `subtype`, `fts5_locale`, `fts5_get_locale`, `fts5_insttoken`, which no
 /// hook needs. Anything not listed, including what a later SQLite adds, is
 /// refused.
+#[rustfmt::skip]
 pub const ALLOWED_FUNCTIONS: &[&str] = &[
     // core scalar functions
-    "abs",
-    "changes",
-    "char",
-    "coalesce",
-    "concat",
-    "concat_ws",
-    "format",
-    "glob",
-    "hex",
-    "if",
-    "ifnull",
-    "iif",
-    "instr",
-    "last_insert_rowid",
-    "length",
-    "like",
-    "likelihood",
-    "likely",
-    "lower",
-    "ltrim",
-    "max",
-    "min",
-    "nullif",
-    "octet_length",
-    "printf",
-    "quote",
-    "random",
-    "randomblob",
-    "replace",
-    "round",
-    "rtrim",
-    "sign",
-    "soundex",
-    "substr",
-    "substring",
-    "trim",
-    "typeof",
-    "unhex",
-    "unicode",
-    "unistr",
-    "unistr_quote",
-    "unlikely",
-    "upper",
-    "zeroblob",
+    "abs", "changes", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "if",
+    "ifnull", "iif", "instr", "last_insert_rowid", "length", "like", "likelihood", "likely",
+    "lower", "ltrim", "max", "min", "nullif", "octet_length", "printf", "quote", "random",
+    "randomblob", "replace", "round", "rtrim", "sign", "soundex", "substr", "substring", "trim",
+    "typeof", "unhex", "unicode", "unistr", "unistr_quote", "unlikely", "upper", "zeroblob",
     // aggregate functions
-    "avg",
-    "count",
-    "group_concat",
-    "string_agg",
-    "sum",
-    "total",
+    "avg", "count", "group_concat", "string_agg", "sum", "total",
     // window functions
-    "cume_dist",
-    "dense_rank",
-    "first_value",
-    "lag",
-    "last_value",
-    "lead",
-    "nth_value",
-    "ntile",
-    "percent_rank",
-    "rank",
-    "row_number",
+    "cume_dist", "dense_rank", "first_value", "lag", "last_value", "lead", "nth_value", "ntile",
+    "percent_rank", "rank", "row_number",
     // date and time
-    "current_date",
-    "current_time",
-    "current_timestamp",
-    "date",
-    "datetime",
-    "julianday",
-    "strftime",
-    "time",
-    "timediff",
-    "unixepoch",
+    "current_date", "current_time", "current_timestamp", "date", "datetime", "julianday",
+    "strftime", "time", "timediff", "unixepoch",
     // JSON
-    "->",
-    "->>",
-    "json",
-    "json_array",
-    "json_array_length",
-    "json_error_position",
-    "json_extract",
-    "json_group_array",
-    "json_group_object",
-    "json_insert",
-    "json_object",
-    "json_patch",
-    "json_pretty",
-    "json_quote",
-    "json_remove",
-    "json_replace",
-    "json_set",
-    "json_type",
-    "json_valid",
-    "jsonb",
-    "jsonb_array",
-    "jsonb_extract",
-    "jsonb_group_array",
-    "jsonb_group_object",
-    "jsonb_insert",
-    "jsonb_object",
-    "jsonb_patch",
-    "jsonb_remove",
-    "jsonb_replace",
-    "jsonb_set",
+    "->", "->>", "json", "json_array", "json_array_length", "json_error_position",
+    "json_extract", "json_group_array", "json_group_object", "json_insert", "json_object",
+    "json_patch", "json_pretty", "json_quote", "json_remove", "json_replace", "json_set",
+    "json_type", "json_valid", "jsonb", "jsonb_array", "jsonb_extract", "jsonb_group_array",
+    "jsonb_group_object", "jsonb_insert", "jsonb_object", "jsonb_patch", "jsonb_remove",
+    "jsonb_replace", "jsonb_set",
     // full-text search, inside queries of FTS3/4/5 tables
-    "match",
-    "matchinfo",
-    "offsets",
-    "snippet",
-    "bm25",
-    "highlight",
+    "match", "matchinfo", "offsets", "snippet", "bm25", "highlight",
 ];
 
 /// SQLite's internal functions, which SQL cannot call (SQLite answers "no
@@ -274,6 +185,9 @@ pub struct Ownership {
     shadows: HashMap<String, String>,
     /// Lower-cased names of the connection's virtual-table modules.
     modules: HashSet<String>,
+    /// Lower-cased names of the connection's SQL functions that hooks may
+    /// not call (all but [`ALLOWED_FUNCTIONS`]).
+    refused_functions: HashSet<String>,
 }
 
 /// Virtual-table modules of SQLite that are, or may be, eponymous (readable
@@ -311,7 +225,14 @@ impl Ownership {
             indexes: HashMap::new(),
             shadows: HashMap::new(),
             modules: HashSet::new(),
+            refused_functions: HashSet::new(),
         }
+    }
+
+    /// Whether `name` is one of the connection's SQL functions that hooks
+    /// may not call.
+    fn refuses_function(&self, name: &str) -> bool {
+        self.refused_functions.contains(&name.to_ascii_lowercase())
     }
 
     /// Whether `name` is a virtual-table module's: a read of it that is not
@@ -355,6 +276,14 @@ impl Ownership {
         let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
         for name in names {
             self.modules.insert(name?.to_ascii_lowercase());
+        }
+        let mut stmt = conn.prepare("SELECT DISTINCT name FROM pragma_function_list")?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for name in names {
+            let name = name?.to_ascii_lowercase();
+            if !ALLOWED_FUNCTIONS.contains(&name.as_str()) {
+                self.refused_functions.insert(name);
+            }
         }
         Ok(self)
     }
@@ -603,6 +532,15 @@ impl Policy {
     /// other statement SQLite asks nothing about is refused. `Ok` when
     /// `sql` is allowed.
     pub fn check_text(&mut self, sql: &str) -> Result<(), Refusal> {
+        // The flag is cleared by the first action after it was set.
+        let asked = !self.new_statement.load(Ordering::Relaxed) && self.actions > 0;
+        // Most statements: asked about, and not an ALTER (one word read).
+        let ddl = leading_words(sql, 1)
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("ALTER") || w.eq_ignore_ascii_case("CREATE"));
+        if asked && !ddl {
+            return Ok(());
+        }
         let words = leading_words(sql, 12);
         let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
         let is = |i: usize, w: &str| word(i).eq_ignore_ascii_case(w);
@@ -614,6 +552,48 @@ impl Policy {
                 (word(at), at + 1)
             }
         };
+        let creates_table = is(0, "CREATE")
+            && words
+                .iter()
+                .take(4)
+                .any(|w| w.eq_ignore_ascii_case("TABLE"));
+        if creates_table || is(0, "ALTER") {
+            // A column's DEFAULT is evaluated later, by each INSERT, without
+            // SQLite asking the authorizer about its functions (it asks about
+            // those of CHECK constraints and generated columns): they are
+            // found in the text.
+            let all = sql_words(sql, usize::MAX, true);
+            let called = all
+                .windows(2)
+                .find(|w| w[1] == "(" && self.ownership.refuses_function(&w[0]));
+            if let Some(call) = called {
+                let refusal = Refusal::plain(format!(
+                    "SQL function {}() is not allowed in hooks, in a table's definition either (hooks may call SQLite's core, aggregate, window, date, JSON and full-text functions; the plugin guide lists them)",
+                    call[0]
+                ));
+                self.last_refusal = Some(refusal.clone());
+                return Err(refusal);
+            }
+            // A foreign key's table is named only in the text: refused here,
+            // before the key exists, so that no key on a table the plugin may
+            // not write is ever enforced while the hook runs (the check after
+            // the hook, in `dependencies`, stands behind this one).
+            let parent = all
+                .windows(2)
+                .find(|w| w[0].eq_ignore_ascii_case("REFERENCES") && !self.may_write(&w[1]));
+            if let Some(key) = parent {
+                let table = &key[1];
+                let refusal = self.hidden_unless_prefix(
+                    table,
+                    format!(
+                        "plugin {} may not refer to table {table} by foreign key: the key would block the application's deletes and key updates of {table}; a plugin's table may refer only to tables it owns or declares in capabilities.write",
+                        self.plugin
+                    ),
+                );
+                self.last_refusal = Some(refusal.clone());
+                return Err(refusal);
+            }
+        }
         if is(0, "ALTER") && is(1, "TABLE") {
             let (_, next) = name_at(2);
             if is(next, "RENAME") && is(next + 1, "TO") {
@@ -625,8 +605,6 @@ impl Policy {
                 }
             }
         }
-        // The flag is cleared by the first action after it was set.
-        let asked = !self.new_statement.load(Ordering::Relaxed) && self.actions > 0;
         if asked {
             return Ok(());
         }
@@ -752,10 +730,10 @@ impl Policy {
                     if internal {
                         return Ok(());
                     }
-                    return Err(format!(
-                        "reading {table_name} (SQLite's schema) is never allowed"
-                    )
-                    .into());
+                    return Err(self.hidden_unless_prefix(
+                        table_name,
+                        format!("reading {table_name} (SQLite's schema) is never allowed"),
+                    ));
                 }
                 if is_uplift_table(table_name) {
                     return Err(format!("{table_name} is uplift's own table").into());
@@ -786,10 +764,10 @@ impl Policy {
                     if self.kind != Kind::Other && self.kind != Kind::Unknown {
                         return Ok(());
                     }
-                    return Err(format!(
-                        "changing {table_name} (SQLite's schema) is never allowed"
-                    )
-                    .into());
+                    return Err(self.hidden_unless_prefix(
+                        table_name,
+                        format!("changing {table_name} (SQLite's schema) is never allowed"),
+                    ));
                 }
                 if is_uplift_table(table_name) {
                     return Err(format!("{table_name} is uplift's own table").into());
@@ -991,11 +969,13 @@ impl Policy {
     /// Whether `name` is one the hook may not learn anything about: neither
     /// readable nor under its owned prefix (uplift's and SQLite's own names
     /// are public).
+    /// `sqlite_sequence` and `sqlite_stat*` are hidden too: whether they
+    /// exist tells whether the application uses AUTOINCREMENT or ANALYZE.
     fn is_hidden(&self, name: &str) -> bool {
         !self.may_read(name)
             && !self.ownership.under_prefix(name)
             && !is_uplift_table(name)
-            && !starts_with_ignore_case(name, "sqlite_")
+            && !is_schema_table(name)
     }
 
     /// The refusal of `what` on `name`, which the plugin does not own.
@@ -1042,31 +1022,33 @@ fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
 /// unquoted), and `.` and `(` as words of their own; comments skipped;
 /// stops at a string literal, a `;` or anything else.
 fn leading_words(sql: &str, max: usize) -> Vec<String> {
+    sql_words(sql, max, false)
+}
+
+/// The words of `sql` as [`leading_words`] reads them, or, when `whole`,
+/// all of them: then a string literal is the word `'` and every other
+/// character a word of its own, so that `name (` finds every call.
+fn sql_words(sql: &str, max: usize, whole: bool) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = sql.chars().peekable();
     while words.len() < max {
         let Some(&c) = chars.peek() else { break };
         if c.is_whitespace() {
             chars.next();
-        } else if c == '-' {
+        } else if c == '-' || c == '/' {
             chars.next();
-            if chars.peek() != Some(&'-') {
-                break;
-            }
-            for c in chars.by_ref() {
-                if c == '\n' {
+            let comment = if c == '-' { '-' } else { '*' };
+            if chars.peek() != Some(&comment) {
+                if !whole {
                     break;
                 }
-            }
-        } else if c == '/' {
-            chars.next();
-            if chars.peek() != Some(&'*') {
-                break;
+                words.push(c.to_string());
+                continue;
             }
             chars.next();
             let mut last = ' ';
             for c in chars.by_ref() {
-                if last == '*' && c == '/' {
+                if (comment == '-' && c == '\n') || (comment == '*' && last == '*' && c == '/') {
                     break;
                 }
                 last = c;
@@ -1101,6 +1083,21 @@ fn leading_words(sql: &str, max: usize) -> Vec<String> {
                 }
             }
             words.push(word);
+        } else if whole && c == '\'' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '\'' {
+                    if chars.peek() == Some(&'\'') {
+                        chars.next();
+                        continue;
+                    }
+                    break;
+                }
+            }
+            words.push("'".to_string());
+        } else if whole {
+            chars.next();
+            words.push(c.to_string());
         } else {
             break;
         }
@@ -1228,7 +1225,9 @@ mod tests {
              CREATE VIRTUAL TABLE docs USING fts5(body);
              INSERT INTO docs VALUES ('hello world');
              CREATE VIRTUAL TABLE docs4 USING fts4(body);
-             INSERT INTO docs4 VALUES ('hello there');",
+             INSERT INTO docs4 VALUES ('hello there');
+             CREATE TABLE counter(id INTEGER PRIMARY KEY AUTOINCREMENT);
+             INSERT INTO counter DEFAULT VALUES;",
         )
         .unwrap();
         let existing = existing_tables(&conn).unwrap();
@@ -1508,6 +1507,33 @@ mod tests {
     }
 
     #[test]
+    fn a_column_default_cannot_call_a_refused_function() {
+        // SQLite evaluates a DEFAULT at each INSERT without asking the
+        // authorizer about its functions.
+        let (conn, policy) = conn_with(caps());
+        run(&conn, &policy, "CREATE TABLE p_t(a)").unwrap();
+        for sql in [
+            "CREATE TABLE p_d(x DEFAULT (total_changes()))",
+            "CREATE TABLE p_d(x DEFAULT (\"sqlite_version\" /* c */ ()))",
+            "CREATE TEMP TABLE p_d(x DEFAULT ([sqlite_source_id]()))",
+            "ALTER TABLE p_t ADD COLUMN y DEFAULT (sqlite_log(1, 'forged'))",
+        ] {
+            let seen = hook_sees(&conn, &policy, sql);
+            assert!(
+                matches!(&seen, Err((23, m)) if m.contains("is not allowed in hooks")),
+                "{sql}: {seen:?}"
+            );
+        }
+        for sql in [
+            "CREATE TABLE p_ok(x DEFAULT (datetime('now')), total_changes INTEGER)",
+            "CREATE TABLE p_str(x DEFAULT 'sqlite_version()')",
+            "ALTER TABLE p_t ADD COLUMN z DEFAULT (upper('a'))",
+        ] {
+            assert_eq!(hook_sees(&conn, &policy, sql), Ok(vec![]), "{sql}");
+        }
+    }
+
+    #[test]
     fn every_function_and_module_of_the_bundled_sqlite_was_reviewed() {
         // Refused on purpose (see ALLOWED_FUNCTIONS). A function a new
         // SQLite adds is refused by the authorizer; this test makes someone
@@ -1738,7 +1764,21 @@ mod tests {
                 "ALTER TABLE p_items RENAME TO secret",
                 "ALTER TABLE p_items RENAME TO nosuch",
             ),
+            (
+                "/* hidden */ -- from the check\n alter table main.\"p_items\" rename to [secret]",
+                "/* hidden */ -- from the check\n alter table main.\"p_items\" rename to [nosuch]",
+            ),
             ("PRAGMA table_info(secret)", "PRAGMA table_info(nosuch)"),
+            (
+                "CREATE TABLE p_pin(x REFERENCES secret(id))",
+                "CREATE TABLE p_pin(x REFERENCES nosuch(id))",
+            ),
+            // Whether the application uses AUTOINCREMENT or ANALYZE.
+            (
+                "SELECT * FROM sqlite_sequence",
+                "SELECT * FROM sqlite_stat1",
+            ),
+            ("DELETE FROM sqlite_sequence", "DELETE FROM sqlite_stat1"),
             (
                 "SELECT * FROM pragma_index_list('secret')",
                 "SELECT * FROM pragma_index_list('nosuch')",

@@ -17,7 +17,7 @@ use crate::hooks::bindings::uplift::hooks::types::{self, DbError, Row, Rows, Val
 use crate::hooks::bounds::{SqliteBounds, Trip};
 use crate::hooks::raw::{BindValue, RawStatement, SqlError, SqlValue};
 use crate::hooks::sandbox::{HostState, SharedLog};
-use crate::hooks::{Limit, LimitHit, LogLevel, LogSource, TransactionEnded};
+use crate::hooks::{Limit, LimitHit, LogLevel, LogSource, TransactionEnded, escape_untrusted};
 
 /// The database half of a hook's store data.
 pub(crate) struct DbState {
@@ -190,7 +190,11 @@ impl Sql<'_> {
                 None => (err.message.clone(), err.message.clone()),
             };
             let statement = short(sql);
-            self.db.refused.push(format!("{reason} (in: {statement})"));
+            // Shown to the operator (the upgrade's error, `hooks test`): the
+            // statement and the names in the reason are the plugin's text.
+            self.db
+                .refused
+                .push(escape_untrusted(&format!("{reason} (in: {statement})")).into_owned());
             let note = format!("refused: {reason}; statement: {statement}");
             let logged = self
                 .log

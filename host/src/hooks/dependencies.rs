@@ -162,3 +162,66 @@ fn view_problem(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::Capabilities;
+    use crate::hooks::authorizer::{Ownership, existing_tables};
+
+    /// A database with `learner` (declared for reading) and `secret`
+    /// (undeclared), and the policy of plugin `p` owning `p_`, as a hook
+    /// starting now would have it.
+    fn setup() -> (Connection, Policy) {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE learner(id INTEGER PRIMARY KEY);
+             CREATE TABLE grade(id INTEGER PRIMARY KEY);
+             CREATE TABLE secret(id INTEGER PRIMARY KEY);",
+        )
+        .unwrap();
+        let caps = Capabilities {
+            read: vec!["learner".into()],
+            write: vec!["grade".into()],
+            owns: Some("p_".into()),
+        };
+        let existing = existing_tables(&conn).unwrap();
+        let policy = Policy::with_ownership(Ownership::new("p", &caps, &existing, &[]));
+        (conn, policy)
+    }
+
+    fn table(name: &str) -> Object<'_> {
+        Object {
+            schema: "main",
+            kind: "table",
+            name,
+        }
+    }
+
+    #[test]
+    fn a_key_on_a_table_the_plugin_may_not_write_is_found_after_the_hook() {
+        // However the key got there: the authorizer's reading of the text
+        // is the first wall, this is the second.
+        let (conn, policy) = setup();
+        conn.execute_batch(
+            "CREATE TABLE p_ok(a REFERENCES grade(id), b REFERENCES p_ok(a));
+             CREATE TABLE p_read(a, b, FOREIGN KEY (a, b) REFERENCES learner(id, id));
+             CREATE TABLE p_hidden(a REFERENCES secret);",
+        )
+        .unwrap();
+        assert_eq!(check(&conn, "p", &[table("p_ok")], &policy).unwrap(), None);
+        let problem = check(&conn, "p", &[table("p_read")], &policy)
+            .unwrap()
+            .unwrap();
+        assert!(
+            problem.contains(
+                "table p_read of plugin p has a foreign key (a, b) referring to table learner"
+            ),
+            "{problem}"
+        );
+        let problem = check(&conn, "p", &[table("p_hidden")], &policy)
+            .unwrap()
+            .unwrap();
+        assert!(problem.contains("referring to table secret"), "{problem}");
+    }
+}

@@ -733,8 +733,13 @@ impl HookRunner {
     /// [`HookOutcome::dropped`] with [`crate::meta::record_plugin_tables`].
     ///
     /// Fails when the component cannot be loaded, the hook traps, returns an
-    /// error, hits a limit, or leaves a schema change outside what it owns;
-    /// the error names the plugin, the hook and the reason.
+    /// error, hits a limit, leaves a schema change outside what it owns, or
+    /// leaves a table or view that refers beyond its manifest (a foreign key
+    /// on a table it may not write, a view over one it may not read: see
+    /// `dependencies`); the error names the plugin, the hook and the reason.
+    /// The TEMP tables and views the hook created are dropped when it ends.
+    /// The connection is expected to have `foreign_keys` off, as the upgrade
+    /// and `uplift hooks test` have it (keys are checked before COMMIT).
     pub fn run(
         &mut self,
         conn: &mut Connection,
@@ -933,10 +938,7 @@ impl HookRunner {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
                 message: escape_untrusted(&message).into_owned(),
-                refused: refused
-                    .iter()
-                    .map(|r| escape_untrusted(r).into_owned())
-                    .collect(),
+                refused,
             }),
             Err(err) => Err(classify_trap(
                 err,
