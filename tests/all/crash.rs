@@ -14,7 +14,7 @@ const MOMENTS: u32 = 64;
 
 /// Copies every file of `from` into `to` (flat folders and one level of
 /// subfolders are all a home has).
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

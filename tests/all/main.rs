@@ -6,8 +6,10 @@
 mod backup;
 mod crash;
 mod example_app;
+mod faults;
 mod foreign_keys;
 mod hooks;
+mod power_loss;
 mod sdk;
 mod support;
 mod tools;
