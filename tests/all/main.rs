@@ -9,6 +9,7 @@ mod example_app;
 mod faults;
 mod foreign_keys;
 mod hooks;
+mod io_errors;
 mod power_loss;
 mod sdk;
 mod support;

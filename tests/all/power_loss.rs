@@ -57,7 +57,7 @@ pub fn homes() -> &'static Homes {
     HOMES.get_or_init(|| {
         let scratch = tempfile::tempdir().unwrap();
         let old = scratch.path().join("old");
-        let db = crate::support::install_example(&old, "0.6.4");
+        crate::support::install_example(&old, "0.6.4");
         let out = run(&["--home", old.to_str().unwrap(), "dbbackup"]);
         assert!(out.status.success(), "{}", stderr(&out));
 
@@ -178,12 +178,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 3] = [
-        Operation::Upgrade,
-        Operation::Dbbackup,
-        Operation::DbrestoreLatest,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Operation::Upgrade => "upgrade",

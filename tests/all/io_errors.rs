@@ -1,0 +1,214 @@
+//! I/O errors: the fault shim makes one write or one sync of `uplift
+//! upgrade`, `dbbackup` or `dbrestore --latest` fail (EIO, ENOSPC, or a
+//! short write), at each write and each sync of a recorded run in turn, and
+//! each time:
+//!
+//! - nothing is lost or half-applied: the database is the old one (or the
+//!   new one, if the command reported success), intact; every backup file is
+//!   complete; a rerun of the upgrade finishes and `dbrestore --latest`
+//!   restores a complete backup (the checks of [`crate::power_loss`]);
+//! - a command that failed says so, and its message names the file that
+//!   failed and the phase it failed in.
+//!
+//! The normal test run injects a few faults of each kind, spread over each
+//! operation; `bench/power-loss` (`UPLIFT_FAULTS_FULL=1`) injects them all.
+
+use std::path::Path;
+
+use crate::faults::{self, Op};
+use crate::power_loss::{Operation, budget, check_home, homes};
+use crate::support::{stderr, stdout};
+
+/// How many faults of each kind (class and error) the normal test run
+/// injects into each operation.
+const REDUCED_PER_KIND: usize = 3;
+
+/// The kinds of fault: which calls (shim class) and how they fail.
+const KINDS: [(&str, &str); 5] = [
+    ("write", "EIO"),
+    ("write", "ENOSPC"),
+    ("write", "short"),
+    ("sync", "EIO"),
+    ("sync", "ENOSPC"),
+];
+
+/// The words an error message may use to say which phase failed.
+fn phase_words(op: Operation) -> &'static [&'static str] {
+    match op {
+        Operation::Upgrade => &[
+            "backup",
+            "back up",
+            "migration",
+            "hook",
+            "commit",
+            "foreign key",
+            "lock",
+        ],
+        Operation::Dbbackup => &["backup", "back up", "dump", "lock"],
+        Operation::DbrestoreLatest => &["restor", "safety backup", "back up", "lock"],
+    }
+}
+
+/// What injecting faults into one operation found.
+pub struct Findings {
+    pub injected: usize,
+    /// Faults the command absorbed (it succeeded anyway), described.
+    pub absorbed: Vec<String>,
+    pub bad_states: Vec<String>,
+    pub bad_messages: Vec<String>,
+}
+
+/// Records `op` once to count its writes and syncs, then runs it again with
+/// each fault of `per_kind` (evenly spread over the calls) and checks what
+/// it leaves and says.
+pub fn inject_into(op: Operation, per_kind: usize) -> Findings {
+    let scratch = tempfile::tempdir().unwrap();
+    let clean = scratch.path().join("clean");
+    homes().copy(op.template(), &clean);
+    let log = scratch.path().join("clean.log");
+    let out = faults::with_shim(&mut op.command(&clean), &clean, &log, None)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", op.name(), stderr(&out));
+    // The shim counts calls on files under the home; the compile cache is
+    // a link out of it, so its files never count.
+    let ops = faults::read_log(&log, &clean);
+    let writes = ops.iter().filter(|o| matches!(o, Op::Write { .. })).count();
+    let syncs = ops.iter().filter(|o| matches!(o, Op::Sync { .. })).count();
+
+    let mut findings = Findings {
+        injected: 0,
+        absorbed: Vec::new(),
+        bad_states: Vec::new(),
+        bad_messages: Vec::new(),
+    };
+    for (class, error) in KINDS {
+        let calls = if class == "write" { writes } else { syncs };
+        let chosen: Vec<usize> = if calls <= per_kind {
+            (1..=calls).collect()
+        } else {
+            // Evenly spread, first and last included.
+            (0..per_kind)
+                .map(|i| 1 + i * (calls - 1) / (per_kind - 1).max(1))
+                .collect()
+        };
+        for n in chosen {
+            let spec = format!("{class}:{n}:{error}");
+            let home = scratch.path().join(format!("{class}-{n}-{error}"));
+            homes().copy(op.template(), &home);
+            let log = scratch.path().join(format!("{class}-{n}-{error}.log"));
+            let out = faults::with_shim(&mut op.command(&home), &home, &log, Some(&spec))
+                .output()
+                .unwrap();
+            let recorded = faults::read_log(&log, &home);
+            let Some(target) = recorded.iter().find_map(|o| match o {
+                Op::Inject { path, .. } => Some(path.clone()),
+                _ => None,
+            }) else {
+                // This run made fewer such calls than the recorded one
+                // (threads ordered differently): nothing was injected.
+                continue;
+            };
+            findings.injected += 1;
+            let case = format!("{} with {spec} (on {target})", op.name());
+            let succeeded = out.status.success();
+            // What uplift said about the failure: from its first `error:`
+            // line on (hooks' log lines come before).
+            let all = stderr(&out);
+            let message = match all.find("error:") {
+                Some(i) => all[i..].to_string(),
+                None => all.clone(),
+            };
+            if succeeded {
+                findings.absorbed.push(case.clone());
+            } else {
+                let file = Path::new(&target)
+                    .file_name()
+                    .map_or(target.clone(), |n| n.to_string_lossy().into_owned());
+                // SQLite's own files are named by the database's name.
+                let names_file = message.contains(&file)
+                    || (file.starts_with("db.sqlite3") && message.contains("db.sqlite3"));
+                let lower = message.to_lowercase();
+                let names_phase = phase_words(op).iter().any(|w| lower.contains(w));
+                if !names_file || !names_phase {
+                    findings.bad_messages.push(format!(
+                        "{case}: the message names {}: {}",
+                        match (names_file, names_phase) {
+                            (false, false) => "neither the file nor the phase",
+                            (false, true) => "the phase but not the file",
+                            _ => "the file but not the phase",
+                        },
+                        message.trim()
+                    ));
+                }
+            }
+            let reported_backup = if succeeded && op == Operation::Dbbackup {
+                stdout(&out)
+                    .lines()
+                    .find(|l| l.ends_with(".dump"))
+                    .map(std::path::PathBuf::from)
+            } else {
+                None
+            };
+            let (before, after) = op.before_after();
+            let state = match crate::power_loss::db_fingerprint(&home.join("db.sqlite3")) {
+                Ok(fp) if !succeeded && before != after && fp == after => Err(format!(
+                    "{} failed, but its change is in the database: {}",
+                    op.name(),
+                    message.trim()
+                )),
+                _ => check_home(op, &home, succeeded, reported_backup.as_deref()),
+            };
+            if let Err(problem) = state {
+                findings.bad_states.push(format!(
+                    "{case}: {problem} (exit {:?}: {})",
+                    out.status.code(),
+                    message.trim()
+                ));
+            }
+        }
+    }
+    findings
+}
+
+fn assert_clean(op: Operation) {
+    let per_kind = budget(REDUCED_PER_KIND);
+    let f = inject_into(op, per_kind);
+    let summary = format!(
+        "I/O errors in {}: {} faults injected, {} absorbed (the command succeeded), {} bad states, {} messages without the file or the phase",
+        op.name(),
+        f.injected,
+        f.absorbed.len(),
+        f.bad_states.len(),
+        f.bad_messages.len()
+    );
+    eprintln!("{summary}");
+    for line in f.bad_states.iter().chain(&f.bad_messages) {
+        eprintln!("  {line}");
+    }
+    for line in &f.absorbed {
+        eprintln!("  absorbed: {line}");
+    }
+    assert!(f.injected > 0, "{summary}");
+    assert!(
+        f.bad_states.is_empty() && f.bad_messages.is_empty(),
+        "{summary}:\n{}\n{}",
+        f.bad_states.join("\n"),
+        f.bad_messages.join("\n")
+    );
+}
+
+#[test]
+fn io_errors_in_an_upgrade_leave_the_old_database_and_say_where() {
+    assert_clean(Operation::Upgrade);
+}
+
+#[test]
+fn io_errors_in_a_backup_leave_no_partial_backup_and_say_where() {
+    assert_clean(Operation::Dbbackup);
+}
+
+#[test]
+fn io_errors_in_a_restore_leave_the_old_database_and_say_where() {
+    assert_clean(Operation::DbrestoreLatest);
+}
