@@ -35,7 +35,7 @@ const KINDS: [(&str, &str); 5] = [
 /// The words an error message may use to say which phase failed.
 fn phase_words(op: Operation) -> &'static [&'static str] {
     match op {
-        Operation::Upgrade => &[
+        Operation::Upgrade | Operation::FirstUpgrade => &[
             "backup",
             "back up",
             "migration",
@@ -211,4 +211,95 @@ fn io_errors_in_a_backup_leave_no_partial_backup_and_say_where() {
 #[test]
 fn io_errors_in_a_restore_leave_the_old_database_and_say_where() {
     assert_clean(Operation::DbrestoreLatest);
+}
+
+/// A hook that swallows the I/O error which ended uplift's transaction
+/// (SQLite rolls a transaction back on an I/O error) and carries on writing
+/// must not commit its later writes on their own: each of a few injected
+/// errors on the journal, while the swallowing hook (tests/plugins/swallow)
+/// runs, leaves the old database or the whole upgrade (issue 13, item 2).
+#[test]
+fn an_io_error_swallowed_by_a_hook_does_not_commit_half_an_upgrade() {
+    let h = homes();
+    let scratch = tempfile::tempdir().unwrap();
+    let release = crate::crash::swallow_release(scratch.path());
+    let upgrade = |home: &Path| {
+        let mut cmd = crate::support::uplift();
+        cmd.args(["--home", home.to_str().unwrap()]).args([
+            "--release",
+            release.to_str().unwrap(),
+            "upgrade",
+        ]);
+        cmd
+    };
+
+    // A clean run: the result, and which journal writes the hook makes.
+    let clean = scratch.path().join("clean");
+    h.copy(&h.old, &clean);
+    let log = scratch.path().join("clean.log");
+    let out = faults::with_shim(&mut upgrade(&clean), &clean, &log, None)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new_db = crate::power_loss::db_fingerprint(&clean.join("db.sqlite3")).unwrap();
+    let ops = faults::read_log(&log, &clean);
+    // Standard error, each byte with the op that wrote it: the hook's writes
+    // lie between the end of the log line before its own and its own.
+    let (mut text, mut owner) = (String::new(), Vec::new());
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Out { fd: 2, text: t } = op {
+            text.push_str(t);
+            owner.extend(std::iter::repeat_n(i, t.len()));
+        }
+    }
+    let at = text
+        .find("[swallow/carry_on]")
+        .expect("the swallowing hook logs");
+    let (start, end) = (text[..at].rfind('\n').map_or(0, |p| owner[p]), owner[at]);
+    let mut n = 0;
+    let mut during = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Write { path, .. } = op
+            && path == "db.sqlite3-journal"
+        {
+            n += 1;
+            if i > start && i < end {
+                during.push(n);
+            }
+        }
+    }
+    assert!(!during.is_empty(), "the hook wrote nothing to the journal");
+    let picks: Vec<usize> = (0..4).map(|i| during[i * (during.len() - 1) / 3]).collect();
+
+    let mut bad = Vec::new();
+    for n in picks {
+        let home = scratch.path().join(format!("eio-{n}"));
+        h.copy(&h.old, &home);
+        let spec = format!("write:{n}:EIO:db.sqlite3-journal");
+        let log = scratch.path().join(format!("eio-{n}.log"));
+        let out = faults::with_shim(&mut upgrade(&home), &home, &log, Some(&spec))
+            .output()
+            .unwrap();
+        let fp = crate::power_loss::db_fingerprint(&home.join("db.sqlite3"));
+        let ok = match &fp {
+            Ok(fp) if out.status.success() => *fp == new_db,
+            Ok(fp) => *fp == h.old_db,
+            Err(_) => false,
+        };
+        if !ok {
+            let all = stderr(&out);
+            bad.push(format!(
+                "upgrade with {spec}: exit {:?}, the database is {}; uplift said: {}",
+                out.status.code(),
+                match &fp {
+                    Ok(fp) if *fp == h.old_db => "the old one".to_string(),
+                    Ok(fp) if *fp == new_db => "the new one".to_string(),
+                    Ok(fp) => format!("half upgraded ({})", fp.lines().next().unwrap_or_default()),
+                    Err(e) => e.clone(),
+                },
+                all[all.find("error:").unwrap_or(0)..].trim()
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }

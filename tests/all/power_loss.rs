@@ -38,13 +38,15 @@ pub fn budget(reduced: usize) -> usize {
 
 /// The homes the fault tests start from, built once per test run: the
 /// example application at 0.6.4 with its fixtures and a manual backup
-/// (`old`), the same upgraded to 1.0.0 (`new`, holding the upgrade's
-/// automatic backup too), and the plugins' compile cache, shared by every
+/// (`old`), the same without any backup yet (`first`: its first upgrade
+/// creates the backups folder), the same upgraded to 1.0.0 (`new`, holding
+/// the upgrade's automatic backup too), and the plugins' compile cache, shared by every
 /// home through a symbolic link (a cold compile of the Python plugin takes
 /// half a minute in a debug build).
 pub struct Homes {
     _scratch: tempfile::TempDir,
     pub old: PathBuf,
+    pub first: PathBuf,
     pub new: PathBuf,
     pub cache: PathBuf,
     /// Fingerprints of the database in `old` and in `new`.
@@ -64,6 +66,9 @@ pub fn homes() -> &'static Homes {
         // Fresh installs compile nothing; whatever cache folder there is
         // gives way to the shared one.
         let _ = std::fs::remove_dir_all(old.join("cache"));
+        let first = scratch.path().join("first");
+        crate::crash::copy_dir(&old, &first);
+        std::fs::remove_dir_all(first.join("backups")).unwrap();
         let new = scratch.path().join("new");
         crate::crash::copy_dir(&old, &new);
         let out = run(&[
@@ -81,6 +86,7 @@ pub fn homes() -> &'static Homes {
             new_db: db_fingerprint(&new.join("db.sqlite3")).unwrap(),
             _scratch: scratch,
             old,
+            first,
             new,
             cache,
         }
@@ -173,6 +179,8 @@ pub fn backups_complete(home: &Path) -> Result<(), String> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Operation {
     Upgrade,
+    /// The first upgrade of a home: no backups folder yet.
+    FirstUpgrade,
     Dbbackup,
     DbrestoreLatest,
 }
@@ -181,6 +189,7 @@ impl Operation {
     pub fn name(self) -> &'static str {
         match self {
             Operation::Upgrade => "upgrade",
+            Operation::FirstUpgrade => "first upgrade",
             Operation::Dbbackup => "dbbackup",
             Operation::DbrestoreLatest => "dbrestore --latest",
         }
@@ -190,6 +199,7 @@ impl Operation {
     pub fn template(self) -> &'static Path {
         match self {
             Operation::Upgrade | Operation::Dbbackup => &homes().old,
+            Operation::FirstUpgrade => &homes().first,
             Operation::DbrestoreLatest => &homes().new,
         }
     }
@@ -198,7 +208,7 @@ impl Operation {
     pub fn before_after(self) -> (&'static str, &'static str) {
         let h = homes();
         match self {
-            Operation::Upgrade => (&h.old_db, &h.new_db),
+            Operation::Upgrade | Operation::FirstUpgrade => (&h.old_db, &h.new_db),
             Operation::Dbbackup => (&h.old_db, &h.old_db),
             // The newest backup the new home holds is the upgrade's own, of
             // the old version.
@@ -212,7 +222,7 @@ impl Operation {
         cmd.args(["--home", home.to_str().unwrap()]);
         cmd.args(["--release", example_release("1.0.0").to_str().unwrap()]);
         match self {
-            Operation::Upgrade => cmd.arg("upgrade"),
+            Operation::Upgrade | Operation::FirstUpgrade => cmd.arg("upgrade"),
             Operation::Dbbackup => cmd.arg("dbbackup"),
             Operation::DbrestoreLatest => cmd.args(["dbrestore", "--latest"]),
         };
@@ -222,7 +232,7 @@ impl Operation {
     /// What it prints on standard output once it has done its work.
     pub fn success_line(self) -> &'static str {
         match self {
-            Operation::Upgrade => "upgraded ",
+            Operation::Upgrade | Operation::FirstUpgrade => "upgraded ",
             Operation::Dbbackup => ".dump",
             Operation::DbrestoreLatest => "restored ",
         }
@@ -415,6 +425,15 @@ fn assert_no_bad_state(op: Operation, tally: &Tally, run: &Run) {
 #[test]
 fn power_loss_during_an_upgrade_leaves_old_or_new_and_a_rerun_finishes() {
     let op = Operation::Upgrade;
+    let (tally, run) = power_cuts(op, budget(REDUCED_BUDGET));
+    assert_no_bad_state(op, &tally, &run);
+}
+
+/// The first upgrade creates the backups folder: the backup it made must
+/// survive with the upgrade it protects.
+#[test]
+fn power_loss_during_a_first_upgrade_keeps_its_backup() {
+    let op = Operation::FirstUpgrade;
     let (tally, run) = power_cuts(op, budget(REDUCED_BUDGET));
     assert_no_bad_state(op, &tally, &run);
 }
