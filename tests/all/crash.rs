@@ -104,8 +104,8 @@ pub(crate) fn swallow_release(root: &Path) -> PathBuf {
 /// What the three variants share, built once: the old home (with a compile
 /// cache holding every plugin of both releases, as an operator's would hold
 /// after a first run), a smaller one with the same cache for the WAL and
-/// swallowing variants (a quarter of the rows: their kills spread over
-/// every phase all the same, in a quarter of the time), and the swallowing
+/// swallowing variants (a tenth of the rows: their kills spread over
+/// every phase all the same, in far less time), and the swallowing
 /// release.
 struct Setup {
     _scratch: tempfile::TempDir,
@@ -137,7 +137,7 @@ fn setup() -> &'static Setup {
             copy_dir(&warmup.join("cache"), &template.join("cache"));
             std::fs::remove_dir_all(&warmup).unwrap();
         }
-        let small = old_home(scratch.path(), "small", 15_000);
+        let small = old_home(scratch.path(), "small", 6_000);
         copy_dir(&template.join("cache"), &small.join("cache"));
         Setup {
             _scratch: scratch,

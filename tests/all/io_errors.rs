@@ -44,7 +44,7 @@ fn phase_words(op: Operation) -> &'static [&'static str] {
             "foreign key",
             "lock",
         ],
-        Operation::Dbbackup => &["backup", "back up", "dump", "lock"],
+        Operation::Dbbackup | Operation::FirstDbbackup => &["backup", "back up", "dump", "lock"],
         Operation::DbrestoreLatest => &["restor", "safety backup", "back up", "lock"],
     }
 }
@@ -142,14 +142,15 @@ pub fn inject_into(op: Operation, per_kind: usize) -> Findings {
                     ));
                 }
             }
-            let reported_backup = if succeeded && op == Operation::Dbbackup {
-                stdout(&out)
-                    .lines()
-                    .find(|l| l.ends_with(".dump"))
-                    .map(std::path::PathBuf::from)
-            } else {
-                None
-            };
+            let reported_backup =
+                if succeeded && matches!(op, Operation::Dbbackup | Operation::FirstDbbackup) {
+                    stdout(&out)
+                        .lines()
+                        .find(|l| l.ends_with(".dump"))
+                        .map(std::path::PathBuf::from)
+                } else {
+                    None
+                };
             let (before, after) = op.before_after();
             let state = match crate::power_loss::db_fingerprint(&home.join("db.sqlite3")) {
                 Ok(fp) if !succeeded && before != after && fp == after => Err(format!(
@@ -269,7 +270,8 @@ fn an_io_error_swallowed_by_a_hook_does_not_commit_half_an_upgrade() {
         }
     }
     assert!(!during.is_empty(), "the hook wrote nothing to the journal");
-    let picks: Vec<usize> = (0..4).map(|i| during[i * (during.len() - 1) / 3]).collect();
+    let mut picks: Vec<usize> = (0..4).map(|i| during[i * (during.len() - 1) / 3]).collect();
+    picks.dedup();
 
     let mut bad = Vec::new();
     for n in picks {

@@ -182,6 +182,8 @@ pub enum Operation {
     /// The first upgrade of a home: no backups folder yet.
     FirstUpgrade,
     Dbbackup,
+    /// The first backup of a home: no backups folder yet.
+    FirstDbbackup,
     DbrestoreLatest,
 }
 
@@ -191,6 +193,7 @@ impl Operation {
             Operation::Upgrade => "upgrade",
             Operation::FirstUpgrade => "first upgrade",
             Operation::Dbbackup => "dbbackup",
+            Operation::FirstDbbackup => "first dbbackup",
             Operation::DbrestoreLatest => "dbrestore --latest",
         }
     }
@@ -199,7 +202,7 @@ impl Operation {
     pub fn template(self) -> &'static Path {
         match self {
             Operation::Upgrade | Operation::Dbbackup => &homes().old,
-            Operation::FirstUpgrade => &homes().first,
+            Operation::FirstUpgrade | Operation::FirstDbbackup => &homes().first,
             Operation::DbrestoreLatest => &homes().new,
         }
     }
@@ -209,7 +212,7 @@ impl Operation {
         let h = homes();
         match self {
             Operation::Upgrade | Operation::FirstUpgrade => (&h.old_db, &h.new_db),
-            Operation::Dbbackup => (&h.old_db, &h.old_db),
+            Operation::Dbbackup | Operation::FirstDbbackup => (&h.old_db, &h.old_db),
             // The newest backup the new home holds is the upgrade's own, of
             // the old version.
             Operation::DbrestoreLatest => (&h.new_db, &h.old_db),
@@ -223,7 +226,7 @@ impl Operation {
         cmd.args(["--release", example_release("1.0.0").to_str().unwrap()]);
         match self {
             Operation::Upgrade | Operation::FirstUpgrade => cmd.arg("upgrade"),
-            Operation::Dbbackup => cmd.arg("dbbackup"),
+            Operation::Dbbackup | Operation::FirstDbbackup => cmd.arg("dbbackup"),
             Operation::DbrestoreLatest => cmd.args(["dbrestore", "--latest"]),
         };
         cmd
@@ -233,7 +236,7 @@ impl Operation {
     pub fn success_line(self) -> &'static str {
         match self {
             Operation::Upgrade | Operation::FirstUpgrade => "upgraded ",
-            Operation::Dbbackup => ".dump",
+            Operation::Dbbackup | Operation::FirstDbbackup => ".dump",
             Operation::DbrestoreLatest => "restored ",
         }
     }
@@ -373,7 +376,7 @@ pub fn power_cuts(op: Operation, budget: usize) -> (Tally, Run) {
     let reported_at = run
         .reported_at(op.success_line())
         .unwrap_or_else(|| panic!("{} printed no {:?}: {out}", op.name(), op.success_line()));
-    let reported_backup = (op == Operation::Dbbackup).then(|| {
+    let reported_backup = matches!(op, Operation::Dbbackup | Operation::FirstDbbackup).then(|| {
         let line = out.lines().find(|l| l.ends_with(".dump")).unwrap();
         // The backup as it is named in each crash state's own home.
         PathBuf::from(line)
@@ -441,6 +444,15 @@ fn power_loss_during_a_first_upgrade_keeps_its_backup() {
 #[test]
 fn power_loss_during_a_backup_leaves_complete_backups_only() {
     let op = Operation::Dbbackup;
+    let (tally, run) = power_cuts(op, budget(REDUCED_BUDGET));
+    assert_no_bad_state(op, &tally, &run);
+}
+
+/// The first backup creates the backups folder: once reported, the backup
+/// must survive.
+#[test]
+fn power_loss_during_a_first_backup_keeps_the_reported_backup() {
+    let op = Operation::FirstDbbackup;
     let (tally, run) = power_cuts(op, budget(REDUCED_BUDGET));
     assert_no_bad_state(op, &tally, &run);
 }

@@ -1,7 +1,9 @@
-//! A careless plugin: its hook treats every write as best effort. It fills
-//! a cache (each learner's row written twice, so that every second write
-//! fails on the primary key), touches every learner's row (which journals
-//! every page of the table), then a backfill, and swallows every database
+//! A careless plugin: its hook treats every write as best effort. It
+//! touches every lesson (a table nothing else in the example upgrade writes,
+//! so its pages are journaled here: the first I/O the hook causes), fills a
+//! cache (each learner's row written twice, so that every second write
+//! fails on the primary key), touches every learner's row, then a
+//! backfill, and swallows every database
 //! error on the way (a full disk, an I/O error, anything) and carries on
 //! writing, as hooks written in a hurry do. uplift must not let the writes
 //! that follow an error which ended its transaction commit on their own.
@@ -25,9 +27,21 @@ fn carry_on() -> Result<(), String> {
         "CREATE TABLE swallow_cache(learner INTEGER PRIMARY KEY, name TEXT);
          CREATE TABLE swallow_backfill(learner INTEGER PRIMARY KEY, name TEXT, note TEXT);",
     );
+    let lessons = database::query("SELECT id FROM lesson ORDER BY id", &[])
+        .map_err(|e| format!("cannot read lessons: {}", e.message))?;
+    let mut failed = 0u32;
+    for row in &lessons.rows {
+        if database::execute(
+            "UPDATE lesson SET title = title WHERE id = ?",
+            &[row[0].clone()],
+        )
+        .is_err()
+        {
+            failed += 1;
+        }
+    }
     let learners = database::query("SELECT id, username FROM learner ORDER BY id", &[])
         .map_err(|e| format!("cannot read learners: {}", e.message))?;
-    let mut failed = 0u32;
     for row in &learners.rows {
         for _ in 0..2 {
             if database::execute(
