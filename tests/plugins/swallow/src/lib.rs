@@ -1,11 +1,10 @@
 //! A careless plugin: its hook treats every write as best effort. It
-//! touches every lesson (a table nothing else in the example upgrade writes,
-//! so its pages are journaled here: the first I/O the hook causes), fills a
-//! cache (each learner's row written twice, so that every second write
-//! fails on the primary key), touches every learner's row, then a
-//! backfill, and swallows every database
-//! error on the way (a full disk, an I/O error, anything) and carries on
-//! writing, as hooks written in a hurry do. uplift must not let the writes
+//! marks every lesson's title (a table nothing else in the example upgrade
+//! writes, so its pages are journaled here: the first I/O the hook causes),
+//! fills a cache (each learner's row written twice, so that every second
+//! write fails on the primary key), then a backfill, and swallows every
+//! database error on the way (a full disk, an I/O error, anything) and
+//! carries on writing, as hooks written in a hurry do. uplift must not let the writes
 //! that follow an error which ended its transaction commit on their own.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "upgrade-hook" });
@@ -32,7 +31,7 @@ fn carry_on() -> Result<(), String> {
     let mut failed = 0u32;
     for row in &lessons.rows {
         if database::execute(
-            "UPDATE lesson SET title = title WHERE id = ?",
+            "UPDATE lesson SET title = title || '.' WHERE id = ?",
             &[row[0].clone()],
         )
         .is_err()
@@ -52,16 +51,6 @@ fn carry_on() -> Result<(), String> {
             {
                 failed += 1;
             }
-        }
-    }
-    for row in &learners.rows {
-        if database::execute(
-            "UPDATE learner SET joined = joined WHERE id = ?",
-            &[row[0].clone()],
-        )
-        .is_err()
-        {
-            failed += 1;
         }
     }
     for row in &learners.rows {
