@@ -14,6 +14,7 @@
 //! operation; `bench/power-loss` (`UPLIFT_FAULTS_FULL=1`) injects them all.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use crate::faults::{self, Op};
 use crate::power_loss::{Operation, budget, check_home, homes};
@@ -110,7 +111,15 @@ pub fn inject_into(op: Operation, per_kind: usize) -> Findings {
                 continue;
             };
             findings.injected += 1;
-            let case = format!("{} with {spec} (on {target})", op.name());
+            let case = format!(
+                "{} with {spec} (on {})",
+                op.name(),
+                if target.is_empty() {
+                    "the home folder"
+                } else {
+                    &target
+                }
+            );
             let succeeded = out.status.success();
             // What uplift said about the failure: from its first `error:`
             // line on (hooks' log lines come before).
@@ -128,8 +137,11 @@ pub fn inject_into(op: Operation, per_kind: usize) -> Findings {
                 // SQLite's own files are named by the database's name.
                 let names_file = message.contains(&file)
                     || (file.starts_with("db.sqlite3") && message.contains("db.sqlite3"));
-                let lower = message.to_lowercase();
-                let names_phase = phase_words(op).iter().any(|w| lower.contains(w));
+                // The phase belongs to the cause, before what uplift adds
+                // after it ("; the upgrade was rolled back ... the backup
+                // made before it is ...", which names a backup in any case).
+                let cause = message.split(';').next().unwrap_or_default().to_lowercase();
+                let names_phase = phase_words(op).iter().any(|w| cause.contains(w));
                 if !names_file || !names_phase {
                     findings.bad_messages.push(format!(
                         "{case}: the message names {}: {}",
@@ -172,46 +184,81 @@ pub fn inject_into(op: Operation, per_kind: usize) -> Findings {
     findings
 }
 
-fn assert_clean(op: Operation) {
-    let per_kind = budget(REDUCED_PER_KIND);
-    let f = inject_into(op, per_kind);
-    let summary = format!(
-        "I/O errors in {}: {} faults injected, {} absorbed (the command succeeded), {} bad states, {} messages without the file or the phase",
-        op.name(),
-        f.injected,
-        f.absorbed.len(),
-        f.bad_states.len(),
-        f.bad_messages.len()
-    );
-    eprintln!("{summary}");
-    for line in f.bad_states.iter().chain(&f.bad_messages) {
-        eprintln!("  {line}");
-    }
-    for line in &f.absorbed {
-        eprintln!("  absorbed: {line}");
-    }
-    assert!(f.injected > 0, "{summary}");
+/// The operations faults are injected into, each injected once per test
+/// run and shared by the test of its states and the test of the messages.
+const INJECTED: [Operation; 3] = [
+    Operation::Upgrade,
+    Operation::Dbbackup,
+    Operation::DbrestoreLatest,
+];
+
+fn findings(op: Operation) -> &'static Findings {
+    static FOUND: [OnceLock<Findings>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let i = INJECTED.iter().position(|&o| o == op).unwrap();
+    FOUND[i].get_or_init(|| {
+        let f = inject_into(op, budget(REDUCED_PER_KIND));
+        eprintln!(
+            "I/O errors in {}: {} faults injected, {} absorbed (the command succeeded), {} bad states, {} messages without the file or the phase",
+            op.name(),
+            f.injected,
+            f.absorbed.len(),
+            f.bad_states.len(),
+            f.bad_messages.len()
+        );
+        for line in f.bad_states.iter().chain(&f.bad_messages) {
+            eprintln!("  {line}");
+        }
+        for line in &f.absorbed {
+            eprintln!("  absorbed: {line}");
+        }
+        assert!(f.injected > 0, "no fault was injected into {}", op.name());
+        f
+    })
+}
+
+fn assert_no_bad_state(op: Operation) {
+    let f = findings(op);
     assert!(
-        f.bad_states.is_empty() && f.bad_messages.is_empty(),
-        "{summary}:\n{}\n{}",
-        f.bad_states.join("\n"),
-        f.bad_messages.join("\n")
+        f.bad_states.is_empty(),
+        "I/O errors in {}: {} of {} faults left a bad state:\n{}",
+        op.name(),
+        f.bad_states.len(),
+        f.injected,
+        f.bad_states.join("\n")
     );
 }
 
 #[test]
-fn io_errors_in_an_upgrade_leave_the_old_database_and_say_where() {
-    assert_clean(Operation::Upgrade);
+fn io_errors_in_an_upgrade_leave_the_old_database() {
+    assert_no_bad_state(Operation::Upgrade);
 }
 
 #[test]
-fn io_errors_in_a_backup_leave_no_partial_backup_and_say_where() {
-    assert_clean(Operation::Dbbackup);
+fn io_errors_in_a_backup_leave_no_partial_backup() {
+    assert_no_bad_state(Operation::Dbbackup);
 }
 
 #[test]
-fn io_errors_in_a_restore_leave_the_old_database_and_say_where() {
-    assert_clean(Operation::DbrestoreLatest);
+fn io_errors_in_a_restore_leave_the_old_database() {
+    assert_no_bad_state(Operation::DbrestoreLatest);
+}
+
+#[test]
+fn io_error_messages_name_the_file_and_the_phase() {
+    let bad: Vec<&String> = INJECTED
+        .iter()
+        .flat_map(|&op| &findings(op).bad_messages)
+        .collect();
+    let injected: usize = INJECTED.iter().map(|&op| findings(op).injected).sum();
+    assert!(
+        bad.is_empty(),
+        "{} of {injected} failures were reported without the file or the phase:\n{}",
+        bad.len(),
+        bad.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// A hook that swallows the I/O error which ended uplift's transaction
