@@ -36,7 +36,7 @@ const KINDS: [(&str, &str); 5] = [
 /// The words an error message may use to say which phase failed.
 fn phase_words(op: Operation) -> &'static [&'static str] {
     match op {
-        Operation::Upgrade | Operation::FirstUpgrade => &[
+        Operation::Upgrade | Operation::FirstUpgrade | Operation::WalUpgrade => &[
             "backup",
             "back up",
             "migration",

@@ -39,7 +39,8 @@ pub fn budget(reduced: usize) -> usize {
 /// The homes the fault tests start from, built once per test run: the
 /// example application at 0.6.4 with its fixtures and a manual backup
 /// (`old`), the same without any backup yet (`first`: its first upgrade
-/// creates the backups folder), the same upgraded to 1.0.0 (`new`, holding
+/// creates the backups folder), the same in WAL mode (`wal`: the application
+/// switched its database to it), the same upgraded to 1.0.0 (`new`, holding
 /// the upgrade's automatic backup too), and the plugins' compile cache, shared by every
 /// home through a symbolic link (a cold compile of the Python plugin takes
 /// half a minute in a debug build).
@@ -47,6 +48,7 @@ pub struct Homes {
     _scratch: tempfile::TempDir,
     pub old: PathBuf,
     pub first: PathBuf,
+    pub wal: PathBuf,
     pub new: PathBuf,
     pub cache: PathBuf,
     /// Fingerprints of the database in `old` and in `new`.
@@ -69,6 +71,13 @@ pub fn homes() -> &'static Homes {
         let first = scratch.path().join("first");
         crate::crash::copy_dir(&old, &first);
         std::fs::remove_dir_all(first.join("backups")).unwrap();
+        let wal = scratch.path().join("wal");
+        crate::crash::copy_dir(&old, &wal);
+        let mode: String = rusqlite::Connection::open(wal.join("db.sqlite3"))
+            .unwrap()
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
         let new = scratch.path().join("new");
         crate::crash::copy_dir(&old, &new);
         let out = run(&[
@@ -87,6 +96,7 @@ pub fn homes() -> &'static Homes {
             _scratch: scratch,
             old,
             first,
+            wal,
             new,
             cache,
         }
@@ -181,6 +191,8 @@ pub enum Operation {
     Upgrade,
     /// The first upgrade of a home: no backups folder yet.
     FirstUpgrade,
+    /// The upgrade of a database in WAL mode.
+    WalUpgrade,
     Dbbackup,
     /// The first backup of a home: no backups folder yet.
     FirstDbbackup,
@@ -192,6 +204,7 @@ impl Operation {
         match self {
             Operation::Upgrade => "upgrade",
             Operation::FirstUpgrade => "first upgrade",
+            Operation::WalUpgrade => "upgrade in WAL mode",
             Operation::Dbbackup => "dbbackup",
             Operation::FirstDbbackup => "first dbbackup",
             Operation::DbrestoreLatest => "dbrestore --latest",
@@ -203,6 +216,7 @@ impl Operation {
         match self {
             Operation::Upgrade | Operation::Dbbackup => &homes().old,
             Operation::FirstUpgrade | Operation::FirstDbbackup => &homes().first,
+            Operation::WalUpgrade => &homes().wal,
             Operation::DbrestoreLatest => &homes().new,
         }
     }
@@ -211,7 +225,9 @@ impl Operation {
     pub fn before_after(self) -> (&'static str, &'static str) {
         let h = homes();
         match self {
-            Operation::Upgrade | Operation::FirstUpgrade => (&h.old_db, &h.new_db),
+            Operation::Upgrade | Operation::FirstUpgrade | Operation::WalUpgrade => {
+                (&h.old_db, &h.new_db)
+            }
             Operation::Dbbackup | Operation::FirstDbbackup => (&h.old_db, &h.old_db),
             // The newest backup the new home holds is the upgrade's own, of
             // the old version.
@@ -225,7 +241,9 @@ impl Operation {
         cmd.args(["--home", home.to_str().unwrap()]);
         cmd.args(["--release", example_release("1.0.0").to_str().unwrap()]);
         match self {
-            Operation::Upgrade | Operation::FirstUpgrade => cmd.arg("upgrade"),
+            Operation::Upgrade | Operation::FirstUpgrade | Operation::WalUpgrade => {
+                cmd.arg("upgrade")
+            }
             Operation::Dbbackup | Operation::FirstDbbackup => cmd.arg("dbbackup"),
             Operation::DbrestoreLatest => cmd.args(["dbrestore", "--latest"]),
         };
@@ -235,7 +253,7 @@ impl Operation {
     /// What it prints on standard output once it has done its work.
     pub fn success_line(self) -> &'static str {
         match self {
-            Operation::Upgrade | Operation::FirstUpgrade => "upgraded ",
+            Operation::Upgrade | Operation::FirstUpgrade | Operation::WalUpgrade => "upgraded ",
             Operation::Dbbackup | Operation::FirstDbbackup => ".dump",
             Operation::DbrestoreLatest => "restored ",
         }
@@ -444,6 +462,16 @@ fn power_loss_during_a_first_upgrade_keeps_its_backup() {
 #[test]
 fn power_loss_during_a_backup_leaves_complete_backups_only() {
     let op = Operation::Dbbackup;
+    let (tally, run) = power_cuts(op, budget(REDUCED_BUDGET));
+    assert_no_bad_state(op, &tally, &run);
+}
+
+/// In WAL mode a commit is durable once the log is synced; the log,
+/// its index and the checkpoint must never leave the database between the
+/// old version and the new.
+#[test]
+fn power_loss_during_an_upgrade_in_wal_mode_leaves_old_or_new() {
+    let op = Operation::WalUpgrade;
     let (tally, run) = power_cuts(op, budget(REDUCED_BUDGET));
     assert_no_bad_state(op, &tally, &run);
 }
