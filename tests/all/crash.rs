@@ -1,11 +1,15 @@
 //! Crash safety: `uplift upgrade` killed with SIGKILL at many moments spread
 //! over a run (backup, migrations, hooks, commit) leaves either the old
-//! database intact or the new one complete, and a second run finishes the job.
+//! database intact or the new one complete, and a second run finishes the job:
+//! on a database in rollback-journal mode, on one the application left in WAL
+//! mode (with committed frames still in its `-wal`), and with a plugin whose
+//! hook swallows database errors and carries on writing.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::support::{example_release, run, stderr, uplift};
+use crate::support::{component, example_release, run, stderr, uplift};
 
 /// How many kill moments the test spreads over 1.25 times the length of an
 /// uninterrupted upgrade: about 51 fall inside the run itself, the rest leave
@@ -14,7 +18,7 @@ const MOMENTS: u32 = 64;
 
 /// Copies every file of `from` into `to` (flat folders and one level of
 /// subfolders are all a home has).
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -27,33 +31,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The application's tables, row by row: what must survive any crash.
-fn app_rows(db: &Path) -> String {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut out = String::new();
-    for table in ["facility", "learner", "lesson", "progress"] {
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
-            .unwrap();
-        let n = stmt.column_count();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(row) = rows.next().unwrap() {
-            for i in 0..n {
-                let v: rusqlite::types::Value = row.get(i).unwrap();
-                out.push_str(&format!("{v:?}|"));
-            }
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn data_version(home: &Path) -> Option<String> {
+fn data_version(home: &Path, release: &Path) -> Option<String> {
     let out = run(&[
         "--home",
         home.to_str().unwrap(),
         "--release",
-        example_release("1.0.0").to_str().unwrap(),
+        release.to_str().unwrap(),
         "status",
         "--json",
     ]);
@@ -66,17 +49,11 @@ fn data_version(home: &Path) -> Option<String> {
     json["data_version"].as_str().map(str::to_string)
 }
 
-fn integrity(db: &Path) -> String {
-    rusqlite::Connection::open(db)
-        .unwrap()
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap()
-}
-
-/// A home at release 0.6.4 with enough rows that the upgrade to 1.0.0 takes
-/// long enough to be interrupted in every phase.
-fn old_home(root: &Path) -> PathBuf {
-    let home = root.join("template");
+/// A home at release 0.6.4 with enough rows (`learners`, and twice as many
+/// progress rows) that the upgrade to 1.0.0 takes long enough to be
+/// interrupted in every phase.
+fn old_home(root: &Path, name: &str, learners: u32) -> PathBuf {
+    let home = root.join(name);
     let out = run(&[
         "--home",
         home.to_str().unwrap(),
@@ -87,46 +64,106 @@ fn old_home(root: &Path) -> PathBuf {
     assert!(out.status.success(), "{}", stderr(&out));
     let conn = rusqlite::Connection::open(home.join("db.sqlite3")).unwrap();
     conn.execute_batch(
-        "BEGIN;
-         INSERT INTO facility (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c');
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60000)
-         INSERT INTO learner (id, facility_id, username, joined)
-             SELECT i, 1 + i % 3, 'user' || i, '2020-01-01' FROM n;
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
-         INSERT INTO lesson (id, facility_id, title) SELECT i, 1 + i % 3, 'lesson ' || i FROM n;
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120000)
-         INSERT OR IGNORE INTO progress (learner_id, lesson_id, score)
-             SELECT 1 + i % 60000, 1 + i % 40, CAST(i % 100 AS TEXT) FROM n;
-         COMMIT;",
+        &format!(
+            "BEGIN;
+             INSERT INTO facility (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c');
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {learners})
+             INSERT INTO learner (id, facility_id, username, joined)
+                 SELECT i, 1 + i % 3, 'user' || i, '2020-01-01' FROM n;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+             INSERT INTO lesson (id, facility_id, title) SELECT i, 1 + i % 3, 'lesson ' || i FROM n;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2 * {learners})
+             INSERT OR IGNORE INTO progress (learner_id, lesson_id, score)
+                 SELECT 1 + i % {learners}, 1 + i % 40, CAST(i % 100 AS TEXT) FROM n;
+             COMMIT;"
+        ),
     )
     .unwrap();
     home
 }
 
-#[test]
-fn upgrade_killed_at_any_moment_leaves_old_or_new_and_can_finish() {
-    let scratch = tempfile::tempdir().unwrap();
-    let template = old_home(scratch.path());
-    let old_rows = app_rows(&template.join("db.sqlite3"));
-    let release = example_release("1.0.0");
+/// The example application's release 1.0.0 with one more core plugin,
+/// `swallow` (tests/plugins/swallow), whose hook swallows every database
+/// error and carries on writing; built under `root`.
+pub(crate) fn swallow_release(root: &Path) -> PathBuf {
+    let release = root.join("release-swallow");
+    copy_dir(&example_release("1.0.0"), &release);
+    std::fs::copy(
+        component("uplift-test-swallow"),
+        release.join("plugins/swallow.wasm"),
+    )
+    .unwrap();
+    let toml = release.join("release.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text = text.replace("core_plugins = [", "core_plugins = [\"swallow\", ");
+    assert!(text.contains("\"swallow\""), "{text}");
+    std::fs::write(&toml, text).unwrap();
+    release
+}
 
-    // A first run compiles the plugins into the home's cache; every later run
-    // starts with that cache, as an operator's would.
-    let warmup = scratch.path().join("warmup");
-    copy_dir(&template, &warmup);
-    let out = run(&[
-        "--home",
-        warmup.to_str().unwrap(),
-        "--release",
-        release.to_str().unwrap(),
-        "upgrade",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    copy_dir(&warmup.join("cache"), &template.join("cache"));
+/// What the three variants share, built once: the old home (with a compile
+/// cache holding every plugin of both releases, as an operator's would hold
+/// after a first run), a smaller one with the same cache for the WAL and
+/// swallowing variants (a tenth of the rows: their kills spread over
+/// every phase all the same, in far less time), and the swallowing
+/// release.
+struct Setup {
+    _scratch: tempfile::TempDir,
+    template: PathBuf,
+    small: PathBuf,
+    swallow: PathBuf,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let scratch = tempfile::tempdir().unwrap();
+        let template = old_home(scratch.path(), "template", 60_000);
+        let swallow = swallow_release(scratch.path());
+        for (n, release) in [example_release("1.0.0"), swallow.clone()]
+            .iter()
+            .enumerate()
+        {
+            let warmup = scratch.path().join(format!("warmup-{n}"));
+            copy_dir(&template, &warmup);
+            let out = run(&[
+                "--home",
+                warmup.to_str().unwrap(),
+                "--release",
+                release.to_str().unwrap(),
+                "upgrade",
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            copy_dir(&warmup.join("cache"), &template.join("cache"));
+            std::fs::remove_dir_all(&warmup).unwrap();
+        }
+        let small = old_home(scratch.path(), "small", 6_000);
+        copy_dir(&template.join("cache"), &small.join("cache"));
+        Setup {
+            _scratch: scratch,
+            template,
+            small,
+            swallow,
+        }
+    })
+}
+
+fn fingerprint(db: &Path) -> String {
+    crate::power_loss::db_fingerprint(db).unwrap_or_else(|e| panic!("{}: {e}", db.display()))
+}
+
+/// Kills `uplift upgrade` from `template` to `release` at MOMENTS moments
+/// and checks each home it leaves.
+fn kill_at_many_moments(name: &str, template: &Path, release: &Path) {
+    let scratch = tempfile::tempdir().unwrap();
+    // Read from a copy: the last connection to a WAL database checkpoints it.
+    let probe = scratch.path().join("probe");
+    copy_dir(template, &probe);
+    let old_rows = fingerprint(&probe.join("db.sqlite3"));
 
     // An uninterrupted run: how long it takes and what it produces.
     let reference = scratch.path().join("reference");
-    copy_dir(&template, &reference);
+    copy_dir(template, &reference);
     let started = Instant::now();
     let out = run(&[
         "--home",
@@ -136,13 +173,13 @@ fn upgrade_killed_at_any_moment_leaves_old_or_new_and_can_finish() {
         "upgrade",
     ]);
     let full = started.elapsed();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let new_rows = app_rows(&reference.join("db.sqlite3"));
+    assert!(out.status.success(), "{name}: {}", stderr(&out));
+    let new_rows = fingerprint(&reference.join("db.sqlite3"));
 
     let mut outcomes = (0, 0); // (old, new)
     for k in 1..=MOMENTS {
         let home = scratch.path().join(format!("crash-{k}"));
-        copy_dir(&template, &home);
+        copy_dir(template, &home);
         let mut child = uplift()
             .args([
                 "--home",
@@ -161,38 +198,36 @@ fn upgrade_killed_at_any_moment_leaves_old_or_new_and_can_finish() {
         child.wait().unwrap();
 
         let db = home.join("db.sqlite3");
-        let version = data_version(&home);
-        assert_eq!(integrity(&db), "ok", "moment {k}: integrity_check");
+        let version = data_version(&home, release);
+        let rows = fingerprint(&db);
         match version.as_deref() {
             Some("0.6.4") => {
-                assert_eq!(
-                    app_rows(&db),
-                    old_rows,
-                    "moment {k}: old version but changed rows"
+                assert!(
+                    rows == old_rows,
+                    "{name}, moment {k}: old version but changed rows"
                 );
                 outcomes.0 += 1;
             }
             Some("1.0.0") => {
-                assert_eq!(
-                    app_rows(&db),
-                    new_rows,
-                    "moment {k}: new version but rows differ"
+                assert!(
+                    rows == new_rows,
+                    "{name}, moment {k}: new version but rows differ"
                 );
                 outcomes.1 += 1;
             }
-            other => panic!("moment {k}: data version {other:?} is neither old nor new"),
+            other => panic!("{name}, moment {k}: data version {other:?} is neither old nor new"),
         }
         for entry in std::fs::read_dir(home.join("backups"))
             .into_iter()
             .flatten()
         {
             let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with(".dump") || name.ends_with(".dump.zst") {
+            let name_ = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name_.ends_with(".dump") || name_.ends_with(".dump.zst") {
                 let verified = uplift::backup::verify(&path);
                 assert!(
                     verified.as_ref().is_ok_and(|v| v.is_verified()),
-                    "moment {k}: backup {name} is not complete: {verified:?}"
+                    "{name}, moment {k}: backup {name_} is not complete: {verified:?}"
                 );
             }
         }
@@ -207,23 +242,86 @@ fn upgrade_killed_at_any_moment_leaves_old_or_new_and_can_finish() {
         ]);
         assert!(
             out.status.success(),
-            "moment {k}: second run: {}",
+            "{name}, moment {k}: second run: {}",
             stderr(&out)
         );
-        assert_eq!(data_version(&home).as_deref(), Some("1.0.0"));
-        assert_eq!(
-            app_rows(&db),
-            new_rows,
-            "moment {k}: finished upgrade differs"
+        assert_eq!(data_version(&home, release).as_deref(), Some("1.0.0"));
+        assert!(
+            fingerprint(&db) == new_rows,
+            "{name}, moment {k}: finished upgrade differs"
         );
         std::fs::remove_dir_all(&home).unwrap();
     }
+    eprintln!("{name}: {outcomes:?} (old, new) of {MOMENTS} kills; an upgrade takes {full:?}");
     assert!(
         outcomes.0 > 0,
-        "no kill landed before the commit: {outcomes:?} (run took {full:?})"
+        "{name}: no kill landed before the commit: {outcomes:?} (run took {full:?})"
     );
     assert!(
         outcomes.1 > 0,
-        "no kill landed after the commit: {outcomes:?}"
+        "{name}: no kill landed after the commit: {outcomes:?}"
     );
+}
+
+#[test]
+fn upgrade_killed_at_any_moment_leaves_old_or_new_and_can_finish() {
+    kill_at_many_moments(
+        "rollback journal",
+        &setup().template,
+        &example_release("1.0.0"),
+    );
+}
+
+#[test]
+fn upgrade_of_a_wal_database_killed_at_any_moment_leaves_old_or_new_and_can_finish() {
+    let setup = setup();
+    let scratch = tempfile::tempdir().unwrap();
+    let template = scratch.path().join("wal");
+    copy_dir(&setup.small, &template);
+    // The application switched to WAL and was stopped with committed frames
+    // still in the log (no checkpoint): what uplift finds on many sites.
+    let db = template.join("db.sqlite3");
+    let app = rusqlite::Connection::open(&db).unwrap();
+    let mode: String = app
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    app.execute_batch(
+        "PRAGMA wal_autocheckpoint=0;
+         UPDATE learner SET username = username || '-w' WHERE id % 7 = 0;
+         INSERT INTO facility (id, name) VALUES (4, 'd');",
+    )
+    .unwrap();
+    let left = scratch.path().join("left");
+    std::fs::create_dir(&left).unwrap();
+    for suffix in ["", "-wal"] {
+        std::fs::copy(
+            template.join(format!("db.sqlite3{suffix}")),
+            left.join(format!("db.sqlite3{suffix}")),
+        )
+        .unwrap();
+    }
+    drop(app);
+    for suffix in ["", "-wal"] {
+        let _ = std::fs::remove_file(template.join(format!("db.sqlite3{suffix}")));
+        std::fs::rename(
+            left.join(format!("db.sqlite3{suffix}")),
+            template.join(format!("db.sqlite3{suffix}")),
+        )
+        .unwrap();
+    }
+    assert!(
+        std::fs::metadata(template.join("db.sqlite3-wal"))
+            .unwrap()
+            .len()
+            > 0,
+        "the template's WAL holds the application's last commits"
+    );
+    kill_at_many_moments("WAL", &template, &example_release("1.0.0"));
+}
+
+#[test]
+fn upgrade_with_a_hook_that_swallows_errors_killed_at_any_moment_leaves_old_or_new() {
+    let setup = setup();
+    kill_at_many_moments("swallowing hook", &setup.small, &setup.swallow);
 }

@@ -6,10 +6,13 @@
 mod backup;
 mod crash;
 mod example_app;
+mod faults;
 mod foreign_keys;
 mod hooks;
+mod io_errors;
 mod limits;
 mod nothing_lost;
+mod power_loss;
 mod sdk;
 mod support;
 mod tools;
