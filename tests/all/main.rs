@@ -9,6 +9,7 @@ mod example_app;
 mod foreign_keys;
 mod hooks;
 mod nothing_lost;
+mod packaging;
 mod sdk;
 mod support;
 mod tools;
