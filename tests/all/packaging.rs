@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{repo_root, run_cmd, stderr};
+use crate::support::{repo_root, run_cmd, stderr, stdout};
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -106,4 +106,299 @@ fn the_sdk_crates_package_with_the_repository_wit_inside() {
             assert!(spec.get("path").is_none(), "{dep} = {spec}");
         }
     }
+}
+
+/// The virtual environment `scripts/setup` makes (maturin, componentize-py,
+/// and the wheels the Python helper's dependencies come from).
+fn setup_venv() -> PathBuf {
+    repo_root().join(".venv")
+}
+
+/// A tool `scripts/setup` installs into `.venv/bin`; panics with that hint
+/// when it is missing.
+fn setup_tool(name: &str) -> PathBuf {
+    let tool = setup_venv().join("bin").join(name);
+    assert!(
+        tool.is_file(),
+        "{} is missing: run scripts/setup",
+        tool.display()
+    );
+    tool
+}
+
+/// Builds the `uplift-sqlite` wheel once per test run (with the dev
+/// profile, so it reuses what the test build compiled) and returns the
+/// folder it is in.
+fn wheel_dir() -> &'static Path {
+    static WHEELS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    WHEELS
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let out = run_cmd(
+                Command::new(setup_tool("maturin"))
+                    .current_dir(repo_root())
+                    .args(["build", "--quiet", "--profile", "dev", "--locked"])
+                    .args(["--manifest-path", "host/Cargo.toml", "--out"])
+                    .arg(dir.path()),
+            );
+            assert!(
+                out.status.success(),
+                "maturin build: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+            dir
+        })
+        .path()
+}
+
+/// A fresh virtual environment in `dir`, made by the system's python3 (not
+/// the repository's .venv), with its own pip.
+fn fresh_venv(dir: &Path) -> PathBuf {
+    let venv = dir.join("venv");
+    let out = run_cmd(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    assert!(out.status.success(), "python3 -m venv: {}", stderr(&out));
+    venv
+}
+
+/// `pip install --no-index` into `venv`: only from `find_links` folders,
+/// never from the network, so the test installs exactly what it built.
+fn pip_install(venv: &Path, find_links: &[&Path], what: &[&Path]) {
+    let mut cmd = Command::new(venv.join("bin/pip"));
+    cmd.args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-index",
+    ]);
+    for dir in find_links {
+        cmd.arg("--find-links").arg(dir);
+    }
+    let out = run_cmd(cmd.args(what));
+    assert!(
+        out.status.success(),
+        "pip install {what:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// Runs `script` with `sh -c`, with only `venv/bin` and the system's
+/// folders on PATH: the way a shell with the venv activated would.
+fn in_venv(venv: &Path, script: &str) -> std::process::Output {
+    let path = format!(
+        "{}:/usr/local/bin:/usr/bin:/bin",
+        venv.join("bin").display()
+    );
+    run_cmd(
+        Command::new("sh")
+            .args(["-c", script])
+            .env("PATH", path)
+            .env("VIRTUAL_ENV", venv)
+            .env_remove("UPLIFT_HOME")
+            .env_remove("UPLIFT_RELEASE")
+            .env_remove("UPLIFT_BIN")
+            .env_remove("CARGO_TARGET_DIR"),
+    )
+}
+
+fn the_wheel() -> PathBuf {
+    let wheels: Vec<PathBuf> = std::fs::read_dir(wheel_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "whl"))
+        .collect();
+    assert_eq!(wheels.len(), 1, "{wheels:?}");
+    wheels.into_iter().next().unwrap()
+}
+
+#[test]
+fn the_wheel_installs_a_working_uplift_into_a_fresh_venv() {
+    let scratch = tempfile::tempdir().unwrap();
+    let wheel = the_wheel();
+    let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(&format!("uplift_sqlite-{}-", env!("CARGO_PKG_VERSION"))),
+        "{name}"
+    );
+    let venv = fresh_venv(scratch.path());
+    pip_install(&venv, &[], &[&wheel]);
+
+    let out = in_venv(&venv, "command -v uplift && uplift --version");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{}\nuplift {}\n",
+            venv.join("bin/uplift").display(),
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+
+    // A real upgrade through the installed binary: a fresh install at 1.0.0,
+    // then an upgrade to 1.1.0 with a backup and a migration.
+    let v1 = crate::support::TestRelease::new(
+        scratch.path(),
+        "v1",
+        "shop",
+        "1.0.0",
+        &[(
+            "0001_items.sql",
+            "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\nINSERT INTO item (name) VALUES ('kettle');",
+        )],
+    );
+    let v2 = crate::support::TestRelease::new(
+        scratch.path(),
+        "v2",
+        "shop",
+        "1.1.0",
+        &[
+            (
+                "0001_items.sql",
+                "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\nINSERT INTO item (name) VALUES ('kettle');",
+            ),
+            (
+                "0002_price.sql",
+                "ALTER TABLE item ADD COLUMN price INTEGER NOT NULL DEFAULT 5;",
+            ),
+        ],
+    );
+    let home = scratch.path().join("home");
+    for release in [&v1, &v2] {
+        let out = in_venv(
+            &venv,
+            &format!(
+                "uplift --home '{}' --release '{}' upgrade --json",
+                home.display(),
+                release.path()
+            ),
+        );
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+    let db = home.join("db.sqlite3");
+    assert_eq!(
+        crate::support::query_i64(&db, "SELECT sum(price) FROM item"),
+        5
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM uplift_meta WHERE key = 'data_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "1.1.0");
+    assert_eq!(
+        crate::support::file_names(&home.join("backups")).len(),
+        1,
+        "the upgrade to 1.1.0 backs up the 1.0.0 data"
+    );
+}
+
+/// The wheels `scripts/setup` downloads for the Python helper's build
+/// backend and dependencies (componentize-py).
+fn setup_wheels() -> PathBuf {
+    let wheels = setup_venv().join("wheels");
+    assert!(
+        wheels.is_dir(),
+        "{} is missing: run scripts/setup",
+        wheels.display()
+    );
+    wheels
+}
+
+#[test]
+fn the_python_helper_installs_into_a_fresh_venv_tests_plugins_and_builds_them() {
+    let scratch = tempfile::tempdir().unwrap();
+    let venv = fresh_venv(scratch.path());
+    // What `pip install uplift-hooks` does, from this folder: its build
+    // backend, componentize-py and the uplift-sqlite wheel are its
+    // dependencies, found among the wheels given (never on the network).
+    pip_install(
+        &venv,
+        &[&setup_wheels(), wheel_dir()],
+        &[&repo_root().join("hooks-sdk/python")],
+    );
+
+    // Plain CPython: the helper's own tests of its local implementation,
+    // and py-stats's unit test, which imports the plugin itself.
+    for (folder, args) in [
+        ("hooks-sdk/python", "discover -s tests"),
+        ("example-hooks/py-stats", "discover -p 'test_*.py'"),
+    ] {
+        let out = in_venv(
+            &venv,
+            &format!(
+                "cd '{}' && python -B -m unittest {args}",
+                repo_root().join(folder).display()
+            ),
+        );
+        assert!(
+            out.status.success(),
+            "{folder}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("\nOK"), "{folder}: {}", stderr(&out));
+    }
+
+    // The console script builds py-stats with the componentize-py and the
+    // uplift it brought (nothing of the repository's .venv or target on
+    // PATH), and the uplift of the wheel runs it in a real upgrade.
+    let release = |version: &str, plugins: &str| {
+        let dir = scratch.path().join(version);
+        std::fs::create_dir_all(dir.join("migrations")).unwrap();
+        std::fs::create_dir_all(dir.join("plugins")).unwrap();
+        std::fs::write(
+            dir.join("release.toml"),
+            format!("app = \"learnhub\"\nversion = \"{version}\"\ncore_plugins = [{plugins}]\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("migrations/0001_learner.sql"),
+            "CREATE TABLE learner (id INTEGER PRIMARY KEY, facility_id INTEGER NOT NULL);\n\
+             INSERT INTO learner (facility_id) VALUES (1), (1), (2);\n",
+        )
+        .unwrap();
+        dir
+    };
+    let old = release("0.9.0", "");
+    let new = release("1.0.0", "\"py-stats\"");
+    let out = in_venv(
+        &venv,
+        &format!(
+            "cd '{}' && uplift-build-plugin app.py -o '{}'",
+            repo_root().join("example-hooks/py-stats").display(),
+            new.join("plugins/py-stats.wasm").display()
+        ),
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("(py-stats 1.0.0; hooks: summarize_learners)"),
+        "{}",
+        stdout(&out)
+    );
+    let home = scratch.path().join("home");
+    for release in [&old, &new] {
+        let out = in_venv(
+            &venv,
+            &format!(
+                "uplift --home '{}' --release '{}' upgrade",
+                home.display(),
+                release.display()
+            ),
+        );
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+    let conn = rusqlite::Connection::open(home.join("db.sqlite3")).unwrap();
+    let summary: String = conn
+        .query_row(
+            "SELECT group_concat(facility_id || ':' || learners, ' ') \
+             FROM (SELECT * FROM pystats_summary ORDER BY facility_id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(summary, "1:2 2:1");
 }
