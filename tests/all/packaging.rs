@@ -321,26 +321,44 @@ fn the_python_helper_installs_into_a_fresh_venv_tests_plugins_and_builds_them() 
         &[&repo_root().join("hooks-sdk/python")],
     );
 
-    // Plain CPython: the helper's own tests of its local implementation,
-    // and py-stats's unit test, which imports the plugin itself.
-    for (folder, args) in [
-        ("hooks-sdk/python", "discover -s tests"),
-        ("example-hooks/py-stats", "discover -p 'test_*.py'"),
+    // Plain CPython: the helper's own tests of its local implementation
+    // (run from their folder, so that `uplift_hooks` is the installed
+    // package, not the source beside them), py-stats's unit test, which
+    // imports the plugin itself, and the one `uplift hooks new` scaffolds.
+    let scaffolded = scratch.path().join("py-notes");
+    let out = in_venv(
+        &venv,
+        &format!(
+            "uplift hooks new py-notes --lang python --dir '{}'",
+            scaffolded.display()
+        ),
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    for folder in [
+        repo_root().join("hooks-sdk/python/tests"),
+        repo_root().join("example-hooks/py-stats"),
+        scaffolded,
     ] {
         let out = in_venv(
             &venv,
             &format!(
-                "cd '{}' && python -B -m unittest {args}",
-                repo_root().join(folder).display()
+                "cd '{}' && python -B -m unittest discover -p 'test_*.py'",
+                folder.display()
             ),
         );
         assert!(
             out.status.success(),
-            "{folder}: {}{}",
+            "{}: {}{}",
+            folder.display(),
             stdout(&out),
             stderr(&out)
         );
-        assert!(stderr(&out).contains("\nOK"), "{folder}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("\nOK"),
+            "{}: {}",
+            folder.display(),
+            stderr(&out)
+        );
     }
 
     // The console script builds py-stats with the componentize-py and the
