@@ -23,7 +23,9 @@ def _error(e, sql):
     """``e``, an :mod:`sqlite3` exception, as the :class:`DatabaseError`
     uplift would raise for it."""
     message = str(e)
-    extended = getattr(e, "sqlite_errorcode", None)  # Python 3.11 and later
+    # SQLite's own code when SQLite failed; sqlite3's checks before SQLite
+    # is called (a second statement, a wrong number of parameters) have none.
+    extended = getattr(e, "sqlite_errorcode", None)
     if extended is None:
         if "one statement at a time" in message:
             extended = _SQLITE_MISUSE
