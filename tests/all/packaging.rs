@@ -127,29 +127,36 @@ fn setup_tool(name: &str) -> PathBuf {
 }
 
 /// Builds the `uplift-sqlite` wheel once per test run (with the dev
-/// profile, so it reuses what the test build compiled) and returns the
-/// folder it is in.
+/// profile, so it reuses what the test build compiled) into
+/// `target/packaging-wheels/` and returns that folder.
 fn wheel_dir() -> &'static Path {
-    static WHEELS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    WHEELS
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let out = run_cmd(
-                Command::new(setup_tool("maturin"))
-                    .current_dir(repo_root())
-                    .args(["build", "--quiet", "--profile", "dev", "--locked"])
-                    .args(["--manifest-path", "host/Cargo.toml", "--out"])
-                    .arg(dir.path()),
-            );
-            assert!(
-                out.status.success(),
-                "maturin build: {}{}",
-                stdout(&out),
-                stderr(&out)
-            );
-            dir
-        })
-        .path()
+    static WHEELS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    WHEELS.get_or_init(|| {
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"))
+            .join("packaging-wheels");
+        // A wheel left by an earlier run must not be the one installed.
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("could not remove {}: {e}", dir.display()),
+        }
+        let out = run_cmd(
+            Command::new(setup_tool("maturin"))
+                .current_dir(repo_root())
+                .args(["build", "--quiet", "--profile", "dev", "--locked"])
+                .args(["--manifest-path", "host/Cargo.toml", "--out"])
+                .arg(&dir),
+        );
+        assert!(
+            out.status.success(),
+            "maturin build: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        dir
+    })
 }
 
 /// A fresh virtual environment in `dir`, made by the system's python3 (not
