@@ -114,49 +114,20 @@ fn setup_venv() -> PathBuf {
     repo_root().join(".venv")
 }
 
-/// A tool `scripts/setup` installs into `.venv/bin`; panics with that hint
-/// when it is missing.
-fn setup_tool(name: &str) -> PathBuf {
-    let tool = setup_venv().join("bin").join(name);
+/// The folder holding the `uplift-sqlite` wheel `scripts/build-wheel`
+/// built (before the tests: cargo replaces `target/debug/uplift` while it
+/// builds, which tests running it at that moment would not survive).
+fn wheel_dir() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("packaging-wheels");
     assert!(
-        tool.is_file(),
-        "{} is missing: run scripts/setup",
-        tool.display()
+        dir.is_dir(),
+        "{} is missing: run scripts/build-wheel first",
+        dir.display()
     );
-    tool
-}
-
-/// Builds the `uplift-sqlite` wheel once per test run (with the dev
-/// profile, so it reuses what the test build compiled) into
-/// `target/packaging-wheels/` and returns that folder.
-fn wheel_dir() -> &'static Path {
-    static WHEELS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    WHEELS.get_or_init(|| {
-        let dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target"))
-            .join("packaging-wheels");
-        // A wheel left by an earlier run must not be the one installed.
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => panic!("could not remove {}: {e}", dir.display()),
-        }
-        let out = run_cmd(
-            Command::new(setup_tool("maturin"))
-                .current_dir(repo_root())
-                .args(["build", "--quiet", "--profile", "dev", "--locked"])
-                .args(["--manifest-path", "host/Cargo.toml", "--out"])
-                .arg(&dir),
-        );
-        assert!(
-            out.status.success(),
-            "maturin build: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        dir
-    })
+    dir
 }
 
 /// A fresh virtual environment in `dir`, made by the system's python3 (not
@@ -324,7 +295,7 @@ fn the_python_helper_installs_into_a_fresh_venv_tests_plugins_and_builds_them() 
     // dependencies, found among the wheels given (never on the network).
     pip_install(
         &venv,
-        &[&setup_wheels(), wheel_dir()],
+        &[&setup_wheels(), &wheel_dir()],
         &[&repo_root().join("hooks-sdk/python")],
     );
 
