@@ -60,7 +60,7 @@ pub mod __private;
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "upgrade-hook",
         pub_export_macro: true,
         default_bindings_module: "uplift_hooks_sdk::bindings",

@@ -12,6 +12,7 @@ mod hooks;
 mod io_errors;
 mod limits;
 mod nothing_lost;
+mod packaging;
 mod power_loss;
 mod sdk;
 mod support;

@@ -31,29 +31,87 @@ fn validate(wasm: &Path) {
     assert!(stdout(&out).contains("ok "), "{}", stdout(&out));
 }
 
+/// Every file under `dir`, with its text (lossy), for looking into all of
+/// them at once.
+fn files_in(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+                files.push((path, text));
+            }
+        }
+    }
+    files
+}
+
+/// Panics if a scaffolded file names an absolute path: the plugin's own
+/// folder, uplift's checkout, the temporary folder, or any `/name` after a
+/// quote, a space, a parenthesis or `=`.
+fn assert_no_absolute_path(dir: &Path) {
+    let files = files_in(dir);
+    assert!(!files.is_empty());
+    for (path, text) in files {
+        for absolute in [dir.to_path_buf(), repo_root(), std::env::temp_dir()] {
+            let absolute = absolute.to_string_lossy().into_owned();
+            assert!(
+                !text.contains(&absolute),
+                "{} names {absolute}:\n{text}",
+                path.display()
+            );
+        }
+        let rooted = text.as_bytes().windows(3).position(|w| {
+            b"\"' `(=".contains(&w[0]) && w[1] == b'/' && w[2].is_ascii_alphanumeric()
+        });
+        assert!(
+            rooted.is_none(),
+            "{} names an absolute path at byte {rooted:?}:\n{text}",
+            path.display()
+        );
+    }
+}
+
 #[test]
-fn a_scaffolded_rust_plugin_builds_for_wasm32_wasip2_and_validates() {
+fn a_scaffolded_rust_plugin_takes_the_published_sdk_and_builds_against_a_patch() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("visit-counter");
-    let out = run(&[
-        "hooks",
-        "new",
-        "visit-counter",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let out = run_cmd(
+        uplift()
+            .env_remove("UPLIFT_HOOKS_SDK")
+            .args(["hooks", "new", "visit-counter", "--dir"])
+            .arg(&dir),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("cargo build --release --target wasm32-wasip2"));
     let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    let sdk = repo_root().join("hooks-sdk");
-    // Outside the repository: the SDK by absolute path.
-    assert!(
-        cargo_toml.contains(&format!("path = \"{}\"", sdk.display())),
-        "{cargo_toml}"
-    );
+    // By default the SDK released with this uplift, from crates.io: the
+    // plugin builds anywhere, and names no path at all.
+    let requirement = format!("uplift-hooks-sdk = \"{}\"\n", env!("CARGO_PKG_VERSION"));
+    assert!(cargo_toml.contains(&requirement), "{cargo_toml}");
+    assert_no_absolute_path(&dir);
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(readme.contains("cargo build --release --target wasm32-wasip2"));
-    assert!(readme.contains("change this `path`"), "{readme}");
+    assert!(readme.contains("[patch.crates-io]"), "{readme}");
+
+    // What the README says to do to build against a checkout (the SDK is
+    // not on crates.io while this test runs from one): a [patch], added
+    // here only, by a path relative to the plugin's folder.
+    let sdk = repo_root().join("hooks-sdk");
+    let up = dir.components().count() - 1;
+    let relative: PathBuf = std::iter::repeat_n(std::path::Component::ParentDir, up)
+        .map(|c| c.as_os_str().to_owned())
+        .chain(sdk.strip_prefix("/").unwrap().iter().map(|c| c.to_owned()))
+        .collect();
+    let patched = format!(
+        "{cargo_toml}\n[patch.crates-io]\nuplift-hooks-sdk = {{ path = {:?} }}\n",
+        relative.display().to_string()
+    );
+    std::fs::write(dir.join("Cargo.toml"), patched).unwrap();
 
     let target = target_dir();
     let build = run_cmd(
@@ -74,18 +132,69 @@ fn a_scaffolded_rust_plugin_builds_for_wasm32_wasip2_and_validates() {
     );
 }
 
+/// `uplift hooks new NAME --dir DIR` with UPLIFT_HOOKS_SDK set to `sdk`.
+fn scaffold_with_sdk(name: &str, dir: &Path, sdk: &str) -> std::process::Output {
+    run_cmd(
+        uplift()
+            .env("UPLIFT_HOOKS_SDK", sdk)
+            .args(["hooks", "new", name, "--dir"])
+            .arg(dir),
+    )
+}
+
 #[test]
-fn inside_the_repository_the_sdk_path_is_relative() {
+fn uplift_hooks_sdk_names_a_local_path_relative_to_the_plugin_or_a_git_revision() {
     let scratch = tempfile::tempdir_in(repo_root()).unwrap();
     let dir = scratch.path().join("inner");
-    let out = run(&["hooks", "new", "inner", "--dir", dir.to_str().unwrap()]);
+    let sdk = format!("path:{}", repo_root().join("hooks-sdk").display());
+    let out = scaffold_with_sdk("inner", &dir, &sdk);
     assert!(out.status.success(), "{}", stderr(&out));
     let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(
-        cargo_toml.contains("path = \"../../hooks-sdk\""),
+        cargo_toml.contains("uplift-hooks-sdk = { path = \"../../hooks-sdk\" }"),
         "{cargo_toml}"
     );
     assert!(cargo_toml.contains("\n[workspace]\n"), "{cargo_toml}");
+    assert_no_absolute_path(&dir);
+
+    // `checkout`: the checkout this uplift was built from, relative too.
+    let dir = scratch.path().join("checkout");
+    let out = scaffold_with_sdk("checkout", &dir, "checkout");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo_toml.contains("uplift-hooks-sdk = { path = \"../../hooks-sdk\" }"),
+        "{cargo_toml}"
+    );
+
+    let dir = scratch.path().join("from-git");
+    let out = scaffold_with_sdk(
+        "from-git",
+        &dir,
+        "git:https://example.org/uplift.git#v0.1.0",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo_toml.contains(
+            "uplift-hooks-sdk = { git = \"https://example.org/uplift.git\", rev = \"v0.1.0\" }"
+        ),
+        "{cargo_toml}"
+    );
+
+    // A source that cannot be understood is a usage error naming the
+    // variable, and writes nothing.
+    let dir = scratch.path().join("bad");
+    let out = scaffold_with_sdk("bad", &dir, "soon");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "invalid SDK source: UPLIFT_HOOKS_SDK: \"soon\" is not a version requirement"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.exists());
 }
 
 #[test]
@@ -109,11 +218,21 @@ fn a_scaffolded_python_plugin_builds_with_build_plugin_and_validates() {
         dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("uplift-build-plugin app.py -o py-notes.wasm"),
+        "{}",
+        stdout(&out)
+    );
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     assert!(
-        readme.contains("hooks-sdk/python/build-plugin app.py -o py-notes.wasm"),
+        readme.contains("pip install \"uplift-hooks>=")
+            && readme.contains("uplift-build-plugin app.py -o py-notes.wasm"),
         "{readme}"
     );
+    assert!(dir.join("test_app.py").is_file());
+    assert_no_absolute_path(&dir);
+    // The checkout's build-plugin is uplift-build-plugin without installing
+    // the package (the installed command is tested by the packaging module).
     let build = run_cmd(
         Command::new(repo_root().join("hooks-sdk/python/build-plugin"))
             .current_dir(&dir)
