@@ -860,14 +860,6 @@ fn hooks_command(
                 "build it with, in that folder:\n  {}",
                 made.build
             ));
-            let sdk = scaffold::repo_root().join("hooks-sdk");
-            if !sdk.is_dir() {
-                eprintln!(
-                    "warning: {} (the SDK of the checkout this uplift was built from) does not exist: \
-                     point the plugin at your checkout's hooks-sdk as its README.md explains",
-                    sdk.display()
-                );
-            }
             Ok(ExitCode::SUCCESS)
         }
         HooksCommand::Test {

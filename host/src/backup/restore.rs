@@ -333,7 +333,14 @@ pub fn restore(
     }
     temp.persist(&database)
         .map_err(|e| io_err("rename the restored database over", &database)(e.error))?;
-    sync_dir(&dir)?;
+    // The restore has happened: a folder that cannot be synced now does not
+    // undo it, but a power cut before the system writes the folder could.
+    if let Err(e) = sync_dir(&dir) {
+        warnings.push(format!(
+            "the restored database is in place, but {e}: until the system writes the folder out, \
+             a power cut could bring the old database back (run `sync`)"
+        ));
+    }
 
     Ok(RestoreReport {
         source: file.to_path_buf(),
