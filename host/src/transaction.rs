@@ -267,7 +267,12 @@ impl<'c> UpgradeTransaction<'c> {
     /// as COMMIT would), and the disk takes them while the foreign-key check
     /// uses the processor, instead of in COMMIT's sync.
     pub(crate) fn flush(&mut self) -> Result<(), UpgradeError> {
-        self.conn.cache_flush()?;
+        self.conn
+            .cache_flush()
+            .map_err(|source| UpgradeError::Step {
+                what: "write the upgrade's changes to the database file before its commit",
+                source,
+            })?;
         self.request_writeback();
         Ok(())
     }
@@ -285,14 +290,14 @@ impl<'c> UpgradeTransaction<'c> {
 
     /// Commits. Refused in a trial, and when SQLite already ended the
     /// transaction (or turned back a commit: see [`CommitGate`]).
-    pub(crate) fn commit(&mut self) -> Result<(), UpgradeError> {
+    pub(crate) fn commit(&mut self) -> Result<Option<String>, UpgradeError> {
         assert!(
             !matches!(self.mode, Mode::Trial { .. }),
             "a trial is never committed"
         );
-        self.gate.commit(self.conn)?;
+        let warning = self.gate.commit(self.conn)?;
         self.committed = true;
-        Ok(())
+        Ok(warning)
     }
 
     fn request_writeback(&self) {
@@ -352,8 +357,9 @@ impl CommitGate {
         CommitGate { open, refused }
     }
 
-    /// Commits the upgrade's transaction, which must still be open.
-    fn commit(&self, conn: &Connection) -> Result<(), UpgradeError> {
+    /// Commits the upgrade's transaction, which must still be open. Returns
+    /// a warning when the commit took effect but could not be made durable.
+    fn commit(&self, conn: &Connection) -> Result<Option<String>, UpgradeError> {
         let refused = self.refused.load(Ordering::SeqCst);
         if conn.is_autocommit() || refused > 0 {
             return Err(UpgradeError::TransactionLost {
@@ -362,9 +368,29 @@ impl CommitGate {
             });
         }
         self.open.store(true, Ordering::SeqCst);
-        let result = conn.execute_batch("COMMIT").map_err(UpgradeError::from);
+        let result = conn.execute_batch("COMMIT");
         self.open.store(false, Ordering::SeqCst);
-        result
+        match result {
+            Ok(()) => Ok(None),
+            // The journal was deleted (that is the commit) and only the sync
+            // of its folder failed: the upgrade is done, but a power cut
+            // before the folder is written out could undo it. Saying it was
+            // rolled back would be false.
+            Err(e)
+                if conn.is_autocommit()
+                    && matches!(&e, rusqlite::Error::SqliteFailure(f, _)
+                        if f.extended_code == rusqlite::ffi::SQLITE_IOERR_DIR_FSYNC) =>
+            {
+                Ok(Some(format!(
+                    "the upgrade is committed, but syncing the database's folder failed ({e}): \
+                     until the system writes the folder out, a power cut could undo it (run `sync`)"
+                )))
+            }
+            Err(source) => Err(UpgradeError::Step {
+                what: "commit the upgrade",
+                source,
+            }),
+        }
     }
 }
 

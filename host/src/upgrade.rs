@@ -88,6 +88,12 @@ pub enum UpgradeError {
     /// SQLite failed while applying the upgrade.
     #[error("database error during the upgrade: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// SQLite failed in one named step of the transaction (flush, commit).
+    #[error("could not {what}: {source}")]
+    Step {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
     /// Plugins could not be found or read, or a hook failed.
     #[error(transparent)]
     Hook(#[from] HookError),
@@ -350,7 +356,10 @@ pub fn upgrade(
             migrations: done.migrations,
             phases: phases.times,
             foreign_key_tables_checked: done.foreign_key_tables_checked,
-            warnings: set_aside_warnings(&set_aside),
+            warnings: set_aside_warnings(&set_aside)
+                .into_iter()
+                .chain(done.warnings)
+                .collect(),
         });
     }
 
@@ -426,7 +435,7 @@ pub fn upgrade(
     // never the one just made, nor the newest of any data version (see
     // `backup::prune`). A failure here does not undo a committed upgrade:
     // it is reported as a warning.
-    let mut warnings = Vec::new();
+    let mut warnings = done.warnings;
     let pruned = match backup::prune_automatic(
         &home.backups_dir(),
         settings.backups.keep,
@@ -548,7 +557,7 @@ fn adopt_empty(
         migrations: done.migrations,
         phases: phases.times,
         foreign_key_tables_checked: done.foreign_key_tables_checked,
-        warnings: Vec::new(),
+        warnings: done.warnings,
     })
 }
 
@@ -656,6 +665,8 @@ impl<'a> Reporter<'a> {
 /// What the transaction did.
 struct Done {
     backup: Option<PathBuf>,
+    /// What went wrong after the commit took effect.
+    warnings: Vec<String>,
     migrations: Vec<MigrationRun>,
     hooks: Vec<HookRun>,
     foreign_key_tables_checked: usize,
@@ -690,8 +701,9 @@ fn upgrade_steps(
     if !hooks.is_empty() {
         phases.end("hooks");
     }
-    let foreign_key_tables_checked = finish(tx, release, plugins, phases)?;
+    let (foreign_key_tables_checked, warning) = finish(tx, release, plugins, phases)?;
     Ok(Done {
+        warnings: warning.into_iter().collect(),
         backup: Some(backup),
         migrations,
         hooks,
@@ -716,8 +728,9 @@ fn install_steps(
         &mut |_| {},
     )?;
     phases.end("migrations");
-    let foreign_key_tables_checked = finish(tx, release, plugins, phases)?;
+    let (foreign_key_tables_checked, warning) = finish(tx, release, plugins, phases)?;
     Ok(Done {
+        warnings: warning.into_iter().collect(),
         backup: None,
         migrations,
         hooks: Vec::new(),
@@ -727,13 +740,14 @@ fn install_steps(
 
 /// The steps every transaction ends with: the new versions recorded, the
 /// cache flushed, the foreign keys checked (any violation refuses the
-/// upgrade), COMMIT. Returns how many tables' foreign keys were checked.
+/// upgrade), COMMIT. Returns how many tables' foreign keys were checked,
+/// and a warning when the commit could not be made durable.
 fn finish(
     tx: &mut UpgradeTransaction<'_>,
     release: &Release,
     plugins: &PluginSet,
     phases: &mut Phases,
-) -> Result<usize, UpgradeError> {
+) -> Result<(usize, Option<String>), UpgradeError> {
     tx.record_versions(release, plugins)?;
     tx.flush()?;
     phases.end("flush");
@@ -746,9 +760,9 @@ fn finish(
         });
     }
     phases.end("foreign keys");
-    tx.commit()?;
+    let warning = tx.commit()?;
     phases.end("commit");
-    Ok(check.tables_checked)
+    Ok((check.tables_checked, warning))
 }
 
 /// Runs the planned hooks in order, each in its own savepoint and sandbox.
