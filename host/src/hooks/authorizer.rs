@@ -917,12 +917,7 @@ impl Policy {
     /// Whether the hook may read `table`: declared for reading or writing,
     /// owned, or a shadow table of a virtual table it may read.
     pub fn may_read(&self, table: &str) -> bool {
-        self.caps.declares_read(table)
-            || self.ownership.owns(table)
-            || self
-                .ownership
-                .shadow_owner(table)
-                .is_some_and(|vtab| self.caps.declares_read(vtab) || self.ownership.owns(vtab))
+        self.declared_or_owned(table, |t| self.caps.declares_read(t))
     }
 
     /// Whether the hook may write `table`: declared for writing, owned, or a
@@ -930,12 +925,14 @@ impl Policy {
     /// keeps the hook's own SQL from writing shadow tables; the FTS code
     /// writes them when the hook writes the virtual table).
     pub fn may_write(&self, table: &str) -> bool {
-        self.caps.declares_write(table)
-            || self.ownership.owns(table)
-            || self
-                .ownership
-                .shadow_owner(table)
-                .is_some_and(|vtab| self.caps.declares_write(vtab) || self.ownership.owns(vtab))
+        self.declared_or_owned(table, |t| self.caps.declares_write(t))
+    }
+
+    /// Whether `table`, or the virtual table it is a shadow table of, is
+    /// `declared` or owned.
+    fn declared_or_owned(&self, table: &str, declared: impl Fn(&str) -> bool) -> bool {
+        let allowed = |t: &str| declared(t) || self.ownership.owns(t);
+        allowed(table) || self.ownership.shadow_owner(table).is_some_and(allowed)
     }
 
     /// Whether the plugin owns the table, view or index `name` (see
