@@ -929,7 +929,7 @@ fn hooks_test(
     hook: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    use uplift::hooks::trial::{self, TrialError, TrialOptions};
+    use uplift::hook_test::{self, TrialError, TrialOptions};
     let usage = |message: String| {
         eprintln!("error: {message}");
         Ok(ExitCode::from(EXIT_USAGE))
@@ -982,7 +982,7 @@ fn hooks_test(
             println!("migrated the copy first: {} ({:.0} ms)", run.file, run.ms);
         }
     };
-    let report = match trial::run_trial(&opts, log, &migrated) {
+    let report = match hook_test::run_trial(&opts, log, &migrated) {
         Ok(report) => report,
         // The upgrade would fail the same way: not a usage error.
         Err(err @ TrialError::Migrations { .. }) => {
@@ -1005,11 +1005,8 @@ fn hooks_test(
 
 /// `uplift hooks test`'s report as text (the migrations were printed as
 /// they were applied, the hooks' log lines as they were written).
-fn print_trial(
-    opts: &uplift::hooks::trial::TrialOptions,
-    report: &uplift::hooks::trial::TrialReport,
-) {
-    use uplift::hooks::trial;
+fn print_trial(opts: &uplift::hook_test::TrialOptions, report: &uplift::hook_test::TrialReport) {
+    use uplift::hook_test;
     if let Some(release) = &opts.release
         && report.migrations.is_empty()
     {
@@ -1051,7 +1048,7 @@ fn print_trial(
                     t.deleted
                 );
                 for example in &t.examples {
-                    println!("       {}", trial::describe_change(example));
+                    println!("       {}", hook_test::describe_change(example));
                 }
             }
         }

@@ -8,14 +8,24 @@
 
 pub mod backup;
 pub mod disk;
+mod engine;
 pub mod home;
+pub mod hook_test;
 pub mod hooks;
-pub mod meta;
-pub mod migrate;
+pub mod migrations;
+mod names;
 pub mod paths;
 pub mod release;
 mod transaction;
 pub mod upgrade;
-pub mod written;
 
+pub use engine::{EngineError, ForeignKeyViolation, MetaError};
+pub use upgrade::error::UpgradeError;
 pub use uplift_contract::version;
+
+/// uplift's internals, for its own integration tests and benchmarks: not
+/// part of the API, and not stable.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::engine::sqlite::{changes, meta, migration};
+}

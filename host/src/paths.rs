@@ -19,7 +19,8 @@ use crate::backup::NoProgress;
 use crate::home::Home;
 use crate::hooks::PluginSet;
 use crate::release::{Release, ReleaseError};
-use crate::upgrade::{self, Reporter, UpgradeError, UpgradeOptions};
+use crate::upgrade::error::UpgradeError;
+use crate::upgrade::{self, Reporter, UpgradeOptions};
 use crate::version::Version;
 
 /// Why verification could not run (as opposed to finding differences).

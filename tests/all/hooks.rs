@@ -422,8 +422,13 @@ fn run_and_record(
     let outcome = runner
         .run(conn, &planned, &context(), CollectLog::new())
         .unwrap_or_else(|e| panic!("{hook}: {e}"));
-    uplift::meta::record_plugin_tables(conn, &planned.plugin, &outcome.created, &outcome.dropped)
-        .unwrap();
+    uplift::internals::meta::record_plugin_tables(
+        conn,
+        &planned.plugin,
+        &outcome.created,
+        &outcome.dropped,
+    )
+    .unwrap();
     outcome
 }
 
@@ -1244,8 +1249,13 @@ fn run_script(
     }
     let log = CollectLog::new();
     let outcome = runner.run(conn, &planned(&plugin, "script"), &context(), log.clone())?;
-    uplift::meta::record_plugin_tables(conn, "hostile", &outcome.created, &outcome.dropped)
-        .unwrap();
+    uplift::internals::meta::record_plugin_tables(
+        conn,
+        "hostile",
+        &outcome.created,
+        &outcome.dropped,
+    )
+    .unwrap();
     Ok(log
         .lines()
         .into_iter()
@@ -1512,7 +1522,7 @@ fn control_characters_in_what_a_plugin_says_are_escaped() {
 }
 
 /// A migration of the release being installed, applied as the upgrade does.
-fn migrate(conn: &Connection, id: u32, sql: &str) -> Result<(), uplift::migrate::MigrateError> {
+fn migrate(conn: &Connection, id: u32, sql: &str) -> Result<(), uplift::migrations::MigrateError> {
     let migration = uplift::release::Migration {
         id,
         name: format!("step{id}"),
@@ -1521,11 +1531,11 @@ fn migrate(conn: &Connection, id: u32, sql: &str) -> Result<(), uplift::migrate:
         checksum: "0".repeat(64),
     };
     let version = Version::parse("2.0.0").unwrap();
-    uplift::migrate::apply(
+    uplift::internals::migration::apply(
         conn,
         &migration,
         &version,
-        &uplift::written::WrittenTables::new(),
+        &uplift::internals::changes::WrittenTables::new(),
         std::time::Duration::from_secs(60),
     )
     .map(drop)

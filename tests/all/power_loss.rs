@@ -131,7 +131,7 @@ pub fn db_fingerprint(db: &Path) -> Result<String, String> {
     if integrity != "ok" {
         return Err(format!("integrity_check: {integrity}"));
     }
-    let version = uplift::meta::data_version(&conn)
+    let version = uplift::internals::meta::data_version(&conn)
         .map_err(|e| format!("cannot read the data version: {e}"))?
         .map_or("none".to_string(), |v| v.to_string());
     let mut out = format!("data version {version}\n");

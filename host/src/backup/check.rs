@@ -49,7 +49,8 @@ use super::dump::quote_ident;
 use super::indexes::{self, Fingerprint, Held, Indexed, Keys};
 use super::restore::{IntegrityCheck, RestoreError};
 use super::{Progress, ProgressUnit};
-use crate::meta;
+use crate::engine::sqlite::meta;
+use crate::engine::{MetaError, chain_text};
 
 /// The most threads a check uses.
 pub(crate) const MAX_WORKERS: usize = 2;
@@ -207,11 +208,18 @@ pub(crate) fn check(
     }
     let version = meta::data_version(&conn)
         .map_err(|e| match e {
-            meta::MetaError::Sqlite(source) => build_err(source),
+            MetaError::Database(source) => match source.downcast::<rusqlite::Error>() {
+                Ok(source) => build_err(source),
+                Err(other) => RestoreError::Check {
+                    path: dump.to_path_buf(),
+                    check: "data version",
+                    details: chain_text(&other),
+                },
+            },
             other => RestoreError::Check {
                 path: dump.to_path_buf(),
                 check: "data version",
-                details: other.to_string(),
+                details: chain_text(&other),
             },
         })?
         .map(|v| v.to_string());

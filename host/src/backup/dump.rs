@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::files::{self, DumpHeader, TRAILER_PREFIX};
 use super::{BackupKind, FORMAT_VERSION, IoFailure, Progress, ProgressUnit, io_err, sync_dir};
-use crate::meta;
+use crate::engine::sqlite::meta;
 
 /// Bytes of SQL text gathered before they are hashed and written.
 const CHUNK: usize = 1 << 20;
@@ -91,7 +91,7 @@ pub enum BackupError {
     },
     /// uplift's bookkeeping in the database could not be read.
     #[error("could not read the data version: {0}")]
-    Meta(#[from] meta::MetaError),
+    Meta(#[from] crate::engine::MetaError),
     /// The file just written did not verify: the disk or the file system
     /// returned something else than what was written.
     #[error("the backup just written to {} does not verify ({reason}); it was removed, check the disk", path.display())]

@@ -77,7 +77,6 @@ mod sqlparse;
 use std::fmt;
 use std::path::PathBuf;
 
-pub(crate) use dump::quote_ident;
 pub use dump::{BackupError, BackupFile, BackupOptions, write_backup};
 pub use files::{
     BackupEntry, BackupStatus, Candidates, DumpHeader, VerifiedDump, VerifyError,

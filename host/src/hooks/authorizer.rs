@@ -40,9 +40,10 @@ use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
+use crate::engine::sqlite::changes::WrittenTables;
+use crate::engine::sqlite::sql::is_schema_table;
 use crate::hooks::manifest::Capabilities;
-use crate::meta::is_uplift_table;
-use crate::written::WrittenTables;
+use crate::names::{is_uplift_table, starts_with_ignore_case};
 
 /// PRAGMAs a hook may run, all read-only, each taking a table name that must
 /// be readable.
@@ -165,7 +166,7 @@ enum Kind {
 /// start with its `capabilities.owns` prefix and that either did not exist
 /// when the hook started (the hook created them) or are recorded as created
 /// by the plugin in an earlier hook (`uplift_plugin_tables`, see
-/// [`crate::meta`]). A table that merely matches the prefix (an application
+/// [`crate::engine::sqlite::meta`]). A table that merely matches the prefix (an application
 /// table `learner` under the prefix `learn`, another plugin's table under an
 /// overlapping prefix) is not owned: it is like any other table.
 #[derive(Debug, Clone)]
@@ -422,7 +423,7 @@ pub struct Policy {
     last_refusal: Option<Refusal>,
     new_statement: Arc<AtomicBool>,
     /// Where the tables the hook's statements write are recorded, if
-    /// anywhere (see [`crate::written`]).
+    /// anywhere (see [`crate::engine::sqlite::changes`]).
     written: Option<WrittenTables>,
 }
 
@@ -1010,11 +1011,6 @@ pub fn is_sqlite_bookkeeping(name: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(name))
 }
 
-fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
-    name.len() >= prefix.len()
-        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-}
-
 /// The first `max` words of `sql`: keywords and names (quoted names
 /// unquoted), and `.` and `(` as words of their own; comments skipped;
 /// stops at a string literal, a `;` or anything else.
@@ -1107,17 +1103,6 @@ fn via(accessor: Option<&str>) -> String {
         Some(a) => format!(" (through trigger or view {a})"),
         None => String::new(),
     }
-}
-
-fn is_schema_table(name: &str) -> bool {
-    [
-        "sqlite_master",
-        "sqlite_schema",
-        "sqlite_temp_master",
-        "sqlite_temp_schema",
-    ]
-    .iter()
-    .any(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// The names of the tables and views of `conn`'s main and temp schemas, for

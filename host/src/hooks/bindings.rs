@@ -7,7 +7,7 @@ wasmtime::component::bindgen!({
     world: "upgrade-hook",
     imports: { default: trappable },
     with: {
-        "uplift:hooks/database.statement": crate::hooks::database::StatementEntry,
-        "uplift:hooks/database.cursor": crate::hooks::database::CursorEntry,
+        "uplift:hooks/database.statement": crate::hooks::handles::StatementEntry,
+        "uplift:hooks/database.cursor": crate::hooks::handles::CursorEntry,
     },
 });

@@ -2,45 +2,19 @@
 //! connection, checked by the authorizer, with replies capped and runaway
 //! queries stopped at the hook's deadline.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use rusqlite::Connection;
 use rusqlite::ffi;
 use wasmtime::component::Resource;
 
-use crate::hooks::authorizer::SharedPolicy;
 use crate::hooks::bindings::uplift::hooks::database::{self, HostCursor, HostStatement};
 use crate::hooks::bindings::uplift::hooks::log;
 use crate::hooks::bindings::uplift::hooks::types::{self, DbError, Row, Rows, Value};
-use crate::hooks::bounds::{SqliteBounds, Trip};
+use crate::hooks::handles::{CursorEntry, StatementEntry};
 use crate::hooks::raw::{BindValue, RawStatement, SqlError, SqlValue};
-use crate::hooks::sandbox::{HostState, SharedLog};
+use crate::hooks::sandbox::{DbState, HostState, SharedLog};
 use crate::hooks::{Limit, LimitHit, LogLevel, LogSource, TransactionEnded, escape_untrusted};
-
-/// The database half of a hook's store data.
-pub(crate) struct DbState {
-    pub conn: Connection,
-    pub policy: SharedPolicy,
-    /// Tells the authorizer a new statement is being compiled (see
-    /// [`crate::hooks::authorizer::Policy::statement_flag`]); set before
-    /// every prepare and step, without taking the policy's lock.
-    pub new_statement: Arc<AtomicBool>,
-    pub max_reply: usize,
-    pub reply_mib: u64,
-    pub deadline: Instant,
-    pub timeout_seconds: u64,
-    /// Statements refused during the hook, with the reason.
-    pub refused: Vec<String>,
-    /// Prepared statements and cursors the hook holds open.
-    pub handles: usize,
-    /// The limit the watchdog stopped the hook for, if it did.
-    pub trip: Arc<Trip>,
-    /// SQLite's limits for the hook (none in a throwaway store), which tell
-    /// whether a failure was one of them.
-    pub bounds: Option<SqliteBounds>,
-}
 
 /// Bytes a reply holds per value beyond the value's own bytes, and per row
 /// (the host's `Value` and row vector): a reply of millions of NULLs or
@@ -52,20 +26,6 @@ const ROW_OVERHEAD: usize = std::mem::size_of::<Row>();
 /// they live in uplift's memory, outside the hook's memory limit, so a hook
 /// leaking them must be stopped (a hook rarely needs more than a few).
 pub(crate) const MAX_HANDLES: usize = 10_000;
-
-/// A prepared statement the guest holds.
-pub struct StatementEntry {
-    stmt: RawStatement,
-    sql: String,
-}
-
-/// A cursor the guest holds: a running statement.
-pub struct CursorEntry {
-    stmt: RawStatement,
-    /// The statement is positioned on a row not yet returned.
-    row_ready: bool,
-    done: bool,
-}
 
 /// Host calls return `Ok(Err(db_error))` for errors the guest sees and
 /// `Err(trap)` for limits that stop the hook.

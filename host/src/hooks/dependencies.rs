@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
-use crate::backup::quote_ident;
+use crate::engine::sqlite::sql::quote_ident;
 use crate::hooks::authorizer::{ALLOWED_FUNCTIONS, Policy};
 
 /// One schema object, as the runner's snapshot has it: schema (`main` or

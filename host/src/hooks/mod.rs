@@ -11,7 +11,7 @@
 //! - [`authorizer`]: SQLite's authorizer enforcing a manifest's capabilities.
 //! - [`validate`]: the checks of `uplift hooks validate`, for CI.
 //! - [`scaffold`]: `uplift hooks new`, a new plugin in Rust or Python.
-//! - [`trial`]: `uplift hooks test`, a plugin's hooks run on a copy of a
+//! - `uplift hooks test` ([`crate::hook_test`]): a plugin's hooks run on a copy of a
 //!   database, with the rows they change.
 //!
 //! Store data must be `'static`, so [`HookRunner::run`] takes the upgrade's
@@ -27,15 +27,16 @@ use std::sync::{Arc, Mutex};
 pub mod authorizer;
 mod bindings;
 pub mod bounds;
+mod clocks;
 mod database;
 mod dependencies;
+mod handles;
 pub mod manifest;
 pub mod plugins;
 mod raw;
 pub mod runtime;
 mod sandbox;
 pub mod scaffold;
-pub mod trial;
 pub mod validate;
 
 pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};

@@ -166,7 +166,7 @@ impl PluginsToml {
 }
 
 /// All plugins of a release and a home.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct PluginSet {
     plugins: Vec<Plugin>,
     /// Enabled in `plugins.toml`, not found.

@@ -16,19 +16,20 @@ use rusqlite::Connection;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
+use crate::engine::sqlite::changes::WrittenTables;
 use crate::home::{Home, HookLimits};
 use crate::hooks::authorizer::{self, Ownership, Policy};
 use crate::hooks::bindings::exports::uplift::hooks::hooks::Context;
 use crate::hooks::bindings::{UpgradeHook, UpgradeHookPre};
 use crate::hooks::bounds::{self, SqliteBounds, Trip, Watch, Watchdog};
-use crate::hooks::database::DbState;
+use crate::hooks::clocks;
 use crate::hooks::dependencies;
 use crate::hooks::plugins::PlannedHook;
+use crate::hooks::sandbox::DbState;
 use crate::hooks::sandbox::{HookLog, HostState};
 use crate::hooks::{
     Capabilities, HookError, Limit, LimitHit, LogSink, TransactionEnded, escape_untrusted,
 };
-use crate::written::WrittenTables;
 
 /// How often the epoch ticks; the time limit is checked at this grain.
 const TICK: Duration = Duration::from_millis(10);
@@ -72,7 +73,7 @@ pub struct HookOutcome {
     pub refused: Vec<String>,
     /// Tables and views (of the main schema) the hook created, including the
     /// new name of one it renamed: the caller records them as the plugin's
-    /// with [`crate::meta::record_plugin_tables`], so that later hooks of the
+    /// with [`crate::engine::sqlite::meta::record_plugin_tables`], so that later hooks of the
     /// plugin still own them.
     pub created: Vec<String>,
     /// Tables and views (of the main schema) the hook dropped, including the
@@ -103,7 +104,7 @@ pub(crate) struct HookEngine {
 impl HookEngine {
     /// The engine (epoch interruption on, component model) and a linker that
     /// provides exactly WASI p2 (its monotonic clock bounded by the hook's
-    /// deadline, see [`bounds::DeadlineClocks`]), `database` and `log`.
+    /// deadline, see [`clocks::DeadlineClocks`]), `database` and `log`.
     pub fn new() -> Result<HookEngine, HookError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -112,7 +113,7 @@ impl HookEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| HookError::Engine(e.to_string()))?;
-        bounds::bound_clocks(&mut linker).map_err(|e| HookError::Engine(e.to_string()))?;
+        clocks::bound_clocks(&mut linker).map_err(|e| HookError::Engine(e.to_string()))?;
         UpgradeHook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| HookError::Engine(e.to_string()))?;
         Ok(HookEngine {
@@ -539,7 +540,7 @@ impl HookRunner {
     }
 
     /// Records in `written` every table the hooks this runner runs from now
-    /// on write (through their authorizer, see [`crate::written`]).
+    /// on write (through their authorizer, see [`crate::engine::sqlite::changes`]).
     pub fn record_writes(&mut self, written: WrittenTables) {
         self.written = Some(written);
     }
@@ -730,7 +731,7 @@ impl HookRunner {
     /// those `conn` records as the plugin's (`uplift_plugin_tables`, read
     /// here when it exists; see [`Ownership`]); nothing is recorded here:
     /// the caller records [`HookOutcome::created`] and forgets
-    /// [`HookOutcome::dropped`] with [`crate::meta::record_plugin_tables`].
+    /// [`HookOutcome::dropped`] with [`crate::engine::sqlite::meta::record_plugin_tables`].
     ///
     /// Fails when the component cannot be loaded, the hook traps, returns an
     /// error, hits a limit, leaves a schema change outside what it owns, or
@@ -762,9 +763,9 @@ impl HookRunner {
             Connection::open_in_memory().map_err(db_err("open an in-memory database"))?;
         let before = schema_snapshot(conn).map_err(db_err("read the schema"))?;
         let existing = authorizer::existing_tables(conn).map_err(db_err("read the schema"))?;
-        let recorded = crate::meta::plugin_tables(conn, &hook.plugin).map_err(db_err(
-            "read which tables the plugin created (uplift_plugin_tables)",
-        ))?;
+        let recorded = crate::engine::sqlite::meta::plugin_tables(conn, &hook.plugin).map_err(
+            db_err("read which tables the plugin created (uplift_plugin_tables)"),
+        )?;
         let ownership = Ownership::new(&hook.plugin, &hook.capabilities, &existing, &recorded)
             .with_schema_of(conn)
             .map_err(db_err("read the schema"))?;
@@ -1115,7 +1116,7 @@ fn drop_new_temp_objects(
             let what = if kind == "view" { "VIEW" } else { "TABLE" };
             conn.execute_batch(&format!(
                 "DROP {what} IF EXISTS temp.{}",
-                crate::backup::quote_ident(name)
+                crate::engine::sqlite::sql::quote_ident(name)
             ))?;
         }
     }

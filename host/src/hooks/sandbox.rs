@@ -11,11 +11,40 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::hooks::database::DbState;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rusqlite::Connection;
+
+use crate::hooks::authorizer::SharedPolicy;
+use crate::hooks::bounds::{SqliteBounds, Trip};
 use crate::hooks::{Limit, LimitHit, LogLevel, LogLine, LogSink, LogSource, escape_untrusted};
 
 /// How many of the last stderr lines an error quotes.
 const STDERR_TAIL: usize = 12;
+
+/// The database half of a hook's store data.
+pub(crate) struct DbState {
+    pub conn: Connection,
+    pub policy: SharedPolicy,
+    /// Tells the authorizer a new statement is being compiled (see
+    /// [`crate::hooks::authorizer::Policy::statement_flag`]); set before
+    /// every prepare and step, without taking the policy's lock.
+    pub new_statement: Arc<AtomicBool>,
+    pub max_reply: usize,
+    pub reply_mib: u64,
+    pub deadline: Instant,
+    pub timeout_seconds: u64,
+    /// Statements refused during the hook, with the reason.
+    pub refused: Vec<String>,
+    /// Prepared statements and cursors the hook holds open.
+    pub handles: usize,
+    /// The limit the watchdog stopped the hook for, if it did.
+    pub trip: Arc<Trip>,
+    /// SQLite's limits for the hook (none in a throwaway store), which tell
+    /// whether a failure was one of them.
+    pub bounds: Option<SqliteBounds>,
+}
 
 /// The data of one hook's store.
 ///

@@ -37,28 +37,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::sql::table_exists;
+use crate::engine::MetaError;
+use crate::names::{UPLIFT_TABLE_PREFIX, starts_with_ignore_case};
 use crate::version::Version;
-
-/// The prefix of every table uplift owns in the application database.
-pub const TABLE_PREFIX: &str = uplift_contract::names::UPLIFT_TABLE_PREFIX;
-
-/// Whether `name` is one of uplift's own tables: it starts with
-/// [`TABLE_PREFIX`], in any case (SQLite's names are case-insensitive).
-pub fn is_uplift_table(name: &str) -> bool {
-    name.len() >= TABLE_PREFIX.len()
-        && name.as_bytes()[..TABLE_PREFIX.len()].eq_ignore_ascii_case(TABLE_PREFIX.as_bytes())
-}
-
-/// Errors reading uplift's bookkeeping.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    /// SQLite failed.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The stored data version does not parse.
-    #[error("the database records data version {stored:?}, which is not a valid version: {reason}")]
-    BadVersion { stored: String, reason: String },
-}
 
 /// Creates uplift's tables if they are missing.
 pub fn ensure_tables(conn: &Connection) -> Result<(), MetaError> {
@@ -87,26 +69,8 @@ fn ensure_plugin_tables(conn: &Connection) -> Result<(), rusqlite::Error> {
     )
 }
 
-fn has_table(conn: &Connection, table: &str) -> Result<bool, rusqlite::Error> {
-    conn.query_row(
-        "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?1",
-        [table],
-        |row| row.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-}
-
-fn has_meta_table(conn: &Connection) -> Result<bool, rusqlite::Error> {
-    conn.query_row(
-        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'uplift_meta'",
-        [],
-        |row| row.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-}
-
 fn get(conn: &Connection, key: &str) -> Result<Option<String>, rusqlite::Error> {
-    if !has_meta_table(conn)? {
+    if !table_exists(conn, "uplift_meta")? {
         return Ok(None);
     }
     conn.query_row(
@@ -134,10 +98,7 @@ pub fn data_version(conn: &Connection) -> Result<Option<Version>, MetaError> {
         None => Ok(None),
         Some(stored) => Version::parse(&stored)
             .map(Some)
-            .map_err(|e| MetaError::BadVersion {
-                stored,
-                reason: e.to_string(),
-            }),
+            .map_err(|source| MetaError::BadVersion { stored, source }),
     }
 }
 
@@ -154,21 +115,6 @@ pub fn app_name(conn: &Connection) -> Result<Option<String>, MetaError> {
 /// Records the application name.
 pub fn set_app_name(conn: &Connection, app: &str) -> Result<(), MetaError> {
     set(conn, "app", app)
-}
-
-/// Each plugin's recorded version, sorted by name.
-pub fn plugin_versions(conn: &Connection) -> Result<Vec<(String, String)>, MetaError> {
-    let exists: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'uplift_plugins'",
-        [],
-        |row| row.get(0),
-    )?;
-    if exists == 0 {
-        return Ok(Vec::new());
-    }
-    let mut stmt = conn.prepare("SELECT name, version FROM uplift_plugins ORDER BY name")?;
-    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Records a plugin's version after its hooks ran.
@@ -190,7 +136,7 @@ pub fn set_plugin_version(conn: &Connection, name: &str, version: &str) -> Resul
 /// Only reads, so it works on a read-only connection. Fails only when SQLite
 /// does.
 pub fn plugin_tables(conn: &Connection, plugin: &str) -> Result<Vec<String>, rusqlite::Error> {
-    if !has_table(conn, "uplift_plugin_tables")? {
+    if !table_exists(conn, "uplift_plugin_tables")? {
         return Ok(Vec::new());
     }
     let mut stmt =
@@ -235,7 +181,7 @@ pub fn record_plugin_tables(
 /// for the plugin's. Does nothing without `uplift_plugin_tables`. Fails only
 /// when SQLite does.
 pub fn forget_missing_plugin_tables(conn: &Connection) -> Result<(), rusqlite::Error> {
-    if !has_table(conn, "uplift_plugin_tables")? {
+    if !table_exists(conn, "uplift_plugin_tables")? {
         return Ok(());
     }
     conn.execute(
@@ -262,7 +208,7 @@ pub struct SetAsideView {
 /// everything else). Does nothing, and costs one lookup, when no plugin has
 /// a view. Fails only when SQLite does.
 pub fn set_aside_plugin_views(conn: &Connection) -> Result<Vec<SetAsideView>, rusqlite::Error> {
-    if !has_table(conn, "uplift_plugin_tables")? {
+    if !table_exists(conn, "uplift_plugin_tables")? {
         return Ok(Vec::new());
     }
     let mut stmt = conn.prepare(
@@ -281,7 +227,7 @@ pub fn set_aside_plugin_views(conn: &Connection) -> Result<Vec<SetAsideView>, ru
     for view in &views {
         conn.execute_batch(&format!(
             "DROP VIEW main.{}",
-            crate::backup::quote_ident(&view.name)
+            super::sql::quote_ident(&view.name)
         ))?;
     }
     Ok(views)
@@ -305,7 +251,7 @@ pub fn put_back_plugin_views(
             left_out.push(view.name.clone());
             continue;
         }
-        let quoted = crate::backup::quote_ident(&view.name);
+        let quoted = super::sql::quote_ident(&view.name);
         if conn
             .prepare(&format!("SELECT * FROM main.{quoted}"))
             .is_err()
@@ -321,7 +267,7 @@ pub fn put_back_plugin_views(
 /// upgraded the database last, if it has a data version but not this).
 /// Fails only when SQLite does.
 pub fn has_plugin_tables(conn: &Connection) -> Result<bool, rusqlite::Error> {
-    has_table(conn, "uplift_plugin_tables")
+    table_exists(conn, "uplift_plugin_tables")
 }
 
 /// Fills `uplift_plugin_tables` for a database last upgraded by an uplift
@@ -339,7 +285,7 @@ pub fn adopt_plugin_tables(
     core: &[String],
 ) -> Result<Vec<(String, String)>, rusqlite::Error> {
     ensure_plugin_tables(conn)?;
-    let known: Vec<String> = match has_table(conn, "uplift_plugins")? {
+    let known: Vec<String> = match table_exists(conn, "uplift_plugins")? {
         true => {
             let mut stmt = conn.prepare("SELECT name FROM uplift_plugins")?;
             let names = stmt.query_map([], |r| r.get(0))?;
@@ -353,21 +299,17 @@ pub fn adopt_plugin_tables(
     let tables: Vec<String> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let starts = |name: &str, prefix: &str| {
-        name.len() >= prefix.len()
-            && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-    };
     let mut adopted = Vec::new();
     for table in tables {
-        if starts(&table, TABLE_PREFIX)
-            || starts(&table, "sqlite_")
+        if starts_with_ignore_case(&table, UPLIFT_TABLE_PREFIX)
+            || starts_with_ignore_case(&table, "sqlite_")
             || core.iter().any(|c| c.eq_ignore_ascii_case(&table))
         {
             continue;
         }
         let matching: Vec<&(String, String)> = owners
             .iter()
-            .filter(|(_, prefix)| starts(&table, prefix))
+            .filter(|(_, prefix)| starts_with_ignore_case(&table, prefix))
             .collect();
         if let [(plugin, _)] = matching[..]
             && known.iter().any(|k| k == plugin)

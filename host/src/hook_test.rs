@@ -1,14 +1,14 @@
 //! `uplift hooks test`: runs a plugin's hooks against a copy of a database,
 //! inside the real sandbox, and reports what each hook changed.
 //!
-//! The original database is opened read-only and copied with SQLite's backup
-//! API into a temporary folder; the hooks run there, in one transaction
-//! (`BEGIN IMMEDIATE`, as the upgrade does) that is rolled back, each hook in
-//! its own savepoint through [`HookRunner::run`] with `dry_run` set. Given a
-//! release, the copy is first brought to the release's schema inside that
-//! same transaction, by applying the release's pending migrations exactly as
-//! `uplift upgrade` does ([`migrate::status`], [`migrate::apply`]): a hook
-//! written for the new schema then sees it, as it will in the real upgrade.
+//! The original database is opened read-only and copied into a temporary
+//! folder; the hooks run there, in the upgrade's own transaction
+//! ([`UpgradeTransaction::run`] in [`Mode::Trial`]), which is rolled back,
+//! each hook in its own savepoint with `dry_run` set. Given a release, the
+//! copy is first brought to the release's schema inside that same
+//! transaction, by applying the release's pending migrations exactly as
+//! `uplift upgrade` does: a hook written for the new schema then sees it, as
+//! it will in the real upgrade.
 //! As in the upgrade, the plugin owns the tables the copy's
 //! `uplift_plugin_tables` records as its own (none if the copy has no such
 //! table) and those its hooks create: each successful hook's new tables are
@@ -23,20 +23,21 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::home::HookLimits;
+use crate::backup::{NoProgress, Progress};
+use crate::engine::sqlite::SqliteDatabase;
+use crate::engine::{Database, EngineError, Rows, TableRows};
+use crate::home::{HookLimits, MigrationSettings};
 use crate::hooks::manifest::{self, Capabilities};
 use crate::hooks::runtime::CompileCache;
-use crate::hooks::{HookError, HookRunner, LogLine, LogSink, PlannedHook};
-use crate::migrate::{self, MigrateError};
+use crate::hooks::{HookError, HookRunner, LogLine, LogSink, PlannedHook, PluginSet};
 use crate::release::Release;
-use crate::transaction::{Mode, UpgradeTransaction};
-use crate::upgrade::{MigrationRun, UpgradeError};
+use crate::transaction::{
+    HookRun, MigrationRun, Mode, Observer, Steps, UpgradeTransaction, pending_migrations,
+};
+use crate::upgrade::error::UpgradeError;
 use crate::version::Version;
 
 /// Examples kept of each kind of change per table.
@@ -90,7 +91,7 @@ pub enum TrialError {
     Database {
         what: String,
         #[source]
-        source: rusqlite::Error,
+        source: EngineError,
     },
     /// The sandbox could not be set up.
     #[error("{0}")]
@@ -244,7 +245,7 @@ pub fn run_trial(
         path: opts.db.clone(),
         message: e.to_string(),
     })?;
-    let mut conn = copy_database(&opts.db, &scratch.path().join("copy.sqlite3"))?;
+    let mut db = copy_database(&opts.db, &scratch.path().join("copy.sqlite3"))?;
     let collected = crate::hooks::CollectLog::new();
     let tee: Arc<dyn LogSink> = {
         let collected = collected.clone();
@@ -266,220 +267,171 @@ pub fn run_trial(
     if planned.is_empty() && opts.release.is_none() {
         return Ok(report);
     }
-    let mut tx = UpgradeTransaction::begin(&mut conn, Mode::Trial { from: &opts.from }, None)
-        .map_err(TrialError::Transaction)?;
-    if let Some(release) = &opts.release {
-        let applied = apply_migrations(&mut tx, release, migrated);
-        report.migrations = applied.map_err(|source| TrialError::Migrations {
-            version: release.version.clone(),
-            source: Box::new(source),
-        })?;
-    }
-    if !planned.is_empty() {
-        let mut runner =
-            HookRunner::with_cache(opts.cache.clone().map(CompileCache::new), &opts.limits)
-                .map_err(TrialError::Engine)?;
-        let ctx = tx.hook_context(&opts.app, &opts.to);
-        for hook in &planned {
-            let before = snapshot(tx.conn(), &manifest.capabilities, None)?;
-            let started = Instant::now();
-            let result = tx.run_hook(&mut runner, hook, &ctx, tee.clone());
-            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let mut entry = HookResult {
-                hook: hook.hook.clone(),
-                old_version: hook.old_version.clone(),
-                new_version: hook.new_version.clone(),
-                ok: result.is_ok(),
-                error: None,
-                refused: Vec::new(),
-                ms,
-                changes: Vec::new(),
-            };
-            match result {
-                Ok(outcome) => {
-                    let after = snapshot(tx.conn(), &manifest.capabilities, Some(&before))?;
-                    entry.changes = compare(&before, &after);
-                    entry.refused = outcome.refused;
-                    report.hooks.push(entry);
-                }
-                Err(UpgradeError::Hook(err)) => {
-                    if let HookError::Failed { refused, .. } = &err {
-                        entry.refused = refused.clone();
-                    }
-                    entry.error = Some(err.to_string());
-                    report.hooks.push(entry);
-                    break;
-                }
-                Err(other) => return Err(TrialError::Transaction(other)),
-            }
+    let migrations = match &opts.release {
+        Some(release) => {
+            pending_migrations(&db, release).map_err(|source| TrialError::Migrations {
+                version: release.version.clone(),
+                source: Box::new(source),
+            })?
         }
-    }
-    if report.hooks.iter().all(|h| h.ok) {
-        let check = tx.check_foreign_keys(10).map_err(TrialError::Transaction)?;
-        report.foreign_key_violations = check.violations.iter().map(|v| v.to_string()).collect();
-    }
-    // Nothing is kept: the copy is rolled back (dropping the transaction
-    // does), then deleted with `scratch`.
-    drop(tx);
-    drop(conn);
+        None => Vec::new(),
+    };
+    let plugins = PluginSet::default();
+    let steps = Steps {
+        app: &opts.app,
+        to: &opts.to,
+        release: opts.release.as_ref(),
+        migrations: &migrations,
+        // The trial runs on a copy: the default limit of a migration's time
+        // applies (the home's own `[migrations]` setting is the upgrade's).
+        migration_timeout: MigrationSettings::default().timeout(),
+        plugins: &plugins,
+        hooks: &planned,
+    };
+    let mut observer = TrialObserver {
+        opts,
+        capabilities: &manifest.capabilities,
+        log: tee,
+        migrated,
+        progress: NoProgress,
+        before: TableRows::new(),
+        hooks: Vec::new(),
+    };
+    let run = UpgradeTransaction::begin(&mut db, Mode::Trial { from: &opts.from })
+        .and_then(|tx| tx.run(&steps, &mut observer));
+    let done = run.map_err(|err| match err {
+        UpgradeError::Migrate(_) | UpgradeError::TransactionLost { .. } => TrialError::Migrations {
+            version: opts
+                .release
+                .as_ref()
+                .map_or(&opts.to, |r| &r.version)
+                .clone(),
+            source: Box::new(err),
+        },
+        UpgradeError::Hook(err) => TrialError::Engine(err),
+        UpgradeError::Database(source) => TrialError::Database {
+            what: "read the tables the plugin may write".into(),
+            source,
+        },
+        other => TrialError::Transaction(other),
+    })?;
+    report.migrations = done.migrations;
+    report.hooks = observer.hooks;
+    report.foreign_key_violations = done
+        .foreign_key_violations
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Nothing is kept: the copy was rolled back, and is deleted with
+    // `scratch`.
+    drop(db);
     report.log = collected.lines();
     Ok(report)
 }
 
-/// Applies the release's pending migrations inside the trial's transaction,
-/// as the upgrade does: refused when the history has drifted from the
-/// release's files.
-fn apply_migrations(
-    tx: &mut UpgradeTransaction<'_>,
-    release: &Release,
-    migrated: &dyn Fn(&MigrationRun),
-) -> Result<Vec<MigrationRun>, UpgradeError> {
-    let status = migrate::status(tx.conn(), release)?;
-    if !status.drift.is_empty() {
-        return Err(MigrateError::Drift(status.drift).into());
-    }
-    // The trial runs on a copy: the default limit of a migration's time
-    // applies (the home's own `[migrations]` setting is the upgrade's).
-    tx.migrate(
-        &status.pending,
-        release,
-        crate::home::MigrationSettings::default().timeout(),
-        &mut |run| migrated(run),
-    )
+/// What a trial adds to the transaction's steps: the tables before and
+/// after each hook, compared.
+struct TrialObserver<'a> {
+    opts: &'a TrialOptions,
+    capabilities: &'a Capabilities,
+    log: Arc<dyn LogSink>,
+    migrated: &'a dyn Fn(&MigrationRun),
+    progress: NoProgress,
+    /// The tables as they were before the running hook.
+    before: TableRows,
+    hooks: Vec<HookResult>,
 }
 
-/// Copies `original` (opened read-only) to `copy` with SQLite's online
-/// backup, and opens the copy for writing.
-fn copy_database(original: &Path, copy: &Path) -> Result<Connection, TrialError> {
-    let err = |e: rusqlite::Error| TrialError::Copy {
-        path: original.to_path_buf(),
-        message: e.to_string(),
-    };
+impl Observer for TrialObserver<'_> {
+    fn migrated(&mut self, run: &MigrationRun) {
+        (self.migrated)(run);
+    }
+
+    fn progress(&mut self) -> &mut dyn Progress {
+        &mut self.progress
+    }
+
+    fn log(&self) -> Arc<dyn LogSink> {
+        Arc::clone(&self.log)
+    }
+
+    fn runner(&mut self) -> Result<HookRunner, HookError> {
+        HookRunner::with_cache(
+            self.opts.cache.clone().map(CompileCache::new),
+            &self.opts.limits,
+        )
+    }
+
+    fn before_hook(&mut self, _hook: &PlannedHook, db: &dyn Database) -> Result<(), EngineError> {
+        self.before = snapshot(db, self.capabilities, None)?;
+        Ok(())
+    }
+
+    fn after_hook(
+        &mut self,
+        hook: &PlannedHook,
+        result: &Result<HookRun, HookError>,
+        db: &dyn Database,
+    ) -> Result<(), EngineError> {
+        let mut entry = HookResult {
+            hook: hook.hook.clone(),
+            old_version: hook.old_version.clone(),
+            new_version: hook.new_version.clone(),
+            ok: result.is_ok(),
+            error: None,
+            refused: Vec::new(),
+            ms: 0,
+            changes: Vec::new(),
+        };
+        match result {
+            Ok(run) => {
+                let before = std::mem::take(&mut self.before);
+                let after = snapshot(db, self.capabilities, Some(&before))?;
+                entry.changes = compare(&before, &after);
+                entry.refused = run.refused.clone();
+                entry.ms = run.ms as u64;
+            }
+            Err(err) => {
+                if let HookError::Failed { refused, .. } = err {
+                    entry.refused = refused.clone();
+                }
+                entry.error = Some(err.to_string());
+            }
+        }
+        self.hooks.push(entry);
+        Ok(())
+    }
+}
+
+/// Copies `original` (opened read-only) to `copy`, and opens the copy.
+fn copy_database(original: &Path, copy: &Path) -> Result<SqliteDatabase, TrialError> {
     if !original.is_file() {
         return Err(TrialError::Copy {
             path: original.to_path_buf(),
             message: "no such file".into(),
         });
     }
-    let source = Connection::open_with_flags(
-        original,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(err)?;
-    source.backup(rusqlite::MAIN_DB, copy, None).map_err(err)?;
-    drop(source);
-    Connection::open(copy).map_err(|e| TrialError::Copy {
-        path: copy.to_path_buf(),
+    SqliteDatabase::copy_of(original, copy).map_err(|e| TrialError::Copy {
+        path: original.to_path_buf(),
         message: e.to_string(),
     })
 }
 
-/// A row's key: its rowid (0 for a `WITHOUT ROWID` table), so rows sort in
-/// rowid order, and the key as shown (`rowid=N`, or the primary key's
-/// columns).
-type RowKey = (i64, String);
-
-/// The rows of one table: key → column → value.
-type Rows = BTreeMap<RowKey, BTreeMap<String, String>>;
-
 /// The rows of every table the plugin may write or owns (and of every table
 /// in `also`, so a table dropped by a hook shows its rows as deleted).
 fn snapshot(
-    conn: &Connection,
+    db: &dyn Database,
     caps: &Capabilities,
-    also: Option<&BTreeMap<String, Rows>>,
-) -> Result<BTreeMap<String, Rows>, TrialError> {
-    let db_err = |what: String| move |source| TrialError::Database { what, source };
-    let mut stmt = conn
-        .prepare(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-        )
-        .map_err(db_err("list the tables".into()))?;
-    let tables: Vec<String> = stmt
-        .query_map([], |row| row.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(db_err("list the tables".into()))?;
-    let mut out = BTreeMap::new();
-    for table in tables {
-        if caps.declares_write(&table) || caps.under_owned_prefix(&table) {
-            let rows = table_rows(conn, &table).map_err(db_err(format!("read table {table}")))?;
-            out.insert(table, rows);
-        }
-    }
+    also: Option<&TableRows>,
+) -> Result<TableRows, EngineError> {
+    let mut out =
+        db.table_rows(&|table| caps.declares_write(table) || caps.under_owned_prefix(table))?;
     if let Some(also) = also {
         for table in also.keys() {
             out.entry(table.clone()).or_default();
         }
     }
     Ok(out)
-}
-
-/// Every row of `table`, keyed by rowid or, for a `WITHOUT ROWID` table, by
-/// primary key.
-fn table_rows(conn: &Connection, table: &str) -> rusqlite::Result<Rows> {
-    let quoted = format!("\"{}\"", table.replace('"', "\"\""));
-    let has_rowid = conn
-        .prepare(&format!("SELECT rowid FROM {quoted} LIMIT 0"))
-        .is_ok();
-    let key_columns: Vec<String> = if has_rowid {
-        Vec::new()
-    } else {
-        let mut stmt =
-            conn.prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?;
-        stmt.query_map([table], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let sql = if has_rowid {
-        format!("SELECT rowid, * FROM {quoted}")
-    } else {
-        format!("SELECT * FROM {quoted}")
-    };
-    let mut stmt = conn.prepare(&sql)?;
-    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
-    let mut rows = stmt.query([])?;
-    let mut out = Rows::new();
-    while let Some(row) = rows.next()? {
-        let mut columns = BTreeMap::new();
-        let mut key = String::new();
-        let mut rowid = 0;
-        let first = usize::from(has_rowid);
-        if has_rowid {
-            rowid = row.get::<_, i64>(0)?;
-            key = format!("rowid={rowid}");
-        }
-        for (i, name) in names.iter().enumerate().skip(first) {
-            let value = literal(row.get_ref(i)?);
-            if key_columns.contains(name) {
-                if !key.is_empty() {
-                    key.push_str(", ");
-                }
-                key.push_str(&format!("{name}={value}"));
-            }
-            columns.insert(name.clone(), value);
-        }
-        out.insert((rowid, key), columns);
-    }
-    Ok(out)
-}
-
-/// A value as an SQL literal; long text and blobs are shortened.
-fn literal(value: ValueRef<'_>) -> String {
-    match value {
-        ValueRef::Null => "NULL".into(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(r) => format!("{r:?}"),
-        ValueRef::Text(t) => {
-            let text = String::from_utf8_lossy(t);
-            let short: String = text.chars().take(80).collect();
-            let more = if short.len() < text.len() { "…" } else { "" };
-            format!("'{}'{more}", short.replace('\'', "''"))
-        }
-        ValueRef::Blob(b) => {
-            let hex: String = b.iter().take(16).map(|x| format!("{x:02x}")).collect();
-            let more = if b.len() > 16 { "…" } else { "" };
-            format!("x'{hex}'{more} ({} bytes)", b.len())
-        }
-    }
 }
 
 /// Rows inserted, updated and deleted per table between two snapshots.
@@ -584,34 +536,35 @@ fn describe_change_raw(change: &RowChange) -> String {
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
+    fn db(dir: &Path) -> SqliteDatabase {
+        let db = SqliteDatabase::create(&dir.join("db.sqlite3")).unwrap();
+        db.execute_batch(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
              CREATE TABLE k (a TEXT, b INTEGER, v TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
              INSERT INTO t VALUES (1, 'one'), (2, 'two'), (3, 'three');
              INSERT INTO k VALUES ('x', 1, 'p'), ('y', 2, 'q');",
         )
         .unwrap();
-        conn
+        db
     }
 
     #[test]
     fn changes_are_counted_by_rowid_and_by_primary_key_without_rowid() {
-        let conn = db();
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path());
         let caps = Capabilities {
             read: vec![],
             write: vec!["t".into(), "k".into()],
             owns: None,
         };
-        let before = snapshot(&conn, &caps, None).unwrap();
-        conn.execute_batch(
+        let before = snapshot(&db, &caps, None).unwrap();
+        db.execute_batch(
             "UPDATE t SET v = 'TWO' WHERE id = 2; DELETE FROM t WHERE id = 3;
              INSERT INTO t VALUES (4, 'four');
              UPDATE k SET v = 'Q' WHERE a = 'y'; DELETE FROM k WHERE a = 'x';",
         )
         .unwrap();
-        let after = snapshot(&conn, &caps, Some(&before)).unwrap();
+        let after = snapshot(&db, &caps, Some(&before)).unwrap();
         let changes = compare(&before, &after);
         let t = changes.iter().find(|c| c.table == "t").unwrap();
         assert_eq!((t.inserted, t.updated, t.deleted), (1, 1, 1));

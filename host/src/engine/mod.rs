@@ -1,0 +1,184 @@
+//! The engine seam: every step of an upgrade that touches the database goes
+//! through [`Database`], which each database engine implements. The upgrade
+//! transaction ([`crate::transaction`]) decides the order of the steps and
+//! what they mean; an engine decides how each is done on its database (SQL
+//! dialect, locking, backups, how a hook reaches the data). Only SQLite is
+//! built ([`sqlite`]); the seam is shaped so that a server database whose
+//! transactions span DDL (PostgreSQL) fits it too: nothing in it assumes a
+//! file, a rollback journal or SQLite's authorizer.
+
+mod error;
+pub(crate) mod sqlite;
+
+pub(crate) use error::chain_text;
+pub use error::{CommitError, EngineError, MetaError};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::backup::BackupError;
+use crate::backup::{BackupOptions, Progress};
+use crate::hooks::HookError;
+use crate::hooks::{HookContext, HookOutcome, HookRunner, LogSink, PlannedHook};
+use crate::migrations::AppliedMigration;
+use crate::migrations::MigrateError;
+use crate::release::Migration;
+use crate::version::Version;
+
+/// One database as an upgrade sees it. Reads may happen at any time; the
+/// steps from [`Database::begin`] to [`Database::commit`] (or
+/// [`Database::rollback`]) form one transaction, which
+/// [`crate::transaction::UpgradeTransaction`] drives.
+pub(crate) trait Database {
+    /// Where the database is, for messages.
+    fn location(&self) -> &Path;
+
+    /// The data version uplift recorded, if any.
+    fn data_version(&self) -> Result<Option<Version>, MetaError>;
+
+    /// The application that uplift recorded as the data's owner, if any.
+    fn app_name(&self) -> Result<Option<String>, MetaError>;
+
+    /// The migrations recorded as applied, in order (none without uplift's
+    /// history).
+    fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, EngineError>;
+
+    /// How many migrations the history records: the no-op path compares it
+    /// with the release's count, so it must cost one read.
+    fn applied_count(&self) -> Result<usize, EngineError>;
+
+    /// Whether the database holds tables of the application's (any table
+    /// that is neither the engine's nor uplift's own).
+    fn has_user_tables(&self) -> Result<bool, EngineError>;
+
+    /// Begins the upgrade's transaction and holds the database's write lock
+    /// until it ends; makes sure uplift's own tables exist inside it.
+    fn begin(&mut self) -> Result<(), MetaError>;
+
+    /// Writes a backup of the data as this transaction sees it (the state
+    /// being upgraded, exactly) into `dir`; returns the file.
+    fn back_up(
+        &mut self,
+        dir: &Path,
+        options: &BackupOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<PathBuf, BackupError>;
+
+    /// Applies one migration and records it in the history, stopped after
+    /// `timeout`; returns how long its SQL took.
+    fn apply_migration(
+        &mut self,
+        migration: &Migration,
+        release: &Version,
+        timeout: Duration,
+    ) -> Result<Duration, MigrateError>;
+
+    /// Whether the database recorded, when the transaction began, which
+    /// tables plugins created.
+    fn had_plugin_record(&self) -> bool;
+
+    /// Takes the tables under each `(plugin, prefix)` of `owners` that are
+    /// not in `core` (the release's own tables) as that plugin's.
+    fn adopt_plugin_tables(
+        &mut self,
+        owners: &[(String, String)],
+        core: &[String],
+    ) -> Result<(), EngineError>;
+
+    /// Gives one hook its database capability (what its manifest declares,
+    /// nothing more) and runs it in its own savepoint; records what it
+    /// created as its plugin's.
+    fn run_hook(
+        &mut self,
+        runner: &mut HookRunner,
+        hook: &PlannedHook,
+        ctx: &HookContext,
+        log: std::sync::Arc<dyn LogSink>,
+    ) -> Result<HookOutcome, HookError>;
+
+    /// Records each plugin's version, forgets the records of plugin tables
+    /// that are gone, and records the application and its data version.
+    fn record_versions(
+        &mut self,
+        app: &str,
+        version: &Version,
+        plugins: &[(&str, &str)],
+    ) -> Result<(), MetaError>;
+
+    /// Every write is done: lets the storage take what the transaction
+    /// wrote before the commit has to wait for it.
+    fn flush(&mut self) -> Result<(), EngineError>;
+
+    /// Checks the foreign keys the transaction's writes could have broken;
+    /// at most `limit` violations are described.
+    fn check_foreign_keys(&mut self, limit: usize) -> Result<ForeignKeyCheck, EngineError>;
+
+    /// The rows of every table `include` accepts, keyed so that two
+    /// snapshots compare row by row (`uplift hooks test`).
+    fn table_rows(&self, include: &dyn Fn(&str) -> bool) -> Result<TableRows, EngineError>;
+
+    /// Commits. Returns a warning when the commit took effect but could not
+    /// be made durable.
+    fn commit(&mut self) -> Result<Option<String>, CommitError>;
+
+    /// Whether the transaction begun by [`Database::begin`] is still open
+    /// (an engine may end it by itself after a full disk or an I/O error).
+    fn in_transaction(&self) -> bool;
+
+    /// Rolls back whatever the transaction did (nothing when it is over).
+    fn rollback(&mut self);
+}
+
+/// The result of [`Database::check_foreign_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ForeignKeyCheck {
+    /// At most `limit` rows that break a foreign key.
+    pub violations: Vec<ForeignKeyViolation>,
+    /// How many tables' foreign keys were checked.
+    pub tables_checked: usize,
+    /// Whether what was written was unknown, so the whole database was
+    /// checked.
+    pub whole_database: bool,
+}
+
+/// A row that breaks a foreign key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForeignKeyViolation {
+    /// The table holding the row.
+    pub table: String,
+    /// The row's rowid (None for tables without one).
+    pub rowid: Option<i64>,
+    /// The table it refers to.
+    pub parent: String,
+}
+
+impl std::fmt::Display for ForeignKeyViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rowid {
+            Some(rowid) => write!(
+                f,
+                "row {rowid} of {} refers to a missing row of {}",
+                self.table, self.parent
+            ),
+            None => write!(
+                f,
+                "a row of {} refers to a missing row of {}",
+                self.table, self.parent
+            ),
+        }
+    }
+}
+
+/// A row's key: its rowid (0 for a table without one), so rows sort in
+/// rowid order, and the key as shown (`rowid=N`, or the primary key's
+/// columns).
+pub(crate) type RowKey = (i64, String);
+
+/// The rows of one table: key → column → value as an SQL literal.
+pub(crate) type Rows = BTreeMap<RowKey, BTreeMap<String, String>>;
+
+/// The rows of several tables, by table name.
+pub(crate) type TableRows = BTreeMap<String, Rows>;

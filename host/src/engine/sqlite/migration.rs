@@ -1,0 +1,159 @@
+//! Migrations on SQLite: the history table and applying one file.
+//!
+//! ```sql
+//! CREATE TABLE uplift_migrations (
+//!     id              INTEGER PRIMARY KEY,  -- the NNNN of NNNN_name.sql
+//!     name            TEXT NOT NULL,        -- the name part
+//!     checksum        TEXT NOT NULL,        -- SHA-256 of the file, hex
+//!     applied_at      TEXT NOT NULL,        -- UTC, RFC 3339
+//!     release_version TEXT NOT NULL,        -- the release that applied it
+//!     duration_ms     INTEGER NOT NULL
+//! );
+//! ```
+
+use std::time::{Duration, Instant};
+
+use super::changes::WrittenTables;
+use super::sql::table_exists;
+use crate::migrations::{AppliedMigration, MigrateError};
+use crate::release::Migration;
+use crate::version::Version;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization, TransactionOperation};
+use rusqlite::{Connection, params};
+
+/// Creates the history table if it is missing.
+pub fn ensure_history(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS uplift_migrations (
+             id              INTEGER PRIMARY KEY,
+             name            TEXT NOT NULL,
+             checksum        TEXT NOT NULL,
+             applied_at      TEXT NOT NULL,
+             release_version TEXT NOT NULL,
+             duration_ms     INTEGER NOT NULL
+         );",
+    )?;
+    Ok(())
+}
+
+/// The applied migrations, in order; empty for a database without history.
+pub fn applied(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>> {
+    if !table_exists(conn, "uplift_migrations")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, name, checksum, applied_at, release_version, duration_ms
+         FROM uplift_migrations ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok(AppliedMigration {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            checksum: row.get(2)?,
+            applied_at: row.get(3)?,
+            release_version: row.get(4)?,
+            duration_ms: row.get::<_, i64>(5)?.max(0) as u64,
+        })
+    })?;
+    rows.collect()
+}
+
+/// How many migrations the history records (0 without a history table):
+/// the no-op path compares it with the release's count.
+pub fn applied_count(conn: &Connection) -> rusqlite::Result<usize> {
+    if !table_exists(conn, "uplift_migrations")? {
+        return Ok(0);
+    }
+    let n: i64 = conn.query_row("SELECT count(*) FROM uplift_migrations", [], |r| r.get(0))?;
+    Ok(n.max(0) as usize)
+}
+
+/// Applies one migration and records it, inside the caller's transaction,
+/// with plugins' views set aside while it runs (see [`crate::meta`]).
+/// Transaction control inside the file is refused (by SQLite's authorizer,
+/// before it can take effect); what the file's statements write, and how
+/// they change the schema, is recorded in `written` (see [`crate::written`]:
+/// the statements run one at a time, and each ALTER TABLE is watched).
+/// Returns how long the SQL took.
+pub fn apply(
+    conn: &Connection,
+    migration: &Migration,
+    release_version: &Version,
+    written: &WrittenTables,
+    timeout: Duration,
+) -> Result<Duration, MigrateError> {
+    ensure_history(conn)?;
+    // Plugins' views step aside while the migration runs (see crate::meta).
+    let views = super::meta::set_aside_plugin_views(conn)?;
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<&'static str>));
+    let seen = refused.clone();
+    let recorder = written.clone();
+    conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+        recorder.observe(&ctx.action);
+        let statement = match ctx.action {
+            AuthAction::Transaction { operation } => match operation {
+                TransactionOperation::Begin => "BEGIN",
+                TransactionOperation::Rollback => "ROLLBACK",
+                TransactionOperation::Release => "RELEASE",
+                _ => "COMMIT",
+            },
+            AuthAction::Savepoint { operation, .. } => match operation {
+                TransactionOperation::Release => "RELEASE",
+                TransactionOperation::Rollback => "ROLLBACK TO",
+                _ => "SAVEPOINT",
+            },
+            _ => return Authorization::Allow,
+        };
+        if let Ok(mut slot) = seen.lock() {
+            *slot = Some(statement);
+        }
+        Authorization::Deny
+    }));
+    let started = Instant::now();
+    // A runaway statement (a recursive CTE without end) is stopped between
+    // SQLite's instructions once the time is up.
+    let deadline = started.checked_add(timeout);
+    conn.progress_handler(
+        10_000,
+        Some(move || deadline.is_some_and(|d| Instant::now() >= d)),
+    );
+    let result = super::changes::run_batch(conn, &migration.sql, written);
+    let elapsed = started.elapsed();
+    conn.progress_handler(0, None::<fn() -> bool>);
+    conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    if let Err(e) = &result
+        && e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
+        && deadline.is_some_and(|d| Instant::now() >= d)
+    {
+        return Err(MigrateError::TimedOut {
+            file: migration.file_name(),
+            seconds: timeout.as_secs(),
+        });
+    }
+    if let Err(e) = result {
+        let statement = refused.lock().ok().and_then(|mut slot| slot.take());
+        return Err(match statement {
+            Some(statement) => MigrateError::TransactionControl {
+                file: migration.file_name(),
+                statement: statement.to_string(),
+            },
+            None => MigrateError::Failed {
+                file: migration.file_name(),
+                message: e.to_string(),
+            },
+        });
+    }
+    super::meta::put_back_plugin_views(conn, &views)?;
+    conn.execute(
+        "INSERT INTO uplift_migrations (id, name, checksum, applied_at, release_version, duration_ms)
+         VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, ?5)",
+        params![
+            migration.id,
+            migration.name,
+            migration.checksum,
+            release_version.to_string(),
+            elapsed.as_millis() as i64
+        ],
+    )?;
+    Ok(elapsed)
+}

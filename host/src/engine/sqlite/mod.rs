@@ -1,0 +1,381 @@
+//! The SQLite engine: [`SqliteDatabase`] implements the seam
+//! ([`crate::engine::Database`]) on one database file.
+//!
+//! Two safeguards belong to its transaction. A [`commit::CommitGate`] turns
+//! every commit but the upgrade's own into a rollback: SQLite ends a
+//! transaction by itself after a full disk or an I/O error, and whatever ran
+//! after that would commit statement by statement. And a
+//! [`writeback::Writeback`] starts the disk writing what the transaction
+//! wrote while the next step uses the processor.
+
+pub mod changes;
+mod commit;
+pub(crate) mod foreign_keys;
+pub(crate) mod install;
+pub mod meta;
+pub mod migration;
+mod rows;
+pub(crate) mod sql;
+mod writeback;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use self::changes::{SchemaRows, WrittenTables};
+use self::commit::CommitGate;
+use self::writeback::Writeback;
+use crate::backup::{self, BackupError, BackupOptions, Progress};
+use crate::engine::{CommitError, Database, EngineError, ForeignKeyCheck, MetaError, TableRows};
+use crate::hooks::{HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook};
+use crate::migrations::{AppliedMigration, MigrateError};
+use crate::release::Migration;
+use crate::version::Version;
+
+impl From<rusqlite::Error> for EngineError {
+    fn from(source: rusqlite::Error) -> EngineError {
+        EngineError::new(source)
+    }
+}
+
+impl From<rusqlite::Error> for MetaError {
+    fn from(source: rusqlite::Error) -> MetaError {
+        MetaError::Database(source.into())
+    }
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(source: rusqlite::Error) -> MigrateError {
+        MigrateError::Database(source.into())
+    }
+}
+
+/// One SQLite database file, open for an upgrade, `uplift hooks test` or a
+/// status report.
+pub(crate) struct SqliteDatabase {
+    conn: Connection,
+    path: PathBuf,
+    /// The open transaction's state, from `begin` to its end.
+    tx: Option<Transaction>,
+    /// Declared after the connection, so dropped after it (see
+    /// [`Writeback`]).
+    writeback: Option<Writeback>,
+}
+
+/// What the SQLite engine keeps while an upgrade's transaction is open.
+struct Transaction {
+    gate: CommitGate,
+    /// The schema when the transaction began, and what it wrote since: the
+    /// foreign-key check reads only the tables the upgrade could have
+    /// broken.
+    schema_before: SchemaRows,
+    written: WrittenTables,
+    /// Whether the database already recorded which tables plugins created.
+    had_plugin_record: bool,
+}
+
+impl SqliteDatabase {
+    /// Opens an existing database for an upgrade: read-write, waiting up to
+    /// 30 s for another writer, with a 32 MB page cache (SQLite's default is
+    /// 2 MB), so that a large upgrade spills changed pages to the file, each
+    /// spill syncing the journal first, far less often.
+    pub(crate) fn open(path: &Path) -> Result<SqliteDatabase, EngineError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        SqliteDatabase::tuned(conn, path)
+    }
+
+    /// Opens a database to read it: read-write when the file allows it (so
+    /// that a hot journal can be played back), read-only otherwise.
+    pub(crate) fn open_to_read(path: &Path) -> Result<SqliteDatabase, EngineError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .or_else(|_| {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        })?;
+        SqliteDatabase::tuned(conn, path)
+    }
+
+    /// Creates a new database file at `path` (or opens the empty one there).
+    pub(crate) fn create(path: &Path) -> Result<SqliteDatabase, EngineError> {
+        let conn = Connection::open(path)?;
+        Ok(SqliteDatabase {
+            conn,
+            path: path.to_path_buf(),
+            tx: None,
+            writeback: None,
+        })
+    }
+
+    /// Copies `original` (opened read-only, never written) to `copy` with
+    /// SQLite's online backup, and opens the copy.
+    pub(crate) fn copy_of(original: &Path, copy: &Path) -> Result<SqliteDatabase, EngineError> {
+        let source = Connection::open_with_flags(
+            original,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        source.backup(rusqlite::MAIN_DB, copy, None)?;
+        drop(source);
+        SqliteDatabase::create(copy)
+    }
+
+    fn tuned(conn: Connection, path: &Path) -> Result<SqliteDatabase, EngineError> {
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.execute_batch("PRAGMA cache_size = -32768")?;
+        Ok(SqliteDatabase {
+            conn,
+            path: path.to_path_buf(),
+            tx: None,
+            writeback: None,
+        })
+    }
+
+    /// Makes the disk write what the transaction wrote in the background,
+    /// after each step (see [`Writeback`]).
+    pub(crate) fn with_writeback(mut self) -> SqliteDatabase {
+        self.writeback = Some(Writeback::new(&self.path));
+        self
+    }
+
+    /// Closes the connection, reporting what SQLite reports.
+    pub(crate) fn close(mut self) -> Result<(), EngineError> {
+        self.rollback();
+        let SqliteDatabase {
+            conn, writeback, ..
+        } = self;
+        let closed = conn.close().map_err(|(_, e)| EngineError::new(e));
+        drop(writeback);
+        closed
+    }
+
+    /// Runs `sql` outside any upgrade (a test's fixture).
+    #[cfg(test)]
+    pub(crate) fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.execute_batch(sql)
+    }
+
+    fn request_writeback(&self) {
+        if let Some(writeback) = &self.writeback {
+            writeback.request();
+        }
+    }
+
+    fn tx(&self) -> &Transaction {
+        self.tx
+            .as_ref()
+            .expect("a transaction step runs between begin and its end")
+    }
+}
+
+impl Database for SqliteDatabase {
+    fn location(&self) -> &Path {
+        &self.path
+    }
+
+    fn data_version(&self) -> Result<Option<Version>, MetaError> {
+        meta::data_version(&self.conn)
+    }
+
+    fn app_name(&self) -> Result<Option<String>, MetaError> {
+        meta::app_name(&self.conn)
+    }
+
+    fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, EngineError> {
+        Ok(migration::applied(&self.conn)?)
+    }
+
+    fn applied_count(&self) -> Result<usize, EngineError> {
+        Ok(migration::applied_count(&self.conn)?)
+    }
+
+    fn has_user_tables(&self) -> Result<bool, EngineError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// `BEGIN IMMEDIATE`: no other writer until the transaction ends.
+    fn begin(&mut self) -> Result<(), MetaError> {
+        let conn = &self.conn;
+        // Foreign-key enforcement cannot change inside a transaction, and
+        // table rebuilds (SQLite's 12-step procedure) need it off; the check
+        // before COMMIT keeps the guarantee it gives.
+        conn.pragma_update(None, "foreign_keys", false)?;
+        // In rollback-journal mode, COMMIT deletes the journal; EXTRA also
+        // syncs the folder after that, so that an upgrade reported done
+        // cannot be rolled back by a power cut (the journal's name coming
+        // back hot).
+        conn.pragma_update(None, "synchronous", "EXTRA")?;
+        let gate = CommitGate::install(conn);
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let tx = Transaction {
+            gate,
+            schema_before: SchemaRows::read(conn)?,
+            written: WrittenTables::new(),
+            had_plugin_record: meta::has_plugin_tables(conn)?,
+        };
+        self.tx = Some(tx);
+        meta::ensure_tables(&self.conn)?;
+        migration::ensure_history(&self.conn)?;
+        Ok(())
+    }
+
+    fn back_up(
+        &mut self,
+        dir: &Path,
+        options: &BackupOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<PathBuf, BackupError> {
+        Ok(backup::write_backup(&self.conn, dir, options, progress)?.path)
+    }
+
+    fn apply_migration(
+        &mut self,
+        migration: &Migration,
+        release: &Version,
+        timeout: Duration,
+    ) -> Result<Duration, MigrateError> {
+        let took = migration::apply(&self.conn, migration, release, &self.tx().written, timeout)?;
+        self.request_writeback();
+        Ok(took)
+    }
+
+    fn had_plugin_record(&self) -> bool {
+        self.tx().had_plugin_record
+    }
+
+    fn adopt_plugin_tables(
+        &mut self,
+        owners: &[(String, String)],
+        core: &[String],
+    ) -> Result<(), EngineError> {
+        meta::adopt_plugin_tables(&self.conn, owners, core)?;
+        Ok(())
+    }
+
+    fn run_hook(
+        &mut self,
+        runner: &mut HookRunner,
+        hook: &PlannedHook,
+        ctx: &HookContext,
+        log: Arc<dyn LogSink>,
+    ) -> Result<HookOutcome, HookError> {
+        runner.record_writes(self.tx().written.clone());
+        let outcome = runner.run(&mut self.conn, hook, ctx, log)?;
+        meta::record_plugin_tables(&self.conn, &hook.plugin, &outcome.created, &outcome.dropped)
+            .map_err(|source| HookError::Database {
+                plugin: hook.plugin.clone(),
+                hook: hook.hook.clone(),
+                what: "record which tables the plugin created (uplift_plugin_tables)",
+                source: Box::new(source),
+            })?;
+        self.request_writeback();
+        Ok(outcome)
+    }
+
+    fn record_versions(
+        &mut self,
+        app: &str,
+        version: &Version,
+        plugins: &[(&str, &str)],
+    ) -> Result<(), MetaError> {
+        for (name, plugin_version) in plugins {
+            meta::set_plugin_version(&self.conn, name, plugin_version)?;
+        }
+        meta::forget_missing_plugin_tables(&self.conn)?;
+        meta::set_app_name(&self.conn, app)?;
+        meta::set_data_version(&self.conn, version)
+    }
+
+    /// SQLite writes the pages its cache still holds to the database file
+    /// now (after syncing the journal that protects them, as COMMIT would),
+    /// and the disk takes them while the foreign-key check uses the
+    /// processor, instead of in COMMIT's sync.
+    fn flush(&mut self) -> Result<(), EngineError> {
+        self.conn.cache_flush()?;
+        self.request_writeback();
+        Ok(())
+    }
+
+    fn check_foreign_keys(&mut self, limit: usize) -> Result<ForeignKeyCheck, EngineError> {
+        let tx = self.tx();
+        Ok(foreign_keys::check_foreign_keys(
+            &self.conn,
+            &tx.written,
+            &tx.schema_before,
+            limit,
+        )?)
+    }
+
+    fn table_rows(&self, include: &dyn Fn(&str) -> bool) -> Result<TableRows, EngineError> {
+        Ok(rows::table_rows(&self.conn, include)?)
+    }
+
+    fn commit(&mut self) -> Result<Option<String>, CommitError> {
+        let warning = self.tx().gate.commit(&self.conn)?;
+        self.tx = None;
+        Ok(warning)
+    }
+
+    fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    fn rollback(&mut self) {
+        if self.tx.take().is_none() {
+            return;
+        }
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        } else {
+            // SQLite ended the transaction by itself after an I/O error or
+            // a full disk, and may have left its journal on disk for the
+            // next reader to play back: read once, so that it is played back
+            // now rather than whenever the application next opens the file.
+            let _ = self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement that commits on its own after SQLite ended the
+    /// transaction is turned into a rollback, and the commit refused.
+    #[test]
+    fn nothing_commits_but_the_transactions_own_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let mut db = SqliteDatabase::create(&path).unwrap();
+        db.execute_batch("CREATE TABLE t (x);").unwrap();
+        db.begin().unwrap();
+        // What SQLite does after a full disk: the transaction is gone.
+        db.execute_batch("ROLLBACK").unwrap();
+        let carried_on = db.execute_batch("INSERT INTO t VALUES (1)");
+        assert!(carried_on.is_err(), "an autocommit write went through");
+        assert!(matches!(db.commit(), Err(CommitError::Lost { .. })));
+        db.rollback();
+        let n: i64 = db
+            .conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

@@ -1,0 +1,38 @@
+//! Small SQLite helpers the engine's modules share.
+
+use rusqlite::Connection;
+
+/// Quotes an SQL identifier: `"name"` with inner quotes doubled.
+pub(crate) fn quote_ident(name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 2);
+    s.push('"');
+    for c in name.chars() {
+        if c == '"' {
+            s.push('"');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+/// Whether the main schema has a table called exactly `name`.
+pub(crate) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM main.sqlite_schema WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )
+}
+
+/// Whether `name` is one of the names of SQLite's schema table.
+pub(crate) fn is_schema_table(name: &str) -> bool {
+    [
+        "sqlite_schema",
+        "sqlite_master",
+        "sqlite_temp_schema",
+        "sqlite_temp_master",
+    ]
+    .iter()
+    .any(|t| t.eq_ignore_ascii_case(name))
+}

@@ -1,0 +1,18 @@
+//! The handles a hook holds on the database: its prepared statements and
+//! open cursors (the `statement` and `cursor` resources of `wit/hooks.wit`).
+
+use crate::hooks::raw::RawStatement;
+
+/// A prepared statement the guest holds.
+pub struct StatementEntry {
+    pub(crate) stmt: RawStatement,
+    pub(crate) sql: String,
+}
+
+/// A cursor the guest holds: a running statement.
+pub struct CursorEntry {
+    pub(crate) stmt: RawStatement,
+    /// The statement is positioned on a row not yet returned.
+    pub(crate) row_ready: bool,
+    pub(crate) done: bool,
+}

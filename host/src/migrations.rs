@@ -1,0 +1,173 @@
+//! The history of applied migrations, compared with a release's.
+//!
+//! Every applied migration is recorded (number, name, checksum, time, the
+//! release that applied it) in the same transaction that applies it, so the
+//! history can never disagree with the schema. A migration that was applied
+//! and whose file has since changed or disappeared, or a new one numbered
+//! before one already applied, is *drift*: uplift refuses to upgrade until
+//! it is resolved, because the schema no longer matches what the release
+//! describes. How the history is stored is the engine's (see
+//! [`crate::engine::Database::applied_migrations`]).
+
+use serde::Serialize;
+
+use crate::engine::EngineError;
+use crate::release::{Migration, Release};
+
+/// Errors reading the history or applying a migration.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The database failed outside any one migration.
+    #[error("database error")]
+    Database(#[from] EngineError),
+    /// A migration's SQL failed.
+    #[error("migration {file} failed: {message}")]
+    Failed { file: String, message: String },
+    /// A migration ran longer than `[migrations] timeout_seconds`.
+    #[error(
+        "migration {file} ran longer than {seconds} s and was stopped \
+         (raise [migrations] timeout_seconds in uplift.toml if it really needs longer)"
+    )]
+    TimedOut { file: String, seconds: u64 },
+    /// A migration tried to control the transaction itself.
+    #[error(
+        "migration {file} uses {statement}: migrations must not begin, commit or roll back transactions \
+         (uplift runs all of them in one transaction); remove it from the file"
+    )]
+    TransactionControl { file: String, statement: String },
+    /// Applied migrations no longer match the release's files.
+    #[error("{}", describe_drift(.0))]
+    Drift(Vec<Drift>),
+    /// The release's migrations could not be read.
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
+}
+
+fn describe_drift(drift: &[Drift]) -> String {
+    let items: Vec<String> = drift.iter().map(|d| d.to_string()).collect();
+    format!(
+        "the database's migration history does not match this release: {}; \
+         install the release the database was upgraded with, or restore a backup",
+        items.join("; ")
+    )
+}
+
+/// A migration recorded as applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedMigration {
+    /// Its number.
+    pub id: u32,
+    /// Its name.
+    pub name: String,
+    /// The checksum of the file that was applied.
+    pub checksum: String,
+    /// When (UTC, RFC 3339).
+    pub applied_at: String,
+    /// The release that applied it.
+    pub release_version: String,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// An applied migration that no longer matches the release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Drift {
+    /// The file changed since it was applied.
+    Changed {
+        id: u32,
+        name: String,
+        recorded: String,
+        actual: String,
+    },
+    /// The file is gone from the release.
+    Missing { id: u32, name: String },
+    /// The file is new, but a migration numbered after it was already
+    /// applied: it would run after migrations written to follow it.
+    OutOfOrder {
+        id: u32,
+        name: String,
+        /// The highest number applied.
+        after: u32,
+    },
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Drift::Changed { id, name, .. } => {
+                write!(
+                    f,
+                    "migration {id:04}_{name}.sql changed after it was applied"
+                )
+            }
+            Drift::Missing { id, name } => {
+                write!(
+                    f,
+                    "migration {id:04}_{name}.sql was applied but is not in the release"
+                )
+            }
+            Drift::OutOfOrder { id, name, after } => {
+                write!(
+                    f,
+                    "migration {id:04}_{name}.sql is new but {after:04} was already applied \
+                     (a release must number new migrations after every applied one: renumber it)"
+                )
+            }
+        }
+    }
+}
+
+/// Where the database stands against a release's migrations.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationStatus {
+    /// Recorded as applied (whether or not they still match).
+    pub applied: Vec<AppliedMigration>,
+    /// In the release, not yet applied, in order.
+    pub pending: Vec<Migration>,
+    /// Applied ones that no longer match.
+    pub drift: Vec<Drift>,
+}
+
+/// Compares the history with the release's migrations.
+pub fn status(
+    applied: Vec<AppliedMigration>,
+    release: &Release,
+) -> Result<MigrationStatus, MigrateError> {
+    let migrations = release.migrations()?;
+    let mut drift = Vec::new();
+    for record in &applied {
+        match migrations.iter().find(|m| m.id == record.id) {
+            None => drift.push(Drift::Missing {
+                id: record.id,
+                name: record.name.clone(),
+            }),
+            Some(m) if m.checksum != record.checksum => drift.push(Drift::Changed {
+                id: record.id,
+                name: record.name.clone(),
+                recorded: record.checksum.clone(),
+                actual: m.checksum.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let pending: Vec<Migration> = migrations
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.id == m.id))
+        .cloned()
+        .collect();
+    if let Some(after) = applied.iter().map(|a| a.id).max() {
+        for m in pending.iter().filter(|m| m.id < after) {
+            drift.push(Drift::OutOfOrder {
+                id: m.id,
+                name: m.name.clone(),
+                after,
+            });
+        }
+    }
+    Ok(MigrationStatus {
+        applied,
+        pending,
+        drift,
+    })
+}

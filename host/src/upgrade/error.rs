@@ -1,0 +1,168 @@
+//! Why an upgrade did not happen.
+
+use std::path::PathBuf;
+
+use crate::backup::BackupError;
+use crate::engine::{EngineError, MetaError, chain_text};
+use crate::home::HomeError;
+use crate::hooks::HookError;
+use crate::migrations::MigrateError;
+use crate::version::Version;
+
+/// Why an upgrade did not happen. Every variant leaves the database as it was.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// The home could not be locked or read.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The release's migrations could not be read (or, for
+    /// [`crate::meta::adopt_plugin_tables`], do not apply to an empty
+    /// database).
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
+    /// The database could not be opened or read.
+    #[error("database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: EngineError,
+    },
+    /// uplift's bookkeeping in the database is unreadable.
+    #[error("database {path}")]
+    Meta {
+        path: PathBuf,
+        #[source]
+        source: MetaError,
+    },
+    /// The database has tables but was never upgraded by uplift.
+    #[error(
+        "database {path} has tables but no uplift data version, so uplift cannot tell which release \
+         created it: restore a backup made by uplift (`uplift dbrestore FILE`), or move the file away \
+         to start with a fresh install"
+    )]
+    Unmanaged { path: PathBuf },
+    /// The database was upgraded by a different application.
+    #[error(
+        "database {path} belongs to application {found:?}, but the release is {expected:?}: check --home and --release"
+    )]
+    OtherApp {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    /// The data is newer than the installed release: a downgrade.
+    #[error("{}", describe_newer(.data, .release, .restorable))]
+    DataNewer {
+        data: Version,
+        release: Version,
+        /// Backups the installed release can restore, newest first.
+        restorable: Vec<String>,
+    },
+    /// The migration history does not match the release.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    /// A migration or hook left rows that break foreign keys (in a table it
+    /// wrote, or that refers to one it wrote).
+    #[error(
+        "the upgrade to {to} left rows that break foreign keys ({}); nothing was changed: fix the migrations or hooks that wrote them",
+        .violations.join("; ")
+    )]
+    ForeignKeys {
+        to: Version,
+        violations: Vec<String>,
+    },
+    /// The database failed while applying the upgrade.
+    #[error("database error during the upgrade")]
+    Database(#[from] EngineError),
+    /// The database failed in one named step of the transaction (flush,
+    /// commit).
+    #[error("could not {what}")]
+    Step {
+        what: &'static str,
+        #[source]
+        source: EngineError,
+    },
+    /// Plugins could not be found or read, or a hook failed.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// The backup before the upgrade could not be made.
+    #[error("could not back the database up before upgrading, so nothing was changed")]
+    Backup(#[from] BackupError),
+    /// A step failed after the backup was made; everything was rolled back.
+    #[error(
+        "{}; the upgrade of {} was rolled back and the database is exactly as it was \
+         (the backup made before it is {})",
+        chain_text(cause),
+        database.display(),
+        backup.display()
+    )]
+    RolledBack {
+        cause: Box<UpgradeError>,
+        database: PathBuf,
+        backup: PathBuf,
+    },
+    /// A fresh install failed; no database was created.
+    #[error(
+        "{}; the install into {} was abandoned and no database was created",
+        chain_text(cause),
+        database.display()
+    )]
+    InstallFailed {
+        cause: Box<UpgradeError>,
+        database: PathBuf,
+    },
+    /// SQLite ended the upgrade's transaction by itself (after a full disk,
+    /// an I/O error, no memory...); uplift stopped at once.
+    #[error(
+        "SQLite ended the upgrade's transaction during {during} (after an error such as a full disk or an I/O error); \
+         uplift stopped there, and nothing was committed{}",
+        if *.refused > 0 { format!(" ({} commits were turned back)", .refused) } else { String::new() }
+    )]
+    TransactionLost {
+        /// The step that was running.
+        during: String,
+        /// Commits attempted outside uplift's own COMMIT and turned into
+        /// rollbacks.
+        refused: u64,
+    },
+    /// Other processes have the database (or files SQLite keeps beside it)
+    /// open.
+    #[error(
+        "{} is in use: {}; stop the application using it and run uplift again; nothing was changed",
+        path.display(),
+        users.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    InUse {
+        path: PathBuf,
+        users: Vec<crate::disk::Holder>,
+    },
+    /// A file-system operation failed.
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn describe_newer(data: &Version, release: &Version, restorable: &[String]) -> String {
+    let mut text = format!(
+        "the database is at data version {data}, newer than the installed release {release}: \
+         this release cannot run it. To downgrade, restore a backup made at {release} or earlier"
+    );
+    if restorable.is_empty() {
+        text.push_str(
+            " — but there is none in the home's backups/ folder; install release {data} or newer again",
+        );
+        text = text.replace("{data}", &data.to_string());
+    } else {
+        text.push_str(&format!(
+            ": `uplift dbrestore --latest` restores {}; all that qualify: {}",
+            restorable[0],
+            restorable.join(", ")
+        ));
+    }
+    text
+}

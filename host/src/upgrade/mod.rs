@@ -1,0 +1,362 @@
+//! The upgrade, step by step: lock the home, compare the data version with
+//! the release, plan, then back up, migrations, hooks and the new data
+//! version in one transaction. Whatever happens, the database ends up fully
+//! upgraded or exactly as it was.
+//!
+//! [`upgrade`] is the whole data flow in one short function; the
+//! transaction's own steps are [`crate::transaction::UpgradeTransaction::run`].
+
+pub(crate) mod error;
+mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use self::error::UpgradeError;
+use self::status::check_app;
+pub use self::status::{
+    BackupState, MigrationEntry, PluginState, Status, is_up_to_date, migration_list, status,
+};
+use crate::backup::{self, Progress};
+use crate::engine::Database;
+use crate::engine::sqlite::{self, SqliteDatabase};
+use crate::home::{Home, HomeLock, Settings};
+use crate::hooks::{HookError, HookRunner, LogSink, PlannedHook, PluginSet};
+use crate::release::{Migration, Release};
+use crate::transaction::{
+    Done, Mode, Observer, Phases, Steps, UpgradeTransaction, pending_migrations,
+};
+pub use crate::transaction::{HookRun, MigrationRun, PhaseTime};
+use crate::version::Version;
+
+/// Brings the home's database to the release's version.
+///
+/// Steps: lock the home; find where the data stands (equal to the release:
+/// return at once, having read no plugin and compiled nothing; newer:
+/// refuse, listing the backups this release can restore; no database, or
+/// an empty one: install); plan the migrations and hooks; then, in one
+/// transaction ([`UpgradeTransaction::run`]), back up, apply the
+/// migrations, run the hooks (each in its own savepoint and sandbox),
+/// record the new versions, check the foreign keys the upgrade could have
+/// broken and commit. Any failure rolls back the whole transaction. Only
+/// once it is committed are old backups pruned.
+pub fn upgrade(
+    home: &Home,
+    release: &Release,
+    options: &UpgradeOptions,
+    reporter: Reporter<'_>,
+) -> Result<Outcome, UpgradeError> {
+    let mut phases = Phases::start();
+    let _lock: HomeLock = home.lock(options.wait)?;
+    phases.end("lock");
+    let mut db = open_existing(home)?;
+    let from = match &db {
+        None => None,
+        Some(db) => match where_data_stands(home, release, db.as_ref())? {
+            Stands::UpToDate(version) => return Ok(Outcome::UpToDate { version }),
+            Stands::Empty => None,
+            Stands::At(version) => Some(version),
+        },
+    };
+    let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
+    let migrations = match (&db, &from) {
+        (Some(db), Some(_)) => pending_migrations(db.as_ref(), release)?,
+        _ => release.migrations()?.to_vec(),
+    };
+    let plan = Plan {
+        hooks: match &from {
+            Some(from) => {
+                plugins.ensure_complete(home)?;
+                plugins.plan(from, &release.version)
+            }
+            None => Vec::new(),
+        },
+        migrations: migrations.iter().map(Migration::file_name).collect(),
+        from,
+        to: release.version.clone(),
+    };
+    phases.end("plan");
+    if options.plan_only {
+        return Ok(Outcome::Planned { plan });
+    }
+
+    home.remove_stale_temporaries()?;
+    let settings = home.settings()?;
+    let steps = Steps {
+        app: &release.app,
+        to: &release.version,
+        release: Some(release),
+        migrations: &migrations,
+        migration_timeout: settings.migrations.timeout(),
+        plugins: &plugins,
+        hooks: &plan.hooks,
+    };
+    let mut observer = Reporting {
+        reporter,
+        phases,
+        home,
+        settings: &settings,
+    };
+    let backups = home.backups_dir();
+    let (done, set_aside) = match (&mut db, &plan.from) {
+        (None, _) => sqlite::install::install_new(&home.db_path(), home.root(), |db| {
+            UpgradeTransaction::begin(db, Mode::Install)?.run(&steps, &mut observer)
+        })?,
+        (Some(db), None) => {
+            let tx = UpgradeTransaction::begin(db.as_mut(), Mode::Install)?;
+            (tx.run(&steps, &mut observer)?, Vec::new())
+        }
+        (Some(db), Some(from)) => {
+            let mode = Mode::Upgrade {
+                from,
+                backups: &backups,
+                compress: settings.backups.compress,
+            };
+            let tx = UpgradeTransaction::begin(db.as_mut(), mode)?;
+            (tx.run(&steps, &mut observer)?, Vec::new())
+        }
+    };
+    drop(db);
+    Ok(outcome(
+        home,
+        &settings,
+        plan,
+        done,
+        set_aside,
+        observer.phases,
+    ))
+}
+
+/// The home's database, when there is one, open for the upgrade (with
+/// background writeback: see [`SqliteDatabase::with_writeback`]).
+fn open_existing(home: &Home) -> Result<Option<Box<dyn Database>>, UpgradeError> {
+    let path = home.db_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let db = SqliteDatabase::open(&path)
+        .map_err(|source| UpgradeError::Open {
+            path: path.clone(),
+            source,
+        })?
+        .with_writeback();
+    Ok(Some(Box::new(db)))
+}
+
+/// Where the data stands against the release.
+enum Stands {
+    /// No data version and no tables: an application created the empty
+    /// file. Installed into.
+    Empty,
+    /// At the release's version with every migration applied: nothing to do.
+    UpToDate(Version),
+    /// At an older version.
+    At(Version),
+}
+
+/// Reads where the data stands; refuses a database that is not uplift's, is
+/// another application's, or is newer than the release.
+fn where_data_stands(
+    home: &Home,
+    release: &Release,
+    db: &dyn Database,
+) -> Result<Stands, UpgradeError> {
+    let path = db.location();
+    let version = db.data_version().map_err(|source| UpgradeError::Meta {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let Some(version) = version else {
+        if db.has_user_tables()? {
+            return Err(UpgradeError::Unmanaged {
+                path: path.to_path_buf(),
+            });
+        }
+        return Ok(Stands::Empty);
+    };
+    check_app(db, release)?;
+    // The no-op path: the same version and as many migrations applied as the
+    // release holds (counted from the folder's listing; a release that
+    // gained a migration without a new version still gets it applied).
+    if version == release.version && db.applied_count()? == release.migration_count() {
+        return Ok(Stands::UpToDate(version));
+    }
+    if version > release.version {
+        return Err(UpgradeError::DataNewer {
+            restorable: restorable_backups(home, &release.version),
+            data: version,
+            release: release.version.clone(),
+        });
+    }
+    Ok(Stands::At(version))
+}
+
+/// The upgrade's reports, as the transaction goes.
+struct Reporting<'r, 'a> {
+    reporter: Reporter<'r>,
+    phases: Phases,
+    home: &'a Home,
+    settings: &'a Settings,
+}
+
+impl Observer for Reporting<'_, '_> {
+    fn phase(&mut self, name: &'static str) {
+        self.phases.end(name);
+    }
+
+    fn progress(&mut self) -> &mut dyn Progress {
+        self.reporter.progress
+    }
+
+    fn log(&self) -> Arc<dyn LogSink> {
+        Arc::clone(&self.reporter.log)
+    }
+
+    fn runner(&mut self) -> Result<HookRunner, HookError> {
+        HookRunner::new(self.home, &self.settings.hooks)
+    }
+}
+
+/// What the upgrade did. Only now that it is committed may older backups
+/// go, and never the one just made, nor the newest of any data version (see
+/// [`backup::prune`]). A failure there does not undo a committed upgrade: it
+/// is reported as a warning.
+fn outcome(
+    home: &Home,
+    settings: &Settings,
+    plan: Plan,
+    done: Done,
+    set_aside: Vec<String>,
+    phases: Phases,
+) -> Outcome {
+    let mut warnings = set_aside;
+    warnings.extend(done.warnings);
+    let Some(backup) = done.backup else {
+        return Outcome::Installed {
+            plan,
+            migrations: done.migrations,
+            phases: phases.times,
+            foreign_key_tables_checked: done.foreign_key_tables_checked,
+            warnings,
+        };
+    };
+    let pruned = match backup::prune_automatic(
+        &home.backups_dir(),
+        settings.backups.keep,
+        std::slice::from_ref(&backup),
+    ) {
+        Ok(pruned) => pruned,
+        Err(e) => {
+            warnings.push(format!(
+                "the upgrade is done, but pruning old backups failed: {e}"
+            ));
+            Vec::new()
+        }
+    };
+    Outcome::Upgraded {
+        plan,
+        backup,
+        pruned,
+        warnings,
+        migrations: done.migrations,
+        hooks: done.hooks,
+        phases: phases.times,
+        foreign_key_tables_checked: done.foreign_key_tables_checked,
+    }
+}
+
+/// How to run an upgrade.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeOptions {
+    /// Wait for another uplift holding the home instead of failing at once.
+    pub wait: bool,
+    /// Compute and return the plan, change nothing.
+    pub plan_only: bool,
+}
+
+/// What an upgrade will do (or did).
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The data version before; `None` for a fresh install.
+    pub from: Option<Version>,
+    /// The release version.
+    pub to: Version,
+    /// Migrations to apply, in order (file names).
+    pub migrations: Vec<String>,
+    /// Hooks to run after the migrations, in order.
+    pub hooks: Vec<PlannedHook>,
+}
+
+/// The result of [`upgrade`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The data version already equals the release: nothing was done.
+    UpToDate { version: Version },
+    /// `plan_only`: what would be done.
+    Planned { plan: Plan },
+    /// The database was created at the release version.
+    Installed {
+        plan: Plan,
+        migrations: Vec<MigrationRun>,
+        phases: Vec<PhaseTime>,
+        /// How many tables' foreign keys were checked before COMMIT.
+        foreign_key_tables_checked: usize,
+        /// What the operator should know (leftovers moved aside).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
+    /// The database was upgraded.
+    Upgraded {
+        plan: Plan,
+        /// The backup of the database as it was before.
+        backup: PathBuf,
+        /// Older automatic backups removed by retention.
+        pruned: Vec<PathBuf>,
+        migrations: Vec<MigrationRun>,
+        hooks: Vec<HookRun>,
+        phases: Vec<PhaseTime>,
+        /// How many tables' foreign keys were checked before COMMIT: those
+        /// the upgrade wrote or whose parents it wrote (see
+        /// [`crate::engine::Database::check_foreign_keys`]).
+        foreign_key_tables_checked: usize,
+        /// What went wrong after the upgrade was committed (pruning).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
+}
+
+/// Where an upgrade reports as it goes: backup progress and hooks' log lines.
+pub struct Reporter<'a> {
+    /// Progress of the backup (the command line draws a bar from it).
+    pub progress: &'a mut dyn Progress,
+    /// Every line a hook logs, as it is written.
+    pub log: Arc<dyn LogSink>,
+}
+
+impl<'a> Reporter<'a> {
+    /// Reports nothing.
+    pub fn silent(progress: &'a mut backup::NoProgress) -> Reporter<'a> {
+        Reporter {
+            progress,
+            log: Arc::new(|_: &crate::hooks::LogLine| {}),
+        }
+    }
+}
+
+/// Backups in the home that `version` can restore, newest first (names).
+fn restorable_backups(home: &Home, version: &Version) -> Vec<String> {
+    let Ok(mut entries) = backup::list(&home.backups_dir()) else {
+        return Vec::new();
+    };
+    entries.retain(|e| {
+        e.status == backup::BackupStatus::Verified
+            && e.data_version()
+                .and_then(|v| Version::parse(v).ok())
+                .is_some_and(|v| v <= *version)
+    });
+    entries.reverse();
+    entries.into_iter().map(|e| e.file_name).collect()
+}

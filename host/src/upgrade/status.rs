@@ -1,0 +1,246 @@
+//! Where a home stands against a release, read without locking or changing
+//! anything: `uplift status`, `uplift migrations list`, and the check
+//! `uplift run` makes on every start.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::error::UpgradeError;
+use crate::backup;
+use crate::engine::Database;
+use crate::engine::sqlite::SqliteDatabase;
+use crate::home::Home;
+use crate::hooks::{PlannedHook, PluginSet};
+use crate::migrations::{self, MigrateError};
+use crate::release::{Migration, Release};
+use crate::version::Version;
+
+/// Whether the home's database is at the release's version with every
+/// migration of the release applied and recorded by the same application:
+/// the check `uplift run` makes on every start, in a few reads (no plugin
+/// is read, no migration file opened). No database is not up to date.
+pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeError> {
+    let db_path = home.db_path();
+    if !db_path.exists() {
+        return Ok(false);
+    }
+    let db = open_to_read(&db_path)?;
+    let Some(version) = data_version(&db)? else {
+        return Ok(false);
+    };
+    check_app(&db, release)?;
+    Ok(version == release.version && db.applied_count()? == release.migration_count())
+}
+
+/// Where a home stands against a release, for `uplift status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Whether the database file exists.
+    pub database_exists: bool,
+    /// The data version, if any.
+    pub data_version: Option<Version>,
+    /// The installed release's version.
+    pub release_version: Version,
+    /// `up to date`, `upgrade needed`, `not installed`, `data newer than release`
+    /// or `not managed by uplift`.
+    pub state: &'static str,
+    /// How many migrations are recorded as applied.
+    pub applied: usize,
+    /// Pending migrations (file names).
+    pub pending: Vec<String>,
+    /// Applied migrations that no longer match the release.
+    pub drift: Vec<String>,
+    /// Hooks the next upgrade would run, in order (empty unless an upgrade is
+    /// needed).
+    pub hooks: Vec<PlannedHook>,
+    /// The release's and the home's plugins.
+    pub plugins: Vec<PluginState>,
+    /// The newest backups (at most three), newest first.
+    pub backups: Vec<BackupState>,
+}
+
+/// A plugin, for `uplift status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginState {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// A core plugin of the release (always active).
+    pub core: bool,
+    /// Whether its hooks run.
+    pub active: bool,
+}
+
+/// A backup, for `uplift status` (only its header was read).
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupState {
+    /// The file name.
+    pub file: String,
+    /// The data version it holds.
+    pub data_version: Option<String>,
+    /// When it was made (UTC).
+    pub created: Option<String>,
+    /// `automatic`, `manual` or `pre-restore`.
+    pub kind: Option<String>,
+}
+
+/// Reads where the home stands, without locking or changing anything
+/// (plugins' manifests and backups' headers are read; nothing is compiled or
+/// verified end to end).
+pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
+    let db_path = home.db_path();
+    let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
+    let backups: Vec<BackupState> = backup::list_headers(&home.backups_dir())?
+        .iter()
+        .rev()
+        .take(3)
+        .map(|e| BackupState {
+            file: e.file_name.clone(),
+            data_version: e.data_version().map(str::to_string),
+            created: e.created().map(|t| t.to_string()),
+            kind: e.kind().map(|k| k.as_str().to_string()),
+        })
+        .collect();
+    let mut status = Status {
+        database_exists: db_path.exists(),
+        data_version: None,
+        release_version: release.version.clone(),
+        state: "not installed",
+        applied: 0,
+        pending: release
+            .migrations()?
+            .iter()
+            .map(Migration::file_name)
+            .collect(),
+        drift: Vec::new(),
+        hooks: Vec::new(),
+        plugins: plugins
+            .plugins()
+            .iter()
+            .map(|p| PluginState {
+                name: p.name().to_string(),
+                version: p.manifest.version.clone(),
+                core: p.core,
+                active: p.active,
+            })
+            .collect(),
+        backups,
+    };
+    if !status.database_exists {
+        return Ok(status);
+    }
+    let db = open_to_read(&db_path)?;
+    status.data_version = data_version(&db)?;
+    let applied = db.applied_migrations().map_err(MigrateError::from)?;
+    let migrations = migrations::status(applied, release)?;
+    status.applied = migrations.applied.len();
+    status.pending = migrations
+        .pending
+        .iter()
+        .map(Migration::file_name)
+        .collect();
+    status.drift = migrations.drift.iter().map(ToString::to_string).collect();
+    status.state = match &status.data_version {
+        None => {
+            if db.has_user_tables()? {
+                "not managed by uplift"
+            } else {
+                "not installed"
+            }
+        }
+        Some(v) if *v == release.version && status.pending.is_empty() => "up to date",
+        Some(v) if *v > release.version => "data newer than release",
+        Some(v) => {
+            status.hooks = plugins.plan(v, &release.version);
+            "upgrade needed"
+        }
+    };
+    Ok(status)
+}
+
+/// One migration's state, for `uplift migrations list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationEntry {
+    /// File name (`0003_add_email.sql`).
+    pub file: String,
+    /// `applied`, `pending`, `changed` (drift) or `missing` (drift).
+    pub state: &'static str,
+    /// When it was applied.
+    pub applied_at: Option<String>,
+    /// The release that applied it.
+    pub release_version: Option<String>,
+}
+
+/// Every migration of the release and of the history, in order.
+pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEntry>, UpgradeError> {
+    let db_path = home.db_path();
+    let applied = if db_path.exists() {
+        open_to_read(&db_path)?
+            .applied_migrations()
+            .map_err(MigrateError::from)?
+    } else {
+        Vec::new()
+    };
+    let migrations = release.migrations()?;
+    let mut ids: Vec<u32> = migrations.iter().map(|m| m.id).collect();
+    ids.extend(applied.iter().map(|a| a.id));
+    ids.sort_unstable();
+    ids.dedup();
+    let entries = ids
+        .into_iter()
+        .map(|id| {
+            let file = migrations.iter().find(|m| m.id == id);
+            let record = applied.iter().find(|a| a.id == id);
+            let (name, state) = match (file, record) {
+                (Some(m), None) => (m.file_name(), "pending"),
+                (Some(m), Some(a)) if m.checksum != a.checksum => (m.file_name(), "changed"),
+                (Some(m), Some(_)) => (m.file_name(), "applied"),
+                (None, Some(a)) => (format!("{:04}_{}.sql", a.id, a.name), "missing"),
+                (None, None) => unreachable!("every id comes from a file or a record"),
+            };
+            MigrationEntry {
+                file: name,
+                state,
+                applied_at: record.map(|a| a.applied_at.clone()),
+                release_version: record.map(|a| a.release_version.clone()),
+            }
+        })
+        .collect();
+    Ok(entries)
+}
+
+/// Opens the database for reading. Read-write if the file allows it, because
+/// a database left with a hot journal by a crash must be rolled back before
+/// it can be read (SQLite does that on the first read); read-only otherwise.
+fn open_to_read(path: &Path) -> Result<SqliteDatabase, UpgradeError> {
+    SqliteDatabase::open_to_read(path).map_err(|source| UpgradeError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn data_version(db: &dyn Database) -> Result<Option<Version>, UpgradeError> {
+    db.data_version().map_err(|source| UpgradeError::Meta {
+        path: db.location().to_path_buf(),
+        source,
+    })
+}
+
+/// Refuses a database recorded as belonging to another application.
+pub(super) fn check_app(db: &dyn Database, release: &Release) -> Result<(), UpgradeError> {
+    let path = db.location();
+    let app = db.app_name().map_err(|source| UpgradeError::Meta {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match app {
+        Some(found) if found != release.app => Err(UpgradeError::OtherApp {
+            path: path.to_path_buf(),
+            found,
+            expected: release.app.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
