@@ -230,11 +230,12 @@ pub fn owned_prefix(name: &str) -> Result<String, ScaffoldError> {
     Ok(prefix)
 }
 
-/// What `uplift hooks new` runs: [`scaffold_with`], the SDK named by the
-/// [`SDK_SOURCE_VAR`] environment variable ([`SdkSource::from_env`]:
-/// crates.io's by default), where the value `checkout` names the
-/// `hooks-sdk` of `checkout`, the uplift checkout this binary was built
-/// from ([`repo_root`]), for developing uplift and a plugin together.
+/// What `uplift hooks new` runs without `--sdk`: [`scaffold_with`], the
+/// SDK named by the [`SDK_SOURCE_VAR`] environment variable
+/// ([`SdkSource::from_env`]: crates.io's by default), where the value
+/// `checkout` names the `hooks-sdk` of `checkout`, the uplift checkout this
+/// binary was built from ([`repo_root`]), for developing uplift and a
+/// plugin together.
 pub fn scaffold(
     name: &str,
     lang: Lang,
