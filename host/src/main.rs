@@ -3,6 +3,13 @@
 
 mod cli;
 
-fn main() -> std::process::ExitCode {
-    cli::main()
+use std::process::ExitCode;
+
+/// Runs the command; a failure prints its error once and picks the exit
+/// code (1 the operation failed, 2 invalid usage).
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
 }

@@ -197,6 +197,71 @@ fn uplift_hooks_sdk_names_a_local_path_relative_to_the_plugin_or_a_git_revision(
     assert!(!dir.exists());
 }
 
+/// `uplift hooks new NAME --sdk SDK --dir DIR`, with UPLIFT_HOOKS_SDK set
+/// to `variable`.
+fn scaffold_with_sdk_option(
+    name: &str,
+    dir: &Path,
+    sdk: &str,
+    variable: &str,
+) -> std::process::Output {
+    run_cmd(
+        uplift()
+            .env("UPLIFT_HOOKS_SDK", variable)
+            .args(["hooks", "new", name, "--sdk", sdk, "--dir"])
+            .arg(dir),
+    )
+}
+
+/// The `uplift-hooks-sdk = ...` line of a scaffolded plugin's Cargo.toml.
+fn sdk_dependency(dir: &Path) -> String {
+    let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let line = cargo_toml
+        .lines()
+        .find(|line| line.starts_with("uplift-hooks-sdk"));
+    line.unwrap_or_else(|| panic!("no SDK dependency in {cargo_toml}"))
+        .to_string()
+}
+
+#[test]
+fn hooks_new_sdk_takes_the_forms_of_the_variable_and_wins_over_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    // The option wins over the variable, even one that would be refused.
+    for (sdk, dependency) in [
+        (
+            "git:https://example.org/uplift.git#v0.1.0",
+            "uplift-hooks-sdk = { git = \"https://example.org/uplift.git\", rev = \"v0.1.0\" }",
+        ),
+        ("=0.1.2", "uplift-hooks-sdk = \"=0.1.2\""),
+    ] {
+        let dir = scratch.path().join("good");
+        let out = scaffold_with_sdk_option("good", &dir, sdk, "soon");
+        assert!(out.status.success(), "{sdk}: {}", stderr(&out));
+        assert_eq!(sdk_dependency(&dir), dependency);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // A value that cannot be understood is a usage error naming the
+    // option, and writes nothing.
+    let dir = scratch.path().join("bad");
+    for (sdk, says) in [
+        (
+            "soon",
+            "invalid SDK source: --sdk: \"soon\" is not a version requirement",
+        ),
+        (
+            "path:/nowhere/hooks-sdk",
+            "/nowhere/hooks-sdk has no Cargo.toml",
+        ),
+        ("git:#v1", "git: needs the repository's URL"),
+    ] {
+        let out = scaffold_with_sdk_option("bad", &dir, sdk, "");
+        assert_eq!(out.status.code(), Some(2), "{sdk}: {}", stdout(&out));
+        assert!(stderr(&out).contains(says), "{sdk}: {}", stderr(&out));
+        assert!(!dir.exists(), "{sdk} wrote {}", dir.display());
+    }
+}
+
 #[test]
 fn a_scaffolded_python_plugin_builds_with_build_plugin_and_validates() {
     if !repo_root().join(".venv/bin/componentize-py").is_file() {

@@ -101,6 +101,29 @@ fn fresh_install_applies_every_migration_and_records_the_version() {
 }
 
 #[test]
+fn status_quiet_prints_the_state_alone() {
+    let f = Fixture::new();
+    let r1 = f.release("1.0.0", &[INITIAL]);
+    let status = |release: &TestRelease| {
+        let out = run(&[
+            "--home",
+            f.home(),
+            "--release",
+            release.path(),
+            "status",
+            "--quiet",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(status(&r1), "not installed\n");
+    f.install_with_rows(&r1);
+    assert_eq!(status(&r1), "up to date\n");
+    let r2 = f.release("1.1.0", &[INITIAL, ADD_COLUMN]);
+    assert_eq!(status(&r2), "upgrade needed\n");
+}
+
+#[test]
 fn upgrade_applies_only_pending_migrations_and_keeps_rows() {
     let f = Fixture::new();
     f.install_with_rows(&f.release("1.0.0", &[INITIAL]));

@@ -52,17 +52,23 @@ impl SdkSource {
     /// when it is unset or empty.
     pub fn from_env() -> Result<SdkSource, ScaffoldError> {
         match std::env::var(SDK_SOURCE_VAR) {
-            Ok(value) if !value.trim().is_empty() => value.parse().map_err(|e| match e {
-                ScaffoldError::InvalidSdk(reason) => {
-                    ScaffoldError::InvalidSdk(format!("{SDK_SOURCE_VAR}: {reason}"))
-                }
-                other => other,
-            }),
+            Ok(value) if !value.trim().is_empty() => parse_from(SDK_SOURCE_VAR, &value),
             Ok(_) | Err(std::env::VarError::NotPresent) => Ok(SdkSource::published()),
             Err(std::env::VarError::NotUnicode(_)) => Err(ScaffoldError::InvalidSdk(format!(
                 "{SDK_SOURCE_VAR} is not valid UTF-8"
             ))),
         }
+    }
+
+    /// The source `value` names, as `uplift hooks new --sdk` takes it: a
+    /// form of [`SdkSource::from_str`], or `checkout`, the `hooks-sdk` of
+    /// the uplift checkout `checkout`. An error names `origin`, the option
+    /// or variable the value came from.
+    pub fn named(origin: &str, value: &str, checkout: &Path) -> Result<SdkSource, ScaffoldError> {
+        if value.trim() == "checkout" {
+            return Ok(SdkSource::Path(checkout.join("hooks-sdk")));
+        }
+        parse_from(origin, value)
     }
 
     /// The dependency's value in the plugin's `Cargo.toml`, for a plugin in
@@ -146,6 +152,17 @@ impl FromStr for SdkSource {
     }
 }
 
+/// [`SdkSource::from_str`], its error naming `origin`, where the value
+/// came from.
+fn parse_from(origin: &str, value: &str) -> Result<SdkSource, ScaffoldError> {
+    value.parse().map_err(|e| match e {
+        ScaffoldError::InvalidSdk(reason) => {
+            ScaffoldError::InvalidSdk(format!("{origin}: {reason}"))
+        }
+        other => other,
+    })
+}
+
 /// `text` as a TOML basic string.
 fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
@@ -213,11 +230,12 @@ pub fn owned_prefix(name: &str) -> Result<String, ScaffoldError> {
     Ok(prefix)
 }
 
-/// What `uplift hooks new` runs: [`scaffold_with`], the SDK named by the
-/// [`SDK_SOURCE_VAR`] environment variable ([`SdkSource::from_env`]:
-/// crates.io's by default), where the value `checkout` names the
-/// `hooks-sdk` of `checkout`, the uplift checkout this binary was built
-/// from ([`repo_root`]), for developing uplift and a plugin together.
+/// What `uplift hooks new` runs without `--sdk`: [`scaffold_with`], the
+/// SDK named by the [`SDK_SOURCE_VAR`] environment variable
+/// ([`SdkSource::from_env`]: crates.io's by default), where the value
+/// `checkout` names the `hooks-sdk` of `checkout`, the uplift checkout this
+/// binary was built from ([`repo_root`]), for developing uplift and a
+/// plugin together.
 pub fn scaffold(
     name: &str,
     lang: Lang,

@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use self::error::UpgradeError;
+pub use self::error::UpgradeError;
 use self::status::check_app;
 pub use self::status::{
-    BackupState, MigrationEntry, PluginState, Status, is_up_to_date, migration_list, status,
+    BackupState, MigrationEntry, MigrationState, PluginState, Status, is_up_to_date,
+    migration_list, status,
 };
 use crate::backup::{self, Progress};
 use crate::engine::Database;

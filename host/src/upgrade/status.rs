@@ -165,12 +165,51 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
 pub struct MigrationEntry {
     /// File name (`0003_add_email.sql`).
     pub file: String,
-    /// `applied`, `pending`, `changed` (drift) or `missing` (drift).
-    pub state: &'static str,
+    /// Applied, pending or drifted.
+    pub state: MigrationState,
     /// When it was applied.
     pub applied_at: Option<String>,
     /// The release that applied it.
     pub release_version: Option<String>,
+}
+
+/// Where one migration stands, for `uplift migrations list`: printed and
+/// serialized as `applied`, `pending`, `changed` or `missing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationState {
+    /// Applied, and its file in the release is unchanged.
+    Applied,
+    /// In the release, not applied yet.
+    Pending,
+    /// Applied, but its file in the release has changed since (drift).
+    Changed,
+    /// Applied, but its file is no longer in the release (drift).
+    Missing,
+}
+
+impl MigrationState {
+    /// The state's name: `applied`, `pending`, `changed` or `missing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationState::Applied => "applied",
+            MigrationState::Pending => "pending",
+            MigrationState::Changed => "changed",
+            MigrationState::Missing => "missing",
+        }
+    }
+
+    /// Whether the migration drifted (the release no longer holds what
+    /// was applied), which makes an upgrade refuse.
+    pub fn is_drift(self) -> bool {
+        matches!(self, MigrationState::Changed | MigrationState::Missing)
+    }
+}
+
+impl std::fmt::Display for MigrationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// Every migration of the release and of the history, in order.
@@ -194,10 +233,15 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
             let file = migrations.iter().find(|m| m.id == id);
             let record = applied.iter().find(|a| a.id == id);
             let (name, state) = match (file, record) {
-                (Some(m), None) => (m.file_name(), "pending"),
-                (Some(m), Some(a)) if m.checksum != a.checksum => (m.file_name(), "changed"),
-                (Some(m), Some(_)) => (m.file_name(), "applied"),
-                (None, Some(a)) => (format!("{:04}_{}.sql", a.id, a.name), "missing"),
+                (Some(m), None) => (m.file_name(), MigrationState::Pending),
+                (Some(m), Some(a)) if m.checksum != a.checksum => {
+                    (m.file_name(), MigrationState::Changed)
+                }
+                (Some(m), Some(_)) => (m.file_name(), MigrationState::Applied),
+                (None, Some(a)) => (
+                    format!("{:04}_{}.sql", a.id, a.name),
+                    MigrationState::Missing,
+                ),
                 (None, None) => unreachable!("every id comes from a file or a record"),
             };
             MigrationEntry {

@@ -1,0 +1,363 @@
+//! `uplift hooks`: plugin components inspected, validated, scaffolded, tried
+//! on a copy of a database, and given a manifest.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use uplift::home::{Home, HookLimits};
+use uplift::hook_test::{self, TrialError, TrialOptions, TrialReport};
+use uplift::hooks::scaffold::{self, Lang, SdkSource};
+use uplift::hooks::validate::Validator;
+use uplift::hooks::{LogLine, escape_untrusted, manifest};
+use uplift::release::Release;
+use uplift::upgrade::MigrationRun;
+use uplift::version::Version;
+
+use super::Globals;
+use super::failure::{Failure, Outcome, reported_unless};
+use super::output::Output;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum HooksCommand {
+    /// Print a component's manifest (read from its custom section; nothing
+    /// is run)
+    Inspect {
+        /// The plugin component (.wasm)
+        file: PathBuf,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check plugin components for CI without running them: a component of
+    /// the upgrade-hook world, importing only what uplift provides, with a
+    /// valid manifest; with --release, the tables it names exist in that
+    /// release's schema. Exit 0 if all are valid, 1 if any is not, 2 on a
+    /// usage error
+    Validate {
+        /// Print one JSON object per file
+        #[arg(long)]
+        json: bool,
+        /// Plugin components (.wasm)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Create a new plugin that builds and passes `hooks validate` as
+    /// generated: a Rust crate using uplift-hooks-sdk, or a Python app.py
+    New(NewArgs),
+    /// Run a plugin's hooks against a copy of a database (the original is
+    /// never written) inside the real sandbox, and print their log and the
+    /// rows they inserted, updated and deleted per table. With --release, the
+    /// release's pending migrations are applied to the copy first, as the
+    /// upgrade would. The sandbox's limits are the home's ([hooks] in
+    /// uplift.toml). Exit 0 if every hook succeeded, 1 if one failed or was
+    /// refused or a migration failed, 2 on a usage error
+    Test(TestArgs),
+    /// Add or replace the manifest of a component (for languages without
+    /// the SDK)
+    EmbedManifest {
+        /// The manifest, as TOML (see wit/MANIFEST.md)
+        #[arg(long, value_name = "TOML")]
+        manifest: PathBuf,
+        /// The component to read
+        input: PathBuf,
+        /// Where to write the component with the manifest
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The plugin's name: 1 to 64 of a-z 0-9 - _, starting with a letter
+    name: String,
+    /// The plugin's language
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: LangArg,
+    /// The folder to create it in (must not exist or be empty)
+    /// [default: ./NAME]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Where a Rust plugin takes uplift-hooks-sdk from: a version
+    /// requirement (=0.1.2), path:DIR (the hooks-sdk folder of a checkout),
+    /// checkout (that of the checkout this uplift was built from) or
+    /// git:URL#REV [default: $UPLIFT_HOOKS_SDK, or else the SDK released
+    /// with this uplift, from crates.io]
+    #[arg(long, value_name = "SOURCE")]
+    sdk: Option<String>,
+}
+
+/// The language of `hooks new`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LangArg {
+    Rust,
+    Python,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The plugin component (.wasm)
+    plugin: PathBuf,
+    /// The database to copy
+    #[arg(long, value_name = "FILE")]
+    db: PathBuf,
+    /// The data version before the upgrade
+    #[arg(long, value_name = "V")]
+    from: String,
+    /// The release version upgraded to [default: the version of
+    /// --release]
+    #[arg(long, value_name = "V")]
+    to: Option<String>,
+    /// Run only this hook, whatever its ranges
+    #[arg(long, value_name = "NAME")]
+    hook: Option<String>,
+    /// Print one JSON object: hooks run, their results, log lines and
+    /// changes per table
+    #[arg(long)]
+    json: bool,
+}
+
+/// `uplift hooks ...`.
+pub fn hooks(globals: &Globals, cmd: HooksCommand) -> Outcome {
+    let out = globals.output();
+    match cmd {
+        HooksCommand::Inspect { file, json } => inspect(&file, json),
+        HooksCommand::Validate { json, files } => validate(globals, &out, json, &files),
+        HooksCommand::New(args) => new(&out, args),
+        HooksCommand::Test(args) => test(globals, &out, args),
+        HooksCommand::EmbedManifest {
+            manifest,
+            input,
+            output,
+        } => embed_manifest(&out, &manifest, &input, &output),
+    }
+}
+
+fn inspect(file: &Path, json: bool) -> Outcome {
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow!("could not read {}: {e}", file.display()))?;
+    let manifest =
+        manifest::read_manifest(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&manifest)?);
+    } else {
+        print!("{manifest}");
+    }
+    Ok(())
+}
+
+/// The home, when there is a folder there: `hooks validate` and `hooks
+/// test` then get its limits, as in the upgrade; without one, the defaults.
+fn existing_home(globals: &Globals) -> Option<Home> {
+    globals.home().ok().filter(|h| h.root().is_dir())
+}
+
+fn validate(globals: &Globals, out: &Output, json: bool, files: &[PathBuf]) -> Outcome {
+    let compile_seconds = match existing_home(globals) {
+        Some(home) => home.settings()?.hooks.compile_seconds,
+        None => HookLimits::default().compile_seconds,
+    };
+    let validator = Validator::new(globals.release.as_deref())
+        .map_err(Failure::usage)?
+        .with_compile_seconds(compile_seconds);
+    let reports: Vec<_> = files.iter().map(|f| validator.validate(f)).collect();
+    if json {
+        for report in &reports {
+            println!("{}", serde_json::to_string(report)?);
+        }
+    } else {
+        for report in &reports {
+            let name = match (&report.plugin, &report.version) {
+                (Some(p), Some(v)) => format!(" (plugin {p} {v})"),
+                _ => String::new(),
+            };
+            if report.valid {
+                out.line(format_args!("ok   {}{name}", report.file.display()));
+            } else {
+                println!("FAIL {}{name}", report.file.display());
+                for error in &report.errors {
+                    println!("     {error}");
+                }
+            }
+        }
+    }
+    reported_unless(reports.iter().all(|r| r.valid))
+}
+
+fn new(out: &Output, args: NewArgs) -> Outcome {
+    let lang = match args.lang {
+        LangArg::Rust => Lang::Rust,
+        LangArg::Python => Lang::Python,
+    };
+    let name = args.name;
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&name));
+    let checkout = scaffold::repo_root();
+    let made = match args.sdk {
+        Some(value) => {
+            let sdk = SdkSource::named("--sdk", &value, &checkout).map_err(Failure::usage)?;
+            scaffold::scaffold_with(&name, lang, &dir, &sdk)
+        }
+        None => scaffold::scaffold(&name, lang, &dir, &checkout),
+    }
+    .map_err(Failure::usage)?;
+    out.line(format_args!(
+        "created plugin {name} in {}:",
+        made.dir.display()
+    ));
+    for file in &made.files {
+        out.line(format_args!("  {}", file.display()));
+    }
+    out.line(format_args!(
+        "build it with, in that folder:\n  {}",
+        made.build
+    ));
+    Ok(())
+}
+
+/// `uplift hooks test`.
+fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
+    // With a home, its compile cache spares recompiling the plugin on every
+    // run.
+    let home = existing_home(globals);
+    let limits = match &home {
+        Some(home) => home.settings()?.hooks,
+        None => HookLimits::default(),
+    };
+    let cache = home.map(|h| h.cache_dir());
+    let release = globals
+        .release
+        .as_deref()
+        .map(Release::load)
+        .transpose()
+        .map_err(Failure::usage)?;
+    let from = Version::parse(&args.from)
+        .map_err(|e| Failure::usage(format!("--from {}: {e}", args.from)))?;
+    let to = match (&args.to, &release) {
+        (Some(to), _) => {
+            Version::parse(to).map_err(|e| Failure::usage(format!("--to {to}: {e}")))?
+        }
+        (None, Some(release)) => release.version.clone(),
+        (None, None) => {
+            return Err(Failure::usage(
+                "give the release version upgraded to with --to V, or the release with --release DIR",
+            ));
+        }
+    };
+    let app = release
+        .as_ref()
+        .map_or_else(|| "test".to_string(), |r| r.app.clone());
+    let opts = TrialOptions {
+        plugin: args.plugin,
+        db: args.db,
+        from,
+        to,
+        hook: args.hook,
+        app,
+        limits,
+        release,
+        cache,
+    };
+    let json = args.json;
+    let quiet_log = json || out.quiet;
+    let log = Arc::new(move |line: &LogLine| {
+        if !quiet_log {
+            println!("  {line}");
+        }
+    });
+    // Printed as they are applied, before any hook's log: the order they
+    // happen in.
+    let migrated = |run: &MigrationRun| {
+        if !json {
+            println!("migrated the copy first: {} ({:.0} ms)", run.file, run.ms);
+        }
+    };
+    let report = hook_test::run_trial(&opts, log, &migrated).map_err(|err| match err {
+        // The upgrade would fail the same way: not a usage error.
+        TrialError::Migrations { .. } => Failure::failed(err),
+        err => Failure::usage(err),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_trial(&opts, &report);
+    }
+    reported_unless(report.ok())
+}
+
+/// `uplift hooks test`'s report as text (the migrations were printed as
+/// they were applied, the hooks' log lines as they were written).
+fn print_trial(opts: &TrialOptions, report: &TrialReport) {
+    if let Some(release) = &opts.release
+        && report.migrations.is_empty()
+    {
+        println!(
+            "no migration of release {} was pending: the copy kept its schema",
+            release.version
+        );
+    }
+    if report.hooks.is_empty() {
+        println!(
+            "no hook of plugin {} {} matches an upgrade from {} to {}",
+            report.plugin, report.plugin_version, report.from, report.to
+        );
+    } else {
+        for h in &report.hooks {
+            if h.ok {
+                println!("ok   {}/{} ({} ms)", report.plugin, h.hook, h.ms);
+            } else {
+                println!("FAIL {}/{} ({} ms)", report.plugin, h.hook, h.ms);
+                for line in h.error.as_deref().unwrap_or("").lines() {
+                    println!("     {line}");
+                }
+            }
+            if h.ok {
+                // A failed hook's error already lists them.
+                for r in &h.refused {
+                    println!("     the sandbox refused (the hook went on): {r}");
+                }
+            }
+            if h.ok && h.changes.is_empty() {
+                println!("     no rows changed");
+            }
+            for t in &h.changes {
+                println!(
+                    "     {}: {} inserted, {} updated, {} deleted",
+                    escape_untrusted(&t.table),
+                    t.inserted,
+                    t.updated,
+                    t.deleted
+                );
+                for example in &t.examples {
+                    println!("       {}", hook_test::describe_change(example));
+                }
+            }
+        }
+        println!("(a copy of {} was used and discarded)", opts.db.display());
+    }
+    if !report.foreign_key_violations.is_empty() {
+        println!("FAIL foreign keys: the upgrade would be rolled back, these rows break them:");
+        for v in &report.foreign_key_violations {
+            println!("     {v}");
+        }
+    }
+}
+
+fn embed_manifest(out: &Output, toml_path: &Path, input: &Path, output: &Path) -> Outcome {
+    let text = std::fs::read_to_string(toml_path)
+        .map_err(|e| anyhow!("could not read {}: {e}", toml_path.display()))?;
+    let parsed = manifest::HookManifest::from_toml(&text)
+        .map_err(|e| anyhow!("{}: {e}", toml_path.display()))?;
+    let bytes =
+        std::fs::read(input).map_err(|e| anyhow!("could not read {}: {e}", input.display()))?;
+    let embedded = manifest::embed_manifest(&bytes, &parsed)
+        .map_err(|e| anyhow!("{}: {e}", input.display()))?;
+    std::fs::write(output, embedded)
+        .map_err(|e| anyhow!("could not write {}: {e}", output.display()))?;
+    out.line(format_args!(
+        "wrote {} with the manifest of plugin {} {}",
+        output.display(),
+        parsed.name,
+        parsed.version
+    ));
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! `uplift migrations list` and `uplift verify-paths`: the schema
+//! migrations of the installed release, and every upgrade path between
+//! releases.
+
+use std::path::PathBuf;
+
+use uplift::upgrade;
+
+use super::Globals;
+use super::failure::{Outcome, reported_unless};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MigrationsCommand {
+    /// List applied, pending and drifted migrations
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyPathsArgs {
+    /// Print one JSON object per path
+    #[arg(long)]
+    json: bool,
+    /// Release folders (two or more, any order)
+    #[arg(required = true, value_name = "RELEASE_DIR")]
+    releases: Vec<PathBuf>,
+}
+
+/// `uplift migrations list`: exit 1 when a migration drifted.
+pub fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
+    let MigrationsCommand::List { json } = cmd;
+    let home = globals.home()?;
+    let release = globals.release()?;
+    let list = upgrade::migration_list(&home, &release)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    for entry in &list {
+        match &entry.applied_at {
+            Some(at) => println!(
+                "{:<9} {}  (applied {at} by {})",
+                entry.state,
+                entry.file,
+                entry.release_version.as_deref().unwrap_or("?")
+            ),
+            None => println!("{:<9} {}", entry.state, entry.file),
+        }
+    }
+    if list.is_empty() {
+        println!(
+            "no migrations in {} and none applied",
+            release.dir.display()
+        );
+    }
+    reported_unless(!list.iter().any(|e| e.state.is_drift()))
+}
+
+/// `uplift verify-paths`: exit 1 when any path has problems.
+pub fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome {
+    let out = globals.output();
+    let json = args.json;
+    let reports = uplift::paths::verify_paths(&args.releases, &mut |report| {
+        if json {
+            return;
+        }
+        let mark = if report.ok() { "ok  " } else { "FAIL" };
+        out.line(format_args!(
+            "{mark} {} -> {}  {}",
+            report.from, report.to, report.result
+        ));
+        for problem in &report.problems {
+            out.line(format_args!("       {problem}"));
+        }
+    })?;
+    let failed = reports.iter().filter(|r| !r.ok()).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        out.line(format_args!(
+            "{} paths checked, {failed} with problems",
+            reports.len()
+        ));
+    }
+    reported_unless(failed == 0)
+}

@@ -1,0 +1,77 @@
+//! `uplift plugin`: the plugins of the release and the home, listed,
+//! enabled and disabled.
+
+use uplift::hooks::{PluginOrigin, PluginSet};
+use uplift::release::Release;
+
+use super::Globals;
+use super::failure::Outcome;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// List the plugins of the release and the home, and which are active
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Activate an optional plugin (recorded in the home's plugins.toml)
+    Enable { name: String },
+    /// Deactivate an optional plugin; core plugins of the release cannot be
+    /// disabled
+    Disable { name: String },
+}
+
+/// `uplift plugin ...`.
+pub fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
+    let out = globals.output();
+    let home = globals.home()?;
+    // Without a release, only the home's plugins are known.
+    let (plugins_dir, core) = match globals.release.as_deref() {
+        Some(dir) => {
+            let release = Release::load(dir)?;
+            (release.plugins_dir(), release.core_plugins)
+        }
+        None => (home.root().join(".no-release"), Vec::new()),
+    };
+    let set = PluginSet::discover(&plugins_dir, &core, &home)?;
+    match cmd {
+        PluginCommand::List { json: true } => {
+            println!("{}", serde_json::to_string_pretty(set.plugins())?);
+        }
+        PluginCommand::List { json: false } => {
+            if set.plugins().is_empty() {
+                out.line("no plugins found");
+            }
+            for p in set.plugins() {
+                let status = if p.core {
+                    "core (always active)"
+                } else if p.active {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                let origin = match p.origin {
+                    PluginOrigin::Release => "release",
+                    PluginOrigin::Home => "home",
+                };
+                println!(
+                    "{} {}  {status}  {} hook(s)  [{origin}] {}",
+                    p.manifest.name,
+                    p.manifest.version,
+                    p.manifest.hooks.len(),
+                    p.path.display()
+                );
+            }
+        }
+        PluginCommand::Enable { name } => {
+            set.enable(&home, &name)?;
+            out.line(format_args!("plugin {name} is active"));
+        }
+        PluginCommand::Disable { name } => {
+            set.disable(&home, &name)?;
+            out.line(format_args!("plugin {name} is disabled"));
+        }
+    }
+    Ok(())
+}

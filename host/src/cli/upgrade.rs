@@ -1,0 +1,286 @@
+//! `uplift upgrade`, `uplift run` and `uplift status`: bringing the database
+//! to the installed release, and saying where it stands.
+
+use std::ffi::OsString;
+
+use anyhow::anyhow;
+use uplift::home::Home;
+use uplift::hooks::{LogLevel, LogLine};
+use uplift::release::Release;
+use uplift::upgrade::{self, Outcome, PhaseTime, Plan, UpgradeError, UpgradeOptions};
+
+use super::Globals;
+use super::failure::{Failure, Outcome as CommandOutcome};
+use super::output::{Bars, Output, warn_all};
+
+#[derive(Debug, clap::Args)]
+pub struct UpgradeArgs {
+    /// Print what would be done and change nothing
+    #[arg(long)]
+    plan: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+    /// Wait for another uplift working on this home instead of failing
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Wait for another uplift working on this home instead of failing
+    #[arg(long)]
+    wait: bool,
+    /// The command to run, after `--`
+    #[arg(required = true, last = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// `uplift upgrade`.
+pub fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
+    let home = globals.home()?;
+    let release = globals.release()?;
+    let options = UpgradeOptions {
+        wait: args.wait,
+        plan_only: args.plan,
+    };
+    let outcome = upgrade_reporting(globals, &home, &release, &options, args.json)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print_outcome(&globals.output(), &outcome);
+    }
+    Ok(())
+}
+
+/// `uplift run`: upgrades if needed, then replaces this process with the
+/// command (so it returns only on failure).
+pub fn run(globals: &Globals, args: RunArgs) -> CommandOutcome {
+    let home = globals.home()?;
+    let release = globals.release()?;
+    let options = UpgradeOptions {
+        wait: args.wait,
+        plan_only: false,
+    };
+    // The application runs holding the home's lock shared, for its whole
+    // life: upgrades and restores refuse (or, with --wait, wait) while it
+    // runs, and several applications started this way share it. An upgrade
+    // needs the lock alone, so the shared hold is taken only once the data
+    // is up to date: if another uplift changes the data between the upgrade
+    // and the hold (a restore), the loop upgrades again.
+    for _ in 0..3 {
+        let shared = home.lock_shared(args.wait)?;
+        if upgrade::is_up_to_date(&home, &release)? {
+            shared.keep_across_exec()?;
+            return Err(exec(&args.command));
+        }
+        drop(shared);
+        let outcome = upgrade_reporting(globals, &home, &release, &options, false)?;
+        if !matches!(outcome, Outcome::UpToDate { .. }) {
+            print_outcome(&globals.output(), &outcome);
+        }
+    }
+    Err(anyhow!(
+        "the database in {} kept changing while uplift tried to start the application (another uplift restoring or upgrading it?); run again",
+        home.root().display()
+    )
+    .into())
+}
+
+/// `uplift status`; with --quiet, the state alone.
+pub fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
+    let home = globals.home()?;
+    let release = globals.release()?;
+    let status = upgrade::status(&home, &release)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    if globals.quiet {
+        println!("{}", status.state);
+        return Ok(());
+    }
+    println!("home             {}", home.root().display());
+    println!(
+        "release          {} {} ({})",
+        release.app,
+        release.version,
+        release.dir.display()
+    );
+    match &status.data_version {
+        Some(v) => println!("data version     {v}"),
+        None if status.database_exists => {
+            println!("data version     none (not upgraded by uplift yet)")
+        }
+        None => println!("data version     none (no database yet: `uplift upgrade` installs it)"),
+    }
+    println!("state            {}", status.state);
+    println!(
+        "migrations       {} applied, {} pending",
+        status.applied,
+        status.pending.len()
+    );
+    for m in &status.pending {
+        println!("  pending        {m}");
+    }
+    for d in &status.drift {
+        println!("  drift          {d}");
+    }
+    if !status.hooks.is_empty() {
+        println!("hooks to run     {}", status.hooks.len());
+        for h in &status.hooks {
+            println!("  hook           {}/{}", h.plugin, h.hook);
+        }
+    }
+    println!("plugins          {}", status.plugins.len());
+    for p in &status.plugins {
+        let state = match (p.core, p.active) {
+            (true, _) => "core",
+            (false, true) => "enabled",
+            (false, false) => "disabled",
+        };
+        println!("  {:<14} {} ({state})", p.name, p.version);
+    }
+    if status.backups.is_empty() {
+        println!("backups          none yet");
+    } else {
+        println!("latest backups");
+    }
+    for b in &status.backups {
+        println!(
+            "  {}  ({}, data version {})",
+            b.file,
+            b.kind.as_deref().unwrap_or("?"),
+            b.data_version.as_deref().unwrap_or("none")
+        );
+    }
+    Ok(())
+}
+
+/// Runs the upgrade, reporting on stderr: progress bars (not with --quiet
+/// or `json`), and hooks' log lines (with --quiet, only warnings and
+/// errors).
+fn upgrade_reporting(
+    globals: &Globals,
+    home: &Home,
+    release: &Release,
+    options: &UpgradeOptions,
+    json: bool,
+) -> Result<Outcome, UpgradeError> {
+    let quiet = globals.quiet;
+    let mut bars = Bars::new(quiet || json);
+    let reporter = upgrade::Reporter {
+        progress: &mut bars,
+        log: std::sync::Arc::new(move |line: &LogLine| {
+            if !quiet || line.level >= LogLevel::Warn {
+                eprintln!("{line}");
+            }
+        }),
+    };
+    upgrade::upgrade(home, release, options, reporter)
+}
+
+/// Replaces this process with `command`; returns only the error of failing
+/// to.
+fn exec(command: &[OsString]) -> Failure {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = command.split_first() else {
+        return Failure::Failed(anyhow!("no command given after --"));
+    };
+    let err = std::process::Command::new(program).args(args).exec();
+    Failure::Failed(anyhow!(
+        "could not run {}: {err}",
+        program.to_string_lossy()
+    ))
+}
+
+/// What an upgrade did (or, with --plan, would do).
+fn print_outcome(out: &Output, outcome: &Outcome) {
+    match outcome {
+        Outcome::UpToDate { version } => {
+            out.line(format_args!("up to date: data version {version}"))
+        }
+        Outcome::Planned { plan } => print_plan(out, plan),
+        Outcome::Installed {
+            plan,
+            migrations,
+            phases,
+            warnings,
+            ..
+        } => {
+            out.line(format_args!(
+                "installed {} with {} migrations",
+                plan.to,
+                migrations.len()
+            ));
+            print_phases(out, phases);
+            warn_all(warnings);
+        }
+        Outcome::Upgraded {
+            plan,
+            backup,
+            pruned,
+            migrations,
+            hooks,
+            phases,
+            warnings,
+            ..
+        } => {
+            warn_all(warnings);
+            let from = plan
+                .from
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            out.line(format_args!("upgraded {from} -> {}", plan.to));
+            out.line(format_args!("  backup     {}", backup.display()));
+            for path in pruned {
+                out.line(format_args!("  pruned     {}", path.display()));
+            }
+            for m in migrations {
+                out.line(format_args!("  migration  {} ({:.1} ms)", m.file, m.ms));
+            }
+            for h in hooks {
+                out.line(format_args!(
+                    "  hook       {}/{} ({:.1} ms)",
+                    h.plugin, h.hook, h.ms
+                ));
+            }
+            print_phases(out, phases);
+        }
+    }
+}
+
+fn print_plan(out: &Output, plan: &Plan) {
+    match &plan.from {
+        Some(from) => out.line(format_args!("plan: upgrade {from} -> {}", plan.to)),
+        None => out.line(format_args!("plan: fresh install of {}", plan.to)),
+    }
+    if plan.migrations.is_empty() {
+        out.line("  no migrations");
+    }
+    for m in &plan.migrations {
+        out.line(format_args!("  migration  {m}"));
+    }
+    for h in &plan.hooks {
+        out.line(format_args!(
+            "  hook       {}/{}  (old_version {:?}, new_version {:?})",
+            h.plugin, h.hook, h.old_version, h.new_version
+        ));
+    }
+}
+
+fn print_phases(out: &Output, phases: &[PhaseTime]) {
+    let parts: Vec<String> = phases
+        .iter()
+        .map(|p| format!("{} {:.1} ms", p.phase, p.ms))
+        .collect();
+    out.line(format_args!("  time       {}", parts.join(", ")));
+}

@@ -1,0 +1,58 @@
+//! `uplift version`: versions compared and ranges checked, as hooks use
+//! them. Input that does not parse is a usage error (exit 2).
+
+use std::cmp::Ordering;
+
+use uplift::version::{Version, VersionRange};
+
+use super::failure::{Failure, Outcome, reported_unless};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VersionCommand {
+    /// Print one line per VERSION saying whether it matches RANGE; exit 0 if
+    /// all match, 1 if any does not, 2 on invalid input
+    Match {
+        /// A range such as "<0.6.4", ">=0.14, <0.16" or "^1.2 || 2.*"
+        range: String,
+        /// Versions such as 1.0.0, 0.15, 0.15.0rc10, 1.1.1.dev0
+        #[arg(required = true)]
+        versions: Vec<String>,
+    },
+    /// Print <, = or > comparing version A with version B
+    Compare { a: String, b: String },
+}
+
+/// `uplift version ...`.
+pub fn version(cmd: VersionCommand) -> Outcome {
+    match cmd {
+        VersionCommand::Match { range, versions } => {
+            let range = VersionRange::parse(&range).map_err(Failure::usage)?;
+            let versions = versions
+                .iter()
+                .map(|v| Version::parse(v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Failure::usage)?;
+            let mut all = true;
+            for version in &versions {
+                if range.matches(version) {
+                    println!("{version} matches {range}");
+                } else {
+                    println!("{version} does not match {range}");
+                    all = false;
+                }
+            }
+            reported_unless(all)
+        }
+        VersionCommand::Compare { a, b } => {
+            let a = Version::parse(&a).map_err(Failure::usage)?;
+            let b = Version::parse(&b).map_err(Failure::usage)?;
+            let sign = match a.cmp(&b) {
+                Ordering::Less => "<",
+                Ordering::Equal => "=",
+                Ordering::Greater => ">",
+            };
+            println!("{sign}");
+            Ok(())
+        }
+    }
+}
