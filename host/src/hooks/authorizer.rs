@@ -695,7 +695,6 @@ impl Policy {
                 return Err(format!("database {other:?} is not the application's").into());
             }
         }
-        let plugin = &self.plugin;
         match action {
             AuthAction::Select | AuthAction::Recursive => Ok(()),
             AuthAction::Function { function_name } => {
@@ -719,71 +718,20 @@ impl Policy {
                 table_name,
                 column_name,
             } => {
-                if is_schema_table(table_name) || table_name.eq_ignore_ascii_case("sqlite_sequence")
-                {
-                    // SQLite's own bookkeeping inside CREATE/ALTER/DROP (after
-                    // CREATE it only looks up the new row's rowid; ALTER and
-                    // DROP cannot contain a query of the hook's own).
-                    let internal = matches!(self.kind, Kind::Alter | Kind::Drop)
-                        || (self.kind == Kind::Create
-                            && is_schema_table(table_name)
-                            && column_name.eq_ignore_ascii_case("rowid"));
-                    if internal {
-                        return Ok(());
-                    }
-                    return Err(self.hidden_unless_prefix(
-                        table_name,
-                        format!("reading {table_name} (SQLite's schema) is never allowed"),
-                    ));
-                }
-                if is_uplift_table(table_name) {
-                    return Err(format!("{table_name} is uplift's own table").into());
-                }
-                if self.may_read(table_name) {
-                    return Ok(());
-                }
-                if self.reads_no_table(table_name, true) {
-                    // A recursive common table expression, or a table-valued
-                    // function of the allowed modules (a `pragma_*` one is
-                    // judged again as the PRAGMA it runs).
-                    return Ok(());
-                }
-                let note = self.ownership.not_created_note(table_name);
-                Err(self.hidden_unless_prefix(
-                    table_name,
-                    format!(
-                        "plugin {plugin} may not read table {table_name}{}{note}: declare it in capabilities.read",
-                        via(ctx.accessor),
-                    ),
-                ))
+                // SQLite's own bookkeeping inside CREATE/ALTER/DROP (after
+                // CREATE it only looks up the new row's rowid; ALTER and
+                // DROP cannot contain a query of the hook's own).
+                let internal = matches!(self.kind, Kind::Alter | Kind::Drop)
+                    || (self.kind == Kind::Create
+                        && is_schema_table(table_name)
+                        && column_name.eq_ignore_ascii_case("rowid"));
+                self.check_rows(table_name, Rows::Read, internal, ctx.accessor)
             }
             AuthAction::Insert { table_name }
             | AuthAction::Delete { table_name }
             | AuthAction::Update { table_name, .. } => {
-                if is_schema_table(table_name) || table_name.eq_ignore_ascii_case("sqlite_sequence")
-                {
-                    if self.kind != Kind::Other && self.kind != Kind::Unknown {
-                        return Ok(());
-                    }
-                    return Err(self.hidden_unless_prefix(
-                        table_name,
-                        format!("changing {table_name} (SQLite's schema) is never allowed"),
-                    ));
-                }
-                if is_uplift_table(table_name) {
-                    return Err(format!("{table_name} is uplift's own table").into());
-                }
-                if self.may_write(table_name) {
-                    return Ok(());
-                }
-                let note = self.ownership.not_created_note(table_name);
-                Err(self.hidden_unless_prefix(
-                    table_name,
-                    format!(
-                        "plugin {plugin} may not write table {table_name}{}{note}: declare it in capabilities.write",
-                        via(ctx.accessor),
-                    ),
-                ))
+                let internal = self.kind != Kind::Other && self.kind != Kind::Unknown;
+                self.check_rows(table_name, Rows::Write, internal, ctx.accessor)
             }
             AuthAction::CreateTable { table_name } | AuthAction::CreateTempTable { table_name } => {
                 // SQLite creates its own tables inside a statement: an
@@ -957,6 +905,57 @@ impl Policy {
     }
 
     /// A refusal about `name`, hidden when the hook may not know of it.
+    /// Judges reading or writing the rows of `table`: SQLite's schema only
+    /// by SQLite itself inside a schema change (`internal`), uplift's own
+    /// tables never, the rest as the manifest declares.
+    fn check_rows(
+        &mut self,
+        table: &str,
+        rows: Rows,
+        internal: bool,
+        accessor: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if is_schema_table(table) || table.eq_ignore_ascii_case("sqlite_sequence") {
+            if internal {
+                return Ok(());
+            }
+            let doing = match rows {
+                Rows::Read => "reading",
+                Rows::Write => "changing",
+            };
+            return Err(self.hidden_unless_prefix(
+                table,
+                format!("{doing} {table} (SQLite's schema) is never allowed"),
+            ));
+        }
+        if is_uplift_table(table) {
+            return Err(format!("{table} is uplift's own table").into());
+        }
+        let allowed = match rows {
+            // A recursive common table expression, or a table-valued
+            // function of the allowed modules (a `pragma_*` one is judged
+            // again as the PRAGMA it runs), reads no table.
+            Rows::Read => self.may_read(table) || self.reads_no_table(table, true),
+            Rows::Write => self.may_write(table),
+        };
+        if allowed {
+            return Ok(());
+        }
+        let (verb, list) = match rows {
+            Rows::Read => ("read", "capabilities.read"),
+            Rows::Write => ("write", "capabilities.write"),
+        };
+        let note = self.ownership.not_created_note(table);
+        let plugin = &self.plugin;
+        Err(self.hidden_unless_prefix(
+            table,
+            format!(
+                "plugin {plugin} may not {verb} table {table}{}{note}: declare it in {list}",
+                via(accessor),
+            ),
+        ))
+    }
+
     fn hidden_unless_prefix(&self, name: &str, reason: String) -> Refusal {
         Refusal {
             reason,
@@ -1009,6 +1008,13 @@ pub fn is_sqlite_bookkeeping(name: &str) -> bool {
     ["sqlite_sequence", "sqlite_stat1", "sqlite_stat4"]
         .iter()
         .any(|t| t.eq_ignore_ascii_case(name))
+}
+
+/// Reading or writing a table's rows.
+#[derive(Debug, Clone, Copy)]
+enum Rows {
+    Read,
+    Write,
 }
 
 /// The first `max` words of `sql`: keywords and names (quoted names

@@ -42,9 +42,8 @@ pub struct Status {
     pub data_version: Option<Version>,
     /// The installed release's version.
     pub release_version: Version,
-    /// `up to date`, `upgrade needed`, `not installed`, `data newer than release`
-    /// or `not managed by uplift`.
-    pub state: &'static str,
+    /// Whether an upgrade is needed, and why not.
+    pub state: State,
     /// How many migrations are recorded as applied.
     pub applied: usize,
     /// Pending migrations (file names).
@@ -58,6 +57,48 @@ pub struct Status {
     pub plugins: Vec<PluginState>,
     /// The newest backups (at most three), newest first.
     pub backups: Vec<BackupState>,
+}
+
+/// Where the data stands against the release, for `uplift status`: printed
+/// and serialized as `up to date`, `upgrade needed`, `not installed`,
+/// `data newer than release` or `not managed by uplift`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum State {
+    /// At the release's version, every migration applied.
+    #[serde(rename = "up to date")]
+    UpToDate,
+    /// Older than the release, or a migration is pending.
+    #[serde(rename = "upgrade needed")]
+    UpgradeNeeded,
+    /// No database, or an empty one.
+    #[serde(rename = "not installed")]
+    NotInstalled,
+    /// Newer than the release: a downgrade needs a restore.
+    #[serde(rename = "data newer than release")]
+    DataNewer,
+    /// Tables, but no uplift data version.
+    #[serde(rename = "not managed by uplift")]
+    Unmanaged,
+}
+
+impl State {
+    /// The state in words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::UpToDate => "up to date",
+            State::UpgradeNeeded => "upgrade needed",
+            State::NotInstalled => "not installed",
+            State::DataNewer => "data newer than release",
+            State::Unmanaged => "not managed by uplift",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// A plugin, for `uplift status`.
@@ -107,7 +148,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         database_exists: db_path.exists(),
         data_version: None,
         release_version: release.version.clone(),
-        state: "not installed",
+        state: State::NotInstalled,
         applied: 0,
         pending: release
             .migrations()?
@@ -145,16 +186,16 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
     status.state = match &status.data_version {
         None => {
             if db.has_user_tables()? {
-                "not managed by uplift"
+                State::Unmanaged
             } else {
-                "not installed"
+                State::NotInstalled
             }
         }
-        Some(v) if *v == release.version && status.pending.is_empty() => "up to date",
-        Some(v) if *v > release.version => "data newer than release",
+        Some(v) if *v == release.version && status.pending.is_empty() => State::UpToDate,
+        Some(v) if *v > release.version => State::DataNewer,
         Some(v) => {
             status.hooks = plugins.plan(v, &release.version);
-            "upgrade needed"
+            State::UpgradeNeeded
         }
     };
     Ok(status)
