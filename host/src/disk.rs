@@ -3,10 +3,60 @@
 //! undo them), new files given the owner and mode of what they replace,
 //! SQLite's leftovers beside a database moved aside before a new database
 //! takes its name, and the processes that still have a database open.
+//! Also the error every module reports a failed file-system operation with
+//! ([`IoError`]), and the text of an error with its causes
+//! ([`chain_text`]).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// A file-system operation that failed on a named path. It displays what
+/// was being done and the path ("could not read /srv/app/uplift.toml") and
+/// returns the operating system's error as its source, which the command
+/// line prints after it (": permission denied").
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}", path.display())]
+pub struct IoError {
+    /// What was being done, as the start of a sentence ("could not read").
+    pub what: &'static str,
+    /// The file or folder concerned.
+    pub path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    pub source: io::Error,
+}
+
+/// Turns an [`io::Error`] into an [`IoError`] about `path`, for `map_err`:
+/// `std::fs::read(p).map_err(io_err("could not read", p))`.
+pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> IoError + use<> {
+    let path = path.to_path_buf();
+    move |source| IoError { what, path, source }
+}
+
+/// The text of `err` followed by that of each of its causes, joined with
+/// ": ", a cause whose text is already there left out: the whole of an
+/// error, for a message that embeds another error (whose own message says
+/// what failed, `could not read X`, and whose source says why,
+/// `permission denied`). SQLite's result code, the source of a
+/// [`rusqlite::Error`] that only repeats its message as a number, is left
+/// out.
+pub fn chain_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        if e.is::<rusqlite::ffi::Error>() {
+            break;
+        }
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = e.source();
+    }
+    text
+}
 
 /// Syncs a folder, so that the names created, renamed or removed in it
 /// survive a power cut (a file's own sync does not cover its name).

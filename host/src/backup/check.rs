@@ -119,9 +119,9 @@ pub(crate) fn check(
     level: IntegrityCheck,
     progress: &mut dyn Progress,
 ) -> Result<Option<String>, RestoreError> {
-    let build_err = |source| RestoreError::Build {
+    let build_err = |cause| RestoreError::Build {
         path: target.to_path_buf(),
-        source,
+        cause,
     };
     progress.begin("checking", None, ProgressUnit::Rows);
     release_freed_memory();

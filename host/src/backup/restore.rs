@@ -15,12 +15,13 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
 use super::check;
-use super::files::{self, DumpHeader, VerifyError};
+use super::files::{self, BackupFileError, DumpHeader};
 use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
 use super::{
-    BackupError, BackupFile, BackupKind, BackupOptions, IoFailure, Progress, ProgressUnit, io_err,
+    BackupError, BackupFile, BackupKind, BackupOptions, IoError, Progress, ProgressUnit, io_err,
     sync_dir,
 };
+use crate::disk::chain_text;
 use crate::home::{Home, HomeError};
 
 /// How a restore behaves.
@@ -98,21 +99,21 @@ pub struct RestoreReport {
 /// Why a restore failed. Whatever the error, the home's database is as it
 /// was (a safety backup may have been written).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RestoreError {
-    /// The dump is truncated, corrupt, empty or not a dump.
-    #[error("refusing to restore: {0}; nothing was changed")]
-    Verify(#[from] VerifyError),
+    /// The dump is truncated, corrupt, empty, not a dump or unreadable.
+    #[error("refusing to restore: {}; nothing was changed", chain_text(.0))]
+    Verify(BackupFileError),
     /// The home folder could not be prepared.
     #[error(transparent)]
     Home(#[from] HomeError),
     /// The current database could not be backed up first.
-    #[error("could not back up the current database {} before restoring over it: {source}; nothing was changed (if the database is damaged beyond dumping, move it away and restore again)", database.display())]
+    #[error("could not back up the current database {} before restoring over it: {}; nothing was changed (if the database is damaged beyond dumping, move it away and restore again)", database.display(), chain_text(.cause))]
     SafetyBackup {
         /// The current database.
         database: PathBuf,
-        /// What failed.
-        #[source]
-        source: BackupError,
+        /// What failed (shown in the message, with its causes).
+        cause: BackupError,
     },
     /// The dump contains a statement a dump never needs.
     #[error("refusing to restore {}: line {line} {reason}: {excerpt}; nothing was changed", path.display())]
@@ -127,7 +128,7 @@ pub enum RestoreError {
         excerpt: String,
     },
     /// A statement of the dump failed.
-    #[error("could not restore {}: the statement at line {line} failed: {source}: {excerpt}; nothing was changed", path.display())]
+    #[error("could not restore {}: the statement at line {line} failed: {cause}: {excerpt}; nothing was changed", path.display())]
     Statement {
         /// The dump.
         path: PathBuf,
@@ -135,18 +136,16 @@ pub enum RestoreError {
         line: u64,
         /// The start of the statement.
         excerpt: String,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
+        /// SQLite's error (shown in the message).
+        cause: rusqlite::Error,
     },
     /// The dump's text could not be split into statements.
-    #[error("could not restore {}: {source}; nothing was changed", path.display())]
+    #[error("could not restore {}: {cause}; nothing was changed", path.display())]
     Split {
         /// The dump.
         path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: SplitErrorText,
+        /// What went wrong (shown in the message).
+        cause: SplitError,
     },
     /// The dump ends with `ROLLBACK` (sqlite3 writes that when its dump
     /// failed).
@@ -177,23 +176,23 @@ pub enum RestoreError {
         evidence: String,
     },
     /// Working on the temporary database failed.
-    #[error("could not build the restored database {}: {source}; nothing was changed", path.display())]
+    #[error("could not build the restored database {}: {cause}; nothing was changed", path.display())]
     Build {
         /// The temporary database.
         path: PathBuf,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
+        /// SQLite's error (shown in the message).
+        cause: rusqlite::Error,
     },
     /// A file-system operation failed.
     #[error(transparent)]
-    Io(#[from] IoFailure),
+    Io(#[from] IoError),
 }
 
-/// The text of a [`SplitError`] (kept private to the module).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SplitErrorText(String);
+impl From<BackupFileError> for RestoreError {
+    fn from(err: BackupFileError) -> RestoreError {
+        RestoreError::Verify(err)
+    }
+}
 
 /// Restores `file` over the home's database (`db.sqlite3`), which may not
 /// exist yet (the home folder is created if needed). Does not take the
@@ -242,7 +241,7 @@ pub fn restore(
     let temp = tempfile::Builder::new()
         .prefix(".db.sqlite3.restoring-")
         .tempfile_in(&dir)
-        .map_err(io_err("create a temporary database in", &dir))?;
+        .map_err(io_err("could not create a temporary database in", &dir))?;
     let temp_path = temp.path().to_path_buf();
     // For the progress bar only: a file that cannot be read is reported by
     // the verification.
@@ -285,7 +284,7 @@ pub fn restore(
         (checked, synced)
     });
     let data_version = checked_version?;
-    synced.map_err(io_err("sync", &temp_path))?;
+    synced.map_err(io_err("could not sync", &temp_path))?;
 
     if let (Some(header), Some(restored)) = (&checked.header, &data_version)
         && header.data_version.as_deref() != Some(restored.as_str())
@@ -310,20 +309,21 @@ pub fn restore(
     }
     let owner = match crate::disk::Owner::of(&database) {
         Ok(owner) => owner,
-        Err(_) => {
-            crate::disk::Owner::for_new_file_in(&dir).map_err(io_err("read the owner of", &dir))?
-        }
+        Err(_) => crate::disk::Owner::for_new_file_in(&dir)
+            .map_err(io_err("could not read the owner of", &dir))?,
     };
     owner.apply(&temp_path).map_err(io_err(
-        "give the restored database the owner and mode of",
+        "could not give the restored database the owner and mode of",
         &database,
     ))?;
 
     // Nobody may have the database open while it is replaced: whatever they
     // wrote afterwards would go to the file renamed away, and be lost.
     ensure_unused(&database)?;
-    let set_aside = crate::disk::clear_leftovers(&database)
-        .map_err(io_err("move aside the journal files beside", &database))?;
+    let set_aside = crate::disk::clear_leftovers(&database).map_err(io_err(
+        "could not move aside the journal files beside",
+        &database,
+    ))?;
     for moved in &set_aside {
         warnings.push(format!(
             "{} was left beside the database (by a process that stopped before finishing); it was moved to {}",
@@ -332,7 +332,7 @@ pub fn restore(
         ));
     }
     temp.persist(&database)
-        .map_err(|e| io_err("rename the restored database over", &database)(e.error))?;
+        .map_err(|e| io_err("could not rename the restored database over", &database)(e.error))?;
     // The restore has happened: a folder that cannot be synced now does not
     // undo it, but a power cut before the system writes the folder could.
     if let Err(e) = sync_dir(&dir) {
@@ -377,9 +377,9 @@ fn safety_backup(
         backup_options.compress = options.compress_safety_backup;
         super::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
     })();
-    backup.map_err(|source| RestoreError::SafetyBackup {
+    backup.map_err(|cause| RestoreError::SafetyBackup {
         database: database.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -435,9 +435,9 @@ fn current_journal_mode(database: &Path) -> Option<String> {
 
 /// Puts the (closed, checked) database at `path` into WAL mode, durably.
 fn set_wal_mode(path: &Path) -> Result<(), RestoreError> {
-    let build_err = |source| RestoreError::Build {
+    let build_err = |cause| RestoreError::Build {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let conn = Connection::open(path).map_err(build_err)?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
@@ -631,9 +631,9 @@ fn build(
     options: &RestoreOptions,
     progress: &mut dyn Progress,
 ) -> Result<(u64, u64), RestoreError> {
-    let build_err = |source| RestoreError::Build {
+    let build_err = |cause| RestoreError::Build {
         path: target.to_path_buf(),
-        source,
+        cause,
     };
     let conn = Connection::open(target).map_err(build_err)?;
     // The file is temporary until checked and renamed: no journal, no
@@ -702,17 +702,17 @@ fn build(
             path: path.clone(),
             line,
             excerpt: excerpt(stmt),
-            source,
+            cause: source,
         },
     };
     let split_err = |e: SplitError| match e {
         SplitError::Io(e) => match files::read_failure(dump, compressed, e) {
-            VerifyError::Io(e) => RestoreError::Io(e),
+            BackupFileError::Io(e) => RestoreError::Io(e),
             other => RestoreError::Verify(other),
         },
         other => RestoreError::Split {
             path: dump.to_path_buf(),
-            source: SplitErrorText(other.to_string()),
+            cause: other,
         },
     };
 

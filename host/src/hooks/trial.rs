@@ -29,6 +29,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
+use crate::disk::chain_text;
 use crate::home::HookLimits;
 use crate::hooks::manifest::{self, Capabilities};
 use crate::hooks::runtime::CompileCache;
@@ -69,11 +70,13 @@ pub struct TrialOptions {
 }
 
 /// Why a trial could not run (a hook failing is not one of these: it is in
-/// the report).
+/// the report). Each message says everything, its causes included: none is
+/// returned as a source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrialError {
     /// The component could not be read or has no valid manifest.
-    #[error("{0}")]
+    #[error("{}", chain_text(.0))]
     Plugin(HookError),
     /// `--hook NAME` names no hook of the plugin.
     #[error("plugin {plugin} has no hook {hook:?}; its hooks are: {known}")]
@@ -82,31 +85,41 @@ pub enum TrialError {
         hook: String,
         known: String,
     },
+    /// The database to copy does not exist.
+    #[error("could not copy the database {path} to a temporary file: no such file")]
+    NoDatabase { path: PathBuf },
+    /// The temporary folder for the copy could not be made.
+    #[error("could not copy the database {path} to a temporary file: {cause}")]
+    Scratch {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     /// The database could not be opened or copied.
-    #[error("could not copy the database {path} to a temporary file: {message}")]
-    Copy { path: PathBuf, message: String },
+    #[error("could not copy the database {path} to a temporary file: {cause}")]
+    Copy {
+        path: PathBuf,
+        cause: rusqlite::Error,
+    },
     /// Reading the copy's tables or running the transaction failed.
-    #[error("on the copy of the database: could not {what}: {source}")]
+    #[error("on the copy of the database: could not {what}: {cause}")]
     Database {
         what: String,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The sandbox could not be set up.
-    #[error("{0}")]
+    #[error("{}", chain_text(.0))]
     Engine(HookError),
     /// The release's migrations could not be applied to the copy (the
     /// upgrade would fail the same way): a migration failed, or the copy's
     /// migration history does not match the release.
-    #[error("could not bring the copy to release {version}'s schema: {source}")]
+    #[error("could not bring the copy to release {version}'s schema: {}", chain_text(.cause.as_ref()))]
     Migrations {
         version: Version,
-        #[source]
-        source: Box<UpgradeError>,
+        cause: Box<UpgradeError>,
     },
     /// The transaction on the copy could not begin, or its bookkeeping
     /// failed.
-    #[error("on the copy of the database: {0}")]
+    #[error("on the copy of the database: {}", chain_text(.0))]
     Transaction(UpgradeError),
 }
 
@@ -240,9 +253,9 @@ pub fn run_trial(
         });
     }
 
-    let scratch = tempfile::tempdir().map_err(|e| TrialError::Copy {
+    let scratch = tempfile::tempdir().map_err(|cause| TrialError::Scratch {
         path: opts.db.clone(),
-        message: e.to_string(),
+        cause,
     })?;
     let mut conn = copy_database(&opts.db, &scratch.path().join("copy.sqlite3"))?;
     let collected = crate::hooks::CollectLog::new();
@@ -270,9 +283,9 @@ pub fn run_trial(
         .map_err(TrialError::Transaction)?;
     if let Some(release) = &opts.release {
         let applied = apply_migrations(&mut tx, release, migrated);
-        report.migrations = applied.map_err(|source| TrialError::Migrations {
+        report.migrations = applied.map_err(|cause| TrialError::Migrations {
             version: release.version.clone(),
-            source: Box::new(source),
+            cause: Box::new(cause),
         })?;
     }
     if !planned.is_empty() {
@@ -351,14 +364,13 @@ fn apply_migrations(
 /// Copies `original` (opened read-only) to `copy` with SQLite's online
 /// backup, and opens the copy for writing.
 fn copy_database(original: &Path, copy: &Path) -> Result<Connection, TrialError> {
-    let err = |e: rusqlite::Error| TrialError::Copy {
+    let err = |cause| TrialError::Copy {
         path: original.to_path_buf(),
-        message: e.to_string(),
+        cause,
     };
     if !original.is_file() {
-        return Err(TrialError::Copy {
+        return Err(TrialError::NoDatabase {
             path: original.to_path_buf(),
-            message: "no such file".into(),
         });
     }
     let source = Connection::open_with_flags(
@@ -368,9 +380,9 @@ fn copy_database(original: &Path, copy: &Path) -> Result<Connection, TrialError>
     .map_err(err)?;
     source.backup(rusqlite::MAIN_DB, copy, None).map_err(err)?;
     drop(source);
-    Connection::open(copy).map_err(|e| TrialError::Copy {
+    Connection::open(copy).map_err(|cause| TrialError::Copy {
         path: copy.to_path_buf(),
-        message: e.to_string(),
+        cause,
     })
 }
 
@@ -389,7 +401,7 @@ fn snapshot(
     caps: &Capabilities,
     also: Option<&BTreeMap<String, Rows>>,
 ) -> Result<BTreeMap<String, Rows>, TrialError> {
-    let db_err = |what: String| move |source| TrialError::Database { what, source };
+    let db_err = |what: String| move |cause| TrialError::Database { what, cause };
     let mut stmt = conn
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
