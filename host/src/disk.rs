@@ -365,6 +365,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_io_error_says_what_and_where_and_returns_why() {
+        let denied = io::Error::new(io::ErrorKind::PermissionDenied, "permission denied");
+        let err = io_err("could not read", Path::new("/srv/uplift.toml"))(denied);
+        assert_eq!(err.to_string(), "could not read /srv/uplift.toml");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("permission denied"));
+        assert_eq!(
+            chain_text(&err),
+            "could not read /srv/uplift.toml: permission denied"
+        );
+    }
+
+    #[test]
+    fn the_chain_text_of_a_sqlite_error_leaves_out_its_result_code() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let err = conn.execute_batch("SELECT * FROM missing").unwrap_err();
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        assert_eq!(chain_text(&err), err.to_string());
+    }
+
+    #[test]
     fn leftovers_that_may_hold_data_are_set_aside_and_the_rest_removed() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite3");

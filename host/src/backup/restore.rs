@@ -337,8 +337,9 @@ pub fn restore(
     // undo it, but a power cut before the system writes the folder could.
     if let Err(e) = sync_dir(&dir) {
         warnings.push(format!(
-            "the restored database is in place, but {e}: until the system writes the folder out, \
-             a power cut could bring the old database back (run `sync`)"
+            "the restored database is in place, but {}: until the system writes the folder out, \
+             a power cut could bring the old database back (run `sync`)",
+            chain_text(&e)
         ));
     }
 

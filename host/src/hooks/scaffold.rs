@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use uplift_contract::names;
 
-use crate::disk::{IoError, io_err};
+use crate::disk::{IoError, chain_text, io_err};
 
 const RUST_CARGO_TOML: &str = include_str!("templates/rust-Cargo.toml");
 const RUST_LIB_RS: &str = include_str!("templates/rust-lib.rs");
@@ -190,9 +190,16 @@ pub enum ScaffoldError {
     /// The target exists and is not a folder.
     #[error("{} exists and is not a folder: choose another one with --dir", .0.display())]
     NotAFolder(PathBuf),
-    /// A file or folder could not be read or written.
-    #[error(transparent)]
-    Io(#[from] IoError),
+    /// A file or folder could not be read or written. The message says
+    /// why too (the command line prints it alone).
+    #[error("{}", chain_text(.0))]
+    Io(IoError),
+}
+
+impl From<IoError> for ScaffoldError {
+    fn from(err: IoError) -> ScaffoldError {
+        ScaffoldError::Io(err)
+    }
 }
 
 /// The table prefix a plugin called `name` owns: `name_` with `-` as `_`.
