@@ -3,10 +3,35 @@
 //! undo them), new files given the owner and mode of what they replace,
 //! SQLite's leftovers beside a database moved aside before a new database
 //! takes its name, and the processes that still have a database open.
+//! Also the error every module reports a failed file-system operation with
+//! ([`IoError`]).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// A file-system operation that failed on a named path. It displays what
+/// was being done and the path ("could not read /srv/app/uplift.toml") and
+/// returns the operating system's error as its source, which the command
+/// line prints after it (": permission denied").
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}", path.display())]
+pub struct IoError {
+    /// What was being done, as the start of a sentence ("could not read").
+    pub what: &'static str,
+    /// The file or folder concerned.
+    pub path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    pub source: io::Error,
+}
+
+/// Turns an [`io::Error`] into an [`IoError`] about `path`, for `map_err`:
+/// `std::fs::read(p).map_err(io_err("could not read", p))`.
+pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> IoError + use<> {
+    let path = path.to_path_buf();
+    move |source| IoError { what, path, source }
+}
 
 /// Syncs a folder, so that the names created, renamed or removed in it
 /// survive a power cut (a file's own sync does not cover its name).
@@ -313,6 +338,20 @@ pub(crate) fn database_files(database: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::chain_text;
+
+    #[test]
+    fn an_io_error_says_what_and_where_and_returns_why() {
+        let denied = io::Error::new(io::ErrorKind::PermissionDenied, "permission denied");
+        let err = io_err("could not read", Path::new("/srv/uplift.toml"))(denied);
+        assert_eq!(err.to_string(), "could not read /srv/uplift.toml");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("permission denied"));
+        assert_eq!(
+            chain_text(&err),
+            "could not read /srv/uplift.toml: permission denied"
+        );
+    }
 
     #[test]
     fn leftovers_that_may_hold_data_are_set_aside_and_the_rest_removed() {

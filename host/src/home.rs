@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::disk::{IoError, io_err};
+
 /// Errors about the home folder itself.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HomeError {
     /// No `--home`, no `UPLIFT_HOME` and no home directory to default to.
     #[error("no home folder given and $HOME is not set: pass --home DIR or set UPLIFT_HOME")]
@@ -34,14 +37,12 @@ pub enum HomeError {
     /// `uplift.toml` exists but is not valid.
     #[error("invalid settings file {path}: {message}; fix or remove it")]
     Settings { path: PathBuf, message: String },
+    /// A `[hooks]` limit in `uplift.toml` is out of its range.
+    #[error("invalid settings file {path}: {limit}; fix or remove it")]
+    Limit { path: PathBuf, limit: InvalidLimit },
     /// A file-system operation failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 fn holder_text(pid: &Option<u32>) -> String {
@@ -62,15 +63,9 @@ fn users_text(users: &[(u32, String)]) -> String {
     list.join(", ")
 }
 
-fn io_error<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> HomeError + 'a {
-    move |source| HomeError::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
-    }
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HomeError {
+    let to_io = io_err(what, path);
+    move |source| HomeError::Io(to_io(source))
 }
 
 /// An installation's data folder. Creating the value touches nothing on disk.
@@ -203,10 +198,10 @@ impl Home {
                         path: path.clone(),
                         message,
                     })?;
-                settings.hooks.validate().map_err(|e| HomeError::Settings {
-                    path,
-                    message: e.to_string(),
-                })?;
+                settings
+                    .hooks
+                    .validate()
+                    .map_err(|limit| HomeError::Limit { path, limit })?;
                 Ok(settings)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
@@ -372,11 +367,11 @@ impl HomeLock {
             flags >= 0 && libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == 0
         };
         if !ok {
-            return Err(HomeError::Io {
+            return Err(HomeError::Io(IoError {
                 what: "could not keep the home's lock for the application",
                 path: PathBuf::new(),
                 source: std::io::Error::last_os_error(),
-            });
+            }));
         }
         // The descriptor must stay open for the program that replaces this
         // process.

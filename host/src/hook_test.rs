@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::backup::{NoProgress, Progress};
 use crate::engine::sqlite::SqliteDatabase;
 use crate::engine::{Database, EngineError, Rows, TableRows};
+use crate::errors::chain_text;
 use crate::home::{HookLimits, MigrationSettings};
 use crate::hooks::manifest::{self, Capabilities};
 use crate::hooks::runtime::CompileCache;
@@ -70,11 +71,13 @@ pub struct TrialOptions {
 }
 
 /// Why a trial could not run (a hook failing is not one of these: it is in
-/// the report).
+/// the report). Each message says everything, its causes included: none is
+/// returned as a source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrialError {
     /// The component could not be read or has no valid manifest.
-    #[error("{0}")]
+    #[error("{}", chain_text(.0))]
     Plugin(HookError),
     /// `--hook NAME` names no hook of the plugin.
     #[error("plugin {plugin} has no hook {hook:?}; its hooks are: {known}")]
@@ -83,31 +86,35 @@ pub enum TrialError {
         hook: String,
         known: String,
     },
-    /// The database could not be opened or copied.
-    #[error("could not copy the database {path} to a temporary file: {message}")]
-    Copy { path: PathBuf, message: String },
-    /// Reading the copy's tables or running the transaction failed.
-    #[error("on the copy of the database: could not {what}: {source}")]
-    Database {
-        what: String,
-        #[source]
-        source: EngineError,
+    /// The database to copy does not exist.
+    #[error("could not copy the database {path} to a temporary file: no such file")]
+    NoDatabase { path: PathBuf },
+    /// The temporary folder for the copy could not be made.
+    #[error("could not copy the database {path} to a temporary file: {cause}")]
+    Scratch {
+        path: PathBuf,
+        cause: std::io::Error,
     },
+    /// The database could not be opened or copied.
+    #[error("could not copy the database {path} to a temporary file: {cause}")]
+    Copy { path: PathBuf, cause: EngineError },
+    /// Reading the copy's tables or running the transaction failed.
+    #[error("on the copy of the database: could not {what}: {cause}")]
+    Database { what: String, cause: EngineError },
     /// The sandbox could not be set up.
-    #[error("{0}")]
+    #[error("{}", chain_text(.0))]
     Engine(HookError),
     /// The release's migrations could not be applied to the copy (the
     /// upgrade would fail the same way): a migration failed, or the copy's
     /// migration history does not match the release.
-    #[error("could not bring the copy to release {version}'s schema: {source}")]
+    #[error("could not bring the copy to release {version}'s schema: {}", chain_text(.cause.as_ref()))]
     Migrations {
         version: Version,
-        #[source]
-        source: Box<UpgradeError>,
+        cause: Box<UpgradeError>,
     },
     /// The transaction on the copy could not begin, or its bookkeeping
     /// failed.
-    #[error("on the copy of the database: {0}")]
+    #[error("on the copy of the database: {}", chain_text(.0))]
     Transaction(UpgradeError),
 }
 
@@ -241,9 +248,9 @@ pub fn run_trial(
         });
     }
 
-    let scratch = tempfile::tempdir().map_err(|e| TrialError::Copy {
+    let scratch = tempfile::tempdir().map_err(|cause| TrialError::Scratch {
         path: opts.db.clone(),
-        message: e.to_string(),
+        cause,
     })?;
     let mut db = copy_database(&opts.db, &scratch.path().join("copy.sqlite3"))?;
     let collected = crate::hooks::CollectLog::new();
@@ -269,9 +276,9 @@ pub fn run_trial(
     }
     let migrations = match &opts.release {
         Some(release) => {
-            pending_migrations(&db, release).map_err(|source| TrialError::Migrations {
+            pending_migrations(&db, release).map_err(|cause| TrialError::Migrations {
                 version: release.version.clone(),
-                source: Box::new(source),
+                cause: Box::new(cause),
             })?
         }
         None => Vec::new(),
@@ -306,12 +313,12 @@ pub fn run_trial(
                 .as_ref()
                 .map_or(&opts.to, |r| &r.version)
                 .clone(),
-            source: Box::new(err),
+            cause: Box::new(err),
         },
         UpgradeError::Hook(err) => TrialError::Engine(err),
-        UpgradeError::Database(source) => TrialError::Database {
+        UpgradeError::Database(cause) => TrialError::Database {
             what: "read the tables the plugin may write".into(),
-            source,
+            cause,
         },
         other => TrialError::Transaction(other),
     })?;
@@ -406,14 +413,13 @@ impl Observer for TrialObserver<'_> {
 /// Copies `original` (opened read-only) to `copy`, and opens the copy.
 fn copy_database(original: &Path, copy: &Path) -> Result<SqliteDatabase, TrialError> {
     if !original.is_file() {
-        return Err(TrialError::Copy {
+        return Err(TrialError::NoDatabase {
             path: original.to_path_buf(),
-            message: "no such file".into(),
         });
     }
-    SqliteDatabase::copy_of(original, copy).map_err(|e| TrialError::Copy {
+    SqliteDatabase::copy_of(original, copy).map_err(|cause| TrialError::Copy {
         path: original.to_path_buf(),
-        message: e.to_string(),
+        cause,
     })
 }
 

@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod disk;
 mod engine;
+mod errors;
 pub mod home;
 pub mod hook_test;
 pub mod hooks;

@@ -16,6 +16,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::backup::NoProgress;
+use crate::errors::chain_text;
 use crate::home::Home;
 use crate::hooks::PluginSet;
 use crate::release::{Release, ReleaseError};
@@ -23,9 +24,11 @@ use crate::upgrade::error::UpgradeError;
 use crate::upgrade::{self, Reporter, UpgradeOptions};
 use crate::version::Version;
 
-/// Why verification could not run (as opposed to finding differences).
+/// Why `verify-paths` could not verify the upgrade paths (as opposed to
+/// finding that a path leads to a different schema).
 #[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
+#[non_exhaustive]
+pub enum PathsError {
     /// A release folder is invalid.
     #[error(transparent)]
     Release(#[from] ReleaseError),
@@ -49,16 +52,27 @@ pub enum VerifyError {
     #[error("verify-paths needs at least two release folders, got {0}")]
     TooFew(usize),
     /// Scratch space could not be made.
-    #[error("could not create a scratch folder: {0}")]
-    Scratch(std::io::Error),
+    #[error("could not create a scratch folder")]
+    Scratch(#[source] std::io::Error),
     /// A release's plugins could not be read.
     #[error(transparent)]
     Plugins(#[from] crate::hooks::HookError),
-    /// A fixture file failed.
-    #[error("fixture {path} failed: {message}")]
-    Fixture { path: PathBuf, message: String },
+    /// A fixture file could not be read.
+    #[error("fixture {path} failed")]
+    FixtureUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A fixture file's SQL failed.
+    #[error("fixture {path} failed: {cause}")]
+    Fixture {
+        path: PathBuf,
+        /// SQLite's error (shown in the message).
+        cause: rusqlite::Error,
+    },
     /// SQLite failed while reading a schema.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
 }
 
@@ -88,9 +102,9 @@ impl PathReport {
 pub fn verify_paths(
     release_dirs: &[PathBuf],
     progress: &mut dyn FnMut(&PathReport),
-) -> Result<Vec<PathReport>, VerifyError> {
+) -> Result<Vec<PathReport>, PathsError> {
     let releases = load_releases(release_dirs)?;
-    let scratch = tempfile::tempdir().map_err(VerifyError::Scratch)?;
+    let scratch = tempfile::tempdir().map_err(PathsError::Scratch)?;
     let owned = owned_prefixes(&releases, &Home::new(scratch.path().join("plugins")))?;
     let mut reports = Vec::new();
     let mut fresh: BTreeMap<usize, Result<Schema, String>> = BTreeMap::new();
@@ -99,7 +113,7 @@ pub fn verify_paths(
         let fresh_schema = fresh.entry(j).or_insert_with(|| {
             let home = Home::new(scratch.path().join(format!("fresh-{j}")));
             install(&home, target)
-                .map_err(|e| e.to_string())
+                .map_err(|e| chain_text(&e))
                 .and_then(|()| Schema::read(&home.db_path()).map_err(|e| e.to_string()))
                 .map(|schema| schema.without_prefixes(&owned))
         });
@@ -143,7 +157,7 @@ pub fn verify_paths(
 
 /// The table prefixes plugins of any of the releases own: their tables are
 /// created by hooks, which run on upgrades only, so they are not compared.
-fn owned_prefixes(releases: &[Release], scratch: &Home) -> Result<Vec<String>, VerifyError> {
+fn owned_prefixes(releases: &[Release], scratch: &Home) -> Result<Vec<String>, PathsError> {
     let mut prefixes = Vec::new();
     for release in releases {
         let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, scratch)?;
@@ -158,9 +172,9 @@ fn owned_prefixes(releases: &[Release], scratch: &Home) -> Result<Vec<String>, V
     Ok(prefixes)
 }
 
-fn load_releases(dirs: &[PathBuf]) -> Result<Vec<Release>, VerifyError> {
+fn load_releases(dirs: &[PathBuf]) -> Result<Vec<Release>, PathsError> {
     if dirs.len() < 2 {
-        return Err(VerifyError::TooFew(dirs.len()));
+        return Err(PathsError::TooFew(dirs.len()));
     }
     let mut releases = dirs
         .iter()
@@ -169,14 +183,14 @@ fn load_releases(dirs: &[PathBuf]) -> Result<Vec<Release>, VerifyError> {
     releases.sort_by(|a, b| a.version.cmp(&b.version));
     for pair in releases.windows(2) {
         if pair[0].version == pair[1].version {
-            return Err(VerifyError::DuplicateVersion {
+            return Err(PathsError::DuplicateVersion {
                 version: pair[1].version.clone(),
                 first: pair[0].dir.clone(),
                 second: pair[1].dir.clone(),
             });
         }
         if pair[0].app != pair[1].app {
-            return Err(VerifyError::MixedApps {
+            return Err(PathsError::MixedApps {
                 path: pair[1].dir.clone(),
                 found: pair[1].app.clone(),
                 expected: pair[0].app.clone(),
@@ -199,8 +213,9 @@ fn install(home: &Home, release: &Release) -> Result<(), UpgradeError> {
 /// Fresh install at `origin`, its fixtures, then a direct upgrade to
 /// `target`; returns the resulting schema.
 fn upgrade_path(home: &Home, origin: &Release, target: &Release) -> Result<Schema, String> {
-    install(home, origin).map_err(|e| format!("install of {} failed: {e}", origin.version))?;
-    load_fixtures(&home.db_path(), origin).map_err(|e| e.to_string())?;
+    install(home, origin)
+        .map_err(|e| format!("install of {} failed: {}", origin.version, chain_text(&e)))?;
+    load_fixtures(&home.db_path(), origin).map_err(|e| chain_text(&e))?;
     upgrade::upgrade(
         home,
         target,
@@ -209,8 +224,10 @@ fn upgrade_path(home: &Home, origin: &Release, target: &Release) -> Result<Schem
     )
     .map_err(|e| {
         format!(
-            "upgrade {} -> {} failed: {e}",
-            origin.version, target.version
+            "upgrade {} -> {} failed: {}",
+            origin.version,
+            target.version,
+            chain_text(&e)
         )
     })?;
     let schema = Schema::read(&home.db_path()).map_err(|e| e.to_string())?;
@@ -226,7 +243,7 @@ fn upgrade_path(home: &Home, origin: &Release, target: &Release) -> Result<Schem
 
 /// Runs `<release>/fixtures/*.sql` in name order: the sample data an
 /// application ships so that paths are tested with rows in the tables.
-pub fn load_fixtures(db: &Path, release: &Release) -> Result<usize, VerifyError> {
+pub fn load_fixtures(db: &Path, release: &Release) -> Result<usize, PathsError> {
     let dir = release.dir.join("fixtures");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
@@ -238,14 +255,16 @@ pub fn load_fixtures(db: &Path, release: &Release) -> Result<usize, VerifyError>
     files.sort();
     let conn = Connection::open(db)?;
     for path in &files {
-        let sql = std::fs::read_to_string(path).map_err(|e| VerifyError::Fixture {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        conn.execute_batch(&sql).map_err(|e| VerifyError::Fixture {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let sql =
+            std::fs::read_to_string(path).map_err(|source| PathsError::FixtureUnreadable {
+                path: path.clone(),
+                source,
+            })?;
+        conn.execute_batch(&sql)
+            .map_err(|cause| PathsError::Fixture {
+                path: path.clone(),
+                cause,
+            })?;
     }
     Ok(files.len())
 }

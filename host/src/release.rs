@@ -14,10 +14,12 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::version::Version;
+use crate::disk::{IoError, io_err};
+use crate::version::{Version, VersionError};
 
 /// Problems with a release folder. Each names the file concerned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReleaseError {
     /// No release was given.
     #[error(
@@ -29,19 +31,19 @@ pub enum ReleaseError {
         "{path} not found: is this the installed release's folder? (it must hold release.toml)"
     )]
     Missing { path: PathBuf },
-    /// A file could not be read.
-    #[error("could not read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file or folder could not be read.
+    #[error(transparent)]
+    Read(#[from] IoError),
     /// `release.toml` is not valid TOML or lacks a field.
     #[error("invalid {path}: {message}")]
     Manifest { path: PathBuf, message: String },
     /// The `version` field does not parse.
-    #[error("invalid {path}: field `version`: {message}")]
-    Version { path: PathBuf, message: String },
+    #[error("invalid {path}: field `version`")]
+    Version {
+        path: PathBuf,
+        #[source]
+        source: VersionError,
+    },
     /// A file in `migrations/` is not named `NNNN_name.sql`.
     #[error(
         "migration file {path} is not named NNNN_name.sql (digits, an underscore, a name, .sql): rename it"
@@ -56,8 +58,12 @@ pub enum ReleaseError {
     },
     /// A migration does not apply to an empty database (or SQLite could not
     /// open one in memory), so the release's schema is unknown.
-    #[error("migration {path} does not apply to an empty database: {message}")]
-    Schema { path: PathBuf, message: String },
+    #[error("migration {path} does not apply to an empty database: {cause}")]
+    Schema {
+        path: PathBuf,
+        /// SQLite's error (shown in the message).
+        cause: rusqlite::Error,
+    },
 }
 
 /// `release.toml` as written.
@@ -128,9 +134,9 @@ impl Release {
             path: toml_path.clone(),
             message: e.message().to_string(),
         })?;
-        let version = Version::parse(&parsed.version).map_err(|e| ReleaseError::Version {
+        let version = Version::parse(&parsed.version).map_err(|source| ReleaseError::Version {
             path: toml_path.clone(),
-            message: e.to_string(),
+            source,
         })?;
         if parsed.app.trim().is_empty() {
             return Err(ReleaseError::Manifest {
@@ -179,10 +185,7 @@ impl Release {
     pub fn schema_tables(&self) -> Result<Vec<String>, ReleaseError> {
         let failed = |path: &Path| {
             let path = path.to_path_buf();
-            move |e: rusqlite::Error| ReleaseError::Schema {
-                path,
-                message: e.to_string(),
-            }
+            move |cause: rusqlite::Error| ReleaseError::Schema { path, cause }
         };
         let conn = rusqlite::Connection::open_in_memory().map_err(failed(&self.dir))?;
         for migration in self.migrations()? {
@@ -213,9 +216,9 @@ impl Release {
             path: toml_path.clone(),
             message: e.message().to_string(),
         })?;
-        Version::parse(&parsed.version).map_err(|e| ReleaseError::Version {
+        Version::parse(&parsed.version).map_err(|source| ReleaseError::Version {
             path: toml_path,
-            message: e.to_string(),
+            source,
         })
     }
 }
@@ -227,10 +230,7 @@ fn read_to_string(path: &Path) -> Result<String, ReleaseError> {
                 path: path.to_path_buf(),
             }
         } else {
-            ReleaseError::Read {
-                path: path.to_path_buf(),
-                source,
-            }
+            ReleaseError::Read(io_err("could not read", path)(source))
         }
     })
 }
@@ -241,19 +241,11 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ReleaseError::Read {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
+        Err(source) => return Err(io_err("could not read", dir)(source).into()),
     };
     let mut by_id: BTreeMap<u32, Migration> = BTreeMap::new();
     for entry in entries {
-        let entry = entry.map_err(|source| ReleaseError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let entry = entry.map_err(io_err("could not read", dir))?;
         let path = entry.path();
         let file_name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = migration_stem(&file_name, &path)? else {
@@ -261,10 +253,7 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
         };
         let (id, name) = parse_migration_name(stem)
             .ok_or_else(|| ReleaseError::MigrationName { path: path.clone() })?;
-        let bytes = std::fs::read(&path).map_err(|source| ReleaseError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(&path).map_err(io_err("could not read", &path))?;
         let sql = String::from_utf8(bytes.clone()).map_err(|_| ReleaseError::Manifest {
             path: path.clone(),
             message: "not UTF-8 text".into(),

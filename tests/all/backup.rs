@@ -10,8 +10,8 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use sha2::{Digest, Sha256};
 use uplift::backup::{
-    self, BackupKind, BackupOptions, BackupStatus, NoProgress, RestoreError, RestoreOptions,
-    VerifyError,
+    self, BackupFileError, BackupKind, BackupOptions, BackupStatus, NoProgress, RestoreError,
+    RestoreOptions,
 };
 use uplift::home::Home;
 
@@ -746,7 +746,7 @@ fn restore_refuses_a_truncated_dump() {
         std::fs::write(&dump, &text[..cut]).unwrap();
         let err = restore_file(&home, &dump).unwrap_err();
         assert!(
-            matches!(err, RestoreError::Verify(VerifyError::Truncated { .. })),
+            matches!(err, RestoreError::Verify(BackupFileError::Truncated { .. })),
             "{err}"
         );
         assert!(
@@ -767,7 +767,7 @@ fn restore_refuses_a_dump_with_one_byte_changed() {
         std::fs::write(&dump, &text).unwrap();
         let err = restore_file(&home, &dump).unwrap_err();
         assert!(
-            matches!(err, RestoreError::Verify(VerifyError::Corrupt { .. })),
+            matches!(err, RestoreError::Verify(BackupFileError::Corrupt { .. })),
             "{err}"
         );
         assert_untouched(&home, &bytes, &[]);
@@ -790,12 +790,12 @@ fn a_dump_that_does_not_verify_is_refused_in_a_home_without_a_database_too() {
         let err = restore_file(&home, &dump).unwrap_err();
         if truncated {
             assert!(
-                matches!(err, RestoreError::Verify(VerifyError::Truncated { .. })),
+                matches!(err, RestoreError::Verify(BackupFileError::Truncated { .. })),
                 "{err}"
             );
         } else {
             assert!(
-                matches!(err, RestoreError::Verify(VerifyError::Corrupt { .. })),
+                matches!(err, RestoreError::Verify(BackupFileError::Corrupt { .. })),
                 "{err}"
             );
         }
@@ -837,7 +837,7 @@ fn restore_refuses_empty_and_foreign_files() {
     .unwrap();
     let err = restore_file(&home, &file).unwrap_err();
     assert!(
-        matches!(err, RestoreError::Verify(VerifyError::Truncated { .. })),
+        matches!(err, RestoreError::Verify(BackupFileError::Truncated { .. })),
         "{err}"
     );
     assert_untouched(&home, &bytes, &[]);

@@ -45,12 +45,32 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::dump::quote_ident;
+use super::error::RestoreError;
 use super::indexes::{self, Fingerprint, Held, Indexed, Keys};
-use super::restore::{IntegrityCheck, RestoreError};
 use super::{Progress, ProgressUnit};
+use crate::engine::MetaError;
 use crate::engine::sqlite::meta;
-use crate::engine::{MetaError, chain_text};
+use crate::engine::sqlite::sql::quote_ident;
+use crate::errors::chain_text;
+
+/// The check run on a restored database (always followed by
+/// `PRAGMA foreign_key_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntegrityCheck {
+    /// Everything `PRAGMA integrity_check` verifies, including that every
+    /// index holds exactly its table's rows. It runs in pieces on several
+    /// cores: `PRAGMA quick_check` of the whole file beside the
+    /// verification of each table's indexes (by fingerprints of its rows
+    /// and of each index, or `PRAGMA integrity_check(T)` for the tables
+    /// fingerprints do not cover), which together cover the whole check.
+    #[default]
+    Full,
+    /// `PRAGMA quick_check`: b-tree structure, page accounting, record
+    /// formats, NOT NULL and CHECK constraints, in O(N); it skips comparing
+    /// index contents with table rows, which the restore itself built from
+    /// those rows with `CREATE INDEX` moments before.
+    Quick,
+}
 
 /// The most threads a check uses.
 pub(crate) const MAX_WORKERS: usize = 2;
@@ -120,9 +140,9 @@ pub(crate) fn check(
     level: IntegrityCheck,
     progress: &mut dyn Progress,
 ) -> Result<Option<String>, RestoreError> {
-    let build_err = |source| RestoreError::Build {
+    let build_err = |cause| RestoreError::Build {
         path: target.to_path_buf(),
-        source,
+        cause,
     };
     progress.begin("checking", None, ProgressUnit::Rows);
     release_freed_memory();

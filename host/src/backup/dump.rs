@@ -12,9 +12,11 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use sha2::{Digest, Sha256};
 
+use super::error::BackupError;
 use super::files::{self, DumpHeader, TRAILER_PREFIX};
-use super::{BackupKind, FORMAT_VERSION, IoFailure, Progress, ProgressUnit, io_err, sync_dir};
+use super::{BackupKind, FORMAT_VERSION, Progress, ProgressUnit, io_err, sync_dir};
 use crate::engine::sqlite::meta;
+use crate::engine::sqlite::sql::quote_ident;
 
 /// Bytes of SQL text gathered before they are hashed and written.
 const CHUNK: usize = 1 << 20;
@@ -72,43 +74,6 @@ pub struct BackupFile {
     pub rows: u64,
 }
 
-/// Why a backup could not be made. Whatever the error, no backup file was
-/// left behind and the database was only read.
-#[derive(Debug, thiserror::Error)]
-pub enum BackupError {
-    /// A file-system operation failed (full disk, file-size limit,
-    /// permissions...).
-    #[error(transparent)]
-    Io(#[from] IoFailure),
-    /// Reading the database failed.
-    #[error("could not read the database ({what}): {source}")]
-    Sqlite {
-        /// What was being read.
-        what: String,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// uplift's bookkeeping in the database could not be read.
-    #[error("could not read the data version: {0}")]
-    Meta(#[from] crate::engine::MetaError),
-    /// The file just written did not verify: the disk or the file system
-    /// returned something else than what was written.
-    #[error("the backup just written to {} does not verify ({reason}); it was removed, check the disk", path.display())]
-    NotVerified {
-        /// The temporary file.
-        path: PathBuf,
-        /// What verification found.
-        reason: String,
-    },
-    /// Every candidate name for the file was taken.
-    #[error("could not find a free file name for the backup in {}", dir.display())]
-    NoFreeName {
-        /// The destination folder.
-        dir: PathBuf,
-    },
-}
-
 fn sql_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> BackupError {
     let what = what.into();
     move |source| BackupError::Sqlite { what, source }
@@ -143,11 +108,13 @@ pub fn write_backup(
     options: &BackupOptions,
     progress: &mut dyn Progress,
 ) -> Result<BackupFile, BackupError> {
-    if crate::disk::create_dir_durably(dir).map_err(io_err("create backup folder", dir))? {
+    if crate::disk::create_dir_durably(dir)
+        .map_err(io_err("could not create backup folder", dir))?
+    {
         // A backups folder made by root in a service user's home stays the
         // service user's.
         crate::disk::hand_to_home_owner(crate::disk::parent_of(dir), dir)
-            .map_err(io_err("give its folder's owner", dir))?;
+            .map_err(io_err("could not give its folder's owner", dir))?;
     }
     let snapshot = Snapshot::begin(conn)?;
     let result = write_in_snapshot(conn, dir, options, progress);
@@ -253,15 +220,15 @@ fn write_in_snapshot(
         .prefix(".uplift-backup-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(io_err("create a temporary file in", dir))?;
+        .map_err(io_err("could not create a temporary file in", dir))?;
     let temp_path = temp.path().to_path_buf();
     let file = temp
         .as_file()
         .try_clone()
-        .map_err(io_err("open", &temp_path))?;
+        .map_err(io_err("could not open", &temp_path))?;
     let sink = if options.compress {
         let encoder = zstd::stream::write::Encoder::new(file, 3)
-            .map_err(io_err("compress into", &temp_path))?;
+            .map_err(io_err("could not compress into", &temp_path))?;
         Sink::Zstd(encoder)
     } else {
         Sink::Plain(file)
@@ -283,7 +250,10 @@ fn write_in_snapshot(
         .and_then(|rows| out.flush().map(|()| rows));
         out.tx = None;
         let written = writer.join().unwrap_or_else(|_| {
-            Err(io_err("write", &temp_path)(io::Error::other("the writer thread panicked")).into())
+            Err(io_err("could not write", &temp_path)(io::Error::other(
+                "the writer thread panicked",
+            ))
+            .into())
         });
         let (hasher, mut sink, mut text_size) = written?;
         let rows = generated?;
@@ -292,11 +262,13 @@ fn write_in_snapshot(
         trailer.extend_from_slice(sha256.as_bytes());
         trailer.push(b'\n');
         sink.write_all(&trailer)
-            .map_err(io_err("write", &temp_path))?;
+            .map_err(io_err("could not write", &temp_path))?;
         text_size += trailer.len() as u64;
         Ok::<_, BackupError>((rows, sha256, text_size, sink))
     })?;
-    let file = sink.finish().map_err(io_err("write", &temp_path))?;
+    let file = sink
+        .finish()
+        .map_err(io_err("could not write", &temp_path))?;
     progress.end();
 
     // The sync (writing the whole file out) and the verification (reading
@@ -314,17 +286,17 @@ fn write_in_snapshot(
             .unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked")));
         (synced, verified)
     });
-    synced.map_err(io_err("sync", &temp_path))?;
+    synced.map_err(io_err("could not sync", &temp_path))?;
     verified?;
     drop(file);
 
     let size = std::fs::metadata(&temp_path)
-        .map_err(io_err("read", &temp_path))?
+        .map_err(io_err("could not read", &temp_path))?
         .len();
     // A backup made by root in a service user's home stays readable by
     // the service user (it is theirs to restore).
     crate::disk::hand_to_home_owner(dir, &temp_path)
-        .map_err(io_err("give its folder's owner", &temp_path))?;
+        .map_err(io_err("could not give its folder's owner", &temp_path))?;
     let path = persist(temp, dir, &header, options.compress)?;
     sync_dir(dir)?;
     Ok(BackupFile {
@@ -347,12 +319,12 @@ fn verify_written(
     let checked =
         files::verify_with_progress(path, progress).map_err(|e| BackupError::NotVerified {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            failure: Some(e),
         })?;
     if checked.sha256.as_deref() != Some(sha256) {
         return Err(BackupError::NotVerified {
             path: path.to_path_buf(),
-            reason: "the checksum read back differs from the one written".into(),
+            failure: None,
         });
     }
     Ok(())
@@ -472,7 +444,7 @@ fn generate(
         out.buf,
         "PRAGMA user_version={user_version};\nPRAGMA application_id={application_id};\nCOMMIT;\n"
     )
-    .map_err(io_err("write", &out.path))?;
+    .map_err(io_err("could not write", &out.path))?;
 
     Ok(rows)
 }
@@ -498,7 +470,7 @@ fn persist(
             Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => temp = e.file,
             Err(e) => {
                 let temp_path = e.file.path().to_path_buf();
-                return Err(io_err("rename", temp_path)(e.error).into());
+                return Err(io_err("could not rename", &temp_path)(e.error).into());
             }
         }
     }
@@ -661,20 +633,6 @@ fn dump_rows(
     }
     progress.update(*rows_done, *rows_done);
     Ok(())
-}
-
-/// Quotes an SQL identifier: `"name"` with inner quotes doubled.
-pub(crate) fn quote_ident(name: &str) -> String {
-    let mut s = String::with_capacity(name.len() + 2);
-    s.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            s.push('"');
-        }
-        s.push(c);
-    }
-    s.push('"');
-    s
 }
 
 /// Appends one value as an SQL literal that evaluates to exactly it.
@@ -880,7 +838,10 @@ impl Out {
         match sent {
             Some(Ok(())) => Ok(()),
             // The writer stopped on an error, which the caller reports.
-            _ => Err(io_err("write", &self.path)(io::Error::other("the writer stopped")).into()),
+            _ => Err(
+                io_err("could not write", &self.path)(io::Error::other("the writer stopped"))
+                    .into(),
+            ),
         }
     }
 }
@@ -896,7 +857,8 @@ fn write_chunks(
     let mut bytes = 0u64;
     for mut chunk in rx {
         hasher.update(&chunk);
-        sink.write_all(&chunk).map_err(io_err("write", path))?;
+        sink.write_all(&chunk)
+            .map_err(io_err("could not write", path))?;
         bytes += chunk.len() as u64;
         chunk.clear();
         let _ = free.send(chunk);

@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use super::{
-    BackupError, BackupKind, FORMAT_VERSION, IoFailure, NoProgress, Progress, ProgressUnit, io_err,
-};
+use super::error::{BackupError, BackupFileError};
+use super::{BackupKind, FORMAT_VERSION, IoError, NoProgress, Progress, ProgressUnit, io_err};
 use crate::version::Version;
 
 /// The first bytes of every dump uplift writes.
@@ -191,54 +190,6 @@ pub(crate) fn file_stem(data_version: Option<&str>, created: jiff::Timestamp) ->
     }
 }
 
-/// A dump file that cannot be used, and why. The file is named in each
-/// message.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    /// The file holds nothing.
-    #[error("{} is empty: it is not a backup; remove it or pick another", path.display())]
-    Empty {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The file ends before its checksum trailer (or before the final
-    /// `COMMIT;` of a foreign dump).
-    #[error("{} is truncated ({detail}): it cannot be restored; pick another backup", path.display())]
-    Truncated {
-        /// The file.
-        path: PathBuf,
-        /// What is missing.
-        detail: String,
-    },
-    /// The checksum does not match, or the file is damaged otherwise.
-    #[error("{} is corrupt ({detail}): it cannot be restored; pick another backup", path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        detail: String,
-    },
-    /// The file is not an SQL dump at all.
-    #[error("{} is not an SQL dump ({detail})", path.display())]
-    NotADump {
-        /// The file.
-        path: PathBuf,
-        /// Why not.
-        detail: String,
-    },
-    /// Written by a newer uplift in a format this one does not know.
-    #[error("{} was written in dump format {format}, newer than this uplift's ({FORMAT_VERSION}): restore it with a newer uplift", path.display())]
-    NewerFormat {
-        /// The file.
-        path: PathBuf,
-        /// Its format version.
-        format: u32,
-    },
-    /// Reading the file failed.
-    #[error(transparent)]
-    Io(#[from] IoFailure),
-}
-
 /// What checking a dump file found.
 #[derive(Debug, Clone)]
 pub struct VerifiedDump {
@@ -287,18 +238,21 @@ pub(crate) struct DumpReader {
 }
 
 /// Opens a dump, recognising compression by its magic bytes (not its name).
-pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoFailure> {
+pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoError> {
     // Checked before opening: opening a FIFO blocks until a writer comes,
     // and a device such as /dev/zero never ends.
-    let meta = std::fs::metadata(path).map_err(io_err("open", path))?;
+    let meta = std::fs::metadata(path).map_err(io_err("could not open", path))?;
     if !meta.is_file() {
-        return Err(io_err("read", path)(io::Error::new(
+        return Err(io_err("could not read", path)(io::Error::new(
             io::ErrorKind::InvalidInput,
             "it is not a regular file (a folder, a device or a pipe): give the path of a dump file",
         )));
     }
-    let mut file = File::open(path).map_err(io_err("open", path))?;
-    let file_size = file.metadata().map_err(io_err("read", path))?.len();
+    let mut file = File::open(path).map_err(io_err("could not open", path))?;
+    let file_size = file
+        .metadata()
+        .map_err(io_err("could not read", path))?
+        .len();
     let mut magic = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -306,7 +260,7 @@ pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoFailure> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err("read", path)(e)),
+            Err(e) => return Err(io_err("could not read", path)(e)),
         }
     }
     let consumed = Arc::new(AtomicU64::new(got as u64));
@@ -318,7 +272,9 @@ pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoFailure> {
     let raw = prefix.chain(counting);
     let compressed = got == 4 && magic == ZSTD_MAGIC;
     let text: Box<dyn Read + Send> = if compressed {
-        Box::new(zstd::stream::read::Decoder::new(raw).map_err(io_err("decompress", path))?)
+        Box::new(
+            zstd::stream::read::Decoder::new(raw).map_err(io_err("could not decompress", path))?,
+        )
     } else {
         Box::new(raw)
     };
@@ -332,19 +288,19 @@ pub(crate) fn open_dump(path: &Path) -> Result<DumpReader, IoFailure> {
 
 /// Maps an error met while reading a dump's text: errors of the
 /// decompressor mean a damaged file, others are I/O errors.
-pub(crate) fn read_failure(path: &Path, compressed: bool, e: io::Error) -> VerifyError {
+pub(crate) fn read_failure(path: &Path, compressed: bool, e: io::Error) -> BackupFileError {
     if compressed
         && matches!(
             e.kind(),
             io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
         )
     {
-        VerifyError::Corrupt {
+        BackupFileError::Corrupt {
             path: path.to_path_buf(),
             detail: format!("bad compressed data: {e}"),
         }
     } else {
-        VerifyError::Io(io_err("read", path)(e))
+        BackupFileError::Io(io_err("could not read", path)(e))
     }
 }
 
@@ -353,7 +309,7 @@ pub(crate) fn read_failure(path: &Path, compressed: bool, e: io::Error) -> Verif
 /// before it; a dump without the header (a foreign one) must look like SQL
 /// (no NUL bytes, a first statement a dump would start with) and end with
 /// `COMMIT;`, or it is taken as truncated.
-pub fn verify(path: &Path) -> Result<VerifiedDump, VerifyError> {
+pub fn verify(path: &Path) -> Result<VerifiedDump, BackupFileError> {
     verify_with_progress(path, &mut NoProgress)
 }
 
@@ -361,7 +317,7 @@ pub fn verify(path: &Path) -> Result<VerifiedDump, VerifyError> {
 pub(crate) fn verify_with_progress(
     path: &Path,
     progress: &mut dyn Progress,
-) -> Result<VerifiedDump, VerifyError> {
+) -> Result<VerifiedDump, BackupFileError> {
     let mut reader = open_dump(path)?;
     progress.begin("verifying", Some(reader.file_size), ProgressUnit::Bytes);
     let mut hasher = Sha256::new();
@@ -409,26 +365,26 @@ pub(crate) fn verify_with_progress(
     let compressed = reader.compressed;
     let whole = text_size as usize <= HEAD;
     if text_size == 0 || (!compressed && head.iter().all(u8::is_ascii_whitespace)) {
-        return Err(VerifyError::Empty {
+        return Err(BackupFileError::Empty {
             path: path.to_path_buf(),
         });
     }
     let header = match DumpHeader::parse(&head, whole) {
         Ok(h) => h,
         Err(HeaderProblem::Truncated) => {
-            return Err(VerifyError::Truncated {
+            return Err(BackupFileError::Truncated {
                 path: path.to_path_buf(),
                 detail: "it ends inside its header".into(),
             });
         }
         Err(HeaderProblem::Damaged(detail)) => {
-            return Err(VerifyError::Corrupt {
+            return Err(BackupFileError::Corrupt {
                 path: path.to_path_buf(),
                 detail,
             });
         }
         Err(HeaderProblem::Newer(format)) => {
-            return Err(VerifyError::NewerFormat {
+            return Err(BackupFileError::NewerFormat {
                 path: path.to_path_buf(),
                 format,
             });
@@ -440,19 +396,19 @@ pub(crate) fn verify_with_progress(
             let (start, expected) = match trailer {
                 Trailer::Complete(start, expected) => (start, expected),
                 Trailer::Partial => {
-                    return Err(VerifyError::Truncated {
+                    return Err(BackupFileError::Truncated {
                         path: path.to_path_buf(),
                         detail: "its checksum line is cut short".into(),
                     });
                 }
                 Trailer::Damaged => {
-                    return Err(VerifyError::Corrupt {
+                    return Err(BackupFileError::Corrupt {
                         path: path.to_path_buf(),
                         detail: "its checksum line is damaged".into(),
                     });
                 }
                 Trailer::Absent => {
-                    return Err(VerifyError::Truncated {
+                    return Err(BackupFileError::Truncated {
                         path: path.to_path_buf(),
                         detail: "its checksum line is missing".into(),
                     });
@@ -461,7 +417,7 @@ pub(crate) fn verify_with_progress(
             hasher.update(&held[..start]);
             let actual = hex(&hasher.finalize());
             if actual != expected {
-                return Err(VerifyError::Corrupt {
+                return Err(BackupFileError::Corrupt {
                     path: path.to_path_buf(),
                     detail: format!("checksum {actual} does not match the recorded {expected}"),
                 });
@@ -476,7 +432,7 @@ pub(crate) fn verify_with_progress(
         }
         None => {
             if matches!(trailer, Trailer::Complete(..)) {
-                return Err(VerifyError::Corrupt {
+                return Err(BackupFileError::Corrupt {
                     path: path.to_path_buf(),
                     detail: "it has uplift's checksum line but its header is damaged".into(),
                 });
@@ -533,8 +489,13 @@ fn find_trailer(tail: &[u8]) -> Trailer {
 }
 
 /// Plausibility checks for a dump without uplift's header.
-fn check_foreign(path: &Path, head: &[u8], tail: &[u8], has_nul: bool) -> Result<(), VerifyError> {
-    let not_a_dump = |detail: &str| VerifyError::NotADump {
+fn check_foreign(
+    path: &Path,
+    head: &[u8],
+    tail: &[u8],
+    has_nul: bool,
+) -> Result<(), BackupFileError> {
+    let not_a_dump = |detail: &str| BackupFileError::NotADump {
         path: path.to_path_buf(),
         detail: detail.to_string(),
     };
@@ -556,7 +517,7 @@ fn check_foreign(path: &Path, head: &[u8], tail: &[u8], has_nul: bool) -> Result
     let end = trim_ascii_end(tail);
     let ends_with_commit = end.len() >= 7 && end[end.len() - 7..].eq_ignore_ascii_case(b"COMMIT;");
     if !ends_with_commit {
-        return Err(VerifyError::Truncated {
+        return Err(BackupFileError::Truncated {
             path: path.to_path_buf(),
             detail: "it does not end with COMMIT; as a complete dump does".into(),
         });
@@ -614,7 +575,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Reads only the header of a dump (cheap: the first few kilobytes).
 /// `Ok(None)` for a file without uplift's header.
-pub(crate) fn read_header(path: &Path) -> Result<Option<DumpHeader>, VerifyError> {
+pub(crate) fn read_header(path: &Path) -> Result<Option<DumpHeader>, BackupFileError> {
     let reader = open_dump(path)?;
     let compressed = reader.compressed;
     let mut head = Vec::with_capacity(HEAD);
@@ -626,15 +587,15 @@ pub(crate) fn read_header(path: &Path) -> Result<Option<DumpHeader>, VerifyError
     let whole = head.len() < HEAD;
     match DumpHeader::parse(&head, whole) {
         Ok(h) => Ok(h),
-        Err(HeaderProblem::Truncated) => Err(VerifyError::Truncated {
+        Err(HeaderProblem::Truncated) => Err(BackupFileError::Truncated {
             path: path.to_path_buf(),
             detail: "it ends inside its header".into(),
         }),
-        Err(HeaderProblem::Damaged(detail)) => Err(VerifyError::Corrupt {
+        Err(HeaderProblem::Damaged(detail)) => Err(BackupFileError::Corrupt {
             path: path.to_path_buf(),
             detail,
         }),
-        Err(HeaderProblem::Newer(format)) => Err(VerifyError::NewerFormat {
+        Err(HeaderProblem::Newer(format)) => Err(BackupFileError::NewerFormat {
             path: path.to_path_buf(),
             format,
         }),
@@ -703,20 +664,22 @@ impl BackupEntry {
 
 /// Files of `dir` that look like dumps by name: `*.dump` and `*.dump.zst`,
 /// not hidden (temporary files are hidden).
-fn dump_files(dir: &Path) -> Result<Vec<(PathBuf, String, u64)>, IoFailure> {
+fn dump_files(dir: &Path) -> Result<Vec<(PathBuf, String, u64)>, IoError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("list", dir)(e)),
+        Err(e) => return Err(io_err("could not list", dir)(e)),
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(io_err("list", dir))?;
+        let entry = entry.map_err(io_err("could not list", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') || !(name.ends_with(".dump") || name.ends_with(".dump.zst")) {
             continue;
         }
-        let meta = entry.metadata().map_err(io_err("read", entry.path()))?;
+        let meta = entry
+            .metadata()
+            .map_err(io_err("could not read", &entry.path()))?;
         if meta.is_file() {
             out.push((entry.path(), name, meta.len()));
         }
@@ -773,7 +736,7 @@ fn entry_for(path: PathBuf, file_name: String, size: u64) -> Result<BackupEntry,
     let (status, header) = match verify(&path) {
         Ok(v) if v.is_verified() => (BackupStatus::Verified, v.header),
         Ok(v) => (BackupStatus::Unverified, v.header),
-        Err(VerifyError::Io(e)) => return Err(e.into()),
+        Err(BackupFileError::Io(e)) => return Err(e.into()),
         Err(e) => {
             // Keep what the header says, if it can be read, to show it.
             let header = read_header(&path).ok().flatten();
@@ -810,7 +773,7 @@ pub fn list_headers(dir: &Path) -> Result<Vec<BackupEntry>, BackupError> {
     for (path, file_name, size) in dump_files(dir)? {
         let header = match read_header(&path) {
             Ok(Some(h)) => h,
-            Err(VerifyError::Io(e)) => return Err(e.into()),
+            Err(BackupFileError::Io(e)) => return Err(e.into()),
             Ok(None) | Err(_) => continue,
         };
         entries.push(BackupEntry {
@@ -870,7 +833,7 @@ pub fn prune(
             if needed.contains(&entry.path.as_path()) || protect.contains(&entry.path) {
                 continue;
             }
-            std::fs::remove_file(&entry.path).map_err(io_err("remove", &entry.path))?;
+            std::fs::remove_file(&entry.path).map_err(io_err("could not remove", &entry.path))?;
             removed.push(entry.path.clone());
         }
     }

@@ -35,7 +35,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
-use super::dump::quote_ident;
+use crate::engine::sqlite::sql::quote_ident;
 
 /// A rowid table whose every index is verified by fingerprints.
 #[derive(Debug, Clone, PartialEq, Eq)]

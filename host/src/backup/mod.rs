@@ -69,20 +69,25 @@
 
 mod check;
 mod dump;
+mod error;
 mod files;
 mod indexes;
 mod restore;
 mod sqlparse;
 
 use std::fmt;
-use std::path::PathBuf;
 
-pub use dump::{BackupError, BackupFile, BackupOptions, write_backup};
+pub(crate) use crate::disk::{IoError, io_err};
+
+pub use check::IntegrityCheck;
+pub use dump::{BackupFile, BackupOptions, write_backup};
+pub use error::{BackupError, BackupFileError, RestoreError};
 pub use files::{
-    BackupEntry, BackupStatus, Candidates, DumpHeader, VerifiedDump, VerifyError,
-    latest_restorable, list, list_headers, prune, prune_automatic, verify,
+    BackupEntry, BackupStatus, Candidates, DumpHeader, VerifiedDump, latest_restorable, list,
+    list_headers, prune, prune_automatic, verify,
 };
-pub use restore::{IntegrityCheck, RestoreError, RestoreOptions, RestoreReport, restore};
+pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use sqlparse::SplitError;
 
 /// The version of the dump format written by this uplift. Dumps of a newer
 /// format are refused with a message saying so.
@@ -157,34 +162,12 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {}
 
-/// A path and what went wrong with it, for error messages.
-pub(crate) fn io_err(
-    what: &'static str,
-    path: impl Into<PathBuf>,
-) -> impl FnOnce(std::io::Error) -> IoFailure {
-    let path = path.into();
-    move |source| IoFailure { what, path, source }
-}
-
-/// A failed file-system operation on a named path.
-#[derive(Debug, thiserror::Error)]
-#[error("could not {what} {}: {source}", path.display())]
-pub struct IoFailure {
-    /// What was being done ("read", "create", ...).
-    pub what: &'static str,
-    /// The file or folder concerned.
-    pub path: PathBuf,
-    /// The operating system's error.
-    #[source]
-    pub source: std::io::Error,
-}
-
 /// Syncs a folder so that a rename inside it is durable.
-pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), IoFailure> {
+pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), IoError> {
     let dir = if dir.as_os_str().is_empty() {
         std::path::Path::new(".")
     } else {
         dir
     };
-    crate::disk::sync_dir(dir).map_err(io_err("sync folder", dir))
+    crate::disk::sync_dir(dir).map_err(io_err("could not sync folder", dir))
 }

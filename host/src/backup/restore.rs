@@ -14,14 +14,17 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
-use super::check;
-use super::files::{self, DumpHeader, VerifyError};
+use super::check::{self, IntegrityCheck};
+use super::error::BackupFileError;
+use super::error::RestoreError;
+use super::files::{self, DumpHeader};
 use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
 use super::{
-    BackupError, BackupFile, BackupKind, BackupOptions, IoFailure, Progress, ProgressUnit, io_err,
-    sync_dir,
+    BackupError, BackupFile, BackupKind, BackupOptions, Progress, ProgressUnit, io_err, sync_dir,
 };
-use crate::home::{Home, HomeError};
+use crate::engine::sqlite::sql::is_schema_table;
+use crate::errors::chain_text;
+use crate::home::Home;
 
 /// How a restore behaves.
 #[derive(Debug, Clone)]
@@ -38,25 +41,6 @@ pub struct RestoreOptions {
     /// How thoroughly the restored database is checked before it replaces
     /// the current one.
     pub check: IntegrityCheck,
-}
-
-/// The check run on a restored database (always followed by
-/// `PRAGMA foreign_key_check`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IntegrityCheck {
-    /// Everything `PRAGMA integrity_check` verifies, including that every
-    /// index holds exactly its table's rows. It runs in pieces on several
-    /// cores: `PRAGMA quick_check` of the whole file beside the
-    /// verification of each table's indexes (by fingerprints of its rows
-    /// and of each index, or `PRAGMA integrity_check(T)` for the tables
-    /// fingerprints do not cover), which together cover the whole check.
-    #[default]
-    Full,
-    /// `PRAGMA quick_check`: b-tree structure, page accounting, record
-    /// formats, NOT NULL and CHECK constraints, in O(N); it skips comparing
-    /// index contents with table rows, which the restore itself built from
-    /// those rows with `CREATE INDEX` moments before.
-    Quick,
 }
 
 impl Default for RestoreOptions {
@@ -94,106 +78,6 @@ pub struct RestoreReport {
     /// version different from the header's).
     pub warnings: Vec<String>,
 }
-
-/// Why a restore failed. Whatever the error, the home's database is as it
-/// was (a safety backup may have been written).
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    /// The dump is truncated, corrupt, empty or not a dump.
-    #[error("refusing to restore: {0}; nothing was changed")]
-    Verify(#[from] VerifyError),
-    /// The home folder could not be prepared.
-    #[error(transparent)]
-    Home(#[from] HomeError),
-    /// The current database could not be backed up first.
-    #[error("could not back up the current database {} before restoring over it: {source}; nothing was changed (if the database is damaged beyond dumping, move it away and restore again)", database.display())]
-    SafetyBackup {
-        /// The current database.
-        database: PathBuf,
-        /// What failed.
-        #[source]
-        source: BackupError,
-    },
-    /// The dump contains a statement a dump never needs.
-    #[error("refusing to restore {}: line {line} {reason}: {excerpt}; nothing was changed", path.display())]
-    Refused {
-        /// The dump.
-        path: PathBuf,
-        /// Line where the statement starts.
-        line: u64,
-        /// What is refused.
-        reason: String,
-        /// The start of the statement.
-        excerpt: String,
-    },
-    /// A statement of the dump failed.
-    #[error("could not restore {}: the statement at line {line} failed: {source}: {excerpt}; nothing was changed", path.display())]
-    Statement {
-        /// The dump.
-        path: PathBuf,
-        /// Line where the statement starts.
-        line: u64,
-        /// The start of the statement.
-        excerpt: String,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// The dump's text could not be split into statements.
-    #[error("could not restore {}: {source}; nothing was changed", path.display())]
-    Split {
-        /// The dump.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: SplitErrorText,
-    },
-    /// The dump ends with `ROLLBACK` (sqlite3 writes that when its dump
-    /// failed).
-    #[error("refusing to restore {}: line {line} rolls the dump back, so the dump is incomplete; nothing was changed", path.display())]
-    RolledBack {
-        /// The dump.
-        path: PathBuf,
-        /// The line of the `ROLLBACK`.
-        line: u64,
-    },
-    /// The restored database failed `PRAGMA integrity_check` or
-    /// `PRAGMA foreign_key_check`.
-    #[error("the database restored from {} fails its {check}: {details}; the current database was left as it was", path.display())]
-    Check {
-        /// The dump.
-        path: PathBuf,
-        /// Which check.
-        check: &'static str,
-        /// The first problems reported.
-        details: String,
-    },
-    /// Another process still has the current database open.
-    #[error("{} is in use ({evidence}): stop the application using it and restore again; nothing was changed", database.display())]
-    InUse {
-        /// The current database.
-        database: PathBuf,
-        /// What shows it (the processes that have it open, or SQLite's lock).
-        evidence: String,
-    },
-    /// Working on the temporary database failed.
-    #[error("could not build the restored database {}: {source}; nothing was changed", path.display())]
-    Build {
-        /// The temporary database.
-        path: PathBuf,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// A file-system operation failed.
-    #[error(transparent)]
-    Io(#[from] IoFailure),
-}
-
-/// The text of a [`SplitError`] (kept private to the module).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SplitErrorText(String);
 
 /// Restores `file` over the home's database (`db.sqlite3`), which may not
 /// exist yet (the home folder is created if needed). Does not take the
@@ -242,7 +126,7 @@ pub fn restore(
     let temp = tempfile::Builder::new()
         .prefix(".db.sqlite3.restoring-")
         .tempfile_in(&dir)
-        .map_err(io_err("create a temporary database in", &dir))?;
+        .map_err(io_err("could not create a temporary database in", &dir))?;
     let temp_path = temp.path().to_path_buf();
     // For the progress bar only: a file that cannot be read is reported by
     // the verification.
@@ -285,7 +169,7 @@ pub fn restore(
         (checked, synced)
     });
     let data_version = checked_version?;
-    synced.map_err(io_err("sync", &temp_path))?;
+    synced.map_err(io_err("could not sync", &temp_path))?;
 
     if let (Some(header), Some(restored)) = (&checked.header, &data_version)
         && header.data_version.as_deref() != Some(restored.as_str())
@@ -310,20 +194,21 @@ pub fn restore(
     }
     let owner = match crate::disk::Owner::of(&database) {
         Ok(owner) => owner,
-        Err(_) => {
-            crate::disk::Owner::for_new_file_in(&dir).map_err(io_err("read the owner of", &dir))?
-        }
+        Err(_) => crate::disk::Owner::for_new_file_in(&dir)
+            .map_err(io_err("could not read the owner of", &dir))?,
     };
     owner.apply(&temp_path).map_err(io_err(
-        "give the restored database the owner and mode of",
+        "could not give the restored database the owner and mode of",
         &database,
     ))?;
 
     // Nobody may have the database open while it is replaced: whatever they
     // wrote afterwards would go to the file renamed away, and be lost.
     ensure_unused(&database)?;
-    let set_aside = crate::disk::clear_leftovers(&database)
-        .map_err(io_err("move aside the journal files beside", &database))?;
+    let set_aside = crate::disk::clear_leftovers(&database).map_err(io_err(
+        "could not move aside the journal files beside",
+        &database,
+    ))?;
     for moved in &set_aside {
         warnings.push(format!(
             "{} was left beside the database (by a process that stopped before finishing); it was moved to {}",
@@ -332,13 +217,14 @@ pub fn restore(
         ));
     }
     temp.persist(&database)
-        .map_err(|e| io_err("rename the restored database over", &database)(e.error))?;
+        .map_err(|e| io_err("could not rename the restored database over", &database)(e.error))?;
     // The restore has happened: a folder that cannot be synced now does not
     // undo it, but a power cut before the system writes the folder could.
     if let Err(e) = sync_dir(&dir) {
         warnings.push(format!(
-            "the restored database is in place, but {e}: until the system writes the folder out, \
-             a power cut could bring the old database back (run `sync`)"
+            "the restored database is in place, but {}: until the system writes the folder out, \
+             a power cut could bring the old database back (run `sync`)",
+            chain_text(&e)
         ));
     }
 
@@ -377,9 +263,9 @@ fn safety_backup(
         backup_options.compress = options.compress_safety_backup;
         super::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
     })();
-    backup.map_err(|source| RestoreError::SafetyBackup {
+    backup.map_err(|cause| RestoreError::SafetyBackup {
         database: database.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -435,9 +321,9 @@ fn current_journal_mode(database: &Path) -> Option<String> {
 
 /// Puts the (closed, checked) database at `path` into WAL mode, durably.
 fn set_wal_mode(path: &Path) -> Result<(), RestoreError> {
-    let build_err = |source| RestoreError::Build {
+    let build_err = |cause| RestoreError::Build {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let conn = Connection::open(path).map_err(build_err)?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
@@ -474,17 +360,6 @@ const DENIED_FUNCTIONS: [&str; 6] = [
 ];
 /// Virtual-table modules a dump may create directly.
 const ALLOWED_MODULES: [&str; 6] = ["fts3", "fts4", "fts5", "rtree", "rtree_i32", "geopoly"];
-
-fn is_schema_table(name: &str) -> bool {
-    [
-        "sqlite_schema",
-        "sqlite_master",
-        "sqlite_temp_schema",
-        "sqlite_temp_master",
-    ]
-    .iter()
-    .any(|t| name.eq_ignore_ascii_case(t))
-}
 
 /// What the statement being run is, for the authorizer: SQLite reports its
 /// own bookkeeping (the `sqlite_schema` rows a `CREATE` writes, the
@@ -631,9 +506,9 @@ fn build(
     options: &RestoreOptions,
     progress: &mut dyn Progress,
 ) -> Result<(u64, u64), RestoreError> {
-    let build_err = |source| RestoreError::Build {
+    let build_err = |cause| RestoreError::Build {
         path: target.to_path_buf(),
-        source,
+        cause,
     };
     let conn = Connection::open(target).map_err(build_err)?;
     // The file is temporary until checked and renamed: no journal, no
@@ -702,17 +577,17 @@ fn build(
             path: path.clone(),
             line,
             excerpt: excerpt(stmt),
-            source,
+            cause: source,
         },
     };
     let split_err = |e: SplitError| match e {
         SplitError::Io(e) => match files::read_failure(dump, compressed, e) {
-            VerifyError::Io(e) => RestoreError::Io(e),
+            BackupFileError::Io(e) => RestoreError::Io(e),
             other => RestoreError::Verify(other),
         },
         other => RestoreError::Split {
             path: dump.to_path_buf(),
-            source: SplitErrorText(other.to_string()),
+            cause: other,
         },
     };
 

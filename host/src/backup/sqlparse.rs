@@ -65,18 +65,27 @@ const SPECIAL: [bool; 256] = {
     t
 };
 
-/// A statement that could not be read.
+/// Why a dump's text could not be split into statements.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SplitError {
+#[non_exhaustive]
+pub enum SplitError {
     /// Reading the stream failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// A statement is longer than allowed.
     #[error("the statement starting at line {line} is longer than {limit} bytes")]
-    TooLarge { line: u64, limit: usize },
+    TooLarge {
+        /// The line where the statement starts.
+        line: u64,
+        /// The most bytes a statement may have.
+        limit: usize,
+    },
     /// The text ends inside a statement.
     #[error("the text ends inside the statement starting at line {line}")]
-    Unfinished { line: u64 },
+    Unfinished {
+        /// The line where the statement starts.
+        line: u64,
+    },
 }
 
 /// Splits SQL text into complete statements.

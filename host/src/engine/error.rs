@@ -17,22 +17,6 @@ impl EngineError {
     }
 }
 
-/// An error and its causes on one line, as the command line shows them: a
-/// message that wraps another error quotes it whole.
-pub(crate) fn chain_text(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Errors reading or writing uplift's bookkeeping in the database.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -10,7 +10,6 @@
 mod error;
 pub(crate) mod sqlite;
 
-pub(crate) use error::chain_text;
 pub use error::{CommitError, EngineError, MetaError};
 
 use std::collections::BTreeMap;

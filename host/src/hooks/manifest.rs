@@ -24,6 +24,7 @@ pub const FORMAT_VERSION: u64 = 1;
 
 /// Why a manifest could not be read or is not valid.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ManifestError {
     /// The bytes are not WebAssembly at all.
     #[error("not a WebAssembly file (it does not start with the `\\0asm` magic number)")]

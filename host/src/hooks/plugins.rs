@@ -104,7 +104,7 @@ impl PluginsToml {
     pub fn update(home: &Home, change: impl FnOnce(&mut PluginsToml)) -> Result<(), HookError> {
         home.create().map_err(|e| HookError::Io {
             path: home.root().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other(e),
         })?;
         let lock_path = home.root().join("plugins.lock");
         let io = |source| HookError::Io {

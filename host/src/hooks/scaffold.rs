@@ -16,6 +16,9 @@ use std::str::FromStr;
 
 use uplift_contract::names;
 
+use crate::disk::{IoError, io_err};
+use crate::errors::chain_text;
+
 const RUST_CARGO_TOML: &str = include_str!("templates/rust-Cargo.toml");
 const RUST_LIB_RS: &str = include_str!("templates/rust-lib.rs");
 const RUST_README: &str = include_str!("templates/rust-README.md");
@@ -77,10 +80,7 @@ impl SdkSource {
         Ok(match self {
             SdkSource::Version(req) => toml_string(req),
             SdkSource::Path(sdk) => {
-                let sdk = absolute(sdk).map_err(|source| ScaffoldError::Io {
-                    path: sdk.clone(),
-                    source,
-                })?;
+                let sdk = absolute(sdk).map_err(io_err("could not write", sdk))?;
                 let rel = relative_path(dir, &sdk);
                 format!(
                     "{{ path = {} }}",
@@ -191,6 +191,7 @@ pub struct Scaffold {
 
 /// Why a plugin could not be scaffolded. Nothing is written in any case.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScaffoldError {
     /// The name breaks the manifest's rules (wit/MANIFEST.md).
     #[error("{0}")]
@@ -207,13 +208,16 @@ pub enum ScaffoldError {
     /// The target exists and is not a folder.
     #[error("{} exists and is not a folder: choose another one with --dir", .0.display())]
     NotAFolder(PathBuf),
-    /// A file or folder could not be read or written.
-    #[error("could not write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file or folder could not be read or written. The message says
+    /// why too (the command line prints it alone).
+    #[error("{}", chain_text(.0))]
+    Io(IoError),
+}
+
+impl From<IoError> for ScaffoldError {
+    fn from(err: IoError) -> ScaffoldError {
+        ScaffoldError::Io(err)
+    }
 }
 
 /// The table prefix a plugin called `name` owns: `name_` with `-` as `_`.
@@ -265,10 +269,7 @@ pub fn scaffold_with(
     sdk: &SdkSource,
 ) -> Result<Scaffold, ScaffoldError> {
     let prefix = owned_prefix(name)?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ScaffoldError::Io { path, source }
-    };
+    let io = |path: &Path| io_err("could not write", path);
     let existed = match std::fs::symlink_metadata(dir) {
         Ok(meta) if !meta.is_dir() => return Err(ScaffoldError::NotAFolder(dir.to_path_buf())),
         Ok(_) => {
@@ -278,12 +279,7 @@ pub fn scaffold_with(
             true
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(source) => {
-            return Err(ScaffoldError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
+        Err(source) => return Err(io(dir)(source).into()),
     };
     let dir_abs = absolute(dir).map_err(io(dir))?;
     let fill = |template: &str, extra: &[(&str, &str)]| {

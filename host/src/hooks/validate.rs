@@ -142,7 +142,7 @@ impl Validator {
 fn release_tables(dir: &Path) -> Result<Vec<String>, HookError> {
     let release_error = |e: crate::release::ReleaseError| HookError::Release {
         dir: dir.to_path_buf(),
-        message: e.to_string(),
+        message: crate::errors::chain_text(&e),
     };
     Release::load(dir)
         .map_err(release_error)?

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use crate::backup::BackupError;
-use crate::engine::{EngineError, MetaError, chain_text};
+use crate::disk::IoError;
+use crate::engine::{EngineError, MetaError};
+use crate::errors::chain_text;
 use crate::home::HomeError;
 use crate::hooks::HookError;
 use crate::migrations::MigrateError;
@@ -138,13 +140,8 @@ pub enum UpgradeError {
         users: Vec<crate::disk::Holder>,
     },
     /// A file-system operation failed.
-    #[error("{what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 fn describe_newer(data: &Version, release: &Version, restorable: &[String]) -> String {

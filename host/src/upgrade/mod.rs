@@ -23,6 +23,7 @@ pub use self::status::{
 use crate::backup::{self, Progress};
 use crate::engine::Database;
 use crate::engine::sqlite::{self, SqliteDatabase};
+use crate::errors::chain_text;
 use crate::home::{Home, HomeLock, Settings};
 use crate::hooks::{HookError, HookRunner, LogSink, PlannedHook, PluginSet};
 use crate::release::{Migration, Release};
@@ -251,7 +252,8 @@ fn outcome(
         Ok(pruned) => pruned,
         Err(e) => {
             warnings.push(format!(
-                "the upgrade is done, but pruning old backups failed: {e}"
+                "the upgrade is done, but pruning old backups failed: {}",
+                chain_text(&e)
             ));
             Vec::new()
         }

@@ -94,6 +94,6 @@ pub(crate) fn install_new<T>(
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> UpgradeError {
-    let path = path.to_path_buf();
-    move |source| UpgradeError::Io { what, path, source }
+    let io = disk::io_err(what, path);
+    move |source| UpgradeError::Io(io(source))
 }
