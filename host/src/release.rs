@@ -15,6 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::disk::{IoError, io_err};
+use crate::engine::EngineError;
 use crate::version::{Version, VersionError};
 
 /// Problems with a release folder. Each names the file concerned.
@@ -61,8 +62,8 @@ pub enum ReleaseError {
     #[error("migration {path} does not apply to an empty database: {cause}")]
     Schema {
         path: PathBuf,
-        /// SQLite's error (shown in the message).
-        cause: rusqlite::Error,
+        /// The database's error (shown in the message).
+        cause: EngineError,
     },
 }
 
@@ -128,16 +129,7 @@ impl Release {
     /// Loads `release.toml` of the release at `dir` (its migrations are read
     /// when first needed: [`Release::migrations`]).
     pub fn load(dir: &Path) -> Result<Release, ReleaseError> {
-        let toml_path = dir.join("release.toml");
-        let text = read_to_string(&toml_path)?;
-        let parsed: ReleaseToml = toml::from_str(&text).map_err(|e| ReleaseError::Manifest {
-            path: toml_path.clone(),
-            message: e.message().to_string(),
-        })?;
-        let version = Version::parse(&parsed.version).map_err(|source| ReleaseError::Version {
-            path: toml_path.clone(),
-            source,
-        })?;
+        let (toml_path, parsed, version) = read_release_toml(dir)?;
         if parsed.app.trim().is_empty() {
             return Err(ReleaseError::Manifest {
                 path: toml_path,
@@ -176,32 +168,6 @@ impl Release {
         Ok(self.migrations.get_or_init(|| loaded))
     }
 
-    /// The names of the tables and views the release's migrations create,
-    /// found by applying them all, in order, to an empty in-memory database:
-    /// the application's own tables (plugins' tables are made by hooks).
-    /// Fails when the migrations cannot be read ([`Release::migrations`]),
-    /// or with [`ReleaseError::Schema`] naming the migration that does not
-    /// apply.
-    pub fn schema_tables(&self) -> Result<Vec<String>, ReleaseError> {
-        let failed = |path: &Path| {
-            let path = path.to_path_buf();
-            move |cause: rusqlite::Error| ReleaseError::Schema { path, cause }
-        };
-        let conn = rusqlite::Connection::open_in_memory().map_err(failed(&self.dir))?;
-        for migration in self.migrations()? {
-            conn.execute_batch(&migration.sql)
-                .map_err(failed(&migration.path))?;
-        }
-        let mut stmt = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')")
-            .map_err(failed(&self.dir))?;
-        let names = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(failed(&self.dir))?;
-        Ok(names)
-    }
-
     /// Where the release's bundled plugin components are.
     pub fn plugins_dir(&self) -> PathBuf {
         self.dir.join("plugins")
@@ -210,17 +176,23 @@ impl Release {
     /// Reads only the version from `release.toml`: the cheap check that the
     /// no-op upgrade path makes before deciding anything else is needed.
     pub fn read_version(dir: &Path) -> Result<Version, ReleaseError> {
-        let toml_path = dir.join("release.toml");
-        let text = read_to_string(&toml_path)?;
-        let parsed: ReleaseToml = toml::from_str(&text).map_err(|e| ReleaseError::Manifest {
-            path: toml_path.clone(),
-            message: e.message().to_string(),
-        })?;
-        Version::parse(&parsed.version).map_err(|source| ReleaseError::Version {
-            path: toml_path,
-            source,
-        })
+        Ok(read_release_toml(dir)?.2)
     }
+}
+
+/// Reads and parses `dir/release.toml`: its path, its fields, its version.
+fn read_release_toml(dir: &Path) -> Result<(PathBuf, ReleaseToml, Version), ReleaseError> {
+    let toml_path = dir.join("release.toml");
+    let text = read_to_string(&toml_path)?;
+    let parsed: ReleaseToml = toml::from_str(&text).map_err(|e| ReleaseError::Manifest {
+        path: toml_path.clone(),
+        message: e.message().to_string(),
+    })?;
+    let version = Version::parse(&parsed.version).map_err(|source| ReleaseError::Version {
+        path: toml_path.clone(),
+        source,
+    })?;
+    Ok((toml_path, parsed, version))
 }
 
 fn read_to_string(path: &Path) -> Result<String, ReleaseError> {

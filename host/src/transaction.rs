@@ -330,8 +330,7 @@ impl<'d> UpgradeTransaction<'d> {
         let Some(release) = steps.release.filter(|_| !owners.is_empty()) else {
             return Ok(());
         };
-        let core = release.schema_tables()?;
-        self.db.adopt_plugin_tables(&owners, &core)?;
+        self.db.adopt_plugin_tables(&owners, release)?;
         Ok(())
     }
 

@@ -171,6 +171,19 @@ struct TableDump {
     columns: usize,
 }
 
+impl TableDump {
+    /// One of SQLite's own tables, whose rows the dump restores (statistics,
+    /// AUTOINCREMENT counters): `columns` in order.
+    fn internal(name: &str, columns: &[&str]) -> TableDump {
+        TableDump {
+            name: name.into(),
+            select: format!("SELECT {} FROM main.{name}", columns.join(", ")),
+            insert_prefix: format!("INSERT INTO {name} VALUES(").into_bytes(),
+            columns: columns.len(),
+        }
+    }
+}
+
 fn write_in_snapshot(
     conn: &Connection,
     dir: &Path,
@@ -397,12 +410,7 @@ fn generate(
     }
     if stat1 {
         out.buf.extend_from_slice(b"ANALYZE sqlite_schema;\n");
-        let table = TableDump {
-            name: "sqlite_stat1".into(),
-            select: "SELECT tbl, idx, stat FROM main.sqlite_stat1".into(),
-            insert_prefix: b"INSERT INTO sqlite_stat1 VALUES(".to_vec(),
-            columns: 3,
-        };
+        let table = TableDump::internal("sqlite_stat1", &["tbl", "idx", "stat"]);
         dump_rows(conn, &table, out, &mut rows, progress)?;
         if !stat4 {
             // ANALYZE creates sqlite_stat4 too where SQLite is built with
@@ -413,12 +421,7 @@ fn generate(
     }
     if sequence {
         out.buf.extend_from_slice(b"DELETE FROM sqlite_sequence;\n");
-        let table = TableDump {
-            name: "sqlite_sequence".into(),
-            select: "SELECT name, seq FROM main.sqlite_sequence".into(),
-            insert_prefix: b"INSERT INTO sqlite_sequence VALUES(".to_vec(),
-            columns: 2,
-        };
+        let table = TableDump::internal("sqlite_sequence", &["name", "seq"]);
         dump_rows(conn, &table, out, &mut rows, progress)?;
     }
 

@@ -24,7 +24,8 @@ use crate::hooks::HookError;
 use crate::hooks::{HookContext, HookOutcome, HookRunner, LogSink, PlannedHook};
 use crate::migrations::AppliedMigration;
 use crate::migrations::MigrateError;
-use crate::release::Migration;
+use crate::release::{Migration, Release};
+use crate::upgrade::error::UpgradeError;
 use crate::version::Version;
 
 /// One database as an upgrade sees it. Reads may happen at any time; the
@@ -79,13 +80,13 @@ pub(crate) trait Database {
     /// tables plugins created.
     fn had_plugin_record(&self) -> bool;
 
-    /// Takes the tables under each `(plugin, prefix)` of `owners` that are
-    /// not in `core` (the release's own tables) as that plugin's.
+    /// Takes the tables under each `(plugin, prefix)` of `owners` that the
+    /// release's migrations do not create as that plugin's.
     fn adopt_plugin_tables(
         &mut self,
         owners: &[(String, String)],
-        core: &[String],
-    ) -> Result<(), EngineError>;
+        release: &Release,
+    ) -> Result<(), UpgradeError>;
 
     /// Gives one hook its database capability (what its manifest declares,
     /// nothing more) and runs it in its own savepoint; records what it

@@ -1286,6 +1286,43 @@ mod tests {
         })
     }
 
+    /// Every statement of `sqls` runs.
+    fn allowed(conn: &Connection, policy: &SharedPolicy, sqls: &[&str]) {
+        for sql in sqls {
+            assert_eq!(run(conn, policy, sql), Ok(()), "{sql}");
+        }
+    }
+
+    /// Every statement of `sqls` is refused.
+    fn refused(conn: &Connection, policy: &SharedPolicy, sqls: &[&str]) {
+        for sql in sqls {
+            assert!(run(conn, policy, sql).is_err(), "{sql}");
+        }
+    }
+
+    /// Every statement of `cases` is refused, with a reason that mentions
+    /// its words.
+    fn refused_because(conn: &Connection, policy: &SharedPolicy, cases: &[(&str, &str)]) {
+        for (sql, reason) in cases {
+            let result = run(conn, policy, sql);
+            assert!(
+                matches!(&result, Err(r) if r.contains(reason)),
+                "{sql}: {result:?} does not mention {reason:?}"
+            );
+        }
+    }
+
+    /// Every statement of `sqls` is refused, saying `words`.
+    fn refused_saying(conn: &Connection, policy: &SharedPolicy, sqls: &[&str], words: &str) {
+        for sql in sqls {
+            let result = run(conn, policy, sql);
+            assert!(
+                matches!(&result, Err(r) if r.contains(words)),
+                "{sql}: {result:?} does not say {words:?}"
+            );
+        }
+    }
+
     fn caps() -> Capabilities {
         Capabilities {
             read: vec!["facility".into()],
@@ -1297,67 +1334,67 @@ mod tests {
     #[test]
     fn owned_tables_can_be_created_altered_indexed_and_dropped() {
         let (conn, policy) = conn_with(caps());
-        for sql in [
-            "CREATE TABLE p_items(id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
-            "CREATE INDEX p_items_name ON p_items(name)",
-            "ALTER TABLE p_items ADD COLUMN extra TEXT",
-            "INSERT INTO p_items(name) SELECT name FROM facility",
-            "CREATE VIEW p_view AS SELECT * FROM p_items",
-            "SELECT * FROM p_view",
-            "DROP VIEW p_view",
-            "DROP INDEX p_items_name",
-            "DROP TABLE p_items",
-        ] {
-            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
-        }
+        allowed(
+            &conn,
+            &policy,
+            &[
+                "CREATE TABLE p_items(id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
+                "CREATE INDEX p_items_name ON p_items(name)",
+                "ALTER TABLE p_items ADD COLUMN extra TEXT",
+                "INSERT INTO p_items(name) SELECT name FROM facility",
+                "CREATE VIEW p_view AS SELECT * FROM p_items",
+                "SELECT * FROM p_view",
+                "DROP VIEW p_view",
+                "DROP INDEX p_items_name",
+                "DROP TABLE p_items",
+            ],
+        );
     }
 
     #[test]
     fn undeclared_schema_and_uplift_tables_are_refused() {
         let (conn, policy) = conn_with(caps());
-        for (sql, reason) in [
-            ("SELECT * FROM secret", "may not read table secret"),
-            (
-                "INSERT INTO facility(name) VALUES ('x')",
-                "may not write table facility",
-            ),
-            ("SELECT * FROM sqlite_schema", "SQLite's schema"),
-            ("SELECT * FROM uplift_meta", "uplift's own"),
-            ("DROP TABLE facility", "may not drop table facility"),
-            ("ALTER TABLE facility ADD COLUMN x", "may not alter table"),
-            (
-                "CREATE INDEX p_idx ON facility(name)",
-                "may not index table facility",
-            ),
-            ("ATTACH ':memory:' AS other", "ATTACH"),
-            ("PRAGMA writable_schema = 1", "PRAGMA writable_schema"),
-            ("COMMIT", "transaction control"),
-            ("SAVEPOINT x", "SAVEPOINT"),
-            (
-                "CREATE TABLE p_t(a); CREATE TRIGGER p_tr AFTER INSERT ON p_t BEGIN DELETE FROM secret; END",
-                "creating trigger",
-            ),
-            (
-                "CREATE TABLE p_t2 AS SELECT sql FROM sqlite_schema",
-                "SQLite's schema",
-            ),
-            (
-                "CREATE VIEW p_v AS SELECT * FROM secret; SELECT * FROM p_v",
-                "through trigger or view p_v",
-            ),
-        ] {
-            let result = run(&conn, &policy, sql);
-            assert!(
-                matches!(&result, Err(r) if r.contains(reason)),
-                "{sql}: {result:?} does not mention {reason:?}"
-            );
-        }
+        refused_because(
+            &conn,
+            &policy,
+            &[
+                ("SELECT * FROM secret", "may not read table secret"),
+                (
+                    "INSERT INTO facility(name) VALUES ('x')",
+                    "may not write table facility",
+                ),
+                ("SELECT * FROM sqlite_schema", "SQLite's schema"),
+                ("SELECT * FROM uplift_meta", "uplift's own"),
+                ("DROP TABLE facility", "may not drop table facility"),
+                ("ALTER TABLE facility ADD COLUMN x", "may not alter table"),
+                (
+                    "CREATE INDEX p_idx ON facility(name)",
+                    "may not index table facility",
+                ),
+                ("ATTACH ':memory:' AS other", "ATTACH"),
+                ("PRAGMA writable_schema = 1", "PRAGMA writable_schema"),
+                ("COMMIT", "transaction control"),
+                ("SAVEPOINT x", "SAVEPOINT"),
+                (
+                    "CREATE TABLE p_t(a); CREATE TRIGGER p_tr AFTER INSERT ON p_t BEGIN DELETE FROM secret; END",
+                    "creating trigger",
+                ),
+                (
+                    "CREATE TABLE p_t2 AS SELECT sql FROM sqlite_schema",
+                    "SQLite's schema",
+                ),
+                (
+                    "CREATE VIEW p_v AS SELECT * FROM secret; SELECT * FROM p_v",
+                    "through trigger or view p_v",
+                ),
+            ],
+        );
     }
 
     #[test]
     fn a_table_under_the_prefix_is_owned_only_if_the_plugin_created_it() {
         let (conn, policy) = conn_recording(caps(), &["P_MINE"]);
-        for (sql, reason) in [
+        let cases = [
             ("SELECT * FROM p_core", "may not read table p_core"),
             ("UPDATE p_core SET v = 'x'", "may not write table p_core"),
             ("DROP TABLE p_core", "may not drop table p_core"),
@@ -1373,26 +1410,29 @@ mod tests {
                 "CREATE INDEX p_core_v ON p_core(v)",
                 "may not index table p_core",
             ),
-        ] {
-            let result = run(&conn, &policy, sql);
-            assert!(
-                matches!(&result, Err(r) if r.contains(reason)
-                    && r.contains("matches the owned prefix \"p_\" but was not created by p")),
-                "{sql}: {result:?}"
-            );
-        }
-        for sql in [
-            "SELECT * FROM p_mine",
-            "UPDATE p_mine SET v = 'x'",
-            "ALTER TABLE p_mine ADD COLUMN extra TEXT",
-            "CREATE INDEX p_mine_v ON p_mine(v)",
-            "CREATE TABLE p_new(a)",
-            "INSERT INTO p_new VALUES (1)",
-            "DROP TABLE p_new",
-            "DROP TABLE p_mine",
-        ] {
-            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
-        }
+        ];
+        refused_because(&conn, &policy, &cases);
+        let sqls: Vec<&str> = cases.iter().map(|(sql, _)| *sql).collect();
+        refused_saying(
+            &conn,
+            &policy,
+            &sqls,
+            "matches the owned prefix \"p_\" but was not created by p",
+        );
+        allowed(
+            &conn,
+            &policy,
+            &[
+                "SELECT * FROM p_mine",
+                "UPDATE p_mine SET v = 'x'",
+                "ALTER TABLE p_mine ADD COLUMN extra TEXT",
+                "CREATE INDEX p_mine_v ON p_mine(v)",
+                "CREATE TABLE p_new(a)",
+                "INSERT INTO p_new VALUES (1)",
+                "DROP TABLE p_new",
+                "DROP TABLE p_mine",
+            ],
+        );
     }
 
     #[test]
@@ -1458,40 +1498,41 @@ mod tests {
     #[test]
     fn functions_outside_the_reviewed_list_are_refused() {
         let (conn, policy) = conn_with(caps());
-        for sql in [
-            "SELECT fts3_tokenizer('simple')",
-            "SELECT fts3_tokenizer('simple', x'4141414141414141')",
-            "SELECT load_extension('/tmp/x.so')",
-            "SELECT sqlite_version()",
-            "SELECT sqlite_source_id()",
-            "SELECT sqlite_compileoption_get(0)",
-            "SELECT total_changes()",
-            "SELECT sqlite_log(1, 'forged')",
-            "SELECT fts5(NULL)",
-            "SELECT rtreenode(2, x'00')",
-            // A function in a definition runs whenever the application
-            // reads the table: refused when the hook creates it.
-            "CREATE TABLE p_gen(x, y AS (sqlite_version()))",
-            "CREATE TABLE p_chk(x CHECK (fts3_tokenizer('simple') IS NULL))",
-        ] {
-            let result = run(&conn, &policy, sql);
-            assert!(
-                matches!(&result, Err(r) if r.contains("is not allowed in hooks")),
-                "{sql}: {result:?}"
-            );
-        }
-        for sql in [
-            "SELECT json_extract('{\"a\": 1}', '$.a'), date('2024-01-01'), upper('x')",
-            "SELECT count(*), group_concat(name) FROM facility",
-            "SELECT row_number() OVER (ORDER BY id) FROM facility",
-            // SQLite's own functions behind ALTER TABLE still run.
-            "CREATE TABLE p_t(a, b)",
-            "ALTER TABLE p_t RENAME COLUMN a TO c",
-            "ALTER TABLE p_t DROP COLUMN b",
-            "ALTER TABLE p_t RENAME TO p_u",
-        ] {
-            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
-        }
+        refused_saying(
+            &conn,
+            &policy,
+            &[
+                "SELECT fts3_tokenizer('simple')",
+                "SELECT fts3_tokenizer('simple', x'4141414141414141')",
+                "SELECT load_extension('/tmp/x.so')",
+                "SELECT sqlite_version()",
+                "SELECT sqlite_source_id()",
+                "SELECT sqlite_compileoption_get(0)",
+                "SELECT total_changes()",
+                "SELECT sqlite_log(1, 'forged')",
+                "SELECT fts5(NULL)",
+                "SELECT rtreenode(2, x'00')",
+                // A function in a definition runs whenever the application
+                // reads the table: refused when the hook creates it.
+                "CREATE TABLE p_gen(x, y AS (sqlite_version()))",
+                "CREATE TABLE p_chk(x CHECK (fts3_tokenizer('simple') IS NULL))",
+            ],
+            "is not allowed in hooks",
+        );
+        allowed(
+            &conn,
+            &policy,
+            &[
+                "SELECT json_extract('{\"a\": 1}', '$.a'), date('2024-01-01'), upper('x')",
+                "SELECT count(*), group_concat(name) FROM facility",
+                "SELECT row_number() OVER (ORDER BY id) FROM facility",
+                // SQLite's own functions behind ALTER TABLE still run.
+                "CREATE TABLE p_t(a, b)",
+                "ALTER TABLE p_t RENAME COLUMN a TO c",
+                "ALTER TABLE p_t DROP COLUMN b",
+                "ALTER TABLE p_t RENAME TO p_u",
+            ],
+        );
     }
 
     #[test]
@@ -1582,21 +1623,25 @@ mod tests {
     #[test]
     fn only_the_named_table_valued_functions_and_no_virtual_tables() {
         let (conn, policy) = conn_with(caps());
-        for sql in [
-            "SELECT * FROM json_each('[1]')",
-            "SELECT * FROM json_tree('{}')",
-        ] {
-            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
-        }
-        for sql in [
-            "SELECT * FROM dbstat",
-            "SELECT * FROM pragma_database_list",
-            "SELECT * FROM pragma_function_list",
-            "CREATE VIRTUAL TABLE p_fts USING fts5(x)",
-            "CREATE VIRTUAL TABLE p_tok USING fts3tokenize(simple)",
-        ] {
-            assert!(run(&conn, &policy, sql).is_err(), "{sql}");
-        }
+        allowed(
+            &conn,
+            &policy,
+            &[
+                "SELECT * FROM json_each('[1]')",
+                "SELECT * FROM json_tree('{}')",
+            ],
+        );
+        refused(
+            &conn,
+            &policy,
+            &[
+                "SELECT * FROM dbstat",
+                "SELECT * FROM pragma_database_list",
+                "SELECT * FROM pragma_function_list",
+                "CREATE VIRTUAL TABLE p_fts USING fts5(x)",
+                "CREATE VIRTUAL TABLE p_tok USING fts3tokenize(simple)",
+            ],
+        );
     }
 
     #[test]
@@ -1623,53 +1668,61 @@ mod tests {
     #[test]
     fn reindex_and_analyze_reach_only_owned_tables_whatever_the_index_is_called() {
         let (conn, policy) = conn_with(caps());
-        for sql in [
-            "REINDEX sqlite_autoindex_badge_1",
-            "REINDEX sqlite_autoindex_uplift_meta_1",
-            "REINDEX secret_v",
-            "REINDEX secret",
-            "REINDEX badge",
-            "REINDEX",
-            "ANALYZE secret",
-            "ANALYZE sqlite_autoindex_badge_1",
-            "ANALYZE uplift_meta",
-        ] {
-            assert!(run(&conn, &policy, sql).is_err(), "{sql}");
-        }
-        for sql in [
-            "CREATE TABLE p_items(id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
-            "CREATE INDEX p_items_id ON p_items(id, name)",
-            "REINDEX p_items",
-            "REINDEX sqlite_autoindex_p_items_1",
-            "REINDEX p_items_id",
-        ] {
-            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
-        }
+        refused(
+            &conn,
+            &policy,
+            &[
+                "REINDEX sqlite_autoindex_badge_1",
+                "REINDEX sqlite_autoindex_uplift_meta_1",
+                "REINDEX secret_v",
+                "REINDEX secret",
+                "REINDEX badge",
+                "REINDEX",
+                "ANALYZE secret",
+                "ANALYZE sqlite_autoindex_badge_1",
+                "ANALYZE uplift_meta",
+            ],
+        );
+        allowed(
+            &conn,
+            &policy,
+            &[
+                "CREATE TABLE p_items(id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
+                "CREATE INDEX p_items_id ON p_items(id, name)",
+                "REINDEX p_items",
+                "REINDEX sqlite_autoindex_p_items_1",
+                "REINDEX p_items_id",
+            ],
+        );
     }
 
     #[test]
     fn an_owned_autoincrement_table_works_and_sqlite_sequence_stays_closed() {
         let (conn, policy) = conn_with(caps());
-        for sql in [
-            "CREATE TABLE p_seq(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)",
-            "INSERT INTO p_seq(v) VALUES ('a'), ('b')",
-            "DELETE FROM p_seq",
-            "ALTER TABLE p_seq RENAME TO p_seq2",
-            "INSERT INTO p_seq2(v) VALUES ('c')",
-        ] {
-            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
-        }
+        allowed(
+            &conn,
+            &policy,
+            &[
+                "CREATE TABLE p_seq(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)",
+                "INSERT INTO p_seq(v) VALUES ('a'), ('b')",
+                "DELETE FROM p_seq",
+                "ALTER TABLE p_seq RENAME TO p_seq2",
+                "INSERT INTO p_seq2(v) VALUES ('c')",
+            ],
+        );
         let last: i64 = conn
             .query_row("SELECT max(id) FROM p_seq2", [], |r| r.get(0))
             .unwrap();
         assert_eq!(last, 3, "AUTOINCREMENT remembered the deleted ids");
-        for sql in [
-            "SELECT * FROM sqlite_sequence",
-            "UPDATE sqlite_sequence SET seq = 0",
-            "DELETE FROM sqlite_sequence",
-        ] {
-            assert!(run(&conn, &policy, sql).is_err(), "{sql}");
-        }
+        refused(
+            &conn,
+            &policy,
+            &[
+                "SELECT * FROM sqlite_sequence",
+                "UPDATE sqlite_sequence SET seq = 0",
+                "DELETE FROM sqlite_sequence",
+            ],
+        );
     }
 
     #[test]
@@ -1678,23 +1731,27 @@ mod tests {
         caps.read.push("docs".into());
         caps.write.push("docs4".into());
         let (conn, policy) = conn_with(caps);
-        for sql in [
-            "SELECT body, bm25(docs), highlight(docs, 0, '[', ']') FROM docs WHERE docs MATCH 'hello'",
-            "SELECT body, snippet(docs4), offsets(docs4) FROM docs4 WHERE docs4 MATCH 'hello'",
-            "INSERT INTO docs4 VALUES ('more')",
-            "DELETE FROM docs4 WHERE body = 'more'",
-        ] {
-            assert_eq!(run(&conn, &policy, sql), Ok(()), "{sql}");
-        }
+        allowed(
+            &conn,
+            &policy,
+            &[
+                "SELECT body, bm25(docs), highlight(docs, 0, '[', ']') FROM docs WHERE docs MATCH 'hello'",
+                "SELECT body, snippet(docs4), offsets(docs4) FROM docs4 WHERE docs4 MATCH 'hello'",
+                "INSERT INTO docs4 VALUES ('more')",
+                "DELETE FROM docs4 WHERE body = 'more'",
+            ],
+        );
         // Writing a table declared only for reading, or the shadow tables
         // directly, is refused (the latter by SQLite's defensive mode).
-        for sql in [
-            "INSERT INTO docs VALUES ('x')",
-            "DELETE FROM docs4_content",
-            "SELECT optimize(docs4) FROM docs4",
-        ] {
-            assert!(run(&conn, &policy, sql).is_err(), "{sql}");
-        }
+        refused(
+            &conn,
+            &policy,
+            &[
+                "INSERT INTO docs VALUES ('x')",
+                "DELETE FROM docs4_content",
+                "SELECT optimize(docs4) FROM docs4",
+            ],
+        );
     }
 
     #[test]

@@ -355,6 +355,41 @@ impl HostState {
         Ok(Ok(resource))
     }
 
+    /// Prepares `sql` (exactly one statement), binds `params` and runs
+    /// `then` on the statement.
+    fn run_sql<T>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        then: impl FnOnce(&mut Sql<'_>, &mut RawStatement, &str) -> HostResult<T>,
+    ) -> HostResult<T> {
+        let mut ctx = self.sql();
+        let mut stmt = match ctx.prepare_one(sql)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = ctx.bind(&mut stmt, params, sql)? {
+            return Ok(Err(e));
+        }
+        then(&mut ctx, &mut stmt, sql)
+    }
+
+    /// Binds `params` to the guest's prepared statement `this` and runs
+    /// `then` on it.
+    fn run_statement<T>(
+        &mut self,
+        this: &Resource<StatementEntry>,
+        params: &[Value],
+        then: impl FnOnce(&mut Sql<'_>, &mut RawStatement, &str) -> HostResult<T>,
+    ) -> HostResult<T> {
+        let (table, mut ctx) = self.split();
+        let entry = table.get_mut(this)?;
+        if let Err(e) = ctx.bind(&mut entry.stmt, params, &entry.sql)? {
+            return Ok(Err(e));
+        }
+        then(&mut ctx, &mut entry.stmt, &entry.sql)
+    }
+
     /// The parts for running SQL, and the resource table, borrowed apart.
     fn split(&mut self) -> (&mut wasmtime::component::ResourceTable, Sql<'_>) {
         (
@@ -372,15 +407,7 @@ impl types::Host for HostState {}
 
 impl database::Host for HostState {
     fn execute(&mut self, sql: String, params: Vec<Value>) -> HostResult<u64> {
-        let mut ctx = self.sql();
-        let mut stmt = match ctx.prepare_one(&sql)? {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = ctx.bind(&mut stmt, &params, &sql)? {
-            return Ok(Err(e));
-        }
-        ctx.run_to_end(&mut stmt, &sql)
+        self.run_sql(&sql, &params, |ctx, stmt, sql| ctx.run_to_end(stmt, sql))
     }
 
     fn execute_batch(&mut self, sql: String) -> HostResult<()> {
@@ -407,15 +434,7 @@ impl database::Host for HostState {
     }
 
     fn query(&mut self, sql: String, params: Vec<Value>) -> HostResult<Rows> {
-        let mut ctx = self.sql();
-        let mut stmt = match ctx.prepare_one(&sql)? {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = ctx.bind(&mut stmt, &params, &sql)? {
-            return Ok(Err(e));
-        }
-        ctx.query_all(&mut stmt, &sql)
+        self.run_sql(&sql, &params, |ctx, stmt, sql| ctx.query_all(stmt, sql))
     }
 
     fn open_cursor(
@@ -445,12 +464,7 @@ impl database::Host for HostState {
 
 impl HostStatement for HostState {
     fn execute(&mut self, this: Resource<StatementEntry>, params: Vec<Value>) -> HostResult<u64> {
-        let (table, mut ctx) = self.split();
-        let entry = table.get_mut(&this)?;
-        if let Err(e) = ctx.bind(&mut entry.stmt, &params, &entry.sql)? {
-            return Ok(Err(e));
-        }
-        ctx.run_to_end(&mut entry.stmt, &entry.sql)
+        self.run_statement(&this, &params, |ctx, stmt, sql| ctx.run_to_end(stmt, sql))
     }
 
     fn execute_many(
@@ -495,12 +509,7 @@ impl HostStatement for HostState {
     }
 
     fn query(&mut self, this: Resource<StatementEntry>, params: Vec<Value>) -> HostResult<Rows> {
-        let (table, mut ctx) = self.split();
-        let entry = table.get_mut(&this)?;
-        if let Err(e) = ctx.bind(&mut entry.stmt, &params, &entry.sql)? {
-            return Ok(Err(e));
-        }
-        ctx.query_all(&mut entry.stmt, &entry.sql)
+        self.run_statement(&this, &params, |ctx, stmt, sql| ctx.query_all(stmt, sql))
     }
 
     fn cursor(

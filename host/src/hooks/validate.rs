@@ -144,8 +144,6 @@ fn release_tables(dir: &Path) -> Result<Vec<String>, HookError> {
         dir: dir.to_path_buf(),
         message: crate::errors::chain_text(&e),
     };
-    Release::load(dir)
-        .map_err(release_error)?
-        .schema_tables()
-        .map_err(release_error)
+    let release = Release::load(dir).map_err(release_error)?;
+    crate::engine::sqlite::schema::schema_tables(&release).map_err(release_error)
 }

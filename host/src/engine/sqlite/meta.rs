@@ -276,7 +276,7 @@ pub fn has_plugin_tables(conn: &Connection) -> Result<bool, rusqlite::Error> {
 /// its name starts with P's owned prefix and with no other plugin's, P is
 /// recorded in `uplift_plugins` (it was active in an earlier upgrade), and it
 /// is not one of `core` (the tables and views the release's migrations
-/// create, see [`crate::release::Release::schema_tables`]). `owners` are the
+/// create, see [`super::schema::schema_tables`]). `owners` are the
 /// active plugins and their owned prefixes. Creates the record if missing;
 /// returns what it recorded, as (table, plugin). Fails only when SQLite does.
 pub fn adopt_plugin_tables(

@@ -15,6 +15,7 @@ pub(crate) mod install;
 pub mod meta;
 pub mod migration;
 mod rows;
+pub(crate) mod schema;
 pub(crate) mod sql;
 mod writeback;
 
@@ -31,7 +32,8 @@ use crate::backup::{self, BackupError, BackupOptions, Progress};
 use crate::engine::{CommitError, Database, EngineError, ForeignKeyCheck, MetaError, TableRows};
 use crate::hooks::{HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook};
 use crate::migrations::{AppliedMigration, MigrateError};
-use crate::release::Migration;
+use crate::release::{Migration, Release};
+use crate::upgrade::error::UpgradeError;
 use crate::version::Version;
 
 impl From<rusqlite::Error> for EngineError {
@@ -259,9 +261,10 @@ impl Database for SqliteDatabase {
     fn adopt_plugin_tables(
         &mut self,
         owners: &[(String, String)],
-        core: &[String],
-    ) -> Result<(), EngineError> {
-        meta::adopt_plugin_tables(&self.conn, owners, core)?;
+        release: &Release,
+    ) -> Result<(), UpgradeError> {
+        let core = schema::schema_tables(release)?;
+        meta::adopt_plugin_tables(&self.conn, owners, &core).map_err(EngineError::from)?;
         Ok(())
     }
 
