@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::support::{component, example_release, run, stderr, uplift};
 
@@ -176,8 +176,9 @@ fn kill_at_many_moments(name: &str, template: &Path, release: &Path) {
     assert!(out.status.success(), "{name}: {}", stderr(&out));
     let new_rows = fingerprint(&reference.join("db.sqlite3"));
 
-    let mut outcomes = (0, 0); // (old, new)
-    for k in 1..=MOMENTS {
+    // Kills one run after `delay`; checks what it left and that a second
+    // run finishes. Returns whether the kill left the old version.
+    let kill_after = |k: u32, delay: Duration| -> bool {
         let home = scratch.path().join(format!("crash-{k}"));
         copy_dir(template, &home);
         let mut child = uplift()
@@ -192,31 +193,30 @@ fn kill_at_many_moments(name: &str, template: &Path, release: &Path) {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Spread the moments over the whole run, and a little past its end.
-        std::thread::sleep(full.mul_f64(f64::from(k) / f64::from(MOMENTS) * 1.25));
+        std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
 
         let db = home.join("db.sqlite3");
         let version = data_version(&home, release);
         let rows = fingerprint(&db);
-        match version.as_deref() {
+        let old = match version.as_deref() {
             Some("0.6.4") => {
                 assert!(
                     rows == old_rows,
                     "{name}, moment {k}: old version but changed rows"
                 );
-                outcomes.0 += 1;
+                true
             }
             Some("1.0.0") => {
                 assert!(
                     rows == new_rows,
                     "{name}, moment {k}: new version but rows differ"
                 );
-                outcomes.1 += 1;
+                false
             }
             other => panic!("{name}, moment {k}: data version {other:?} is neither old nor new"),
-        }
+        };
         for entry in std::fs::read_dir(home.join("backups"))
             .into_iter()
             .flatten()
@@ -251,6 +251,37 @@ fn kill_at_many_moments(name: &str, template: &Path, release: &Path) {
             "{name}, moment {k}: finished upgrade differs"
         );
         std::fs::remove_dir_all(&home).unwrap();
+        old
+    };
+    let mut outcomes = (0, 0); // (old, new)
+    let count = |outcomes: &mut (u32, u32), old: bool| {
+        if old {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
+        }
+    };
+    // Spread the moments over the whole run, and a little past its end.
+    for k in 1..=MOMENTS {
+        let delay = full.mul_f64(f64::from(k) / f64::from(MOMENTS) * 1.25);
+        count(&mut outcomes, kill_after(k, delay));
+    }
+    // A busy machine can make the killed runs much slower (or faster) than
+    // the measured one: a few more moments, further out (or sooner), until
+    // a kill lands on each side of the commit.
+    for extra in 1..=6 {
+        if outcomes.1 == 0 {
+            count(
+                &mut outcomes,
+                kill_after(MOMENTS + extra, full * (1 << extra)),
+            );
+        }
+        if outcomes.0 == 0 {
+            count(
+                &mut outcomes,
+                kill_after(MOMENTS + extra, full / (1 << (extra + 1))),
+            );
+        }
     }
     eprintln!("{name}: {outcomes:?} (old, new) of {MOMENTS} kills; an upgrade takes {full:?}");
     assert!(
