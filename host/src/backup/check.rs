@@ -76,10 +76,10 @@ pub enum IntegrityCheck {
 pub(crate) const MAX_WORKERS: usize = 2;
 
 /// Page cache of the connection running the largest piece, in KiB. The
-/// index lookups of the full check jump around the file: a 32 MB cache
-/// takes a quarter off the full check of the benchmark's 200 MB database.
-/// With each connection's cache its own (see `.cargo/config.toml`), the
-/// process then peaks under 50 MB, at 200 MB as at 2 GB.
+/// index lookups of the full check jump around the file, and this piece
+/// holds the largest table: a larger cache saves the most reads here. With
+/// each connection's cache its own (see `.cargo/config.toml`), the peak
+/// memory of the restore stays bounded whatever the database's size.
 const LARGEST_CACHE_KIB: usize = 32 * 1024;
 
 /// Page cache of the connections running the other pieces, in KiB.
@@ -249,8 +249,7 @@ pub(crate) fn check(
 
 /// Hands the memory the build freed back to the operating system before
 /// the check's caches fill: the allocator would keep much of it, so the
-/// process would hold both (measured on the benchmark's 200 MB database:
-/// a peak 8 MB lower).
+/// process would hold both, and the peak would be their sum.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions: it only returns free memory

@@ -516,7 +516,7 @@ fn build(
     conn.pragma_update(None, "journal_mode", "OFF")
         .map_err(build_err)?;
     // An 8 MB page cache; two sorter threads build the indexes, each in
-    // cache-sized runs. Peak memory stays near 50 MB whatever the size.
+    // cache-sized runs, so memory does not grow with the database.
     conn.execute_batch(
         "PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-8192;
          PRAGMA threads=2; PRAGMA foreign_keys=OFF; PRAGMA temp_store=FILE; BEGIN;",

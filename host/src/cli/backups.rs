@@ -48,7 +48,7 @@ pub struct RestoreArgs {
     select: bool,
     /// Check the restored database with PRAGMA quick_check only, not
     /// the full check (skips verifying that the indexes it just built
-    /// hold exactly their tables' rows; about a tenth faster)
+    /// hold exactly their tables' rows: faster, and less thorough)
     #[arg(long)]
     quick_check: bool,
     /// Wait for another uplift working on this home instead of failing

@@ -261,13 +261,13 @@ pub(crate) enum LoadFileError {
 /// so no hash function could stop someone who can write `cache/` from
 /// changing both, and the cache is as trusted as uplift's binary (see
 /// `load`). A 128-bit non-cryptographic checksum misses random damage with
-/// probability 2^-128 and checks the 36 MB entry of a Python plugin about
-/// three times faster than BLAKE3.
+/// probability 2^-128, and costs a fraction of a cryptographic hash on a
+/// Python plugin's tens of megabytes, which every warm load reads.
 ///
 /// Storing an entry (after a compilation, which is rare) prunes what no
-/// load by this engine will ever read: entries of the earlier naming
-/// (`<sha256>-<engine>.cwasm` with a `.sha256` checksum, from uplift before
-/// BLAKE3), entries compiled by another engine (another wasmtime version or
+/// load by this engine will ever read: entries of the SHA-256 naming
+/// (`<sha256>-<engine>.cwasm` with a `.sha256` checksum), which older homes
+/// hold and no current build reads, entries compiled by another engine (another wasmtime version or
 /// configuration, i.e. another uplift build), and temporary files of a
 /// store that was killed, once an hour old. Entries of plugin versions no
 /// longer installed are kept (uplift cannot tell whether a release that
@@ -408,7 +408,7 @@ fn engine_tag(engine: &Engine) -> String {
 enum EntryName<'a> {
     /// `blake3-<64 hex>-<16 hex>.cwasm[.xxh3]`, compiled by `engine`.
     Current { engine: &'a str },
-    /// `<64 hex>-<16 hex>.cwasm[.sha256]`: the naming before BLAKE3.
+    /// `<64 hex>-<16 hex>.cwasm[.sha256]`: the SHA-256 naming of older homes.
     Sha256,
 }
 
