@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use uplift::home::HookLimits;
 use uplift::hooks::manifest;
-use uplift::hooks::runtime::{CacheOutcome, CompileCache};
+use uplift::hooks::{CacheOutcome, CompileCache};
 use uplift::hooks::{HookContext, HookRunner, LogLine, PlannedHook};
 
 fn target_dir() -> PathBuf {
@@ -191,7 +191,7 @@ fn update_bench(rows: i64, limits: &HookLimits) {
 fn main() {
     // As the `uplift` binary does, first thing: SQLite's memory is then
     // counted while hooks run, and the figures include what that costs.
-    uplift::hooks::bounds::install_sqlite_allocator();
+    uplift::hooks::install_sqlite_allocator();
     let mut args = std::env::args().skip(1);
     let mut python = std::env::var_os("UPLIFT_BENCH_PYTHON").map(PathBuf::from);
     let mut rows: i64 = 1_000_000;

@@ -32,7 +32,7 @@ use crate::engine::{Database, EngineError, Rows, TableRows};
 use crate::errors::chain_text;
 use crate::home::{HookLimits, MigrationSettings};
 use crate::hooks::manifest::{self, Capabilities};
-use crate::hooks::runtime::CompileCache;
+use crate::hooks::CompileCache;
 use crate::hooks::{HookError, HookRunner, LogLine, LogSink, PlannedHook, PluginSet};
 use crate::release::Release;
 use crate::transaction::{

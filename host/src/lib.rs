@@ -7,7 +7,7 @@
 //! nothing of the terminal.
 
 pub mod backup;
-pub mod disk;
+mod disk;
 mod engine;
 mod errors;
 pub mod home;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use uplift::home::{Home, HookLimits};
 use uplift::hooks::manifest::{self, HookManifest};
-use uplift::hooks::runtime::{CacheOutcome, CompileCache};
+use uplift::hooks::{CacheOutcome, CompileCache};
 use uplift::hooks::{
     CollectLog, HookContext, HookError, HookOutcome, HookRunner, Limit, PlannedHook, PluginSet,
 };
@@ -1360,7 +1360,7 @@ fn an_owned_table_may_refer_only_to_tables_the_plugin_may_write() {
     assert!(lines[2].contains("capabilities.write"), "{lines:?}");
     // secret is not: the hook learns nothing of it.
     assert!(
-        lines[0].contains(uplift::hooks::authorizer::HIDDEN),
+        lines[0].contains(uplift::hooks::HIDDEN),
         "{lines:?}"
     );
     assert!(!dump(&conn).contains("hostile_pin"));

@@ -116,9 +116,9 @@ pub fn run() -> Outcome {
     // are the running hook's to account for, and when a hook or a
     // compilation is stuck past its limit inside a call nothing can
     // interrupt, ending the process is the way to stop it (hooks::bounds).
-    uplift::hooks::bounds::supervise_whole_process();
+    uplift::hooks::supervise_whole_process();
     // Before anything opens a database: SQLite takes an allocator only then.
-    uplift::hooks::bounds::install_sqlite_allocator();
+    uplift::hooks::install_sqlite_allocator();
     let Cli { globals, command } = Cli::parse();
     match command {
         Command::Upgrade(args) => upgrade::upgrade(&globals, args),

@@ -24,9 +24,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub mod authorizer;
+mod authorizer;
 mod bindings;
-pub mod bounds;
+mod bounds;
 mod clocks;
 mod database;
 mod dependencies;
@@ -34,14 +34,16 @@ mod handles;
 pub mod manifest;
 pub mod plugins;
 mod raw;
-pub mod runtime;
+mod runtime;
 mod sandbox;
 pub mod scaffold;
 pub mod validate;
 
 pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};
 pub use plugins::{PlannedHook, Plugin, PluginOrigin, PluginSet, PluginsToml};
-pub use runtime::{HookContext, HookOutcome, HookRunner};
+pub use authorizer::HIDDEN;
+pub use bounds::{install_sqlite_allocator, supervise_whole_process};
+pub use runtime::{CacheOutcome, CompileCache, HookContext, HookOutcome, HookRunner, LoadReport};
 
 /// `text` that came from a plugin, made safe to show on the operator's
 /// terminal: every control character (C0 including CR, LF and TAB, DEL, the
