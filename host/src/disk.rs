@@ -159,7 +159,7 @@ pub(crate) fn hand_to_home_owner(root: &Path, path: &Path) -> io::Result<()> {
 /// A file SQLite left beside a database that may hold data: moved aside
 /// rather than deleted, so that the operator can still recover it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetAside {
+pub(crate) struct SetAside {
     /// Where it was.
     pub from: PathBuf,
     /// Where it is now.

@@ -98,7 +98,7 @@ pub(crate) struct Phases {
 }
 
 impl Phases {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Phases {
             times: Vec::new(),
             started: Instant::now(),
@@ -106,7 +106,7 @@ impl Phases {
     }
 
     /// Closes the current phase under `name` and starts the next.
-    pub fn end(&mut self, phase: &'static str) {
+    pub(crate) fn end(&mut self, phase: &'static str) {
         let now = Instant::now();
         self.times.push(PhaseTime {
             phase,

@@ -65,20 +65,20 @@ fn compile(name: &str, shared: bool) -> PathBuf {
 }
 
 /// The shim, compiled.
-pub fn shim() -> &'static Path {
+pub(crate) fn shim() -> &'static Path {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| compile("shim", true))
 }
 
 /// `tests/faults/writer.c`, compiled: the harness's own test subject.
-pub fn writer() -> &'static Path {
+pub(crate) fn writer() -> &'static Path {
     static WRITER: OnceLock<PathBuf> = OnceLock::new();
     WRITER.get_or_init(|| compile("writer", false))
 }
 
 /// Adds the shim to `cmd`: recording operations on files under `root` into
 /// `log`, and injecting `inject` (`CLASS:N:ERROR[:PATTERN]`, see shim.c).
-pub fn with_shim<'a>(
+pub(crate) fn with_shim<'a>(
     cmd: &'a mut Command,
     root: &Path,
     log: &Path,
@@ -96,7 +96,7 @@ pub fn with_shim<'a>(
 /// One recorded operation; paths relative to the recorded root ("" is the
 /// root itself).
 #[derive(Debug, Clone)]
-pub enum Op {
+pub(crate) enum Op {
     Create {
         path: String,
         ino: u64,
@@ -157,7 +157,7 @@ pub enum Op {
 
 impl Op {
     /// One line for a report.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Op::Create { path, .. } => format!("create {path}"),
             Op::Mkdir { path } => format!("mkdir {path}"),
@@ -183,7 +183,7 @@ impl Op {
 }
 
 /// Reads the shim's log; paths are made relative to `root`.
-pub fn read_log(log: &Path, root: &Path) -> Vec<Op> {
+pub(crate) fn read_log(log: &Path, root: &Path) -> Vec<Op> {
     let bytes = std::fs::read(log).unwrap();
     let root = std::fs::canonicalize(root).unwrap();
     let root = root.to_str().unwrap();
@@ -268,13 +268,13 @@ pub fn read_log(log: &Path, root: &Path) -> Vec<Op> {
 /// What is in a folder before the recorded run: every file's bytes and
 /// inode, every folder. Paths under `skip` (relative) are left out.
 #[derive(Clone, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub dirs: Vec<String>,
     pub files: BTreeMap<String, (u64, Vec<u8>)>,
 }
 
 impl Snapshot {
-    pub fn take(root: &Path, skip: &[&str]) -> Snapshot {
+    pub(crate) fn take(root: &Path, skip: &[&str]) -> Snapshot {
         use std::os::unix::fs::MetadataExt;
         let mut snap = Snapshot::default();
         let mut stack = vec![String::new()];
@@ -353,7 +353,7 @@ fn parent(path: &str) -> String {
 }
 
 /// A recorded run, ready to be crashed: the state before it and its steps.
-pub struct Run {
+pub(crate) struct Run {
     pub ops: Vec<Op>,
     steps: Vec<Step>,
     initial: Snapshot,
@@ -365,7 +365,7 @@ impl Run {
     /// Models `ops` recorded on a folder that held `initial`. Operations on
     /// paths starting with one of `ignore` (relative) are left out; an
     /// operation the model does not know fails the test.
-    pub fn new(initial: Snapshot, ops: Vec<Op>, ignore: &[&str]) -> Run {
+    pub(crate) fn new(initial: Snapshot, ops: Vec<Op>, ignore: &[&str]) -> Run {
         let ignored = |p: &str| {
             ignore
                 .iter()
@@ -488,7 +488,7 @@ impl Run {
     /// The index of the first output (on standard output or error) whose
     /// text contains `needle`: the moment the run reported something to its
     /// user.
-    pub fn reported_at(&self, needle: &str) -> Option<usize> {
+    pub(crate) fn reported_at(&self, needle: &str) -> Option<usize> {
         let mut text = [String::new(), String::new()];
         for (i, op) in self.ops.iter().enumerate() {
             if let Op::Out { fd, text: t } = op {
@@ -506,7 +506,7 @@ impl Run {
 /// One crash state: a power cut just before step `at`, with a choice of
 /// which unsynced steps reached the disk.
 #[derive(Clone, Debug)]
-pub struct Crash {
+pub(crate) struct Crash {
     /// Steps `0..at` were made.
     pub at: usize,
     /// Per folder, how many of its not yet durable directory operations
@@ -522,14 +522,14 @@ pub struct Crash {
 
 /// What a crash leaves: files (path -> bytes) and folders.
 #[derive(Clone, Default)]
-pub struct State {
+pub(crate) struct State {
     pub dirs: Vec<String>,
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
 impl State {
     /// A digest of the whole state, to skip states already checked.
-    pub fn digest(&self) -> u64 {
+    pub(crate) fn digest(&self) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.dirs.hash(&mut h);
         self.files.hash(&mut h);
@@ -537,7 +537,7 @@ impl State {
     }
 
     /// Writes the state into `dir` (which must not exist).
-    pub fn write_to(&self, dir: &Path) {
+    pub(crate) fn write_to(&self, dir: &Path) {
         std::fs::create_dir_all(dir).unwrap();
         for d in &self.dirs {
             std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -600,7 +600,7 @@ impl Run {
     }
 
     /// The state a crash leaves.
-    pub fn state(&self, crash: &Crash) -> State {
+    pub(crate) fn state(&self, crash: &Crash) -> State {
         let (_, meta) = self.pending(crash.at);
         let kept_meta = |i: usize, dirs: &[String]| {
             dirs.iter().all(|d| match (meta.get(d), crash.cuts.get(d)) {
@@ -719,7 +719,7 @@ impl Run {
 /// all unsynced data, and with none); the unsynced data writes in order up
 /// to each length; each unsynced data write alone missing, and alone
 /// present; the last unsynced write torn after its first sector.
-pub fn crash_states(run: &Run, budget: usize, reported_at: Option<usize>) -> Vec<(Crash, State)> {
+pub(crate) fn crash_states(run: &Run, budget: usize, reported_at: Option<usize>) -> Vec<(Crash, State)> {
     let mut seen = HashSet::new();
     let mut out: Vec<(Crash, State)> = Vec::new();
     for at in run.crash_points() {
@@ -833,7 +833,7 @@ pub fn crash_states(run: &Run, budget: usize, reported_at: Option<usize>) -> Vec
 
 impl Run {
     /// A crash, precisely: where, and what did not reach the disk.
-    pub fn describe(&self, crash: &Crash) -> String {
+    pub(crate) fn describe(&self, crash: &Crash) -> String {
         let before = match self.ops.get(crash.at) {
             Some(op) => format!("before op #{} ({})", crash.at, op.describe()),
             None => format!("after the last op (#{})", self.ops.len()),
@@ -869,7 +869,7 @@ impl Run {
     }
 
     /// The whole recording, one op a line (for a report).
-    pub fn listing(&self) -> String {
+    pub(crate) fn listing(&self) -> String {
         self.ops
             .iter()
             .enumerate()

@@ -51,7 +51,7 @@ fn phase_words(op: Operation) -> &'static [&'static str] {
 }
 
 /// What injecting faults into one operation found.
-pub struct Findings {
+pub(crate) struct Findings {
     pub injected: usize,
     /// Faults the command absorbed (it succeeded anyway), described.
     pub absorbed: Vec<String>,
@@ -62,7 +62,7 @@ pub struct Findings {
 /// Records `op` once to count its writes and syncs, then runs it again with
 /// each fault of `per_kind` (evenly spread over the calls) and checks what
 /// it leaves and says.
-pub fn inject_into(op: Operation, per_kind: usize) -> Findings {
+pub(crate) fn inject_into(op: Operation, per_kind: usize) -> Findings {
     let scratch = tempfile::tempdir().unwrap();
     let clean = scratch.path().join("clean");
     homes().copy(op.template(), &clean);

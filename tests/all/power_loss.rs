@@ -28,7 +28,7 @@ use crate::support::{example_release, run, stderr, stdout, uplift};
 const REDUCED_BUDGET: usize = 40;
 
 /// How many states to check: all of them with `UPLIFT_FAULTS_FULL=1`.
-pub fn budget(reduced: usize) -> usize {
+pub(crate) fn budget(reduced: usize) -> usize {
     if std::env::var_os("UPLIFT_FAULTS_FULL").is_some_and(|v| v == "1") {
         usize::MAX
     } else {
@@ -44,7 +44,7 @@ pub fn budget(reduced: usize) -> usize {
 /// the upgrade's automatic backup too), and the plugins' compile cache, shared by every
 /// home through a symbolic link (a cold compile of the Python plugin takes
 /// half a minute in a debug build).
-pub struct Homes {
+pub(crate) struct Homes {
     _scratch: tempfile::TempDir,
     pub old: PathBuf,
     pub first: PathBuf,
@@ -56,7 +56,7 @@ pub struct Homes {
     pub new_db: String,
 }
 
-pub fn homes() -> &'static Homes {
+pub(crate) fn homes() -> &'static Homes {
     static HOMES: OnceLock<Homes> = OnceLock::new();
     HOMES.get_or_init(|| {
         let scratch = tempfile::tempdir().unwrap();
@@ -105,12 +105,12 @@ pub fn homes() -> &'static Homes {
 
 impl Homes {
     /// A copy of `template` at `to`, sharing the compile cache.
-    pub fn copy(&self, template: &Path, to: &Path) {
+    pub(crate) fn copy(&self, template: &Path, to: &Path) {
         crate::crash::copy_dir(template, to);
         self.link_cache(to);
     }
 
-    pub fn link_cache(&self, home: &Path) {
+    pub(crate) fn link_cache(&self, home: &Path) {
         std::os::unix::fs::symlink(&self.cache, home.join("cache")).unwrap();
     }
 }
@@ -118,7 +118,7 @@ impl Homes {
 /// The database's data version and application tables, row by row (uplift's
 /// own tables hold times, which differ from run to run), after SQLite has
 /// rolled back a hot journal if there is one; an error if it is not intact.
-pub fn db_fingerprint(db: &Path) -> Result<String, String> {
+pub(crate) fn db_fingerprint(db: &Path) -> Result<String, String> {
     if !db.is_file() {
         return Err(format!("{} is missing", db.display()));
     }
@@ -163,7 +163,7 @@ pub fn db_fingerprint(db: &Path) -> Result<String, String> {
 
 /// Every backup file in `home` is complete and verifies (a file that does
 /// not is named in the error).
-pub fn backups_complete(home: &Path) -> Result<(), String> {
+pub(crate) fn backups_complete(home: &Path) -> Result<(), String> {
     for entry in std::fs::read_dir(home.join("backups"))
         .into_iter()
         .flatten()
@@ -187,7 +187,7 @@ pub fn backups_complete(home: &Path) -> Result<(), String> {
 
 /// The operations under test.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Operation {
+pub(crate) enum Operation {
     Upgrade,
     /// The first upgrade of a home: no backups folder yet.
     FirstUpgrade,
@@ -200,7 +200,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Operation::Upgrade => "upgrade",
             Operation::FirstUpgrade => "first upgrade",
@@ -212,7 +212,7 @@ impl Operation {
     }
 
     /// The home it starts from.
-    pub fn template(self) -> &'static Path {
+    pub(crate) fn template(self) -> &'static Path {
         match self {
             Operation::Upgrade | Operation::Dbbackup => &homes().old,
             Operation::FirstUpgrade | Operation::FirstDbbackup => &homes().first,
@@ -222,7 +222,7 @@ impl Operation {
     }
 
     /// The database it starts from and the one it makes.
-    pub fn before_after(self) -> (&'static str, &'static str) {
+    pub(crate) fn before_after(self) -> (&'static str, &'static str) {
         let h = homes();
         match self {
             Operation::Upgrade | Operation::FirstUpgrade | Operation::WalUpgrade => {
@@ -236,7 +236,7 @@ impl Operation {
     }
 
     /// The command, on `home`.
-    pub fn command(self, home: &Path) -> Command {
+    pub(crate) fn command(self, home: &Path) -> Command {
         let mut cmd = uplift();
         cmd.args(["--home", home.to_str().unwrap()]);
         cmd.args(["--release", example_release("1.0.0").to_str().unwrap()]);
@@ -251,7 +251,7 @@ impl Operation {
     }
 
     /// What it prints on standard output once it has done its work.
-    pub fn success_line(self) -> &'static str {
+    pub(crate) fn success_line(self) -> &'static str {
         match self {
             Operation::Upgrade | Operation::FirstUpgrade | Operation::WalUpgrade => "upgraded ",
             Operation::Dbbackup | Operation::FirstDbbackup => ".dump",
@@ -265,7 +265,7 @@ impl Operation {
 /// backup complete; a backup the operation reported (`reported_backup`)
 /// present; a rerun of the upgrade finishes; `dbrestore --latest` then
 /// restores a complete backup.
-pub fn check_home(
+pub(crate) fn check_home(
     op: Operation,
     home: &Path,
     reported: bool,
@@ -370,14 +370,14 @@ fn record(op: Operation, scratch: &Path) -> (Run, String) {
 }
 
 /// What checking an operation's crash states found.
-pub struct Tally {
+pub(crate) struct Tally {
     pub ops: usize,
     pub states: usize,
     pub bad: Vec<String>,
 }
 
 impl Tally {
-    pub fn summary(&self, what: &str) -> String {
+    pub(crate) fn summary(&self, what: &str) -> String {
         format!(
             "{what}: {} ops recorded, {} crash states checked, {} bad",
             self.ops,
@@ -388,7 +388,7 @@ impl Tally {
 }
 
 /// Records `op`, builds its crash states (at most `budget`) and checks each.
-pub fn power_cuts(op: Operation, budget: usize) -> (Tally, Run) {
+pub(crate) fn power_cuts(op: Operation, budget: usize) -> (Tally, Run) {
     let scratch = tempfile::tempdir().unwrap();
     let (run, out) = record(op, scratch.path());
     let reported_at = run

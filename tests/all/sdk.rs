@@ -162,7 +162,7 @@ fn seen(probe: &harness::Probe, hook: &str) -> Vec<String> {
 
 /// What the probe's hook `second` (prepared statements, `execute_many`, a
 /// cursor) records, on this test host and on the real one (tests/all/hooks.rs).
-pub const SECOND_SEES: [&str; 4] = [
+pub(crate) const SECOND_SEES: [&str; 4] = [
     "sum=500500 labelled=100 count=1000",
     "execute_many added=500 count=1500",
     r#"kept=2 error=Some((19, "parameter list 2: UNIQUE constraint failed: probe_unique.n"))"#,
@@ -429,15 +429,18 @@ mod harness {
     use exports::uplift::hooks::hooks::Context;
 
     /// A prepared statement: its SQL (re-prepared from SQLite's cache).
+    /// Public because `bindgen!`'s `with` re-exports it.
+    #[allow(unreachable_pub)]
     pub struct StatementSql(String);
 
     /// A cursor: the rows left to hand out.
+    #[allow(unreachable_pub)]
     pub struct CursorRows {
         columns: Vec<String>,
         rows: VecDeque<Vec<Value>>,
     }
 
-    pub struct State {
+    pub(super) struct State {
         wasi: WasiCtx,
         table: ResourceTable,
         db: rusqlite::Connection,
@@ -655,7 +658,7 @@ mod harness {
     }
 
     /// One component instance over its own in-memory database.
-    pub struct Probe {
+    pub(super) struct Probe {
         store: Store<State>,
         hooks: UpgradeHook,
         stdout: MemoryOutputPipe,
@@ -663,7 +666,7 @@ mod harness {
     }
 
     impl Probe {
-        pub fn load(path: &Path) -> Probe {
+        pub(super) fn load(path: &Path) -> Probe {
             let engine = Engine::default();
             let component = Component::from_file(&engine, path).expect("component loads");
             let mut linker = Linker::<State>::new(&engine);
@@ -694,7 +697,7 @@ mod harness {
         }
 
         /// Runs SQL on the database directly (test set-up).
-        pub fn sql(&self, sql: &str) {
+        pub(super) fn sql(&self, sql: &str) {
             self.store
                 .data()
                 .db
@@ -703,7 +706,7 @@ mod harness {
         }
 
         /// The first column of every row of `sql`, as text.
-        pub fn strings(&self, sql: &str) -> Vec<String> {
+        pub(super) fn strings(&self, sql: &str) -> Vec<String> {
             let db = &self.store.data().db;
             let mut stmt = db.prepare(sql).expect("test query prepares");
             stmt.query_map([], |row| row.get::<_, String>(0))
@@ -713,7 +716,7 @@ mod harness {
         }
 
         /// Calls `hooks.run` for `hook`, upgrading from 0.9.0 to 1.0.0.
-        pub fn run(&mut self, hook: &str) -> Result<(), String> {
+        pub(super) fn run(&mut self, hook: &str) -> Result<(), String> {
             let ctx = Context {
                 app: "learnhub".into(),
                 plugin: self.plugin.clone(),
@@ -729,11 +732,11 @@ mod harness {
                 .expect("the hook does not trap")
         }
 
-        pub fn log(&self) -> &[(String, String)] {
+        pub(super) fn log(&self) -> &[(String, String)] {
             &self.store.data().log
         }
 
-        pub fn stdout(&self) -> String {
+        pub(super) fn stdout(&self) -> String {
             String::from_utf8_lossy(&self.stdout.contents()).into_owned()
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository's root folder.
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("host/ has a parent")
@@ -15,41 +15,41 @@ pub fn repo_root() -> PathBuf {
 
 /// An `uplift` command with a clean environment (no UPLIFT_HOME or
 /// UPLIFT_RELEASE leaking in from the developer's shell).
-pub fn uplift() -> Command {
+pub(crate) fn uplift() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_uplift"));
     cmd.env_remove("UPLIFT_HOME").env_remove("UPLIFT_RELEASE");
     cmd
 }
 
 /// Runs `uplift ARGS` and returns its output.
-pub fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     uplift().args(args).output().expect("uplift runs")
 }
 
 /// Standard output as text.
-pub fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Standard error as text.
-pub fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The example application's release folder for `version`.
-pub fn example_release(version: &str) -> PathBuf {
+pub(crate) fn example_release(version: &str) -> PathBuf {
     repo_root().join("example-hooks/app/releases").join(version)
 }
 
 /// A release folder written by a test: `release.toml` plus migrations.
-pub struct TestRelease {
+pub(crate) struct TestRelease {
     pub dir: PathBuf,
 }
 
 impl TestRelease {
     /// Creates `root/name` with a release.toml for `app` at `version` and the
     /// given migrations (file name, SQL).
-    pub fn new(
+    pub(crate) fn new(
         root: &Path,
         name: &str,
         app: &str,
@@ -69,14 +69,14 @@ impl TestRelease {
         TestRelease { dir }
     }
 
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.dir.to_str().unwrap()
     }
 }
 
 /// Every row of every table (including uplift's), as text, in a stable
 /// order: a fingerprint that changes if anything in the database changes.
-pub fn fingerprint(db: &Path) -> String {
+pub(crate) fn fingerprint(db: &Path) -> String {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
@@ -114,14 +114,14 @@ pub fn fingerprint(db: &Path) -> String {
 }
 
 /// Runs one SQL query returning a single integer.
-pub fn query_i64(db: &Path, sql: &str) -> i64 {
+pub(crate) fn query_i64(db: &Path, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// A `Command` running the real `sqlite3` shell, which `scripts/setup`
 /// installs; panics with that hint when it is missing.
-pub fn sqlite3() -> Command {
+pub(crate) fn sqlite3() -> Command {
     let found = Command::new("sqlite3")
         .arg("--version")
         .output()
@@ -131,14 +131,14 @@ pub fn sqlite3() -> Command {
 }
 
 /// Runs a command to completion with stdin closed and returns its output.
-pub fn run_cmd(cmd: &mut Command) -> Output {
+pub(crate) fn run_cmd(cmd: &mut Command) -> Output {
     cmd.stdin(std::process::Stdio::null())
         .output()
         .expect("the command should start")
 }
 
 /// The names of the files in a folder, sorted (empty if it does not exist).
-pub fn file_names(dir: &Path) -> Vec<String> {
+pub(crate) fn file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .map(|e| {
@@ -156,7 +156,7 @@ pub fn file_names(dir: &Path) -> Vec<String> {
 
 /// A plugin component built by `scripts/build-plugins` (crate name, e.g.
 /// `uplift-test-hostile`).
-pub fn component(crate_name: &str) -> PathBuf {
+pub(crate) fn component(crate_name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
@@ -173,7 +173,7 @@ pub fn component(crate_name: &str) -> PathBuf {
 
 /// Installs the example application's release `version` into a new home at
 /// `home` and loads that release's fixtures; returns the database's path.
-pub fn install_example(home: &Path, version: &str) -> PathBuf {
+pub(crate) fn install_example(home: &Path, version: &str) -> PathBuf {
     let release = example_release(version);
     let out = run(&[
         "--home",
@@ -192,7 +192,7 @@ pub fn install_example(home: &Path, version: &str) -> PathBuf {
 /// The hostile test plugin's component with its manifest replaced: plugin
 /// `name` at `version`, `capabilities` (the manifest's JSON object) and the
 /// hooks `hooks` (any versions, in that order).
-pub fn hostile_with_manifest(
+pub(crate) fn hostile_with_manifest(
     name: &str,
     version: &str,
     capabilities: &str,

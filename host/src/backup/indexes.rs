@@ -77,7 +77,7 @@ impl Fingerprint {
     }
 
     /// Both together, as if one side had read both pieces.
-    pub fn merge(&mut self, other: Fingerprint) {
+    pub(super) fn merge(&mut self, other: Fingerprint) {
         self.entries += other.entries;
         self.sum = self.sum.wrapping_add(other.sum);
     }

@@ -17,7 +17,7 @@ use super::failure::Outcome;
 use super::output::{Bars, human_size};
 
 #[derive(Debug, clap::Args)]
-pub struct BackupArgs {
+pub(super) struct BackupArgs {
     /// Where to write the dump [default: <home>/backups]
     #[arg(long, value_name = "DIR")]
     dest: Option<PathBuf>,
@@ -30,7 +30,7 @@ pub struct BackupArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RestoreArgs {
+pub(super) struct RestoreArgs {
     /// The dump to restore (uplift's .dump/.dump.zst, or `sqlite3 .dump` output)
     file: Option<PathBuf>,
     /// Restore the newest verified backup whose data version the
@@ -57,7 +57,7 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum BackupsCommand {
+pub(super) enum BackupsCommand {
     /// List backups, oldest first by recorded time: name, kind, data
     /// version, time, size, and whether the checksum verifies
     List {
@@ -78,7 +78,7 @@ pub enum BackupsCommand {
 
 /// `uplift dbbackup`: prints the dump's path (even with --quiet: it is the
 /// result).
-pub fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
+pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     let home = globals.home()?;
     let db = home.db_path();
     if !db.exists() {
@@ -117,7 +117,7 @@ enum Which {
 }
 
 /// `uplift dbrestore`.
-pub fn dbrestore(globals: &Globals, args: RestoreArgs) -> Outcome {
+pub(super) fn dbrestore(globals: &Globals, args: RestoreArgs) -> Outcome {
     let home = globals.home()?;
     let candidates = if args.include_safety_backups {
         Candidates::IncludingPreRestore
@@ -287,7 +287,7 @@ struct ListedBackup<'a> {
 }
 
 /// `uplift backups list` and `uplift backups prune`.
-pub fn backups(globals: &Globals, cmd: BackupsCommand) -> Outcome {
+pub(super) fn backups(globals: &Globals, cmd: BackupsCommand) -> Outcome {
     let home = globals.home()?;
     match cmd {
         BackupsCommand::List { json } => list(&home, json),

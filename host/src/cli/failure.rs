@@ -11,11 +11,11 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 /// What every command returns.
-pub type Outcome = Result<(), Failure>;
+pub(super) type Outcome = Result<(), Failure>;
 
 /// Why a command did not succeed.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The operation failed and changed nothing: exit 1.
     Failed(anyhow::Error),
     /// A check found problems, which the command has printed (a path that
@@ -30,18 +30,18 @@ pub enum Failure {
 impl Failure {
     /// A usage error saying `message`. A library error given here is
     /// printed by its own message alone, which names what it concerns.
-    pub fn usage(message: impl Display) -> Failure {
+    pub(crate) fn usage(message: impl Display) -> Failure {
         Failure::Usage(anyhow::Error::msg(message.to_string()))
     }
 
     /// A failure saying `message` alone (a library error whose message
     /// already quotes its causes).
-    pub fn failed(message: impl Display) -> Failure {
+    pub(crate) fn failed(message: impl Display) -> Failure {
         Failure::Failed(anyhow::Error::msg(message.to_string()))
     }
 
     /// The process's exit code.
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             Failure::Failed(_) | Failure::Reported => ExitCode::from(EXIT_FAILED),
             Failure::Usage(_) => ExitCode::from(EXIT_USAGE),
@@ -50,7 +50,7 @@ impl Failure {
 
     /// Prints the error on stderr, unless the command already reported it,
     /// and returns the exit code.
-    pub fn report(self) -> ExitCode {
+    pub(crate) fn report(self) -> ExitCode {
         if let Failure::Failed(err) | Failure::Usage(err) = &self {
             eprintln!("error: {}", render_error(err));
         }
@@ -68,7 +68,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 /// Exit 1 with nothing more printed when `ok` is false: the command has
 /// reported what it found.
-pub fn reported_unless(ok: bool) -> Outcome {
+pub(super) fn reported_unless(ok: bool) -> Outcome {
     if ok { Ok(()) } else { Err(Failure::Reported) }
 }
 

@@ -19,7 +19,7 @@ use super::failure::{Failure, Outcome, reported_unless};
 use super::output::Output;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum HooksCommand {
+pub(super) enum HooksCommand {
     /// Print a component's manifest (read from its custom section; nothing
     /// is run)
     Inspect {
@@ -68,7 +68,7 @@ pub enum HooksCommand {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct NewArgs {
+pub(super) struct NewArgs {
     /// The plugin's name: 1 to 64 of a-z 0-9 - _, starting with a letter
     name: String,
     /// The plugin's language
@@ -95,7 +95,7 @@ enum LangArg {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct TestArgs {
+pub(super) struct TestArgs {
     /// The plugin component (.wasm)
     plugin: PathBuf,
     /// The database to copy
@@ -118,7 +118,7 @@ pub struct TestArgs {
 }
 
 /// `uplift hooks ...`.
-pub fn hooks(globals: &Globals, cmd: HooksCommand) -> Outcome {
+pub(super) fn hooks(globals: &Globals, cmd: HooksCommand) -> Outcome {
     let out = globals.output();
     match cmd {
         HooksCommand::Inspect { file, json } => inspect(&file, json),

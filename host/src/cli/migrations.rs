@@ -10,7 +10,7 @@ use super::Globals;
 use super::failure::{Outcome, reported_unless};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum MigrationsCommand {
+pub(super) enum MigrationsCommand {
     /// List applied, pending and drifted migrations
     List {
         /// Print as JSON
@@ -20,7 +20,7 @@ pub enum MigrationsCommand {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct VerifyPathsArgs {
+pub(super) struct VerifyPathsArgs {
     /// Print one JSON object per path
     #[arg(long)]
     json: bool,
@@ -30,7 +30,7 @@ pub struct VerifyPathsArgs {
 }
 
 /// `uplift migrations list`: exit 1 when a migration drifted.
-pub fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
+pub(super) fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
     let MigrationsCommand::List { json } = cmd;
     let home = globals.home()?;
     let release = globals.release()?;
@@ -60,7 +60,7 @@ pub fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
 }
 
 /// `uplift verify-paths`: exit 1 when any path has problems.
-pub fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome {
+pub(super) fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome {
     let out = globals.output();
     let json = args.json;
     let reports = uplift::paths::verify_paths(&args.releases, &mut |report| {

@@ -110,7 +110,7 @@ enum Command {
 
 /// Parses the command line and runs the command. Usage errors clap finds
 /// end the process here (exit 2), as clap does.
-pub fn run() -> Outcome {
+pub(crate) fn run() -> Outcome {
     ignore_file_size_signal();
     // This process does nothing but the command: its memory and open files
     // are the running hook's to account for, and when a hook or a

@@ -6,13 +6,13 @@ use std::io::IsTerminal;
 use uplift::backup::{Progress, ProgressUnit};
 
 /// Prints human-readable results unless --quiet.
-pub struct Output {
+pub(super) struct Output {
     pub quiet: bool,
 }
 
 impl Output {
     /// Prints `text` and a newline on stdout, unless --quiet.
-    pub fn line(&self, text: impl std::fmt::Display) {
+    pub(super) fn line(&self, text: impl std::fmt::Display) {
         if !self.quiet {
             println!("{text}");
         }
@@ -21,20 +21,20 @@ impl Output {
 
 /// Warnings go to stderr even with --quiet: each says something an
 /// operator must know.
-pub fn warn_all(warnings: &[String]) {
+pub(super) fn warn_all(warnings: &[String]) {
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
 }
 
 /// Progress bars on stderr, drawn only on a terminal and without --quiet.
-pub struct Bars {
+pub(super) struct Bars {
     bar: Option<indicatif::ProgressBar>,
     enabled: bool,
 }
 
 impl Bars {
-    pub fn new(quiet: bool) -> Self {
+    pub(super) fn new(quiet: bool) -> Self {
         Bars {
             bar: None,
             enabled: !quiet && std::io::stderr().is_terminal(),
@@ -84,7 +84,7 @@ impl Progress for Bars {
 }
 
 /// `bytes` in decimal units with one decimal: `512 B`, `1.5 MB`.
-pub fn human_size(bytes: u64) -> String {
+pub(super) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -8,7 +8,7 @@ use super::Globals;
 use super::failure::Outcome;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum PluginCommand {
+pub(super) enum PluginCommand {
     /// List the plugins of the release and the home, and which are active
     List {
         /// Print as JSON
@@ -23,7 +23,7 @@ pub enum PluginCommand {
 }
 
 /// `uplift plugin ...`.
-pub fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
+pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
     let out = globals.output();
     let home = globals.home()?;
     // Without a release, only the home's plugins are known.

@@ -14,7 +14,7 @@ use super::failure::{Failure, Outcome as CommandOutcome};
 use super::output::{Bars, Output, warn_all};
 
 #[derive(Debug, clap::Args)]
-pub struct UpgradeArgs {
+pub(super) struct UpgradeArgs {
     /// Print what would be done and change nothing
     #[arg(long)]
     plan: bool,
@@ -27,7 +27,7 @@ pub struct UpgradeArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     /// Wait for another uplift working on this home instead of failing
     #[arg(long)]
     wait: bool,
@@ -37,14 +37,14 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub(super) struct StatusArgs {
     /// Print as JSON
     #[arg(long)]
     json: bool,
 }
 
 /// `uplift upgrade`.
-pub fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
+pub(super) fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
     let home = globals.home()?;
     let release = globals.release()?;
     let options = UpgradeOptions {
@@ -62,7 +62,7 @@ pub fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
 
 /// `uplift run`: upgrades if needed, then replaces this process with the
 /// command (so it returns only on failure).
-pub fn run(globals: &Globals, args: RunArgs) -> CommandOutcome {
+pub(super) fn run(globals: &Globals, args: RunArgs) -> CommandOutcome {
     let home = globals.home()?;
     let release = globals.release()?;
     let options = UpgradeOptions {
@@ -95,7 +95,7 @@ pub fn run(globals: &Globals, args: RunArgs) -> CommandOutcome {
 }
 
 /// `uplift status`; with --quiet, the state alone.
-pub fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
+pub(super) fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
     let home = globals.home()?;
     let release = globals.release()?;
     let status = upgrade::status(&home, &release)?;

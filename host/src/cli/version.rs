@@ -8,7 +8,7 @@ use uplift::version::{Version, VersionRange};
 use super::failure::{Failure, Outcome, reported_unless};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum VersionCommand {
+pub(super) enum VersionCommand {
     /// Print one line per VERSION saying whether it matches RANGE; exit 0 if
     /// all match, 1 if any does not, 2 on invalid input
     Match {
@@ -23,7 +23,7 @@ pub enum VersionCommand {
 }
 
 /// `uplift version ...`.
-pub fn version(cmd: VersionCommand) -> Outcome {
+pub(super) fn version(cmd: VersionCommand) -> Outcome {
     match cmd {
         VersionCommand::Match { range, versions } => {
             let range = VersionRange::parse(&range).map_err(Failure::usage)?;

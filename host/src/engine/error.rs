@@ -38,7 +38,7 @@ pub enum MetaError {
 /// Why a commit did not happen.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CommitError {
+pub(crate) enum CommitError {
     /// The engine had already ended the transaction (after a full disk, an
     /// I/O error, no memory...), or commits outside the upgrade's own were
     /// turned back: nothing is committed.

@@ -10,7 +10,8 @@
 mod error;
 pub(crate) mod sqlite;
 
-pub use error::{CommitError, EngineError, MetaError};
+pub(crate) use error::CommitError;
+pub use error::{EngineError, MetaError};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

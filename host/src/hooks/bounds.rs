@@ -43,7 +43,7 @@ use crate::hooks::Limit;
 
 /// How long the watchdog waits, once it stopped a hook, for the hook to
 /// return before it ends the process.
-pub const GRACE: Duration = Duration::from_secs(2);
+pub(super) const GRACE: Duration = Duration::from_secs(2);
 
 /// How often the watchdog samples time, memory and files.
 const SAMPLE: Duration = Duration::from_millis(10);
@@ -51,7 +51,7 @@ const SAMPLE: Duration = Duration::from_millis(10);
 /// The most memory compiling one component may add to the process, in MiB:
 /// the largest plugin uplift compiles (a Python one, ~40 MB) needs well under
 /// a gigabyte; a hostile one is stopped here or by `compile_seconds`.
-pub const COMPILE_MEMORY_MIB: u64 = 2048;
+pub(super) const COMPILE_MEMORY_MIB: u64 = 2048;
 
 /// The longest SQL text a hook may prepare (SQLite's default is 1 GB):
 /// values belong in parameters, and the compiler's time and memory grow
@@ -84,7 +84,7 @@ pub(crate) struct Trip(Mutex<Option<Limit>>);
 
 impl Trip {
     /// Records `limit` unless one was recorded already.
-    pub fn set(&self, limit: Limit) {
+    pub(super) fn set(&self, limit: Limit) {
         if let Ok(mut slot) = self.0.lock()
             && slot.is_none()
         {
@@ -93,7 +93,7 @@ impl Trip {
     }
 
     /// The limit that stopped the hook, if one did.
-    pub fn get(&self) -> Option<Limit> {
+    pub(super) fn get(&self) -> Option<Limit> {
         self.0.lock().ok().and_then(|slot| slot.clone())
     }
 }
@@ -191,7 +191,7 @@ mod sqlite_memory {
     /// used in the process (SQLite refuses a new allocator afterwards:
     /// then nothing changes and the limit is not enforced, which
     /// [`installed`] tells).
-    pub fn install() {
+    pub(super) fn install() {
         let methods = ffi::sqlite3_mem_methods {
             xMalloc: Some(x_malloc),
             xFree: Some(x_free),
@@ -217,12 +217,12 @@ mod sqlite_memory {
     }
 
     /// Whether SQLite uses the counting allocator.
-    pub fn installed() -> bool {
+    pub(super) fn installed() -> bool {
         INSTALLED.load(Ordering::Relaxed)
     }
 
     /// Starts counting against `budget` more bytes.
-    pub fn arm(budget: i64) {
+    pub(super) fn arm(budget: i64) {
         let Ok(mut active) = ACTIVE.lock() else {
             return;
         };
@@ -238,7 +238,7 @@ mod sqlite_memory {
     }
 
     /// Stops counting `budget`; the last disarm stops counting altogether.
-    pub fn disarm(budget: i64) {
+    pub(super) fn disarm(budget: i64) {
         let Ok(mut active) = ACTIVE.lock() else {
             return;
         };
@@ -265,7 +265,7 @@ pub fn install_sqlite_allocator() {
 
 /// Whether SQLite's memory is bounded while hooks run in this process (see
 /// [`install_sqlite_allocator`]).
-pub fn sqlite_memory_bounded() -> bool {
+pub(super) fn sqlite_memory_bounded() -> bool {
     #[cfg(target_os = "linux")]
     return sqlite_memory::installed();
     #[cfg(not(target_os = "linux"))]
@@ -302,7 +302,7 @@ pub(crate) struct SqliteBounds {
 impl SqliteBounds {
     /// Applies the bounds to `conn`; called before the hook's authorizer is
     /// installed (it runs PRAGMAs).
-    pub fn apply(conn: &Connection, limits: &HookLimits) -> SqliteBounds {
+    pub(super) fn apply(conn: &Connection, limits: &HookLimits) -> SqliteBounds {
         let max_value =
             i32::try_from(limits.max_reply_mib.saturating_mul(1 << 20)).unwrap_or(i32::MAX);
         let mut old = Vec::new();
@@ -345,7 +345,7 @@ impl SqliteBounds {
     /// limit (the page count set for the hook) unless the disk itself is
     /// full, then it is an ordinary error. The page count cannot tell: SQLite
     /// may already have rolled the transaction back, and the file shrunk.
-    pub fn limit_for(&self, conn: &Connection, code: i32) -> Option<Limit> {
+    pub(super) fn limit_for(&self, conn: &Connection, code: i32) -> Option<Limit> {
         match code {
             ffi::SQLITE_NOMEM => Some(Limit::DatabaseMemory {
                 mib: self.memory_mib,
@@ -368,7 +368,7 @@ impl SqliteBounds {
     /// Puts back what [`SqliteBounds::apply`] changed; called after the
     /// hook's authorizer is removed, before its savepoint is released or
     /// rolled back (a rollback may need the memory the hook was denied).
-    pub fn restore(self, conn: &Connection) {
+    pub(super) fn restore(self, conn: &Connection) {
         heap_disarm(self.heap_budget);
         for (limit, was) in self.old {
             let _ = conn.set_limit(limit, was);
@@ -465,7 +465,7 @@ pub(crate) struct WatchGuard {
 
 impl WatchGuard {
     /// The limit the watchdog stopped the work for, if it did.
-    pub fn trip(&self) -> &Arc<Trip> {
+    pub(super) fn trip(&self) -> &Arc<Trip> {
         &self.trip
     }
 }
@@ -482,7 +482,7 @@ impl Drop for WatchGuard {
 
 impl Watchdog {
     /// The process's watchdog, started on first use.
-    pub fn get() -> &'static Watchdog {
+    pub(super) fn get() -> &'static Watchdog {
         static DOG: OnceLock<Watchdog> = OnceLock::new();
         DOG.get_or_init(|| {
             let shared = Arc::new(Shared {
@@ -504,7 +504,7 @@ impl Watchdog {
     }
 
     /// Starts watching; stops when the guard is dropped.
-    pub fn arm(&self, watch: Watch, trip: Arc<Trip>) -> WatchGuard {
+    pub(super) fn arm(&self, watch: Watch, trip: Arc<Trip>) -> WatchGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut watch = watch;
         if !WHOLE_PROCESS.load(Ordering::Relaxed) {

@@ -30,7 +30,7 @@ impl HasData for BoundedClocks {
 
 impl DeadlineClocks<'_> {
     /// The clocks of `state`'s hook.
-    pub fn of(state: &mut HostState) -> DeadlineClocks<'_> {
+    pub(super) fn of(state: &mut HostState) -> DeadlineClocks<'_> {
         let deadline = state.db.deadline;
         let seconds = state.db.timeout_seconds;
         DeadlineClocks {

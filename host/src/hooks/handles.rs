@@ -1,5 +1,8 @@
 //! The handles a hook holds on the database: its prepared statements and
 //! open cursors (the `statement` and `cursor` resources of `wit/hooks.wit`).
+//! They are `pub` because the generated bindings name them in public
+//! signatures; the module itself is private.
+#![allow(unreachable_pub)]
 
 use crate::hooks::raw::RawStatement;
 

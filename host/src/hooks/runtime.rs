@@ -105,7 +105,7 @@ impl HookEngine {
     /// The engine (epoch interruption on, component model) and a linker that
     /// provides exactly WASI p2 (its monotonic clock bounded by the hook's
     /// deadline, see [`clocks::DeadlineClocks`]), `database` and `log`.
-    pub fn new() -> Result<HookEngine, HookError> {
+    pub(super) fn new() -> Result<HookEngine, HookError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -126,7 +126,7 @@ impl HookEngine {
     /// Compiles `bytes`, through `cache` when given; `subject` names the
     /// component for the message when compiling is stopped (`plugin P
     /// (FILE)`).
-    pub fn compile(
+    pub(super) fn compile(
         &self,
         bytes: &[u8],
         cache: Option<&CompileCache>,
@@ -225,7 +225,7 @@ impl HookEngine {
 
     /// Type-checks `component` against the linker (its imports) and the
     /// world (its exports), without instantiating it.
-    pub fn pre(&self, component: &Component) -> Result<UpgradeHookPre<HostState>, String> {
+    pub(super) fn pre(&self, component: &Component) -> Result<UpgradeHookPre<HostState>, String> {
         let pre = self
             .linker
             .instantiate_pre(component)

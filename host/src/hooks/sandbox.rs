@@ -68,7 +68,7 @@ pub(crate) struct HostState {
 impl HostState {
     /// The store data for one hook: WASI with no files, environment,
     /// arguments or network, stdout and stderr into `log`.
-    pub fn new(db: DbState, log: SharedLog, memory_mib: u64) -> HostState {
+    pub(super) fn new(db: DbState, log: SharedLog, memory_mib: u64) -> HostState {
         let wasi = WasiCtx::builder()
             .stdout(LogStream {
                 log: Arc::clone(&log),
@@ -94,7 +94,7 @@ impl HostState {
 
     /// Records that `limit` was hit and returns the error that traps the
     /// guest.
-    pub fn hit(&mut self, limit: Limit) -> wasmtime::Error {
+    pub(super) fn hit(&mut self, limit: Limit) -> wasmtime::Error {
         self.limit_hit = Some(limit.clone());
         wasmtime::Error::new(LimitHit(limit))
     }
@@ -161,7 +161,7 @@ pub(crate) struct HookLog {
 
 impl HookLog {
     /// A log for `plugin/hook` capped at `max_kib` KiB.
-    pub fn new(sink: Arc<dyn LogSink>, plugin: &str, hook: &str, max_kib: u64) -> SharedLog {
+    pub(super) fn new(sink: Arc<dyn LogSink>, plugin: &str, hook: &str, max_kib: u64) -> SharedLog {
         Arc::new(Mutex::new(HookLog {
             sink,
             plugin: plugin.to_string(),
@@ -178,7 +178,7 @@ impl HookLog {
 
     /// Writes `message` (one or more lines). Fails once the cap is reached;
     /// the line that would cross it is replaced by a note saying so.
-    pub fn write(
+    pub(super) fn write(
         &mut self,
         level: LogLevel,
         source: LogSource,
@@ -214,7 +214,7 @@ impl HookLog {
 
     /// A note from the sandbox itself (a refused statement); counted against
     /// the cap like everything else.
-    pub fn sandbox(&mut self, level: LogLevel, message: &str) -> Result<(), Limit> {
+    pub(super) fn sandbox(&mut self, level: LogLevel, message: &str) -> Result<(), Limit> {
         self.write(level, LogSource::Sandbox, message)
     }
 
@@ -252,7 +252,7 @@ impl HookLog {
     }
 
     /// Logs what is left of stdout and stderr without a final newline.
-    pub fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         for source in [LogSource::Stdout, LogSource::Stderr] {
             let buffer = match source {
                 LogSource::Stderr => std::mem::take(&mut self.stderr),
@@ -266,12 +266,12 @@ impl HookLog {
     }
 
     /// The last lines written to stderr.
-    pub fn stderr_tail(&self) -> Vec<String> {
+    pub(super) fn stderr_tail(&self) -> Vec<String> {
         self.stderr_tail.iter().cloned().collect()
     }
 
     /// Bytes logged so far.
-    pub fn written(&self) -> usize {
+    pub(super) fn written(&self) -> usize {
         self.written
     }
 }

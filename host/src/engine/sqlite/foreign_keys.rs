@@ -33,7 +33,7 @@ use crate::names::is_uplift_table;
 
 /// One foreign key of a child table, with all its columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForeignKey {
+pub(crate) struct ForeignKey {
     /// The table holding the key (the child).
     pub child: String,
     /// The table it refers to, as written in `REFERENCES`.
@@ -46,7 +46,7 @@ pub struct ForeignKey {
 }
 
 /// Every foreign key of the main schema's tables, in table order.
-pub fn foreign_keys(conn: &Connection) -> rusqlite::Result<Vec<ForeignKey>> {
+pub(crate) fn foreign_keys(conn: &Connection) -> rusqlite::Result<Vec<ForeignKey>> {
     let mut stmt = conn.prepare(
         "SELECT s.name, f.id, f.\"table\", f.\"from\", f.\"to\"
          FROM main.sqlite_schema AS s, pragma_foreign_key_list(s.name, 'main') AS f
@@ -191,7 +191,7 @@ impl Scope<'_> {
 /// module's documentation). At most `limit` violations are returned. Fails
 /// only when SQLite does (for example a foreign key that refers to columns
 /// with no unique index).
-pub fn check_foreign_keys(
+pub(crate) fn check_foreign_keys(
     conn: &Connection,
     written: &WrittenTables,
     before: &SchemaRows,
@@ -263,7 +263,7 @@ fn has_trigger_on_uplift_table(conn: &Connection) -> rusqlite::Result<bool> {
 /// Runs `PRAGMA foreign_key_check` on the whole main database; at most
 /// `limit` violations are returned. The upgrade checks only what it could
 /// have broken, with [`check_foreign_keys`], which falls back to this.
-pub fn foreign_key_violations(
+pub(crate) fn foreign_key_violations(
     conn: &Connection,
     limit: usize,
 ) -> Result<Vec<ForeignKeyViolation>, rusqlite::Error> {
