@@ -192,8 +192,7 @@ fn rich_database(path: &Path, portable: bool) {
 }
 
 fn backup_of(db: &Path, dir: &Path, options: &BackupOptions) -> backup::BackupFile {
-    let conn = Connection::open(db).unwrap();
-    backup::write_backup(&conn, dir, options, &mut NoProgress).unwrap()
+    backup::back_up_file(db, dir, options, &mut NoProgress).unwrap()
 }
 
 fn manual() -> BackupOptions {
@@ -579,11 +578,12 @@ proptest! {
     fn floats_are_written_in_a_form_sqlite_reads_back_exactly(bits: u64) {
         let f = f64::from_bits(bits);
         prop_assume!(!f.is_nan());
-        let conn = Connection::open_in_memory().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite3");
+        let conn = Connection::open(&db).unwrap();
         conn.execute("CREATE TABLE t(v)", []).unwrap();
         conn.execute("INSERT INTO t VALUES (?1)", [f]).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let file = backup::write_backup(&conn, dir.path(), &manual(), &mut NoProgress).unwrap();
+        let file = backup::back_up_file(&db, &dir.path().join("backups"), &manual(), &mut NoProgress).unwrap();
         let text = std::fs::read_to_string(&file.path).unwrap();
         let literal = text.lines().find(|l| l.starts_with("INSERT")).unwrap()
             .trim_start_matches("INSERT INTO \"t\"(rowid,\"v\") VALUES(1,").trim_end_matches(");").to_string();
@@ -685,13 +685,10 @@ fn a_dump_is_one_snapshot_while_another_connection_writes() {
         std::thread::yield_now();
     }
     let before = commits.load(Ordering::Relaxed);
-    let conn = Connection::open(&db).unwrap();
-    let file =
-        backup::write_backup(&conn, &home.backups_dir(), &manual(), &mut NoProgress).unwrap();
+    let file = backup::back_up_file(&db, &home.backups_dir(), &manual(), &mut NoProgress).unwrap();
     let during = commits.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    drop(conn);
     assert!(during > 0, "the writer kept committing during the dump");
 
     let (_dir2, other) = temp_home();

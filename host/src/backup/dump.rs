@@ -88,6 +88,26 @@ fn sql_err_with(what: &dyn Fn() -> String) -> impl FnOnce(rusqlite::Error) -> Ba
     }
 }
 
+/// Dumps the database at `database` into a new file in `dir` (created if
+/// missing) and returns it: `uplift dbbackup`. The database is only read,
+/// in one snapshot, so the application may go on using it meanwhile.
+pub fn back_up_file(
+    database: &Path,
+    dir: &Path,
+    options: &BackupOptions,
+    progress: &mut dyn Progress,
+) -> Result<BackupFile, BackupError> {
+    let conn = Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| BackupError::Open {
+        path: database.to_path_buf(),
+        source,
+    })?;
+    write_backup(&conn, dir, options, progress)
+}
+
 /// Dumps the database behind `conn` into a new file in `dir` (created if
 /// missing) and returns it.
 ///
@@ -102,7 +122,7 @@ fn sql_err_with(what: &dyn Fn() -> String) -> impl FnOnce(rusqlite::Error) -> Ba
 ///
 /// Fails on any read or write error (a full disk, a file-size limit), in
 /// which case the temporary file is removed and nothing else changed.
-pub fn write_backup(
+pub(crate) fn write_backup(
     conn: &Connection,
     dir: &Path,
     options: &BackupOptions,

@@ -17,6 +17,15 @@ pub enum BackupError {
     /// permissions...).
     #[error(transparent)]
     Io(#[from] IoError),
+    /// The database could not be opened.
+    #[error("could not open {}", path.display())]
+    Open {
+        /// The database.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// Reading the database failed.
     #[error("could not read the database ({what})")]
     Sqlite {

@@ -80,7 +80,8 @@ use std::fmt;
 pub(crate) use crate::disk::{IoError, io_err};
 
 pub use check::IntegrityCheck;
-pub use dump::{BackupFile, BackupOptions, write_backup};
+pub(crate) use dump::write_backup;
+pub use dump::{BackupFile, BackupOptions, back_up_file};
 pub use error::{BackupError, BackupFileError, RestoreError};
 pub use files::{
     BackupEntry, BackupStatus, Candidates, DumpHeader, VerifiedDump, latest_restorable, list,

@@ -87,16 +87,11 @@ pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     // Shared: a backup may run beside the application (it reads one
     // snapshot), but not during an upgrade or a restore.
     let _lock = home.lock_shared(args.wait)?;
-    let conn = rusqlite::Connection::open_with_flags(
-        &db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("could not open {}", db.display()))?;
     let dir = args.dest.unwrap_or_else(|| home.backups_dir());
     let mut options = BackupOptions::new(BackupKind::Manual);
     options.compress = args.compress;
     let mut bars = Bars::new(globals.quiet);
-    let file = backup::write_backup(&conn, &dir, &options, &mut bars)?;
+    let file = backup::back_up_file(&db, &dir, &options, &mut bars)?;
     if !globals.quiet {
         eprintln!(
             "backed up {} rows ({}) of data version {}",

@@ -479,6 +479,7 @@ impl Policy {
     }
 
     /// The reason for the most recent refusal since [`Policy::start_statement`].
+    #[cfg(test)]
     pub(super) fn take_refusal(&mut self) -> Option<String> {
         self.last_refusal.take().map(|r| r.reason)
     }

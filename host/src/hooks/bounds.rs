@@ -116,7 +116,6 @@ mod sqlite_memory {
 
     use rusqlite::ffi;
 
-    static INSTALLED: AtomicBool = AtomicBool::new(false);
     static ARMED: AtomicBool = AtomicBool::new(false);
     /// Bytes allocated less bytes freed while armed.
     static USED: AtomicI64 = AtomicI64::new(0);
@@ -205,20 +204,14 @@ mod sqlite_memory {
         // SAFETY: SQLITE_CONFIG_MALLOC takes a pointer to the methods, which
         // SQLite copies before returning; each method is a thin wrapper of
         // libc's allocator, safe to call from any thread.
-        let rc = unsafe {
+        // A failure (SQLite already initialised) leaves SQLite's own
+        // allocator: the watchdog's process memory limit still holds.
+        let _ = unsafe {
             ffi::sqlite3_config(
                 ffi::SQLITE_CONFIG_MALLOC,
                 &methods as *const ffi::sqlite3_mem_methods,
             )
         };
-        if rc == ffi::SQLITE_OK {
-            INSTALLED.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Whether SQLite uses the counting allocator.
-    pub(super) fn installed() -> bool {
-        INSTALLED.load(Ordering::Relaxed)
     }
 
     /// Starts counting against `budget` more bytes.
@@ -261,15 +254,6 @@ mod sqlite_memory {
 pub fn install_sqlite_allocator() {
     #[cfg(target_os = "linux")]
     sqlite_memory::install();
-}
-
-/// Whether SQLite's memory is bounded while hooks run in this process (see
-/// [`install_sqlite_allocator`]).
-pub(super) fn sqlite_memory_bounded() -> bool {
-    #[cfg(target_os = "linux")]
-    return sqlite_memory::installed();
-    #[cfg(not(target_os = "linux"))]
-    false
 }
 
 fn heap_arm(budget: i64) {

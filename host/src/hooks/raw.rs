@@ -76,6 +76,8 @@ pub(crate) struct RawStatement {
 // together with the store that owns its connection, and is never used by two
 // threads at once.
 unsafe impl Send for RawStatement {}
+// SAFETY: as for Send: the store that owns the statement is used by one
+// thread at a time, so no two threads ever reach the statement at once.
 unsafe impl Sync for RawStatement {}
 
 fn db_error(db: NonNull<ffi::sqlite3>) -> SqlError {
