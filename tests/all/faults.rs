@@ -719,7 +719,11 @@ impl Run {
 /// all unsynced data, and with none); the unsynced data writes in order up
 /// to each length; each unsynced data write alone missing, and alone
 /// present; the last unsynced write torn after its first sector.
-pub(crate) fn crash_states(run: &Run, budget: usize, reported_at: Option<usize>) -> Vec<(Crash, State)> {
+pub(crate) fn crash_states(
+    run: &Run,
+    budget: usize,
+    reported_at: Option<usize>,
+) -> Vec<(Crash, State)> {
     let mut seen = HashSet::new();
     let mut out: Vec<(Crash, State)> = Vec::new();
     for at in run.crash_points() {

@@ -1359,10 +1359,7 @@ fn an_owned_table_may_refer_only_to_tables_the_plugin_may_write() {
     );
     assert!(lines[2].contains("capabilities.write"), "{lines:?}");
     // secret is not: the hook learns nothing of it.
-    assert!(
-        lines[0].contains(uplift::hooks::HIDDEN),
-        "{lines:?}"
-    );
+    assert!(lines[0].contains(uplift::hooks::HIDDEN), "{lines:?}");
     assert!(!dump(&conn).contains("hostile_pin"));
     // To a table it may write, or owns, a key is fine.
     let mut conn = database();
