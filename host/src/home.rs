@@ -22,7 +22,12 @@ pub enum HomeError {
         "another uplift ({holder}) holds this home ({path}): wait for it to finish, or pass --wait",
         holder = holder_text(.pid)
     )]
-    Locked { path: PathBuf, pid: Option<u32> },
+    Locked {
+        /// The home folder.
+        path: PathBuf,
+        /// The process id of the uplift holding it, when it could be found.
+        pid: Option<u32>,
+    },
     /// The application (started by `uplift run`, which keeps a shared hold
     /// on the home for the application's life) or a backup is running.
     #[error(
@@ -30,16 +35,27 @@ pub enum HomeError {
         users_text(.users)
     )]
     InUse {
+        /// The home folder.
         path: PathBuf,
         /// The processes holding it (pid and command), where they can be seen.
         users: Vec<(u32, String)>,
     },
     /// `uplift.toml` exists but is not valid.
     #[error("invalid settings file {path}: {message}; fix or remove it")]
-    Settings { path: PathBuf, message: String },
+    Settings {
+        /// The settings file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A `[hooks]` limit in `uplift.toml` is out of its range.
     #[error("invalid settings file {path}: {limit}; fix or remove it")]
-    Limit { path: PathBuf, limit: InvalidLimit },
+    Limit {
+        /// The settings file.
+        path: PathBuf,
+        /// The key, the value given and the range it must be in.
+        limit: InvalidLimit,
+    },
     /// A file-system operation failed.
     #[error(transparent)]
     Io(#[from] IoError),

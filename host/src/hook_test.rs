@@ -31,8 +31,8 @@ use crate::engine::sqlite::SqliteDatabase;
 use crate::engine::{Database, EngineError, Rows, TableRows};
 use crate::errors::chain_text;
 use crate::home::{HookLimits, MigrationSettings};
-use crate::hooks::manifest::{self, Capabilities};
 use crate::hooks::CompileCache;
+use crate::hooks::manifest::{self, Capabilities};
 use crate::hooks::{HookError, HookRunner, LogLine, LogSink, PlannedHook, PluginSet};
 use crate::release::Release;
 use crate::transaction::{
@@ -82,25 +82,44 @@ pub enum TrialError {
     /// `--hook NAME` names no hook of the plugin.
     #[error("plugin {plugin} has no hook {hook:?}; its hooks are: {known}")]
     UnknownHook {
+        /// The plugin's name.
         plugin: String,
+        /// The hook name given.
         hook: String,
+        /// The plugin's hooks, separated by commas.
         known: String,
     },
     /// The database to copy does not exist.
     #[error("could not copy the database {path} to a temporary file: no such file")]
-    NoDatabase { path: PathBuf },
+    NoDatabase {
+        /// The database to copy.
+        path: PathBuf,
+    },
     /// The temporary folder for the copy could not be made.
     #[error("could not copy the database {path} to a temporary file: {cause}")]
     Scratch {
+        /// The database to copy.
         path: PathBuf,
+        /// Why the folder could not be made.
         cause: std::io::Error,
     },
     /// The database could not be opened or copied.
     #[error("could not copy the database {path} to a temporary file: {cause}")]
-    Copy { path: PathBuf, cause: EngineError },
+    Copy {
+        /// The database to copy.
+        path: PathBuf,
+        /// Why it could not be opened or copied.
+        cause: EngineError,
+    },
     /// Reading the copy's tables or running the transaction failed.
     #[error("on the copy of the database: could not {what}: {cause}")]
-    Database { what: String, cause: EngineError },
+    Database {
+        /// What was being done, as a verb phrase ("read the tables the
+        /// plugin may write").
+        what: String,
+        /// The database's error.
+        cause: EngineError,
+    },
     /// The sandbox could not be set up.
     #[error("{}", chain_text(.0))]
     Engine(HookError),
@@ -109,7 +128,9 @@ pub enum TrialError {
     /// migration history does not match the release.
     #[error("could not bring the copy to release {version}'s schema: {}", chain_text(.cause.as_ref()))]
     Migrations {
+        /// The release whose schema the copy was to be brought to.
         version: Version,
+        /// Why the migrations could not be applied.
         cause: Box<UpgradeError>,
     },
     /// The transaction on the copy could not begin, or its bookkeeping
@@ -133,9 +154,13 @@ pub struct RowChange {
 /// What one hook changed in one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TableChanges {
+    /// The table's name.
     pub table: String,
+    /// How many rows the hook inserted.
     pub inserted: u64,
+    /// How many rows it updated.
     pub updated: u64,
+    /// How many rows it deleted.
     pub deleted: u64,
     /// Up to three examples of each kind.
     pub examples: Vec<RowChange>,
@@ -144,8 +169,11 @@ pub struct TableChanges {
 /// One hook's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct HookResult {
+    /// The hook's name.
     pub hook: String,
+    /// The hook's `old_version` range.
     pub old_version: String,
+    /// The hook's `new_version` range.
     pub new_version: String,
     /// Whether it succeeded.
     pub ok: bool,
@@ -153,6 +181,7 @@ pub struct HookResult {
     pub error: Option<String>,
     /// Statements the sandbox refused (also when the hook succeeded).
     pub refused: Vec<String>,
+    /// Milliseconds it took, loading included (0 when it failed).
     pub ms: u64,
     /// Tables it changed (only those with changes); none when it failed
     /// (its savepoint was rolled back).
@@ -162,9 +191,13 @@ pub struct HookResult {
 /// Everything a trial did.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrialReport {
+    /// The plugin's name.
     pub plugin: String,
+    /// The plugin's version, from its manifest.
     pub plugin_version: String,
+    /// The data version before the upgrade, as given.
     pub from: String,
+    /// The release version upgraded to, as given.
     pub to: String,
     /// The release's migrations applied to the copy before the hooks, in
     /// order (empty without a release, or when none was pending).

@@ -22,19 +22,34 @@ pub enum MigrateError {
     Database(#[from] EngineError),
     /// A migration's SQL failed.
     #[error("migration {file} failed: {message}")]
-    Failed { file: String, message: String },
+    Failed {
+        /// The migration's file name (`0003_add_email.sql`).
+        file: String,
+        /// SQLite's error message.
+        message: String,
+    },
     /// A migration ran longer than `[migrations] timeout_seconds`.
     #[error(
         "migration {file} ran longer than {seconds} s and was stopped \
          (raise [migrations] timeout_seconds in uplift.toml if it really needs longer)"
     )]
-    TimedOut { file: String, seconds: u64 },
+    TimedOut {
+        /// The migration's file name (`0003_add_email.sql`).
+        file: String,
+        /// The time limit, in seconds.
+        seconds: u64,
+    },
     /// A migration tried to control the transaction itself.
     #[error(
         "migration {file} uses {statement}: migrations must not begin, commit or roll back transactions \
          (uplift runs all of them in one transaction); remove it from the file"
     )]
-    TransactionControl { file: String, statement: String },
+    TransactionControl {
+        /// The migration's file name (`0003_add_email.sql`).
+        file: String,
+        /// The statement it used (`BEGIN`, `COMMIT`, `SAVEPOINT`...).
+        statement: String,
+    },
     /// Applied migrations no longer match the release's files.
     #[error("{}", describe_drift(.0))]
     Drift(Vec<Drift>),
@@ -75,17 +90,28 @@ pub struct AppliedMigration {
 pub enum Drift {
     /// The file changed since it was applied.
     Changed {
+        /// The migration's number.
         id: u32,
+        /// The migration's name.
         name: String,
+        /// The checksum recorded when it was applied.
         recorded: String,
+        /// The checksum of the release's file.
         actual: String,
     },
     /// The file is gone from the release.
-    Missing { id: u32, name: String },
+    Missing {
+        /// The migration's number.
+        id: u32,
+        /// The migration's name.
+        name: String,
+    },
     /// The file is new, but a migration numbered after it was already
     /// applied: it would run after migrations written to follow it.
     OutOfOrder {
+        /// The migration's number.
         id: u32,
+        /// The migration's name.
         name: String,
         /// The highest number applied.
         after: u32,

@@ -31,17 +31,28 @@ pub enum ReleaseError {
     #[error(
         "{path} not found: is this the installed release's folder? (it must hold release.toml)"
     )]
-    Missing { path: PathBuf },
+    Missing {
+        /// The `release.toml` that was not found.
+        path: PathBuf,
+    },
     /// A file or folder could not be read.
     #[error(transparent)]
     Read(#[from] IoError),
     /// `release.toml` is not valid TOML or lacks a field.
     #[error("invalid {path}: {message}")]
-    Manifest { path: PathBuf, message: String },
+    Manifest {
+        /// The file that is not valid: `release.toml`, or a migration that
+        /// is not UTF-8.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The `version` field does not parse.
     #[error("invalid {path}: field `version`")]
     Version {
+        /// The `release.toml` file.
         path: PathBuf,
+        /// Why the version does not parse.
         #[source]
         source: VersionError,
     },
@@ -49,18 +60,26 @@ pub enum ReleaseError {
     #[error(
         "migration file {path} is not named NNNN_name.sql (digits, an underscore, a name, .sql): rename it"
     )]
-    MigrationName { path: PathBuf },
+    MigrationName {
+        /// The misnamed file.
+        path: PathBuf,
+    },
     /// Two migrations share a number.
     #[error("migrations {first} and {second} have the same number {id}: renumber one of them")]
     DuplicateMigration {
+        /// The number they share.
         id: u32,
+        /// One of the two files.
         first: PathBuf,
+        /// The other file.
         second: PathBuf,
     },
     /// A migration does not apply to an empty database (or SQLite could not
     /// open one in memory), so the release's schema is unknown.
     #[error("migration {path} does not apply to an empty database: {cause}")]
     Schema {
+        /// The migration that does not apply (the release folder when
+        /// SQLite failed outside any one migration).
         path: PathBuf,
         /// The database's error (shown in the message).
         cause: EngineError,

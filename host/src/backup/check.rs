@@ -140,9 +140,9 @@ pub(crate) fn check(
     level: IntegrityCheck,
     progress: &mut dyn Progress,
 ) -> Result<Option<String>, RestoreError> {
-    let build_err = |cause| RestoreError::Build {
+    let build_err = |cause: rusqlite::Error| RestoreError::Build {
         path: target.to_path_buf(),
-        cause,
+        cause: cause.into(),
     };
     progress.begin("checking", None, ProgressUnit::Rows);
     release_freed_memory();

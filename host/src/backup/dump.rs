@@ -76,7 +76,10 @@ pub struct BackupFile {
 
 fn sql_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> BackupError {
     let what = what.into();
-    move |source| BackupError::Sqlite { what, source }
+    move |source| BackupError::Sqlite {
+        what,
+        source: source.into(),
+    }
 }
 
 /// [`sql_err`] with the description built only if there is an error (the
@@ -84,7 +87,7 @@ fn sql_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> BackupErr
 fn sql_err_with(what: &dyn Fn() -> String) -> impl FnOnce(rusqlite::Error) -> BackupError + '_ {
     move |source| BackupError::Sqlite {
         what: what(),
-        source,
+        source: source.into(),
     }
 }
 
@@ -103,7 +106,7 @@ pub fn back_up_file(
     )
     .map_err(|source| BackupError::Open {
         path: database.to_path_buf(),
-        source,
+        source: source.into(),
     })?;
     write_backup(&conn, dir, options, progress)
 }

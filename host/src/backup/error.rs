@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::FORMAT_VERSION;
 use super::sqlparse::SplitError;
 use crate::disk::IoError;
+use crate::engine::EngineError;
 use crate::errors::chain_text;
 use crate::home::HomeError;
 
@@ -22,18 +23,18 @@ pub enum BackupError {
     Open {
         /// The database.
         path: PathBuf,
-        /// SQLite's error.
+        /// The database's error.
         #[source]
-        source: rusqlite::Error,
+        source: EngineError,
     },
     /// Reading the database failed.
     #[error("could not read the database ({what})")]
     Sqlite {
         /// What was being read.
         what: String,
-        /// SQLite's error.
+        /// The database's error.
         #[source]
-        source: rusqlite::Error,
+        source: EngineError,
     },
     /// uplift's bookkeeping in the database could not be read.
     #[error("could not read the data version")]
@@ -156,8 +157,8 @@ pub enum RestoreError {
         line: u64,
         /// The start of the statement.
         excerpt: String,
-        /// SQLite's error (shown in the message).
-        cause: rusqlite::Error,
+        /// The database's error (shown in the message).
+        cause: EngineError,
     },
     /// The dump's text could not be split into statements.
     #[error("could not restore {}: {cause}; nothing was changed", path.display())]
@@ -200,8 +201,8 @@ pub enum RestoreError {
     Build {
         /// The temporary database.
         path: PathBuf,
-        /// SQLite's error (shown in the message).
-        cause: rusqlite::Error,
+        /// The database's error (shown in the message).
+        cause: EngineError,
     },
     /// A file-system operation failed.
     #[error(transparent)]

@@ -257,7 +257,7 @@ fn safety_backup(
         )
         .map_err(|source| BackupError::Sqlite {
             what: "open".into(),
-            source,
+            source: source.into(),
         })?;
         let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
         backup_options.compress = options.compress_safety_backup;
@@ -321,9 +321,9 @@ fn current_journal_mode(database: &Path) -> Option<String> {
 
 /// Puts the (closed, checked) database at `path` into WAL mode, durably.
 fn set_wal_mode(path: &Path) -> Result<(), RestoreError> {
-    let build_err = |cause| RestoreError::Build {
+    let build_err = |cause: rusqlite::Error| RestoreError::Build {
         path: path.to_path_buf(),
-        cause,
+        cause: cause.into(),
     };
     let conn = Connection::open(path).map_err(build_err)?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
@@ -506,9 +506,9 @@ fn build(
     options: &RestoreOptions,
     progress: &mut dyn Progress,
 ) -> Result<(u64, u64), RestoreError> {
-    let build_err = |cause| RestoreError::Build {
+    let build_err = |cause: rusqlite::Error| RestoreError::Build {
         path: target.to_path_buf(),
-        cause,
+        cause: cause.into(),
     };
     let conn = Connection::open(target).map_err(build_err)?;
     // The file is temporary until checked and renamed: no journal, no
@@ -577,7 +577,7 @@ fn build(
             path: path.clone(),
             line,
             excerpt: excerpt(stmt),
-            cause: source,
+            cause: source.into(),
         },
     };
     let split_err = |e: SplitError| match e {

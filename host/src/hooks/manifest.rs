@@ -52,7 +52,10 @@ pub enum ManifestError {
         "manifest format version {found} is not supported (this uplift reads version {FORMAT_VERSION}): \
          upgrade uplift or rebuild the plugin with a matching SDK"
     )]
-    FormatVersion { found: String },
+    FormatVersion {
+        /// The format version the fragment gives, as written.
+        found: String,
+    },
     /// A TOML manifest (for `embed-manifest`) could not be parsed.
     #[error("the manifest is not valid TOML: {0}")]
     Toml(String),
@@ -61,7 +64,12 @@ pub enum ManifestError {
     Structure(String),
     /// A field's value is not valid.
     #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    Invalid {
+        /// The field, such as `name` or `capabilities.owns`.
+        field: String,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManifestError {

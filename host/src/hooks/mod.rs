@@ -39,10 +39,10 @@ mod sandbox;
 pub mod scaffold;
 pub mod validate;
 
-pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};
-pub use plugins::{PlannedHook, Plugin, PluginOrigin, PluginSet, PluginsToml};
 pub use authorizer::HIDDEN;
 pub use bounds::{install_sqlite_allocator, supervise_whole_process};
+pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};
+pub use plugins::{PlannedHook, Plugin, PluginOrigin, PluginSet, PluginsToml};
 pub use runtime::{CacheOutcome, CompileCache, HookContext, HookOutcome, HookRunner, LoadReport};
 
 /// `text` that came from a plugin, made safe to show on the operator's
@@ -91,33 +91,63 @@ pub fn is_unsafe_char(c: char) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
     /// The wall-clock time limit (`[hooks] timeout_seconds`).
-    Time { seconds: u64 },
+    Time {
+        /// The limit, in seconds.
+        seconds: u64,
+    },
     /// The memory limit (`[hooks] memory_mib`).
-    Memory { mib: u64 },
+    Memory {
+        /// The limit, in MiB.
+        mib: u64,
+    },
     /// The cap on the bytes one database call may return (`[hooks] max_reply_mib`).
-    Reply { mib: u64 },
+    Reply {
+        /// The cap, in MiB.
+        mib: u64,
+    },
     /// SQLite's length limit on one string or blob, which follows the reply
     /// cap (`[hooks] max_reply_mib`): hit by SQL that builds a long value,
     /// whatever it returns.
-    Length { mib: u64 },
+    Length {
+        /// The length limit, in MiB.
+        mib: u64,
+    },
     /// The cap on log output, including stdout and stderr (`[hooks] max_log_kib`).
-    Log { kib: u64 },
+    Log {
+        /// The cap, in KiB.
+        kib: u64,
+    },
     /// The cap on prepared statements and cursors held open at once, which
     /// live in uplift's memory rather than the hook's.
-    Handles { max: usize },
+    Handles {
+        /// How many may be open at once.
+        max: usize,
+    },
     /// The memory SQLite may use for the hook's statements
     /// (`[hooks] database_memory_mib`).
-    DatabaseMemory { mib: u64 },
+    DatabaseMemory {
+        /// The limit, in MiB.
+        mib: u64,
+    },
     /// How much the hook may make the database, its journal and SQLite's
     /// temporary files grow (`[hooks] disk_mib`).
-    Disk { mib: u64 },
+    Disk {
+        /// How much they may grow, in MiB.
+        mib: u64,
+    },
     /// How much the hook may make uplift's resident memory grow
     /// ([`crate::home::HookLimits::process_memory_mib`]), caught by the
     /// watchdog when no precise limit did.
-    ProcessMemory { mib: u64 },
+    ProcessMemory {
+        /// How much it may grow, in MiB.
+        mib: u64,
+    },
     /// The time compiling a plugin's component may take
     /// (`[hooks] compile_seconds`).
-    Compile { seconds: u64 },
+    Compile {
+        /// The limit, in seconds.
+        seconds: u64,
+    },
 }
 
 impl fmt::Display for Limit {
@@ -188,65 +218,104 @@ pub enum HookError {
     /// A plugin file or folder could not be read.
     #[error("could not read {path}: {source}")]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// A plugin's manifest is missing or invalid.
     #[error("plugin {path}: {source}")]
     Manifest {
+        /// The plugin's component file.
         path: PathBuf,
+        /// What is wrong with its manifest.
         #[source]
         source: ManifestError,
     },
     /// Two plugin files declare the same plugin name.
     #[error("two plugins are named {name:?}: {first} and {second}; remove or rename one of them")]
     DuplicatePlugin {
+        /// The name both declare.
         name: String,
+        /// The first file found with that name.
         first: PathBuf,
+        /// The second file found with that name.
         second: PathBuf,
     },
     /// `release.toml` names a core plugin the release does not contain.
     #[error(
         "the release names core plugin {name:?}, but no component in {dir} has that name: reinstall the release"
     )]
-    MissingCorePlugin { name: String, dir: PathBuf },
+    MissingCorePlugin {
+        /// The core plugin's name, as `release.toml` gives it.
+        name: String,
+        /// The release's plugins folder, where it was looked for.
+        dir: PathBuf,
+    },
     /// `plugins.toml` is not valid.
     #[error("invalid {path}: {message}; fix or remove it")]
-    PluginsToml { path: PathBuf, message: String },
+    PluginsToml {
+        /// The `plugins.toml` file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// `plugin enable/disable` of a plugin that does not exist.
     #[error("no plugin is named {name:?}; `uplift plugin list` shows the plugins found")]
-    UnknownPlugin { name: String },
+    UnknownPlugin {
+        /// The name given.
+        name: String,
+    },
     /// `plugins.toml` enables a plugin that is not installed.
     #[error(
         "plugins.toml enables plugin {name:?}, but no plugin of that name is in the release's plugins/ \
          or in {}: put its .wasm file there, or run `uplift plugin disable {name}`",
         home_plugins.display()
     )]
-    MissingPlugin { name: String, home_plugins: PathBuf },
+    MissingPlugin {
+        /// The plugin's name.
+        name: String,
+        /// The home's plugins folder, where it was also looked for.
+        home_plugins: PathBuf,
+    },
     /// `plugin disable` of a core plugin.
     #[error(
         "plugin {name:?} is a core plugin of the release: it is always active and cannot be disabled"
     )]
-    CorePlugin { name: String },
+    CorePlugin {
+        /// The plugin's name.
+        name: String,
+    },
     /// The release given to `hooks validate --release` could not be read.
     #[error("release {dir}: {message}")]
-    Release { dir: PathBuf, message: String },
+    Release {
+        /// The release folder given.
+        dir: PathBuf,
+        /// Why it could not be read, its causes included.
+        message: String,
+    },
     /// The engine could not be created.
     #[error("could not set up the WebAssembly engine: {0}")]
     Engine(String),
     /// A component could not be compiled or linked.
     #[error("plugin {plugin} ({path}) could not be loaded: {message}")]
     Load {
+        /// The plugin's name.
         plugin: String,
+        /// The component file.
         path: PathBuf,
+        /// Why it could not be compiled or linked.
         message: String,
     },
     /// The hook trapped (a panic, an out-of-bounds access, a stack overflow...).
     #[error("{}", describe_trap(.plugin, .hook, .reason, .stderr, .backtrace))]
     Trap {
+        /// The plugin's name.
         plugin: String,
+        /// The hook's name.
         hook: String,
+        /// What the trap was (escaped with [`escape_untrusted`]).
         reason: String,
         /// The last lines the hook wrote to stderr (a Rust panic's message).
         stderr: Vec<String>,
@@ -256,8 +325,11 @@ pub enum HookError {
     /// The hook returned an error.
     #[error("{}", describe_failed(.plugin, .hook, .message, .refused))]
     Failed {
+        /// The plugin's name.
         plugin: String,
+        /// The hook's name.
         hook: String,
+        /// The error the hook returned (escaped with [`escape_untrusted`]).
         message: String,
         /// Statements the sandbox refused during the hook.
         refused: Vec<String>,
@@ -265,8 +337,11 @@ pub enum HookError {
     /// The hook hit a limit of the sandbox.
     #[error("hook {plugin}/{hook} was stopped: {limit}")]
     Limit {
+        /// The plugin's name.
         plugin: String,
+        /// The hook's name.
         hook: String,
+        /// The limit it hit.
         limit: Limit,
     },
     /// The hook left a schema change on objects it does not own.
@@ -274,8 +349,12 @@ pub enum HookError {
         "hook {plugin}/{hook} changed {object}, which its manifest does not own; the change was rolled back"
     )]
     SchemaChange {
+        /// The plugin's name.
         plugin: String,
+        /// The hook's name.
         hook: String,
+        /// The object's kind and name, such as `table users` (escaped with
+        /// [`escape_untrusted`]).
         object: String,
     },
     /// SQLite ended the upgrade's transaction while the hook ran (a full
@@ -286,7 +365,9 @@ pub enum HookError {
          nothing the upgrade wrote was committed"
     )]
     TransactionLost {
+        /// The plugin's name.
         plugin: String,
+        /// The hook's name.
         hook: String,
         /// SQLite's message for the error that ended it.
         cause: String,
@@ -295,17 +376,26 @@ pub enum HookError {
     /// plugin may not use (see the plugin guide's threat model).
     #[error("hook {plugin}/{hook}: {problem}; the hook's changes were rolled back")]
     Dependency {
+        /// The plugin's name.
         plugin: String,
+        /// The hook's name.
         hook: String,
+        /// What the table or view refers to that it may not (escaped with
+        /// [`escape_untrusted`]).
         problem: String,
     },
     /// The host's own bookkeeping around a hook failed (savepoint, schema
     /// snapshot).
     #[error("hook {plugin}/{hook}: could not {what}: {source}")]
     Database {
+        /// The plugin's name.
         plugin: String,
+        /// The hook's name.
         hook: String,
+        /// What the host was doing, as a verb phrase ("turn on SQLite's
+        /// defensive settings").
         what: &'static str,
+        /// SQLite's error.
         #[source]
         source: Box<rusqlite::Error>,
     },
@@ -364,10 +454,16 @@ impl HookError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    /// The finest detail.
     Trace,
+    /// Detail for finding a problem.
     Debug,
+    /// Ordinary progress; the level of the hook's stdout.
     Info,
+    /// Something that may need attention; the level of the hook's stderr.
+    /// Shown even with `--quiet`.
     Warn,
+    /// A failure. Shown even with `--quiet`.
     Error,
 }
 
@@ -400,10 +496,16 @@ pub enum LogSource {
 /// One line of a hook's log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LogLine {
+    /// How much it matters.
     pub level: LogLevel,
+    /// Where it came from.
     pub source: LogSource,
+    /// The plugin's name.
     pub plugin: String,
+    /// The hook's name.
     pub hook: String,
+    /// The text, escaped with [`escape_untrusted`] so that a terminal shows
+    /// it rather than acts on it.
     pub message: String,
 }
 

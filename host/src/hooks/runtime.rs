@@ -57,7 +57,9 @@ pub struct HookContext {
 /// What a hook that succeeded did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HookOutcome {
+    /// The plugin's name.
     pub plugin: String,
+    /// The hook's name.
     pub hook: String,
     /// Wall-clock time of the hook (instantiation, its own work, its
     /// savepoint), loading excluded.

@@ -41,7 +41,12 @@ pub enum SdkSource {
     Path(PathBuf),
     /// uplift's git repository (cargo finds the SDK crate in its
     /// workspace), at `rev` (a branch, tag or commit) or its default branch.
-    Git { url: String, rev: Option<String> },
+    Git {
+        /// The repository's URL.
+        url: String,
+        /// The branch, tag or commit; `None` for the default branch.
+        rev: Option<String>,
+    },
 }
 
 impl SdkSource {

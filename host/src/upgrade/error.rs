@@ -26,14 +26,18 @@ pub enum UpgradeError {
     /// The database could not be opened or read.
     #[error("database {path}")]
     Open {
+        /// The database file.
         path: PathBuf,
+        /// The database's error.
         #[source]
         source: EngineError,
     },
     /// uplift's bookkeeping in the database is unreadable.
     #[error("database {path}")]
     Meta {
+        /// The database file.
         path: PathBuf,
+        /// What could not be read.
         #[source]
         source: MetaError,
     },
@@ -43,20 +47,28 @@ pub enum UpgradeError {
          created it: restore a backup made by uplift (`uplift dbrestore FILE`), or move the file away \
          to start with a fresh install"
     )]
-    Unmanaged { path: PathBuf },
+    Unmanaged {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The database was upgraded by a different application.
     #[error(
         "database {path} belongs to application {found:?}, but the release is {expected:?}: check --home and --release"
     )]
     OtherApp {
+        /// The database file.
         path: PathBuf,
+        /// The application recorded in the database.
         found: String,
+        /// The release's application.
         expected: String,
     },
     /// The data is newer than the installed release: a downgrade.
     #[error("{}", describe_newer(.data, .release, .restorable))]
     DataNewer {
+        /// The database's data version.
         data: Version,
+        /// The installed release's version.
         release: Version,
         /// Backups the installed release can restore, newest first.
         restorable: Vec<String>,
@@ -71,7 +83,9 @@ pub enum UpgradeError {
         .violations.join("; ")
     )]
     ForeignKeys {
+        /// The release version upgraded to.
         to: Version,
+        /// The rows that break them, described (at most 10).
         violations: Vec<String>,
     },
     /// The database failed while applying the upgrade.
@@ -81,7 +95,9 @@ pub enum UpgradeError {
     /// commit).
     #[error("could not {what}")]
     Step {
+        /// The step, as a verb phrase ("commit the upgrade").
         what: &'static str,
+        /// The database's error.
         #[source]
         source: EngineError,
     },
@@ -100,8 +116,11 @@ pub enum UpgradeError {
         backup.display()
     )]
     RolledBack {
+        /// Why the step failed.
         cause: Box<UpgradeError>,
+        /// The database file.
         database: PathBuf,
+        /// The backup made before the upgrade.
         backup: PathBuf,
     },
     /// A fresh install failed; no database was created.
@@ -111,7 +130,9 @@ pub enum UpgradeError {
         database.display()
     )]
     InstallFailed {
+        /// Why the install failed.
         cause: Box<UpgradeError>,
+        /// The database file that was to be created.
         database: PathBuf,
     },
     /// SQLite ended the upgrade's transaction by itself (after a full disk,
@@ -136,7 +157,9 @@ pub enum UpgradeError {
         users.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
     InUse {
+        /// The database file.
         path: PathBuf,
+        /// The processes that have it, or SQLite's files beside it, open.
         users: Vec<crate::disk::Holder>,
     },
     /// A file-system operation failed.

@@ -297,13 +297,22 @@ pub struct Plan {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The data version already equals the release: nothing was done.
-    UpToDate { version: Version },
+    UpToDate {
+        /// The data version, which is the release's.
+        version: Version,
+    },
     /// `plan_only`: what would be done.
-    Planned { plan: Plan },
+    Planned {
+        /// What an upgrade would do.
+        plan: Plan,
+    },
     /// The database was created at the release version.
     Installed {
+        /// What the install was to do.
         plan: Plan,
+        /// The migrations applied, in order, with their times.
         migrations: Vec<MigrationRun>,
+        /// The time each phase took.
         phases: Vec<PhaseTime>,
         /// How many tables' foreign keys were checked before COMMIT.
         foreign_key_tables_checked: usize,
@@ -313,13 +322,17 @@ pub enum Outcome {
     },
     /// The database was upgraded.
     Upgraded {
+        /// What the upgrade was to do.
         plan: Plan,
         /// The backup of the database as it was before.
         backup: PathBuf,
         /// Older automatic backups removed by retention.
         pruned: Vec<PathBuf>,
+        /// The migrations applied, in order, with their times.
         migrations: Vec<MigrationRun>,
+        /// The hooks run, in order, with their times.
         hooks: Vec<HookRun>,
+        /// The time each phase took.
         phases: Vec<PhaseTime>,
         /// How many tables' foreign keys were checked before COMMIT: those
         /// the upgrade wrote or whose parents it wrote (see
