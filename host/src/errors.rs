@@ -1,5 +1,7 @@
 //! How an error reads on one line, causes included.
 
+use crate::engine::sqlite::sql::is_result_code;
+
 /// The text of `err` followed by that of each of its causes, joined with
 /// ": ", a cause whose text is already there left out: the whole of an
 /// error, for a message that embeds another error (whose own message says
@@ -11,7 +13,7 @@ pub(crate) fn chain_text(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut cause = err.source();
     while let Some(e) = cause {
-        if e.is::<rusqlite::ffi::Error>() {
+        if is_result_code(e) {
             break;
         }
         let part = e.to_string();

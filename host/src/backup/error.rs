@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::FORMAT_VERSION;
-use super::sqlparse::SplitError;
+use crate::engine::sqlite::backup::sqlparse::SplitError;
 use crate::disk::IoError;
 use crate::engine::EngineError;
 use crate::errors::chain_text;

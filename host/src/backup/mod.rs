@@ -1,7 +1,8 @@
-//! Backups of the application database as plain SQL dumps: the writer
-//! ([`write_backup`]), the restore ([`restore`]) and the backup files
-//! themselves (naming, [`list`], [`verify`], retention with
-//! [`prune_automatic`] and [`prune`], [`latest_restorable`]).
+//! Backups of the application database as plain SQL dumps: the backup files
+//! themselves (naming, the header, [`list`], [`verify`], retention with
+//! [`prune_automatic`] and [`prune`], [`latest_restorable`]), and the entry
+//! points of the writer ([`back_up_file`]) and the restore ([`restore`]),
+//! which the SQLite engine carries out (`engine::sqlite::backup`).
 //!
 //! # The dump format
 //!
@@ -65,34 +66,80 @@
 //! # Locking
 //!
 //! Nothing here takes the home's lock: the command line does, and so does
-//! `uplift upgrade`, which calls [`write_backup`] while it holds it.
+//! `uplift upgrade`, which backs up inside its transaction while it holds
+//! it.
 
-mod check;
-mod dump;
-mod error;
-mod files;
-mod indexes;
-mod restore;
-mod sqlparse;
+pub(crate) mod error;
+pub(crate) mod files;
 
 use std::fmt;
+use std::path::PathBuf;
 
 pub(crate) use crate::disk::{IoError, io_err};
 
-pub use check::IntegrityCheck;
-pub(crate) use dump::write_backup;
-pub use dump::{BackupFile, BackupOptions, back_up_file};
+pub use crate::engine::sqlite::backup::check::IntegrityCheck;
+pub use crate::engine::sqlite::backup::dump::back_up_file;
 pub use error::{BackupError, BackupFileError, RestoreError};
 pub use files::{
     BackupEntry, BackupStatus, Candidates, DumpHeader, VerifiedDump, latest_restorable, list,
     list_headers, prune, prune_automatic, verify,
 };
-pub use restore::{RestoreOptions, RestoreReport, restore};
-pub use sqlparse::SplitError;
+pub use crate::engine::sqlite::backup::restore::{RestoreOptions, RestoreReport, restore};
+pub use crate::engine::sqlite::backup::sqlparse::SplitError;
 
 /// The version of the dump format written by this uplift. Dumps of a newer
 /// format are refused with a message saying so.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// What to write and how.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Why the backup is made; recorded in the header and used by retention.
+    pub kind: BackupKind,
+    /// Compress the dump with zstd (`.dump.zst`).
+    pub compress: bool,
+    /// The application name to record; `None` reads it from the database
+    /// (`uplift_meta`), which may not know it either.
+    pub app: Option<String>,
+    /// The data version to record and name the file after; `None` reads it
+    /// from the database. A database without one gets a
+    /// `db-unversioned_...` name.
+    pub data_version: Option<String>,
+    /// Re-read the finished file and check its checksum before renaming it
+    /// into place.
+    pub verify: bool,
+}
+
+impl BackupOptions {
+    /// Options for a backup of the given kind: uncompressed, app name and
+    /// data version read from the database, verified after writing.
+    pub fn new(kind: BackupKind) -> Self {
+        BackupOptions {
+            kind,
+            compress: false,
+            app: None,
+            data_version: None,
+            verify: true,
+        }
+    }
+}
+
+/// A finished backup file.
+#[derive(Debug, Clone)]
+pub struct BackupFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size on disk in bytes (compressed size for `.dump.zst`).
+    pub size: u64,
+    /// Size of the SQL text in bytes (before compression).
+    pub text_size: u64,
+    /// Hex SHA-256 of the SQL text before the trailer line.
+    pub sha256: String,
+    /// The header written at the top of the file.
+    pub header: files::DumpHeader,
+    /// Rows written (all tables).
+    pub rows: u64,
+}
 
 /// Why a backup was made. Retention treats the kinds differently:
 /// automatic backups beyond the newest N are pruned after each new one,

@@ -397,7 +397,7 @@ pub enum HookError {
         what: &'static str,
         /// SQLite's error.
         #[source]
-        source: Box<rusqlite::Error>,
+        source: crate::engine::EngineError,
     },
 }
 

@@ -599,7 +599,7 @@ impl HookRunner {
             plugin: "(benchmark)".into(),
             hook: "(none)".into(),
             what: "open an in-memory database",
-            source: Box::new(source),
+            source: source.into(),
         })?;
         let policy = Arc::new(Mutex::new(Policy::new(
             "benchmark",
@@ -758,7 +758,7 @@ impl HookRunner {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
                 what,
-                source: Box::new(source),
+                source: source.into(),
             }
         };
         let placeholder =
@@ -872,7 +872,7 @@ impl HookRunner {
                     plugin: hook.plugin.clone(),
                     hook: hook.hook.clone(),
                     what: "turn on SQLite's defensive settings",
-                    source: Box::new(source),
+                    source: source.into(),
                 };
                 return (conn, Err(err));
             }

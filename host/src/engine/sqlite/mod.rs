@@ -8,6 +8,7 @@
 //! [`writeback::Writeback`] starts the disk writing what the transaction
 //! wrote while the next step uses the processor.
 
+pub(crate) mod backup;
 pub mod changes;
 mod commit;
 pub(crate) mod foreign_keys;
@@ -28,7 +29,7 @@ use rusqlite::{Connection, OpenFlags};
 use self::changes::{SchemaRows, WrittenTables};
 use self::commit::CommitGate;
 use self::writeback::Writeback;
-use crate::backup::{self, BackupError, BackupOptions, Progress};
+use crate::backup::{BackupError, BackupOptions, Progress};
 use crate::engine::{CommitError, Database, EngineError, ForeignKeyCheck, MetaError, TableRows};
 use crate::hooks::{HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook};
 use crate::migrations::{AppliedMigration, MigrateError};
@@ -240,7 +241,7 @@ impl Database for SqliteDatabase {
         options: &BackupOptions,
         progress: &mut dyn Progress,
     ) -> Result<PathBuf, BackupError> {
-        Ok(backup::write_backup(&self.conn, dir, options, progress)?.path)
+        Ok(backup::dump::write_backup(&self.conn, dir, options, progress)?.path)
     }
 
     fn apply_migration(
@@ -282,7 +283,7 @@ impl Database for SqliteDatabase {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
                 what: "record which tables the plugin created (uplift_plugin_tables)",
-                source: Box::new(source),
+                source: source.into(),
             })?;
         self.request_writeback();
         Ok(outcome)

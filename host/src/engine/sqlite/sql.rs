@@ -36,3 +36,9 @@ pub(crate) fn is_schema_table(name: &str) -> bool {
     .iter()
     .any(|t| t.eq_ignore_ascii_case(name))
 }
+
+/// Whether `err` is SQLite's bare result code, the source of a
+/// [`rusqlite::Error`] that only repeats its message as a number.
+pub(crate) fn is_result_code(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.is::<rusqlite::ffi::Error>()
+}

@@ -12,9 +12,10 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use sha2::{Digest, Sha256};
 
-use super::error::BackupError;
-use super::files::{self, DumpHeader, TRAILER_PREFIX};
-use super::{BackupKind, FORMAT_VERSION, Progress, ProgressUnit, io_err, sync_dir};
+use crate::backup::error::BackupError;
+use crate::backup::files::{self, DumpHeader, TRAILER_PREFIX};
+use crate::backup::{BackupFile, BackupOptions};
+use crate::backup::{FORMAT_VERSION, Progress, ProgressUnit, io_err, sync_dir};
 use crate::engine::sqlite::meta;
 use crate::engine::sqlite::sql::quote_ident;
 
@@ -23,56 +24,6 @@ const CHUNK: usize = 1 << 20;
 
 /// How often (in rows) progress is reported.
 const PROGRESS_EVERY: u64 = 8192;
-
-/// What to write and how.
-#[derive(Debug, Clone)]
-pub struct BackupOptions {
-    /// Why the backup is made; recorded in the header and used by retention.
-    pub kind: BackupKind,
-    /// Compress the dump with zstd (`.dump.zst`).
-    pub compress: bool,
-    /// The application name to record; `None` reads it from the database
-    /// (`uplift_meta`), which may not know it either.
-    pub app: Option<String>,
-    /// The data version to record and name the file after; `None` reads it
-    /// from the database. A database without one gets a
-    /// `db-unversioned_...` name.
-    pub data_version: Option<String>,
-    /// Re-read the finished file and check its checksum before renaming it
-    /// into place.
-    pub verify: bool,
-}
-
-impl BackupOptions {
-    /// Options for a backup of the given kind: uncompressed, app name and
-    /// data version read from the database, verified after writing.
-    pub fn new(kind: BackupKind) -> Self {
-        BackupOptions {
-            kind,
-            compress: false,
-            app: None,
-            data_version: None,
-            verify: true,
-        }
-    }
-}
-
-/// A finished backup file.
-#[derive(Debug, Clone)]
-pub struct BackupFile {
-    /// Where it is.
-    pub path: PathBuf,
-    /// Its size on disk in bytes (compressed size for `.dump.zst`).
-    pub size: u64,
-    /// Size of the SQL text in bytes (before compression).
-    pub text_size: u64,
-    /// Hex SHA-256 of the SQL text before the trailer line.
-    pub sha256: String,
-    /// The header written at the top of the file.
-    pub header: DumpHeader,
-    /// Rows written (all tables).
-    pub rows: u64,
-}
 
 fn sql_err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> BackupError {
     let what = what.into();

@@ -45,9 +45,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::error::RestoreError;
+use crate::backup::error::RestoreError;
 use super::indexes::{self, Fingerprint, Held, Indexed, Keys};
-use super::{Progress, ProgressUnit};
+use crate::backup::{Progress, ProgressUnit};
 use crate::engine::MetaError;
 use crate::engine::sqlite::meta;
 use crate::engine::sqlite::sql::quote_ident;

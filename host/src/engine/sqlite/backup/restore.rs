@@ -15,11 +15,10 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
 use super::check::{self, IntegrityCheck};
-use super::error::BackupFileError;
-use super::error::RestoreError;
-use super::files::{self, DumpHeader};
+use crate::backup::error::{BackupFileError, RestoreError};
+use crate::backup::files::{self, DumpHeader};
 use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
-use super::{
+use crate::backup::{
     BackupError, BackupFile, BackupKind, BackupOptions, Progress, ProgressUnit, io_err, sync_dir,
 };
 use crate::engine::sqlite::sql::is_schema_table;
@@ -261,7 +260,7 @@ fn safety_backup(
         })?;
         let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
         backup_options.compress = options.compress_safety_backup;
-        super::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
+        super::dump::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
     })();
     backup.map_err(|cause| RestoreError::SafetyBackup {
         database: database.to_path_buf(),
