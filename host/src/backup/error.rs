@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use super::FORMAT_VERSION;
-use crate::engine::sqlite::backup::sqlparse::SplitError;
 use crate::disk::IoError;
 use crate::engine::EngineError;
+use crate::engine::sqlite::backup::sqlparse::SplitError;
 use crate::errors::chain_text;
 use crate::home::HomeError;
 

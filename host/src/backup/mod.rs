@@ -79,13 +79,13 @@ pub(crate) use crate::disk::{IoError, io_err};
 
 pub use crate::engine::sqlite::backup::check::IntegrityCheck;
 pub use crate::engine::sqlite::backup::dump::back_up_file;
+pub use crate::engine::sqlite::backup::restore::{RestoreOptions, RestoreReport, restore};
+pub use crate::engine::sqlite::backup::sqlparse::SplitError;
 pub use error::{BackupError, BackupFileError, RestoreError};
 pub use files::{
     BackupEntry, BackupStatus, Candidates, DumpHeader, VerifiedDump, latest_restorable, list,
     list_headers, prune, prune_automatic, verify,
 };
-pub use crate::engine::sqlite::backup::restore::{RestoreOptions, RestoreReport, restore};
-pub use crate::engine::sqlite::backup::sqlparse::SplitError;
 
 /// The version of the dump format written by this uplift. Dumps of a newer
 /// format are refused with a message saying so.

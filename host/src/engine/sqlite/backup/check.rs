@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::backup::error::RestoreError;
 use super::indexes::{self, Fingerprint, Held, Indexed, Keys};
+use crate::backup::error::RestoreError;
 use crate::backup::{Progress, ProgressUnit};
 use crate::engine::MetaError;
 use crate::engine::sqlite::meta;

@@ -15,9 +15,9 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
 use super::check::{self, IntegrityCheck};
+use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
 use crate::backup::error::{BackupFileError, RestoreError};
 use crate::backup::files::{self, DumpHeader};
-use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
 use crate::backup::{
     BackupError, BackupFile, BackupKind, BackupOptions, Progress, ProgressUnit, io_err, sync_dir,
 };
