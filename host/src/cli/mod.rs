@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 use uplift::home::{Home, HomeError};
 use uplift::release::{Release, ReleaseError};
 
-use failure::Outcome;
+use failure::{Failure, Outcome};
 
 /// uplift upgrades an application's SQLite database when a new release is
 /// installed: backup, migrations, sandboxed plugin hooks, all or nothing.
@@ -51,14 +51,36 @@ struct Globals {
 }
 
 impl Globals {
-    /// The home: --home, UPLIFT_HOME or ~/.uplift.
-    fn home(&self) -> Result<Home, HomeError> {
-        Home::resolve(self.home.clone())
+    /// The home: --home, UPLIFT_HOME or ~/.uplift. None of them given
+    /// (and no $HOME), an empty one, or one naming something that is not a
+    /// folder, is a usage error.
+    fn home(&self) -> Result<Home, Failure> {
+        if let Some(dir) = &self.home {
+            if dir.as_os_str().is_empty() {
+                return Err(Failure::usage(
+                    "--home (or UPLIFT_HOME) is empty: give the home folder",
+                ));
+            }
+            if dir.exists() && !dir.is_dir() {
+                return Err(Failure::usage(format_args!(
+                    "--home {} is not a folder: give the home folder (it is created if missing)",
+                    dir.display()
+                )));
+            }
+        }
+        Home::resolve(self.home.clone()).map_err(|err| match err {
+            HomeError::NoDefault => Failure::usage(err),
+            err => err.into(),
+        })
     }
 
-    /// The installed release: --release or UPLIFT_RELEASE.
-    fn release(&self) -> Result<Release, ReleaseError> {
-        Release::resolve(self.release.as_deref())
+    /// The installed release: --release or UPLIFT_RELEASE; neither given is
+    /// a usage error, a folder that is not a release a failure.
+    fn release(&self) -> Result<Release, Failure> {
+        Release::resolve(self.release.as_deref()).map_err(|err| match err {
+            ReleaseError::NotGiven => Failure::usage(err),
+            err => err.into(),
+        })
     }
 
     /// Where human-readable results go, silenced by --quiet.
@@ -120,18 +142,23 @@ pub(crate) fn run() -> Outcome {
     // Before anything opens a database: SQLite takes an allocator only then.
     uplift::hooks::install_sqlite_allocator();
     let Cli { globals, command } = Cli::parse();
+    output::finish_stdout(dispatch(&globals, command))
+}
+
+/// Runs one command.
+fn dispatch(globals: &Globals, command: Command) -> Outcome {
     match command {
-        Command::Upgrade(args) => upgrade::upgrade(&globals, args),
-        Command::Run(args) => upgrade::run(&globals, args),
-        Command::Status(args) => upgrade::status(&globals, args),
-        Command::Migrations(cmd) => migrations::migrations(&globals, cmd),
-        Command::VerifyPaths(args) => migrations::verify_paths(&globals, args),
+        Command::Upgrade(args) => upgrade::upgrade(globals, args),
+        Command::Run(args) => upgrade::run(globals, args),
+        Command::Status(args) => upgrade::status(globals, args),
+        Command::Migrations(cmd) => migrations::migrations(globals, cmd),
+        Command::VerifyPaths(args) => migrations::verify_paths(globals, args),
         Command::Version(cmd) => version::version(cmd),
-        Command::Dbbackup(args) => backups::dbbackup(&globals, args),
-        Command::Dbrestore(args) => backups::dbrestore(&globals, args),
-        Command::Backups(cmd) => backups::backups(&globals, cmd),
-        Command::Hooks(cmd) => hooks::hooks(&globals, cmd),
-        Command::Plugin(cmd) => plugin::plugin(&globals, cmd),
+        Command::Dbbackup(args) => backups::dbbackup(globals, args),
+        Command::Dbrestore(args) => backups::dbrestore(globals, args),
+        Command::Backups(cmd) => backups::backups(globals, cmd),
+        Command::Hooks(cmd) => hooks::hooks(globals, cmd),
+        Command::Plugin(cmd) => plugin::plugin(globals, cmd),
     }
 }
 

@@ -1,9 +1,76 @@
-//! What the commands share about the terminal: the `--quiet` switch, progress
-//! bars on stderr, warnings and sizes.
+//! What the commands share about the terminal: standard output (a reader
+//! that goes away ends nothing but the output), the `--quiet` switch,
+//! progress bars on stderr, warnings and sizes.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use uplift::backup::{Progress, ProgressUnit};
+
+use super::failure::{Failure, Outcome};
+
+/// Set when writing to stdout first fails: nothing more is written there.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Why writing to stdout failed, unless its reader merely went away.
+static STDOUT_ERROR: OnceLock<String> = OnceLock::new();
+
+/// Writes to stdout. Its reader going away (`uplift status | head -1`:
+/// EPIPE) is no error: the rest of the output is dropped and the command
+/// finishes what it does, quietly. Any other failure to write is reported
+/// once the command is done ([`finish_stdout`]).
+pub(super) fn write_stdout(text: std::fmt::Arguments<'_>) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_fmt(text) {
+        stdout_failed(err);
+    }
+}
+
+fn stdout_failed(err: std::io::Error) {
+    STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    if err.kind() != std::io::ErrorKind::BrokenPipe {
+        let _ = STDOUT_ERROR.set(err.to_string());
+    }
+}
+
+/// Flushes stdout once the command is done; a command that succeeded but
+/// could not write its output (a full disk, not a closed pipe) fails.
+pub(super) fn finish_stdout(outcome: Outcome) -> Outcome {
+    if !STDOUT_CLOSED.load(Ordering::Relaxed)
+        && let Err(err) = std::io::stdout().lock().flush()
+    {
+        stdout_failed(err);
+    }
+    match (outcome, STDOUT_ERROR.get()) {
+        (Ok(()), Some(err)) => Err(Failure::failed(format_args!(
+            "could not write to standard output: {err}"
+        ))),
+        (outcome, _) => outcome,
+    }
+}
+
+/// `println!` for the commands: [`write_stdout`], which a closed pipe does
+/// not make panic.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the commands: [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+pub(super) use {out, outln};
 
 /// Prints human-readable results unless --quiet.
 pub(super) struct Output {
@@ -14,7 +81,7 @@ impl Output {
     /// Prints `text` and a newline on stdout, unless --quiet.
     pub(super) fn line(&self, text: impl std::fmt::Display) {
         if !self.quiet {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }

@@ -6,6 +6,7 @@ use uplift::release::Release;
 
 use super::Globals;
 use super::failure::Outcome;
+use super::output::outln;
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum PluginCommand {
@@ -37,7 +38,7 @@ pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
     let set = PluginSet::discover(&plugins_dir, &core, &home)?;
     match cmd {
         PluginCommand::List { json: true } => {
-            println!("{}", serde_json::to_string_pretty(set.plugins())?);
+            outln!("{}", serde_json::to_string_pretty(set.plugins())?);
         }
         PluginCommand::List { json: false } => {
             if set.plugins().is_empty() {
@@ -55,7 +56,7 @@ pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
                     PluginOrigin::Release => "release",
                     PluginOrigin::Home => "home",
                 };
-                println!(
+                outln!(
                     "{} {}  {status}  {} hook(s)  [{origin}] {}",
                     p.manifest.name,
                     p.manifest.version,

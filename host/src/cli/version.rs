@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use uplift::version::{Version, VersionRange};
 
 use super::failure::{Failure, Outcome, reported_unless};
+use super::output::outln;
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum VersionCommand {
@@ -35,9 +36,9 @@ pub(super) fn version(cmd: VersionCommand) -> Outcome {
             let mut all = true;
             for version in &versions {
                 if range.matches(version) {
-                    println!("{version} matches {range}");
+                    outln!("{version} matches {range}");
                 } else {
-                    println!("{version} does not match {range}");
+                    outln!("{version} does not match {range}");
                     all = false;
                 }
             }
@@ -51,7 +52,7 @@ pub(super) fn version(cmd: VersionCommand) -> Outcome {
                 Ordering::Equal => "=",
                 Ordering::Greater => ">",
             };
-            println!("{sign}");
+            outln!("{sign}");
             Ok(())
         }
     }
