@@ -152,3 +152,120 @@ fn a_release_folder_that_is_not_a_release_is_a_failure_not_a_usage_error() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
 }
+
+#[test]
+fn help_puts_the_global_options_under_their_own_heading() {
+    let out = run(&["--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    let heading = help
+        .find("Global options:")
+        .unwrap_or_else(|| panic!("{help}"));
+    for option in [
+        "--home <DIR>",
+        "--release <DIR>",
+        "--quiet",
+        "--color <WHEN>",
+    ] {
+        let at = help
+            .find(option)
+            .unwrap_or_else(|| panic!("{option}: {help}"));
+        assert!(at > heading, "{option} is not under Global options: {help}");
+    }
+}
+
+#[test]
+fn a_commands_help_shows_an_example() {
+    let out = run(&["upgrade", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Examples:\n  uplift upgrade --plan"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["version", "compare", "--help"]);
+    assert!(
+        stdout(&out).contains("<FIRST> <SECOND>"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn completions_are_generated_from_the_commands() {
+    let out = run(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = stdout(&out);
+    for word in ["upgrade", "dbrestore", "--release", "--color"] {
+        assert!(script.contains(word), "{word} missing:\n{script}");
+    }
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        assert!(stdout(&out).contains("dbrestore"), "{shell}");
+    }
+    let out = run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn the_man_page_is_roff_naming_every_command() {
+    let out = run(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    // clap_mangen puts two lines of string definitions before the title.
+    let first_macro = page
+        .lines()
+        .find(|line| !line.starts_with(".ie") && !line.starts_with(".el"))
+        .unwrap_or_default();
+    assert!(first_macro.starts_with(".TH uplift 1"), "{page}");
+    for command in ["upgrade", "dbrestore", "completions"] {
+        assert!(page.contains(command), "{command} missing:\n{page}");
+    }
+}
+
+#[test]
+fn version_names_the_engines() {
+    let out = run(&["--version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0], format!("uplift {}", env!("CARGO_PKG_VERSION")));
+    assert!(lines[1].starts_with("wasmtime 4"), "{text}");
+    assert_eq!(lines[2], format!("SQLite {}", rusqlite::version()));
+}
+
+/// `uplift ARGS --help`'s text, with colour forced on unless something in
+/// `args` or `env` turns it off.
+fn help_with_colour_forced(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = uplift();
+    cmd.env("CLICOLOR_FORCE", "1")
+        .env_remove("NO_COLOR")
+        .args(args)
+        .arg("--help");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn no_color_and_color_never_print_no_escape_codes() {
+    const ESC: char = '\u{1b}';
+    assert!(help_with_colour_forced(&[], &[]).contains(ESC));
+    assert!(help_with_colour_forced(&["--color", "always"], &[("NO_COLOR", "1")]).contains(ESC));
+    assert!(!help_with_colour_forced(&[], &[("NO_COLOR", "1")]).contains(ESC));
+    assert!(!help_with_colour_forced(&["--color", "never"], &[]).contains(ESC));
+    assert!(!help_with_colour_forced(&["status", "--color=never"], &[]).contains(ESC));
+    // An error clap reports obeys it too.
+    let out = uplift()
+        .env("CLICOLOR_FORCE", "1")
+        .args(["--color", "never", "no-such-command"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr(&out).contains(ESC), "{}", stderr(&out));
+}

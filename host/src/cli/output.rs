@@ -72,6 +72,29 @@ macro_rules! out {
 
 pub(super) use {out, outln};
 
+/// The `--color` given in `args` (the last one, before any `--`), read
+/// before clap parses them so that its own help and errors obey it;
+/// `auto` when none is given or its value is not one clap accepts (which
+/// clap then reports). `auto` colours only a terminal, and not when
+/// `NO_COLOR` is set.
+pub(super) fn color_choice(args: &[std::ffi::OsString]) -> clap::ColorChoice {
+    use clap::ValueEnum;
+    let mut choice = clap::ColorChoice::Auto;
+    let mut args = args.iter().skip(1).map(|arg| arg.to_str());
+    while let Some(arg) = args.next() {
+        let value = match arg {
+            Some("--") => break,
+            Some("--color") => args.next().flatten(),
+            Some(arg) => arg.strip_prefix("--color="),
+            None => None,
+        };
+        if let Some(value) = value.and_then(|v| clap::ColorChoice::from_str(v, false).ok()) {
+            choice = value;
+        }
+    }
+    choice
+}
+
 /// Prints human-readable results unless --quiet.
 pub(super) struct Output {
     pub quiet: bool,

@@ -17,10 +17,18 @@ pub(super) enum PluginCommand {
         json: bool,
     },
     /// Activate an optional plugin (recorded in the home's plugins.toml)
-    Enable { name: String },
+    Enable {
+        /// The plugin's name, as `uplift plugin list` shows it
+        #[arg(value_name = "PLUGIN")]
+        name: String,
+    },
     /// Deactivate an optional plugin; core plugins of the release cannot be
     /// disabled
-    Disable { name: String },
+    Disable {
+        /// The plugin's name, as `uplift plugin list` shows it
+        #[arg(value_name = "PLUGIN")]
+        name: String,
+    },
 }
 
 /// `uplift plugin ...`.
