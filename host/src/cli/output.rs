@@ -3,6 +3,8 @@
 //! progress bars on stderr, warnings and sizes.
 
 use std::io::{IsTerminal, Write};
+
+use indicatif::{HumanCount, ProgressState, ProgressStyle};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -141,18 +143,7 @@ impl Progress for Bars {
             Some(total) => indicatif::ProgressBar::new(total),
             None => indicatif::ProgressBar::new_spinner(),
         };
-        let template = match (unit, total.is_some()) {
-            (ProgressUnit::Bytes, true) => {
-                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {prefix}"
-            }
-            (ProgressUnit::Rows, true) => {
-                "{msg:>10} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}"
-            }
-            _ => "{msg:>10} {spinner} {elapsed}",
-        };
-        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
-        }
+        bar.set_style(bar_style(unit, total.is_some()));
         bar.set_message(phase.to_string());
         self.bar = Some(bar);
     }
@@ -161,7 +152,7 @@ impl Progress for Bars {
         if let Some(bar) = &self.bar {
             bar.set_position(done);
             if rows > 0 && bar.length().is_some() {
-                bar.set_prefix(format!("{rows} rows"));
+                bar.set_prefix(format!("{} rows", HumanCount(rows)));
             }
         }
     }
@@ -170,6 +161,58 @@ impl Progress for Bars {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// A bar's look: sizes in decimal units with one decimal, as
+/// [`human_size`] writes them (`41.2 MB/176.0 MB 144.3 MB/s`), counts and
+/// rates as whole numbers (`12,345/80,000 rows 9,120 rows/s`), a spinner
+/// for work of unknown size.
+fn bar_style(unit: ProgressUnit, sized: bool) -> ProgressStyle {
+    let template = match (unit, sized) {
+        (ProgressUnit::Bytes, true) => {
+            "{msg:>10} [{bar:30}] {done}/{total} {bytes_rate} eta {eta} {prefix}"
+        }
+        (ProgressUnit::Rows, true) => {
+            "{msg:>10} [{bar:30}] {human_pos}/{human_len} rows {rows_rate} eta {eta}"
+        }
+        _ => "{msg:>10} {spinner} {elapsed}",
+    };
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key(
+            "done",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&human_size(state.pos()));
+            },
+        )
+        .with_key(
+            "total",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&human_size(state.len().unwrap_or(0)));
+            },
+        )
+        .with_key(
+            "bytes_rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", human_size(whole(state.per_sec())));
+            },
+        )
+        .with_key(
+            "rows_rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{} rows/s", HumanCount(whole(state.per_sec())));
+            },
+        );
+    style.progress_chars("=> ")
+}
+
+/// A rate rounded to a whole number (0 before there is one).
+fn whole(rate: f64) -> u64 {
+    if rate.is_finite() && rate > 0.0 {
+        rate.round() as u64
+    } else {
+        0
     }
 }
 
@@ -186,5 +229,42 @@ pub(super) fn human_size(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(args: &[&str]) -> clap::ColorChoice {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        color_choice(&args)
+    }
+
+    #[test]
+    fn color_is_the_last_one_given_before_the_command_to_run() {
+        use clap::ColorChoice::{Always, Auto, Never};
+        assert_eq!(choice(&["uplift", "status"]), Auto);
+        assert_eq!(choice(&["uplift", "--color", "never", "status"]), Never);
+        assert_eq!(choice(&["uplift", "status", "--color=always"]), Always);
+        assert_eq!(
+            choice(&["uplift", "--color=never", "--color", "always"]),
+            Always
+        );
+        assert_eq!(choice(&["uplift", "--color", "sometimes"]), Auto);
+        assert_eq!(
+            choice(&["uplift", "run", "--", "app", "--color", "never"]),
+            Auto
+        );
+    }
+
+    #[test]
+    fn rates_are_whole_numbers_and_sizes_have_one_unit() {
+        assert_eq!(whole(154_140.947), 154_141);
+        assert_eq!(whole(f64::NAN), 0);
+        assert_eq!(whole(-1.0), 0);
+        assert_eq!(format!("{}", HumanCount(whole(154_140.947))), "154,141");
+        assert_eq!(human_size(144_310_000), "144.3 MB");
+        assert_eq!(human_size(512), "512 B");
     }
 }
