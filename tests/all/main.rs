@@ -4,6 +4,7 @@
 //! CLI expect `scripts/test` to have built or installed them first.
 
 mod backup;
+mod cli;
 mod crash;
 mod example_app;
 mod faults;

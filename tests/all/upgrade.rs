@@ -437,7 +437,8 @@ fn bad_release_folders_are_named_in_the_error() {
         .args(["--home", f.home(), "upgrade"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // No release at all is a usage error (a bad one, above, a failure).
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("pass --release DIR or set UPLIFT_RELEASE"),
         "{}",

@@ -14,7 +14,7 @@ use uplift::release::Release;
 
 use super::Globals;
 use super::failure::Outcome;
-use super::output::{Bars, human_size};
+use super::output::{Bars, human_size, outln};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct BackupArgs {
@@ -100,7 +100,7 @@ pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
             file.header.data_version.as_deref().unwrap_or("none")
         );
     }
-    println!("{}", file.path.display());
+    outln!("{}", file.path.display());
     Ok(())
 }
 
@@ -310,16 +310,20 @@ fn list(home: &Home, json: bool) -> Outcome {
                 },
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&listed)?);
+        outln!("{}", serde_json::to_string_pretty(&listed)?);
     } else if entries.is_empty() {
         eprintln!("no backups in {}", dir.display());
     } else {
-        println!(
+        outln!(
             "{:<44} {:<12} {:<14} {:<20} {:>10}  status",
-            "name", "kind", "data version", "time (UTC)", "size"
+            "name",
+            "kind",
+            "data version",
+            "time (UTC)",
+            "size"
         );
         for e in &entries {
-            println!(
+            outln!(
                 "{:<44} {:<12} {:<14} {:<20} {:>10}  {}",
                 e.file_name,
                 e.kind().map(|k| k.as_str()).unwrap_or("-"),
@@ -349,7 +353,7 @@ fn prune(home: &Home, keep: usize) -> Outcome {
         &[],
     )?;
     for path in &removed {
-        println!("removed {}", path.display());
+        outln!("removed {}", path.display());
     }
     Ok(())
 }

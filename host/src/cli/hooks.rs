@@ -16,7 +16,7 @@ use uplift::version::Version;
 
 use super::Globals;
 use super::failure::{Failure, Outcome, reported_unless};
-use super::output::Output;
+use super::output::{Output, out, outln};
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum HooksCommand {
@@ -139,9 +139,9 @@ fn inspect(file: &Path, json: bool) -> Outcome {
     let manifest =
         manifest::read_manifest(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&manifest)?);
+        outln!("{}", serde_json::to_string_pretty(&manifest)?);
     } else {
-        print!("{manifest}");
+        out!("{manifest}");
     }
     Ok(())
 }
@@ -163,7 +163,7 @@ fn validate(globals: &Globals, out: &Output, json: bool, files: &[PathBuf]) -> O
     let reports: Vec<_> = files.iter().map(|f| validator.validate(f)).collect();
     if json {
         for report in &reports {
-            println!("{}", serde_json::to_string(report)?);
+            outln!("{}", serde_json::to_string(report)?);
         }
     } else {
         for report in &reports {
@@ -174,9 +174,9 @@ fn validate(globals: &Globals, out: &Output, json: bool, files: &[PathBuf]) -> O
             if report.valid {
                 out.line(format_args!("ok   {}{name}", report.file.display()));
             } else {
-                println!("FAIL {}{name}", report.file.display());
+                outln!("FAIL {}{name}", report.file.display());
                 for error in &report.errors {
-                    println!("     {error}");
+                    outln!("     {error}");
                 }
             }
         }
@@ -261,14 +261,14 @@ fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
     let quiet_log = json || out.quiet;
     let log = Arc::new(move |line: &LogLine| {
         if !quiet_log {
-            println!("  {line}");
+            outln!("  {line}");
         }
     });
     // Printed as they are applied, before any hook's log: the order they
     // happen in.
     let migrated = |run: &MigrationRun| {
         if !json {
-            println!("migrated the copy first: {} ({:.0} ms)", run.file, run.ms);
+            outln!("migrated the copy first: {} ({:.0} ms)", run.file, run.ms);
         }
     };
     let report = hook_test::run_trial(&opts, log, &migrated).map_err(|err| match err {
@@ -277,7 +277,7 @@ fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
         err => Failure::usage(err),
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_trial(&opts, &report);
     }
@@ -290,37 +290,40 @@ fn print_trial(opts: &TrialOptions, report: &TrialReport) {
     if let Some(release) = &opts.release
         && report.migrations.is_empty()
     {
-        println!(
+        outln!(
             "no migration of release {} was pending: the copy kept its schema",
             release.version
         );
     }
     if report.hooks.is_empty() {
-        println!(
+        outln!(
             "no hook of plugin {} {} matches an upgrade from {} to {}",
-            report.plugin, report.plugin_version, report.from, report.to
+            report.plugin,
+            report.plugin_version,
+            report.from,
+            report.to
         );
     } else {
         for h in &report.hooks {
             if h.ok {
-                println!("ok   {}/{} ({} ms)", report.plugin, h.hook, h.ms);
+                outln!("ok   {}/{} ({} ms)", report.plugin, h.hook, h.ms);
             } else {
-                println!("FAIL {}/{} ({} ms)", report.plugin, h.hook, h.ms);
+                outln!("FAIL {}/{} ({} ms)", report.plugin, h.hook, h.ms);
                 for line in h.error.as_deref().unwrap_or("").lines() {
-                    println!("     {line}");
+                    outln!("     {line}");
                 }
             }
             if h.ok {
                 // A failed hook's error already lists them.
                 for r in &h.refused {
-                    println!("     the sandbox refused (the hook went on): {r}");
+                    outln!("     the sandbox refused (the hook went on): {r}");
                 }
             }
             if h.ok && h.changes.is_empty() {
-                println!("     no rows changed");
+                outln!("     no rows changed");
             }
             for t in &h.changes {
-                println!(
+                outln!(
                     "     {}: {} inserted, {} updated, {} deleted",
                     escape_untrusted(&t.table),
                     t.inserted,
@@ -328,16 +331,16 @@ fn print_trial(opts: &TrialOptions, report: &TrialReport) {
                     t.deleted
                 );
                 for example in &t.examples {
-                    println!("       {}", hook_test::describe_change(example));
+                    outln!("       {}", hook_test::describe_change(example));
                 }
             }
         }
-        println!("(a copy of {} was used and discarded)", opts.db.display());
+        outln!("(a copy of {} was used and discarded)", opts.db.display());
     }
     if !report.foreign_key_violations.is_empty() {
-        println!("FAIL foreign keys: the upgrade would be rolled back, these rows break them:");
+        outln!("FAIL foreign keys: the upgrade would be rolled back, these rows break them:");
         for v in &report.foreign_key_violations {
-            println!("     {v}");
+            outln!("     {v}");
         }
     }
 }

@@ -8,6 +8,7 @@ use uplift::upgrade;
 
 use super::Globals;
 use super::failure::{Outcome, reported_unless};
+use super::output::outln;
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum MigrationsCommand {
@@ -36,22 +37,22 @@ pub(super) fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
     let release = globals.release()?;
     let list = upgrade::migration_list(&home, &release)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     for entry in &list {
         match &entry.applied_at {
-            Some(at) => println!(
+            Some(at) => outln!(
                 "{:<9} {}  (applied {at} by {})",
                 entry.state,
                 entry.file,
                 entry.release_version.as_deref().unwrap_or("?")
             ),
-            None => println!("{:<9} {}", entry.state, entry.file),
+            None => outln!("{:<9} {}", entry.state, entry.file),
         }
     }
     if list.is_empty() {
-        println!(
+        outln!(
             "no migrations in {} and none applied",
             release.dir.display()
         );
@@ -78,7 +79,7 @@ pub(super) fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome 
     })?;
     let failed = reports.iter().filter(|r| !r.ok()).count();
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         out.line(format_args!(
             "{} paths checked, {failed} with problems",

@@ -5,6 +5,7 @@
 //! the exit code ([`failure`]).
 
 mod backups;
+mod docs;
 mod failure;
 mod hooks;
 mod migrations;
@@ -13,18 +14,29 @@ mod plugin;
 mod upgrade;
 mod version;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use uplift::home::{Home, HomeError};
 use uplift::release::{Release, ReleaseError};
 
-use failure::Outcome;
+use failure::{Failure, Outcome};
 
 /// uplift upgrades an application's SQLite database when a new release is
 /// installed: backup, migrations, sandboxed plugin hooks, all or nothing.
 #[derive(Debug, Parser)]
-#[command(name = "uplift", version, about, max_term_width = 100)]
+#[command(
+    name = "uplift",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "Examples:
+  uplift --home /var/lib/learnhub --release /opt/learnhub/current status
+  UPLIFT_HOME=/var/lib/learnhub UPLIFT_RELEASE=/opt/learnhub/current uplift upgrade
+
+Exit codes: 0 done (or nothing to do), 1 the operation failed (and changed nothing), 2 invalid usage."
+)]
 struct Cli {
     #[command(flatten)]
     globals: Globals,
@@ -35,6 +47,7 @@ struct Cli {
 
 /// The options every command takes.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 struct Globals {
     /// The home folder holding the database, backups and plugins
     /// [default: ~/.uplift]
@@ -48,17 +61,50 @@ struct Globals {
     /// Print nothing but errors (and the results a command exists to print)
     #[arg(long, short, global = true)]
     quiet: bool,
+
+    /// When to colour the output; auto: only on a terminal, and not when
+    /// NO_COLOR is set
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    color: clap::ColorChoice,
 }
 
 impl Globals {
-    /// The home: --home, UPLIFT_HOME or ~/.uplift.
-    fn home(&self) -> Result<Home, HomeError> {
-        Home::resolve(self.home.clone())
+    /// The home: --home, UPLIFT_HOME or ~/.uplift. None of them given
+    /// (and no $HOME), an empty one, or one naming something that is not a
+    /// folder, is a usage error.
+    fn home(&self) -> Result<Home, Failure> {
+        if let Some(dir) = &self.home {
+            if dir.as_os_str().is_empty() {
+                return Err(Failure::usage(
+                    "--home (or UPLIFT_HOME) is empty: give the home folder",
+                ));
+            }
+            if dir.exists() && !dir.is_dir() {
+                return Err(Failure::usage(format_args!(
+                    "--home {} is not a folder: give the home folder (it is created if missing)",
+                    dir.display()
+                )));
+            }
+        }
+        Home::resolve(self.home.clone()).map_err(|err| match err {
+            HomeError::NoDefault => Failure::usage(err),
+            err => err.into(),
+        })
     }
 
-    /// The installed release: --release or UPLIFT_RELEASE.
-    fn release(&self) -> Result<Release, ReleaseError> {
-        Release::resolve(self.release.as_deref())
+    /// The installed release: --release or UPLIFT_RELEASE; neither given is
+    /// a usage error, a folder that is not a release a failure.
+    fn release(&self) -> Result<Release, Failure> {
+        Release::resolve(self.release.as_deref()).map_err(|err| match err {
+            ReleaseError::NotGiven => Failure::usage(err),
+            err => err.into(),
+        })
     }
 
     /// Where human-readable results go, silenced by --quiet.
@@ -71,41 +117,92 @@ impl Globals {
 enum Command {
     /// Bring the database to the installed release's version: backup,
     /// migrations, plugin hooks and the new version, all or nothing
+    #[command(after_help = "Examples:
+  uplift upgrade --plan    # what an upgrade would do; changes nothing
+  uplift upgrade --wait    # queue behind another uplift working on this home")]
     Upgrade(upgrade::UpgradeArgs),
     /// Upgrade if needed, then replace this process with CMD (for use on
     /// every start of the application)
+    #[command(after_help = "Example:
+  uplift run --wait -- /opt/learnhub/current/bin/learnhub serve")]
     Run(upgrade::RunArgs),
     /// Show the release and data versions and what an upgrade would do
     ///
     /// With --quiet, print only the state: up to date, upgrade needed, not
     /// installed, data newer than release or not managed by uplift.
+    #[command(after_help = "Examples:
+  uplift status
+  uplift status --quiet    # prints e.g. \"upgrade needed\"")]
     Status(upgrade::StatusArgs),
     /// Inspect schema migrations
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:
+  uplift migrations list --json"
+    )]
     Migrations(migrations::MigrationsCommand),
     /// Check every upgrade path between an application's releases: data
     /// created at each release, upgraded directly to each later one, must have
     /// the schema of a fresh install (for CI); exit 1 on any difference
+    #[command(after_help = "Example:
+  uplift verify-paths releases/0.1.0 releases/0.6.4 releases/1.0.0")]
     VerifyPaths(migrations::VerifyPathsArgs),
     /// Compare versions and check version ranges, as hooks use them
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  uplift version match \"<0.6.4\" 0.6.3 0.6.4       # one line per version
+  uplift version compare 0.15.0rc10 0.15.0rc9     # prints >"
+    )]
     Version(version::VersionCommand),
     /// Back the database up as an SQL dump (that `sqlite3 new.db < FILE`
     /// also restores) and print its path
+    #[command(after_help = "Examples:
+  uplift dbbackup
+  uplift dbbackup --compress --dest /mnt/offsite")]
     Dbbackup(backups::BackupArgs),
     /// Restore the database from a dump; the current database is backed up
     /// first and replaced only once the restored one checks out
     #[command(group = clap::ArgGroup::new("which").required(true).args(["file", "latest", "select"]))]
+    #[command(after_help = "Examples:
+  uplift dbrestore --latest    # the newest backup the installed release can run
+  uplift dbrestore ~/.uplift/backups/db-v1.0.0_20250101T120000Z.dump")]
     Dbrestore(backups::RestoreArgs),
     /// List or prune the home's backups
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  uplift backups list
+  uplift backups prune --keep 5"
+    )]
     Backups(backups::BackupsCommand),
     /// Inspect, validate and prepare plugin components
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  uplift hooks new my-plugin --lang python
+  uplift hooks validate --release releases/1.0.0 my_plugin.wasm
+  uplift --release releases/1.0.0 hooks test my_plugin.wasm --db app.sqlite3 --from 0.6.3"
+    )]
     Hooks(hooks::HooksCommand),
     /// List, enable and disable plugins
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  uplift plugin list
+  uplift plugin enable audit-log"
+    )]
     Plugin(plugin::PluginCommand),
+    /// Print the completion script for a shell
+    #[command(after_help = "Examples:
+  uplift completions bash > /etc/bash_completion.d/uplift
+  uplift completions zsh > ~/.zfunc/_uplift    # with fpath+=~/.zfunc in .zshrc
+  uplift completions fish > ~/.config/fish/completions/uplift.fish")]
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff)
+    #[command(after_help = "Example:
+  uplift man > /usr/local/share/man/man1/uplift.1")]
+    Man,
 }
 
 /// Parses the command line and runs the command. Usage errors clap finds
@@ -119,19 +216,45 @@ pub(crate) fn run() -> Outcome {
     uplift::hooks::supervise_whole_process();
     // Before anything opens a database: SQLite takes an allocator only then.
     uplift::hooks::install_sqlite_allocator();
-    let Cli { globals, command } = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let mut cli = Cli::command()
+        .color(output::color_choice(&args))
+        .long_version(long_version().leak() as &'static str);
+    let matches = cli
+        .try_get_matches_from_mut(&args)
+        .unwrap_or_else(|err| err.exit());
+    let Cli { globals, command } =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut cli).exit());
+    output::finish_stdout(dispatch(&globals, command))
+}
+
+/// What `--version` prints after "uplift ": its version and those of the
+/// engines it runs plugins and databases with.
+fn long_version() -> String {
+    format!(
+        "{}\nwasmtime {}\nSQLite {}",
+        env!("CARGO_PKG_VERSION"),
+        wasmtime_environ::VERSION,
+        rusqlite::version()
+    )
+}
+
+/// Runs one command.
+fn dispatch(globals: &Globals, command: Command) -> Outcome {
     match command {
-        Command::Upgrade(args) => upgrade::upgrade(&globals, args),
-        Command::Run(args) => upgrade::run(&globals, args),
-        Command::Status(args) => upgrade::status(&globals, args),
-        Command::Migrations(cmd) => migrations::migrations(&globals, cmd),
-        Command::VerifyPaths(args) => migrations::verify_paths(&globals, args),
+        Command::Upgrade(args) => upgrade::upgrade(globals, args),
+        Command::Run(args) => upgrade::run(globals, args),
+        Command::Status(args) => upgrade::status(globals, args),
+        Command::Migrations(cmd) => migrations::migrations(globals, cmd),
+        Command::VerifyPaths(args) => migrations::verify_paths(globals, args),
         Command::Version(cmd) => version::version(cmd),
-        Command::Dbbackup(args) => backups::dbbackup(&globals, args),
-        Command::Dbrestore(args) => backups::dbrestore(&globals, args),
-        Command::Backups(cmd) => backups::backups(&globals, cmd),
-        Command::Hooks(cmd) => hooks::hooks(&globals, cmd),
-        Command::Plugin(cmd) => plugin::plugin(&globals, cmd),
+        Command::Dbbackup(args) => backups::dbbackup(globals, args),
+        Command::Dbrestore(args) => backups::dbrestore(globals, args),
+        Command::Backups(cmd) => backups::backups(globals, cmd),
+        Command::Hooks(cmd) => hooks::hooks(globals, cmd),
+        Command::Plugin(cmd) => plugin::plugin(globals, cmd),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man => docs::man(),
     }
 }
 

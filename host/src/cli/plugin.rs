@@ -6,6 +6,7 @@ use uplift::release::Release;
 
 use super::Globals;
 use super::failure::Outcome;
+use super::output::outln;
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum PluginCommand {
@@ -16,10 +17,18 @@ pub(super) enum PluginCommand {
         json: bool,
     },
     /// Activate an optional plugin (recorded in the home's plugins.toml)
-    Enable { name: String },
+    Enable {
+        /// The plugin's name, as `uplift plugin list` shows it
+        #[arg(value_name = "PLUGIN")]
+        name: String,
+    },
     /// Deactivate an optional plugin; core plugins of the release cannot be
     /// disabled
-    Disable { name: String },
+    Disable {
+        /// The plugin's name, as `uplift plugin list` shows it
+        #[arg(value_name = "PLUGIN")]
+        name: String,
+    },
 }
 
 /// `uplift plugin ...`.
@@ -37,7 +46,7 @@ pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
     let set = PluginSet::discover(&plugins_dir, &core, &home)?;
     match cmd {
         PluginCommand::List { json: true } => {
-            println!("{}", serde_json::to_string_pretty(set.plugins())?);
+            outln!("{}", serde_json::to_string_pretty(set.plugins())?);
         }
         PluginCommand::List { json: false } => {
             if set.plugins().is_empty() {
@@ -55,7 +64,7 @@ pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
                     PluginOrigin::Release => "release",
                     PluginOrigin::Home => "home",
                 };
-                println!(
+                outln!(
                     "{} {}  {status}  {} hook(s)  [{origin}] {}",
                     p.manifest.name,
                     p.manifest.version,

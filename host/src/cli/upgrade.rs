@@ -11,7 +11,7 @@ use uplift::upgrade::{self, Outcome, PhaseTime, Plan, UpgradeError, UpgradeOptio
 
 use super::Globals;
 use super::failure::{Failure, Outcome as CommandOutcome};
-use super::output::{Bars, Output, warn_all};
+use super::output::{Bars, Output, outln, warn_all};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct UpgradeArgs {
@@ -53,7 +53,7 @@ pub(super) fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
     };
     let outcome = upgrade_reporting(globals, &home, &release, &options, args.json)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        outln!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
         print_outcome(&globals.output(), &outcome);
     }
@@ -100,61 +100,61 @@ pub(super) fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
     let release = globals.release()?;
     let status = upgrade::status(&home, &release)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
     if globals.quiet {
-        println!("{}", status.state);
+        outln!("{}", status.state);
         return Ok(());
     }
-    println!("home             {}", home.root().display());
-    println!(
+    outln!("home             {}", home.root().display());
+    outln!(
         "release          {} {} ({})",
         release.app,
         release.version,
         release.dir.display()
     );
     match &status.data_version {
-        Some(v) => println!("data version     {v}"),
+        Some(v) => outln!("data version     {v}"),
         None if status.database_exists => {
-            println!("data version     none (not upgraded by uplift yet)")
+            outln!("data version     none (not upgraded by uplift yet)")
         }
-        None => println!("data version     none (no database yet: `uplift upgrade` installs it)"),
+        None => outln!("data version     none (no database yet: `uplift upgrade` installs it)"),
     }
-    println!("state            {}", status.state);
-    println!(
+    outln!("state            {}", status.state);
+    outln!(
         "migrations       {} applied, {} pending",
         status.applied,
         status.pending.len()
     );
     for m in &status.pending {
-        println!("  pending        {m}");
+        outln!("  pending        {m}");
     }
     for d in &status.drift {
-        println!("  drift          {d}");
+        outln!("  drift          {d}");
     }
     if !status.hooks.is_empty() {
-        println!("hooks to run     {}", status.hooks.len());
+        outln!("hooks to run     {}", status.hooks.len());
         for h in &status.hooks {
-            println!("  hook           {}/{}", h.plugin, h.hook);
+            outln!("  hook           {}/{}", h.plugin, h.hook);
         }
     }
-    println!("plugins          {}", status.plugins.len());
+    outln!("plugins          {}", status.plugins.len());
     for p in &status.plugins {
         let state = match (p.core, p.active) {
             (true, _) => "core",
             (false, true) => "enabled",
             (false, false) => "disabled",
         };
-        println!("  {:<14} {} ({state})", p.name, p.version);
+        outln!("  {:<14} {} ({state})", p.name, p.version);
     }
     if status.backups.is_empty() {
-        println!("backups          none yet");
+        outln!("backups          none yet");
     } else {
-        println!("latest backups");
+        outln!("latest backups");
     }
     for b in &status.backups {
-        println!(
+        outln!(
             "  {}  ({}, data version {})",
             b.file,
             b.kind.as_deref().unwrap_or("?"),

@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use uplift::version::{Version, VersionRange};
 
 use super::failure::{Failure, Outcome, reported_unless};
+use super::output::outln;
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum VersionCommand {
@@ -18,8 +19,13 @@ pub(super) enum VersionCommand {
         #[arg(required = true)]
         versions: Vec<String>,
     },
-    /// Print <, = or > comparing version A with version B
-    Compare { a: String, b: String },
+    /// Print <, = or >: how version FIRST compares with version SECOND
+    Compare {
+        /// The version on the left of the sign, such as 0.15.0rc10
+        first: String,
+        /// The version on the right of the sign, such as 0.15.0rc9
+        second: String,
+    },
 }
 
 /// `uplift version ...`.
@@ -35,23 +41,23 @@ pub(super) fn version(cmd: VersionCommand) -> Outcome {
             let mut all = true;
             for version in &versions {
                 if range.matches(version) {
-                    println!("{version} matches {range}");
+                    outln!("{version} matches {range}");
                 } else {
-                    println!("{version} does not match {range}");
+                    outln!("{version} does not match {range}");
                     all = false;
                 }
             }
             reported_unless(all)
         }
-        VersionCommand::Compare { a, b } => {
-            let a = Version::parse(&a).map_err(Failure::usage)?;
-            let b = Version::parse(&b).map_err(Failure::usage)?;
-            let sign = match a.cmp(&b) {
+        VersionCommand::Compare { first, second } => {
+            let first = Version::parse(&first).map_err(Failure::usage)?;
+            let second = Version::parse(&second).map_err(Failure::usage)?;
+            let sign = match first.cmp(&second) {
                 Ordering::Less => "<",
                 Ordering::Equal => "=",
                 Ordering::Greater => ">",
             };
-            println!("{sign}");
+            outln!("{sign}");
             Ok(())
         }
     }
