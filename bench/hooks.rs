@@ -27,6 +27,7 @@ use uplift::home::HookLimits;
 use uplift::hooks::manifest;
 use uplift::hooks::{CacheOutcome, CompileCache};
 use uplift::hooks::{HookContext, HookRunner, LogLine, PlannedHook};
+use uplift::internals::RunOnConnection;
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

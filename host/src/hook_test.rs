@@ -251,35 +251,13 @@ pub fn run_trial(
                 .join(", "),
         });
     }
-    let planned: Vec<PlannedHook> = manifest
-        .hooks
-        .iter()
-        .filter(|spec| match &opts.hook {
-            Some(name) => &spec.name == name,
-            None => spec.matches(&opts.from, &opts.to),
-        })
-        .map(|spec| PlannedHook {
-            plugin: manifest.name.clone(),
-            plugin_version: manifest.version.clone(),
-            hook: spec.name.clone(),
-            path: opts.plugin.clone(),
-            capabilities: manifest.capabilities.clone(),
-            old_version: spec.old_version.to_string(),
-            new_version: spec.new_version.to_string(),
-        })
-        .collect();
-    let mut planned = planned;
-    if opts.hook.is_none() {
-        // The upgrade's order: by the lower bounds of the ranges, then
-        // declaration order (sort is stable).
-        planned.sort_by_key(|h| {
-            let spec = manifest.hook(&h.hook);
-            (
-                spec.map(|s| s.old_version.lower_bound()),
-                spec.map(|s| s.new_version.lower_bound()),
-            )
-        });
-    }
+    let capabilities = manifest.capabilities.clone();
+    let plugin = PluginSet::of_one(manifest, &opts.plugin);
+    let planned = match &opts.hook {
+        Some(name) => plugin.plan_where(|spec| &spec.name == name),
+        None => plugin.plan(&opts.from, &opts.to),
+    };
+    let manifest = &plugin.plugins()[0].manifest;
 
     let scratch = tempfile::tempdir().map_err(|cause| TrialError::Scratch {
         path: opts.db.clone(),
@@ -330,7 +308,7 @@ pub fn run_trial(
     };
     let mut observer = TrialObserver {
         opts,
-        capabilities: &manifest.capabilities,
+        capabilities: &capabilities,
         log: tee,
         migrated,
         progress: NoProgress,

@@ -20,6 +20,7 @@ pub mod release;
 mod transaction;
 pub mod upgrade;
 
+pub use engine::sqlite::version as sqlite_version;
 pub use engine::{EngineError, ForeignKeyViolation, MetaError};
 pub use upgrade::error::UpgradeError;
 pub use uplift_contract::version;
@@ -29,4 +30,29 @@ pub use uplift_contract::version;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::engine::sqlite::{changes, meta, migration};
+
+    /// Runs a hook on a SQLite connection the way an upgrade does (its own
+    /// savepoint, the authorizer, the limits), outside any upgrade.
+    pub trait RunOnConnection {
+        /// Runs `hook` on `conn` in its own savepoint and sandbox.
+        fn run(
+            &mut self,
+            conn: &mut rusqlite::Connection,
+            hook: &crate::hooks::PlannedHook,
+            ctx: &crate::hooks::HookContext,
+            log: std::sync::Arc<dyn crate::hooks::LogSink>,
+        ) -> Result<crate::hooks::HookOutcome, crate::hooks::HookError>;
+    }
+
+    impl RunOnConnection for crate::hooks::HookRunner {
+        fn run(
+            &mut self,
+            conn: &mut rusqlite::Connection,
+            hook: &crate::hooks::PlannedHook,
+            ctx: &crate::hooks::HookContext,
+            log: std::sync::Arc<dyn crate::hooks::LogSink>,
+        ) -> Result<crate::hooks::HookOutcome, crate::hooks::HookError> {
+            crate::engine::sqlite::hook_run::run_hook(self, conn, None, hook, ctx, log)
+        }
+    }
 }

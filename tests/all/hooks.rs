@@ -13,6 +13,7 @@ use uplift::hooks::{CacheOutcome, CompileCache};
 use uplift::hooks::{
     CollectLog, HookContext, HookError, HookOutcome, HookRunner, Limit, PlannedHook, PluginSet,
 };
+use uplift::internals::RunOnConnection;
 use uplift::version::Version;
 
 use crate::support;

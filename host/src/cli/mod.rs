@@ -235,7 +235,7 @@ fn long_version() -> String {
         "{}\nwasmtime {}\nSQLite {}",
         env!("CARGO_PKG_VERSION"),
         wasmtime_environ::VERSION,
-        rusqlite::version()
+        uplift::sqlite_version()
     )
 }
 

@@ -31,8 +31,8 @@ impl HasData for BoundedClocks {
 impl DeadlineClocks<'_> {
     /// The clocks of `state`'s hook.
     pub(super) fn of(state: &mut HostState) -> DeadlineClocks<'_> {
-        let deadline = state.db.deadline;
-        let seconds = state.db.timeout_seconds;
+        let deadline = state.deadline;
+        let seconds = state.timeout_seconds;
         DeadlineClocks {
             inner: state.clocks(),
             deadline,

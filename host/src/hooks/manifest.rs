@@ -106,7 +106,7 @@ pub struct Capabilities {
     /// whose names start with it, and then alter, drop, read and write them.
     /// They own only what they created (recorded in `uplift_plugin_tables`):
     /// an existing table that merely matches the prefix is not theirs (see
-    /// [`crate::hooks::authorizer::Ownership`]).
+    /// [`crate::engine::sqlite::authorizer::Ownership`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owns: Option<String>,
 }
@@ -115,7 +115,7 @@ impl Capabilities {
     /// Whether `table` (case-insensitive, as SQL names are) starts with the
     /// owned prefix. Matching is necessary for ownership, not sufficient:
     /// the plugin must also have created the table
-    /// ([`crate::hooks::authorizer::Ownership::owns`]).
+    /// ([`crate::engine::sqlite::authorizer::Ownership::owns`]).
     pub fn under_owned_prefix(&self, table: &str) -> bool {
         match &self.owns {
             Some(prefix) => {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
 use crate::hooks::HookError;
-use crate::hooks::manifest::{self, Capabilities, HookManifest};
+use crate::hooks::manifest::{self, Capabilities, HookManifest, HookSpec};
 use crate::version::Version;
 
 /// Where a plugin was found.
@@ -251,6 +251,21 @@ impl PluginSet {
         }
     }
 
+    /// One plugin, read from the component at `path` with its `manifest`,
+    /// active (`uplift hooks test`).
+    pub(crate) fn of_one(manifest: HookManifest, path: &Path) -> PluginSet {
+        PluginSet {
+            plugins: vec![Plugin {
+                manifest,
+                path: path.to_path_buf(),
+                origin: PluginOrigin::Release,
+                core: false,
+                active: true,
+            }],
+            missing: Vec::new(),
+        }
+    }
+
     /// Every plugin found, by name.
     pub fn plugins(&self) -> &[Plugin] {
         &self.plugins
@@ -266,10 +281,16 @@ impl PluginSet {
     /// `new_version` (an unbounded range first), then plugin name, then
     /// declaration order.
     pub fn plan(&self, old: &Version, new: &Version) -> Vec<PlannedHook> {
+        self.plan_where(|spec| spec.matches(old, new))
+    }
+
+    /// The active plugins' hooks that `chosen` accepts, in the order
+    /// [`PluginSet::plan`] runs them.
+    pub(crate) fn plan_where(&self, chosen: impl Fn(&HookSpec) -> bool) -> Vec<PlannedHook> {
         let mut planned = Vec::new();
         for plugin in self.plugins.iter().filter(|p| p.active) {
             for (index, spec) in plugin.manifest.hooks.iter().enumerate() {
-                if !spec.matches(old, new) {
+                if !chosen(spec) {
                     continue;
                 }
                 let key = (

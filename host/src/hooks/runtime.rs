@@ -3,42 +3,31 @@
 //! `database` and `log`), and [`HookRunner::run`], which runs one hook in its
 //! own store, savepoint, authorizer and limits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
-use crate::engine::sqlite::changes::WrittenTables;
 use crate::home::{Home, HookLimits};
-use crate::hooks::authorizer::{self, Ownership, Policy};
 use crate::hooks::bindings::exports::uplift::hooks::hooks::Context;
 use crate::hooks::bindings::{UpgradeHook, UpgradeHookPre};
-use crate::hooks::bounds::{self, SqliteBounds, Trip, Watch, Watchdog};
+use crate::hooks::bounds::{self, Trip, Watch, Watchdog};
+use crate::hooks::capability::{Capability, NoDatabase};
 use crate::hooks::clocks;
-use crate::hooks::dependencies;
+use crate::hooks::log::HookLog;
 use crate::hooks::plugins::PlannedHook;
-use crate::hooks::sandbox::DbState;
-use crate::hooks::sandbox::{HookLog, HostState};
-use crate::hooks::{
-    Capabilities, HookError, Limit, LimitHit, LogSink, TransactionEnded, escape_untrusted,
-};
+use crate::hooks::sandbox::HostState;
+use crate::hooks::{HookError, Limit, LimitHit, LogSink, TransactionEnded, escape_untrusted};
 
 /// How often the epoch ticks; the time limit is checked at this grain.
 const TICK: Duration = Duration::from_millis(10);
-
-/// SQLite virtual-machine instructions between checks of the time limit.
-const PROGRESS_OPS: i32 = 10_000;
-
-/// The savepoint each hook runs in.
-const SAVEPOINT: &str = "uplift_hook";
 
 /// Where in the upgrade a hook runs (the plugin and hook come from the
 /// [`PlannedHook`]).
@@ -513,7 +502,6 @@ pub struct HookRunner {
     limits: HookLimits,
     loaded: HashMap<PathBuf, UpgradeHookPre<HostState>>,
     ticker: EpochTicker,
-    written: Option<WrittenTables>,
 }
 
 impl HookRunner {
@@ -537,14 +525,7 @@ impl HookRunner {
             limits: limits.clone(),
             loaded: HashMap::new(),
             ticker,
-            written: None,
         })
-    }
-
-    /// Records in `written` every table the hooks this runner runs from now
-    /// on write (through their authorizer, see [`crate::engine::sqlite::changes`]).
-    pub fn record_writes(&mut self, written: WrittenTables) {
-        self.written = Some(written);
     }
 
     fn compile_and_link(
@@ -577,7 +558,11 @@ impl HookRunner {
 
     /// Compiles (or takes from the cache) and links the plugin at `path`,
     /// once per runner.
-    fn load(&mut self, path: &Path, plugin: &str) -> Result<UpgradeHookPre<HostState>, HookError> {
+    pub(crate) fn load(
+        &mut self,
+        path: &Path,
+        plugin: &str,
+    ) -> Result<UpgradeHookPre<HostState>, HookError> {
         if let Some(pre) = self.loaded.get(path) {
             return Ok(pre.clone());
         }
@@ -595,18 +580,6 @@ impl HookRunner {
         let (pre, cache) = self.compile_and_link(path, "(benchmark)")?;
         let load = started.elapsed();
         let started = Instant::now();
-        let conn = Connection::open_in_memory().map_err(|source| HookError::Database {
-            plugin: "(benchmark)".into(),
-            hook: "(none)".into(),
-            what: "open an in-memory database",
-            source: source.into(),
-        })?;
-        let policy = Arc::new(Mutex::new(Policy::new(
-            "benchmark",
-            &Capabilities::default(),
-            &[],
-            &[],
-        )));
         let log = HookLog::new(
             Arc::new(|_: &crate::hooks::LogLine| {}),
             "benchmark",
@@ -615,8 +588,14 @@ impl HookRunner {
         );
         let deadline = Instant::now() + Duration::from_secs(60);
         let trip = Arc::new(Trip::default());
-        let db = self.db_state(conn, policy, deadline, Arc::clone(&trip), None);
-        let mut store = self.store(HostState::new(db, log, self.limits.memory_mib), trip);
+        let state = HostState::new(
+            Box::new(NoDatabase),
+            log,
+            self.limits.memory_mib,
+            deadline,
+            self.limits.timeout_seconds,
+        );
+        let mut store = self.store(state, trip);
         pre.instantiate(&mut store).map_err(|e| HookError::Load {
             plugin: "(benchmark)".into(),
             path: path.to_path_buf(),
@@ -629,39 +608,11 @@ impl HookRunner {
         })
     }
 
-    fn db_state(
-        &self,
-        conn: Connection,
-        policy: authorizer::SharedPolicy,
-        deadline: Instant,
-        trip: Arc<Trip>,
-        bounds: Option<SqliteBounds>,
-    ) -> DbState {
-        let new_statement = policy
-            .lock()
-            .map(|p| p.statement_flag())
-            .unwrap_or_default();
-        DbState {
-            conn,
-            policy,
-            new_statement,
-            max_reply: usize::try_from(self.limits.max_reply_mib.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
-            reply_mib: self.limits.max_reply_mib,
-            deadline,
-            timeout_seconds: self.limits.timeout_seconds,
-            refused: Vec::new(),
-            handles: 0,
-            trip,
-            bounds,
-        }
-    }
-
     /// A store for one hook. Its epoch deadline comes every tick: the
     /// callback traps once the hook's deadline has passed or the watchdog
     /// stopped the hook (`trip`), and otherwise lets it run one more tick.
     fn store(&self, state: HostState, trip: Arc<Trip>) -> Store<HostState> {
-        let deadline = state.db.deadline;
+        let deadline = state.deadline;
         let seconds = self.limits.timeout_seconds;
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
@@ -680,12 +631,14 @@ impl HookRunner {
 
     /// Arms the watchdog for `hook` (see [`bounds`]): its deadline, the
     /// growth of the process's memory and of the files it has open, with
-    /// `conn` to interrupt.
-    fn watch(
+    /// `interrupt` to stop the engine's work, and `after` to say what a
+    /// stopped process leaves of the database.
+    pub(crate) fn watch(
         &self,
         hook: &PlannedHook,
         deadline: Instant,
-        conn: &Connection,
+        interrupt: Box<dyn Fn() + Send + Sync>,
+        after: &'static str,
         trip: Arc<Trip>,
     ) -> bounds::WatchGuard {
         let limits = &self.limits;
@@ -707,190 +660,39 @@ impl HookRunner {
                         mib: limits.disk_mib,
                     },
                 )),
-                interrupt: Some(conn.get_interrupt_handle()),
-                after: "Nothing the upgrade did was committed: SQLite rolls its transaction back \
-                        from the journal the next time the database is opened, leaving the \
-                        database exactly as it was.",
+                interrupt: Some(interrupt),
+                after,
             },
             trip,
         )
     }
 
-    /// Runs one hook on `conn`, which is inside the upgrade's transaction.
-    ///
-    /// The hook runs in its own savepoint, store and limits, with the
-    /// authorizer enforcing its plugin's capabilities and a progress handler
-    /// stopping runaway queries. On success the savepoint is released; on any
-    /// failure it is rolled back, so the database is exactly as before the
-    /// hook. Log lines go to `log` as they are written.
-    ///
-    /// `conn` is taken out of the caller's reference for the hook's duration
-    /// (wasmtime's store data must be `'static`; an empty in-memory
-    /// connection holds its place) and is always put back before this
-    /// returns.
-    ///
-    /// The plugin owns the tables under its prefix that the hook creates and
-    /// those `conn` records as the plugin's (`uplift_plugin_tables`, read
-    /// here when it exists; see [`Ownership`]); nothing is recorded here:
-    /// the caller records [`HookOutcome::created`] and forgets
-    /// [`HookOutcome::dropped`] with [`crate::engine::sqlite::meta::record_plugin_tables`].
-    ///
-    /// Fails when the component cannot be loaded, the hook traps, returns an
-    /// error, hits a limit, leaves a schema change outside what it owns, or
-    /// leaves a table or view that refers beyond its manifest (a foreign key
-    /// on a table it may not write, a view over one it may not read: see
-    /// `dependencies`); the error names the plugin, the hook and the reason.
-    /// The TEMP tables and views the hook created are dropped when it ends.
-    /// The connection is expected to have `foreign_keys` off, as the upgrade
-    /// and `uplift hooks test` have it (keys are checked before COMMIT).
-    pub fn run(
-        &mut self,
-        conn: &mut Connection,
-        hook: &PlannedHook,
-        ctx: &HookContext,
-        log: Arc<dyn LogSink>,
-    ) -> Result<HookOutcome, HookError> {
-        let loading = Instant::now();
-        let pre = self.load(&hook.path, &hook.plugin)?;
-        let load = loading.elapsed();
-        let db_err = |what: &'static str| {
-            move |source: rusqlite::Error| HookError::Database {
-                plugin: hook.plugin.clone(),
-                hook: hook.hook.clone(),
-                what,
-                source: source.into(),
-            }
-        };
-        let placeholder =
-            Connection::open_in_memory().map_err(db_err("open an in-memory database"))?;
-        let before = schema_snapshot(conn).map_err(db_err("read the schema"))?;
-        let existing = authorizer::existing_tables(conn).map_err(db_err("read the schema"))?;
-        let recorded = crate::engine::sqlite::meta::plugin_tables(conn, &hook.plugin).map_err(
-            db_err("read which tables the plugin created (uplift_plugin_tables)"),
-        )?;
-        let ownership = Ownership::new(&hook.plugin, &hook.capabilities, &existing, &recorded)
-            .with_schema_of(conn)
-            .map_err(db_err("read the schema"))?;
-        conn.execute_batch(&format!("SAVEPOINT {SAVEPOINT}"))
-            .map_err(db_err("start the hook's savepoint"))?;
-
-        let started = Instant::now();
-        let real = std::mem::replace(conn, placeholder);
-        let (returned, result) = self.run_in_store(real, &pre, hook, ctx, &ownership, log);
-        *conn = returned;
-        let duration = started.elapsed();
-
-        let result = result.and_then(|outcome| {
-            let after = schema_snapshot(conn).map_err(db_err("read the schema"))?;
-            if let Some(object) = schema_violation(&before, &after, &ownership) {
-                return Err(HookError::SchemaChange {
-                    plugin: hook.plugin.clone(),
-                    hook: hook.hook.clone(),
-                    object: escape_untrusted(&object).into_owned(),
-                });
-            }
-            let problem = dependency_problem(conn, &hook.plugin, &before, &after, &ownership)
-                .map_err(db_err("check what the hook's tables and views refer to"))?;
-            if let Some(problem) = problem {
-                return Err(HookError::Dependency {
-                    plugin: hook.plugin.clone(),
-                    hook: hook.hook.clone(),
-                    problem: escape_untrusted(&problem).into_owned(),
-                });
-            }
-            drop_new_temp_objects(conn, &before, &after)
-                .map_err(db_err("drop the TEMP tables and views the hook created"))?;
-            Ok((outcome, created_and_dropped(&before, &after)))
-        });
-        match result {
-            Ok(((log_bytes, refused, instantiate), (created, dropped))) => {
-                conn.execute_batch(&format!("RELEASE {SAVEPOINT}"))
-                    .map_err(db_err("release the hook's savepoint"))?;
-                Ok(HookOutcome {
-                    plugin: hook.plugin.clone(),
-                    hook: hook.hook.clone(),
-                    duration,
-                    setup: load + instantiate,
-                    log_bytes,
-                    refused,
-                    created,
-                    dropped,
-                })
-            }
-            Err(err) => {
-                if conn.is_autocommit() {
-                    // SQLite already rolled everything back, the savepoint
-                    // with it.
-                    // A limit (memory, disk, time) that made SQLite end it
-                    // is the cause the operator needs; it stopped the hook.
-                    return Err(match err {
-                        HookError::TransactionLost { .. } | HookError::Limit { .. } => err,
-                        other => HookError::TransactionLost {
-                            plugin: hook.plugin.clone(),
-                            hook: hook.hook.clone(),
-                            cause: other.to_string(),
-                        },
-                    });
-                }
-                conn.execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"))
-                    .map_err(db_err("roll back the hook's savepoint"))?;
-                Err(err)
-            }
-        }
-    }
-
-    /// Runs the hook with `conn` moved into its store; always gives `conn`
-    /// back, with the authorizer, progress handler and limits removed and
-    /// every statement of the hook finalized.
-    #[allow(clippy::type_complexity)]
-    fn run_in_store(
+    /// Runs `hook` with `capability` in a store of its own (see
+    /// [`HostState`]): its limits, its deadline (`deadline`, and `trip`,
+    /// which the watchdog sets), its log lines to `sink` as they are
+    /// written. Always gives `capability` back, with every statement and
+    /// cursor the hook held dropped. The engine decides what the capability
+    /// allows, and what a hook that succeeded leaves behind.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn call(
         &self,
-        conn: Connection,
         pre: &UpgradeHookPre<HostState>,
         hook: &PlannedHook,
         ctx: &HookContext,
-        ownership: &Ownership,
+        capability: Box<dyn Capability>,
+        deadline: Instant,
+        trip: &Arc<Trip>,
         sink: Arc<dyn LogSink>,
-    ) -> (
-        Connection,
-        Result<(usize, Vec<String>, Duration), HookError>,
-    ) {
-        let timeout = Duration::from_secs(self.limits.timeout_seconds);
-        let deadline = Instant::now() + timeout;
-        let mut policy = Policy::with_ownership(ownership.clone());
-        if let Some(written) = &self.written {
-            policy.record_writes(written.clone());
-        }
-        let policy = Arc::new(Mutex::new(policy));
-        // The bounds run PRAGMAs: before the authorizer, which refuses them.
-        let bounds = SqliteBounds::apply(&conn, &self.limits);
-        let saved_config = match authorizer::install(&conn, &policy) {
-            Ok(saved) => saved,
-            Err(source) => {
-                bounds.restore(&conn);
-                let err = HookError::Database {
-                    plugin: hook.plugin.clone(),
-                    hook: hook.hook.clone(),
-                    what: "turn on SQLite's defensive settings",
-                    source: source.into(),
-                };
-                return (conn, Err(err));
-            }
-        };
-        let trip = Arc::new(Trip::default());
-        let watch = self.watch(hook, deadline, &conn, Arc::clone(&trip));
-        let stopped = Arc::clone(&trip);
-        conn.progress_handler(
-            PROGRESS_OPS,
-            Some(move || Instant::now() >= deadline || stopped.get().is_some()),
-        );
-
+    ) -> (Box<dyn Capability>, Result<Called, HookError>) {
         let log = HookLog::new(sink, &hook.plugin, &hook.hook, self.limits.max_log_kib);
-        let db = self.db_state(conn, policy, deadline, Arc::clone(&trip), Some(bounds));
-        let mut store = self.store(
-            HostState::new(db, Arc::clone(&log), self.limits.memory_mib),
-            Arc::clone(&trip),
+        let state = HostState::new(
+            capability,
+            Arc::clone(&log),
+            self.limits.memory_mib,
+            deadline,
+            self.limits.timeout_seconds,
         );
+        let mut store = self.store(state, Arc::clone(trip));
         let context = Context {
             app: ctx.app.clone(),
             plugin: hook.plugin.clone(),
@@ -906,29 +708,16 @@ impl HookRunner {
         let called = instance
             .and_then(|instance| instance.uplift_hooks_hooks().call_run(&mut store, &context));
 
-        let state = store.into_data();
         let HostState {
             table,
             limit_hit,
-            db,
+            mut db,
             ..
-        } = state;
-        drop(table); // finalizes the hook's statements before the connection moves on
-        drop(watch);
-        let DbState {
-            conn,
-            refused,
-            bounds,
-            ..
-        } = db;
-        authorizer::remove(&conn, saved_config);
-        conn.progress_handler(0, None::<fn() -> bool>);
-        if let Some(bounds) = bounds {
-            bounds.restore(&conn);
-        }
+        } = store.into_data();
+        drop(table); // finalizes the hook's statements before the capability moves on
+        let refused = db.take_refused();
         let limit_hit = limit_hit.or_else(|| trip.get());
-
-        let (written, stderr) = match log.lock() {
+        let (log_bytes, stderr) = match log.lock() {
             Ok(mut log) => {
                 log.finish();
                 (log.written(), log.stderr_tail())
@@ -936,7 +725,11 @@ impl HookRunner {
             Err(_) => (0, Vec::new()),
         };
         let result = match called {
-            Ok(Ok(())) => Ok((written, refused, instantiate)),
+            Ok(Ok(())) => Ok(Called {
+                log_bytes,
+                refused,
+                instantiate,
+            }),
             Ok(Err(message)) => Err(HookError::Failed {
                 plugin: hook.plugin.clone(),
                 hook: hook.hook.clone(),
@@ -951,8 +744,23 @@ impl HookRunner {
                 self.limits.timeout_seconds,
             )),
         };
-        (conn, result)
+        (db, result)
     }
+
+    /// The limits every hook of this runner runs under.
+    pub(crate) fn limits(&self) -> &HookLimits {
+        &self.limits
+    }
+}
+
+/// What [`HookRunner::call`] reports of a hook that succeeded.
+pub(crate) struct Called {
+    /// Bytes of log it wrote.
+    pub(crate) log_bytes: usize,
+    /// The statements the sandbox refused (the hook carried on).
+    pub(crate) refused: Vec<String>,
+    /// How long instantiating the component took.
+    pub(crate) instantiate: Duration,
 }
 
 impl Drop for HookRunner {
@@ -1032,127 +840,10 @@ fn classify_trap(
     }
 }
 
-/// One row of `sqlite_schema` (or `sqlite_temp_schema`).
-type SchemaRow = (String, String, String, String, Option<String>);
-
-fn schema_snapshot(conn: &Connection) -> rusqlite::Result<Vec<SchemaRow>> {
-    let mut stmt = conn.prepare(
-        "SELECT 'main', type, name, tbl_name, sql FROM main.sqlite_schema
-         UNION ALL
-         SELECT 'temp', type, name, tbl_name, sql FROM temp.sqlite_schema
-         ORDER BY 1, 2, 3",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })?;
-    rows.collect()
-}
-
-/// The first schema object added, removed or changed between `before` and
-/// `after` that the plugin does not own: every changed object must be owned
-/// (an index: its name under the prefix, or SQLite's automatic index, and its
-/// table owned), where an existing object under the prefix that the plugin
-/// did not create is not owned.
-fn schema_violation(
-    before: &[SchemaRow],
-    after: &[SchemaRow],
-    ownership: &Ownership,
-) -> Option<String> {
-    let changed = before
-        .iter()
-        .filter(|row| !after.contains(row))
-        .chain(after.iter().filter(|row| !before.contains(row)));
-    for (_, kind, name, table, _) in changed {
-        if authorizer::is_sqlite_bookkeeping(name) {
-            continue; // SQLite's own, made inside an allowed statement
-        }
-        let owned = ownership.owns(table)
-            && (ownership.owns(name) || name.starts_with("sqlite_autoindex_"));
-        if !owned {
-            return Some(format!("{kind} {name}"));
-        }
-    }
-    None
-}
-
-/// What is wrong with what the tables and views the hook created or
-/// changed refer to (see [`dependencies`]), if anything.
-fn dependency_problem(
-    conn: &Connection,
-    plugin: &str,
-    before: &[SchemaRow],
-    after: &[SchemaRow],
-    ownership: &Ownership,
-) -> rusqlite::Result<Option<String>> {
-    let changed: Vec<dependencies::Object<'_>> = after
-        .iter()
-        .filter(|row| !before.contains(row) && !authorizer::is_sqlite_bookkeeping(&row.2))
-        .map(|(schema, kind, name, ..)| dependencies::Object { schema, kind, name })
-        .collect();
-    if changed.is_empty() {
-        return Ok(None);
-    }
-    dependencies::check(
-        conn,
-        plugin,
-        &changed,
-        &Policy::with_ownership(ownership.clone()),
-    )
-}
-
-/// Drops the TEMP tables and views in `after` but not in `before`: a TEMP
-/// object lives as long as the hook that made it (scratch space), so that
-/// no hook finds another's, or its own from an earlier hook, on the
-/// upgrade's connection. Their indexes go with them; a hook cannot create
-/// triggers.
-fn drop_new_temp_objects(
-    conn: &Connection,
-    before: &[SchemaRow],
-    after: &[SchemaRow],
-) -> rusqlite::Result<()> {
-    for (schema, kind, name, ..) in after {
-        let new = !before
-            .iter()
-            .any(|(s, k, n, ..)| s == schema && k == kind && n == name);
-        if schema == "temp" && new && (kind == "table" || kind == "view") {
-            let what = if kind == "view" { "VIEW" } else { "TABLE" };
-            conn.execute_batch(&format!(
-                "DROP {what} IF EXISTS temp.{}",
-                crate::engine::sqlite::sql::quote_ident(name)
-            ))?;
-        }
-    }
-    Ok(())
-}
-
-/// The tables and views of the main schema in `after` but not in `before`
-/// (created), and in `before` but not in `after` (dropped); a rename is
-/// both. Names compare case-insensitively, as SQLite's do.
-fn created_and_dropped(before: &[SchemaRow], after: &[SchemaRow]) -> (Vec<String>, Vec<String>) {
-    let names = |rows: &[SchemaRow]| -> Vec<String> {
-        rows.iter()
-            .filter(|(schema, kind, name, ..)| {
-                schema == "main"
-                    && (kind == "table" || kind == "view")
-                    && !name.to_ascii_lowercase().starts_with("sqlite_")
-            })
-            .map(|(_, _, name, ..)| name.clone())
-            .collect()
-    };
-    let (before, after) = (names(before), names(after));
-    let missing = |from: &[String], other: &[String]| -> Vec<String> {
-        let other: HashSet<String> = other.iter().map(|n| n.to_ascii_lowercase()).collect();
-        from.iter()
-            .filter(|n| !other.contains(&n.to_ascii_lowercase()))
-            .cloned()
-            .collect()
-    };
-    (missing(&after, &before), missing(&before, &after))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::Capabilities;
 
     fn planned() -> PlannedHook {
         PlannedHook {

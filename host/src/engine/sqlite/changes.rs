@@ -8,7 +8,7 @@
 //!   SQLite's authorizer reports while a migration or a hook compiles a
 //!   statement ([`WrittenTables::observe`], called by the migrations'
 //!   authorizer in [`super::migration::apply`] and the hooks' in
-//!   [`crate::hooks::authorizer::Policy::check`]). It is called at compile
+//!   [`crate::engine::sqlite::authorizer::Policy::check`]). It is called at compile
 //!   time, for the statements of the triggers a statement fires too, and
 //!   costs nothing per row. With foreign keys off there are no cascades.
 //! - shape changes: every table an authorizer saw created, dropped, indexed

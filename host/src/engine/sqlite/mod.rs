@@ -8,13 +8,19 @@
 //! [`writeback::Writeback`] starts the disk writing what the transaction
 //! wrote while the next step uses the processor.
 
+pub(crate) mod authorizer;
 pub(crate) mod backup;
+mod capability;
 pub mod changes;
 mod commit;
+pub(crate) mod dependencies;
 pub(crate) mod foreign_keys;
+pub(crate) mod hook_run;
 pub(crate) mod install;
+pub(crate) mod limits;
 pub mod meta;
 pub mod migration;
+pub(crate) mod raw;
 mod rows;
 pub(crate) mod schema;
 pub(crate) mod sql;
@@ -36,6 +42,11 @@ use crate::migrations::{AppliedMigration, MigrateError};
 use crate::release::{Migration, Release};
 use crate::upgrade::error::UpgradeError;
 use crate::version::Version;
+
+/// The version of the SQLite library uplift is built with.
+pub fn version() -> &'static str {
+    rusqlite::version()
+}
 
 impl From<rusqlite::Error> for EngineError {
     fn from(source: rusqlite::Error) -> EngineError {
@@ -276,8 +287,8 @@ impl Database for SqliteDatabase {
         ctx: &HookContext,
         log: Arc<dyn LogSink>,
     ) -> Result<HookOutcome, HookError> {
-        runner.record_writes(self.tx().written.clone());
-        let outcome = runner.run(&mut self.conn, hook, ctx, log)?;
+        let written = self.tx().written.clone();
+        let outcome = hook_run::run_hook(runner, &mut self.conn, Some(&written), hook, ctx, log)?;
         meta::record_plugin_tables(&self.conn, &hook.plugin, &outcome.created, &outcome.dropped)
             .map_err(|source| HookError::Database {
                 plugin: hook.plugin.clone(),

@@ -74,7 +74,7 @@ const PLAIN_PRAGMAS: &[&str] = &["data_version"];
 /// hook needs. Anything not listed, including what a later SQLite adds, is
 /// refused.
 #[rustfmt::skip]
-pub(super) const ALLOWED_FUNCTIONS: &[&str] = &[
+pub(crate) const ALLOWED_FUNCTIONS: &[&str] = &[
     // core scalar functions
     "abs", "changes", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "if",
     "ifnull", "iif", "instr", "last_insert_rowid", "length", "like", "likelihood", "likely",
@@ -117,7 +117,7 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
 /// they run. Every other module (`dbstat`, `fts3tokenize`, `fts4aux`,
 /// `fts5vocab`, `rtree`...) is refused: reading needs a table the manifest
 /// declares, and a hook cannot create virtual tables.
-pub(super) const ALLOWED_EPONYMOUS: &[&str] = &["json_each", "json_tree"];
+pub(crate) const ALLOWED_EPONYMOUS: &[&str] = &["json_each", "json_tree"];
 
 /// What a hook is told when it names a table, column or index it may not
 /// use, or one that does not exist: the same words either way, so that a
@@ -170,7 +170,7 @@ enum Kind {
 /// table `learner` under the prefix `learn`, another plugin's table under an
 /// overlapping prefix) is not owned: it is like any other table.
 #[derive(Debug, Clone)]
-pub(super) struct Ownership {
+pub(crate) struct Ownership {
     plugin: String,
     caps: Capabilities,
     /// Lower-cased names of the tables and views in the database when the
@@ -211,7 +211,7 @@ impl Ownership {
     /// The ownership of `plugin` with `caps`, in a database whose tables and
     /// views are `existing` when the hook starts, of which `recorded` are
     /// recorded as created by the plugin.
-    pub(super) fn new(
+    pub(crate) fn new(
         plugin: &str,
         caps: &Capabilities,
         existing: &[String],
@@ -248,7 +248,7 @@ impl Ownership {
     /// table names: which table each index belongs to (REINDEX names only
     /// the index) and which tables are shadow tables of a virtual table
     /// (SQLite's FTS code reads and writes them itself, in the hook's name).
-    pub(super) fn with_schema_of(mut self, conn: &Connection) -> rusqlite::Result<Ownership> {
+    pub(crate) fn with_schema_of(mut self, conn: &Connection) -> rusqlite::Result<Ownership> {
         let mut stmt = conn.prepare(
             "SELECT name, tbl_name FROM main.sqlite_schema WHERE type = 'index'
              UNION ALL SELECT name, tbl_name FROM temp.sqlite_schema WHERE type = 'index'",
@@ -313,7 +313,7 @@ impl Ownership {
     }
 
     /// Whether `name` existed when the hook started.
-    pub(super) fn existed(&self, name: &str) -> bool {
+    pub(crate) fn existed(&self, name: &str) -> bool {
         self.existing.contains(&name.to_ascii_lowercase())
     }
 
@@ -326,7 +326,7 @@ impl Ownership {
     /// prefix, and new in this hook or recorded as the plugin's. (An index
     /// is never in `existing`, which holds tables and views; what it indexes
     /// is checked as a table.)
-    pub(super) fn owns(&self, name: &str) -> bool {
+    pub(crate) fn owns(&self, name: &str) -> bool {
         if !self.under_prefix(name) || is_uplift_table(name) {
             return false;
         }
@@ -336,7 +336,7 @@ impl Ownership {
 
     /// Why the plugin may not `what` (`drop table`, `alter table`...) the
     /// object `name`, which it does not own.
-    pub(super) fn refusal(&self, what: &str, name: &str) -> String {
+    pub(crate) fn refusal(&self, what: &str, name: &str) -> String {
         let plugin = &self.plugin;
         if is_uplift_table(name) {
             return format!("plugin {plugin} may not {what} {name}: it is uplift's own");
@@ -370,7 +370,7 @@ impl Ownership {
 
 /// Why the authorizer refused an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Refusal {
+pub(crate) struct Refusal {
     /// The reason, for the operator's log and the upgrade's error.
     pub reason: String,
     /// The refusal concerns a name the hook may not know about (a table,
@@ -388,7 +388,7 @@ impl Refusal {
     }
 
     /// What the hook is told.
-    pub(super) fn for_hook(&self) -> &str {
+    pub(crate) fn for_hook(&self) -> &str {
         if self.hidden { HIDDEN } else { &self.reason }
     }
 }
@@ -408,7 +408,7 @@ impl From<&str> for Refusal {
 /// The authorizer's state for one hook: its capabilities, the kind of the
 /// statement being compiled, and what it refused.
 #[derive(Debug)]
-pub(super) struct Policy {
+pub(crate) struct Policy {
     plugin: String,
     caps: Capabilities,
     /// What the plugin owns; its `existing` names are also how a name read
@@ -428,13 +428,14 @@ pub(super) struct Policy {
 }
 
 /// The policy shared between the authorizer callback and the host functions.
-pub(super) type SharedPolicy = Arc<Mutex<Policy>>;
+pub(crate) type SharedPolicy = Arc<Mutex<Policy>>;
 
 impl Policy {
     /// The policy for `plugin` with `caps`, in a database whose tables and
     /// views are `existing`, of which `recorded` are recorded as created by
     /// the plugin (see [`Ownership`]).
-    pub(super) fn new(
+    #[cfg(test)]
+    pub(crate) fn new(
         plugin: &str,
         caps: &Capabilities,
         existing: &[String],
@@ -444,7 +445,7 @@ impl Policy {
     }
 
     /// The policy for the plugin and capabilities of `ownership`.
-    pub(super) fn with_ownership(ownership: Ownership) -> Policy {
+    pub(crate) fn with_ownership(ownership: Ownership) -> Policy {
         Policy {
             plugin: ownership.plugin.clone(),
             caps: ownership.caps.clone(),
@@ -460,19 +461,19 @@ impl Policy {
     /// Records in `written` every table a statement checked by this policy
     /// writes (also statements it refuses: the record errs on the side of
     /// more).
-    pub(super) fn record_writes(&mut self, written: WrittenTables) {
+    pub(crate) fn record_writes(&mut self, written: WrittenTables) {
         self.written = Some(written);
     }
 
     /// A flag that, when set, starts a new statement at the next action: the
     /// cheap form of [`Policy::start_statement`] for hot paths.
-    pub(super) fn statement_flag(&self) -> Arc<AtomicBool> {
+    pub(crate) fn statement_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.new_statement)
     }
 
     /// Call before SQLite compiles a statement (prepare, and step, which may
     /// recompile after a schema change).
-    pub(super) fn start_statement(&mut self) {
+    pub(crate) fn start_statement(&mut self) {
         self.kind = Kind::Unknown;
         self.actions = 0;
         self.last_refusal = None;
@@ -480,13 +481,13 @@ impl Policy {
 
     /// The reason for the most recent refusal since [`Policy::start_statement`].
     #[cfg(test)]
-    pub(super) fn take_refusal(&mut self) -> Option<String> {
+    pub(crate) fn take_refusal(&mut self) -> Option<String> {
         self.last_refusal.take().map(|r| r.reason)
     }
 
     /// The most recent refusal since [`Policy::start_statement`], with what
     /// the hook may be told of it.
-    pub(super) fn take_refusal_details(&mut self) -> Option<Refusal> {
+    pub(crate) fn take_refusal_details(&mut self) -> Option<Refusal> {
         self.last_refusal.take()
     }
 
@@ -498,7 +499,7 @@ impl Policy {
     /// refusal to create an index outside the owned prefix. An object under
     /// the owned prefix that already exists keeps SQLite's message: the
     /// hook could learn that anyway by creating one.
-    pub(super) fn hide_name_error(&mut self, message: &str) -> bool {
+    pub(crate) fn hide_name_error(&mut self, message: &str) -> bool {
         // The authorizer's refusal of a function reaches the statement as
         // SQLITE_ERROR "not authorized to use function: ...", not
         // SQLITE_AUTH: it is a refusal all the same (recorded by `check`).
@@ -533,7 +534,7 @@ impl Policy {
     /// missing undeclared table is refused just like an existing one); any
     /// other statement SQLite asks nothing about is refused. `Ok` when
     /// `sql` is allowed.
-    pub(super) fn check_text(&mut self, sql: &str) -> Result<(), Refusal> {
+    pub(crate) fn check_text(&mut self, sql: &str) -> Result<(), Refusal> {
         // The flag is cleared by the first action after it was set.
         let asked = !self.new_statement.load(Ordering::Relaxed) && self.actions > 0;
         // Most statements: asked about, and not an ALTER (one word read).
@@ -667,7 +668,7 @@ impl Policy {
     }
 
     /// Decides one action.
-    pub(super) fn check(&mut self, ctx: &AuthContext<'_>) -> Result<(), Refusal> {
+    pub(crate) fn check(&mut self, ctx: &AuthContext<'_>) -> Result<(), Refusal> {
         if self.new_statement.swap(false, Ordering::Relaxed) {
             self.start_statement();
         }
@@ -866,7 +867,7 @@ impl Policy {
 
     /// Whether the hook may read `table`: declared for reading or writing,
     /// owned, or a shadow table of a virtual table it may read.
-    pub(super) fn may_read(&self, table: &str) -> bool {
+    pub(crate) fn may_read(&self, table: &str) -> bool {
         self.declared_or_owned(table, |t| self.caps.declares_read(t))
     }
 
@@ -874,7 +875,7 @@ impl Policy {
     /// shadow table of a virtual table it may write (SQLite's defensive mode
     /// keeps the hook's own SQL from writing shadow tables; the FTS code
     /// writes them when the hook writes the virtual table).
-    pub(super) fn may_write(&self, table: &str) -> bool {
+    pub(crate) fn may_write(&self, table: &str) -> bool {
         self.declared_or_owned(table, |t| self.caps.declares_write(t))
     }
 
@@ -887,7 +888,7 @@ impl Policy {
 
     /// Whether the plugin owns the table, view or index `name` (see
     /// [`Ownership::owns`]).
-    pub(super) fn owns(&self, name: &str) -> bool {
+    pub(crate) fn owns(&self, name: &str) -> bool {
         self.ownership.owns(name)
     }
 
@@ -895,7 +896,7 @@ impl Policy {
     /// still allowed: a common table expression's, or a table-valued
     /// function of [`ALLOWED_EPONYMOUS`] (`pragma_*` ones only when `pragmas`,
     /// for statements whose PRAGMA the authorizer judges too).
-    pub(super) fn reads_no_table(&self, name: &str, pragmas: bool) -> bool {
+    pub(crate) fn reads_no_table(&self, name: &str, pragmas: bool) -> bool {
         !self.ownership.existed(name)
             && !self.ownership.owns(name)
             && (!self.ownership.is_module(name)
@@ -1005,7 +1006,7 @@ fn existing_object_named(message: &str) -> Option<&str> {
 /// Whether `name` is one of the tables SQLite creates itself inside a
 /// statement of the hook (see [`Policy::check`]); they are SQLite's, not
 /// the plugin's, and the schema check after the hook lets them be.
-pub(super) fn is_sqlite_bookkeeping(name: &str) -> bool {
+pub(crate) fn is_sqlite_bookkeeping(name: &str) -> bool {
     ["sqlite_sequence", "sqlite_stat1", "sqlite_stat4"]
         .iter()
         .any(|t| t.eq_ignore_ascii_case(name))
@@ -1114,7 +1115,7 @@ fn via(accessor: Option<&str>) -> String {
 
 /// The names of the tables and views of `conn`'s main and temp schemas, for
 /// [`Policy::new`].
-pub(super) fn existing_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+pub(crate) fn existing_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare(
         "SELECT name FROM main.sqlite_schema WHERE type IN ('table', 'view')
          UNION SELECT name FROM temp.sqlite_schema WHERE type IN ('table', 'view')",
@@ -1138,13 +1139,13 @@ const HOOK_CONFIG: [(DbConfig, bool); 3] = [
 /// The connection's settings from before [`install`], which [`remove`]
 /// puts back.
 #[derive(Debug)]
-pub(super) struct SavedConfig(Vec<(DbConfig, bool)>);
+pub(crate) struct SavedConfig(Vec<(DbConfig, bool)>);
 
 /// Installs `policy` as the connection's authorizer and turns on the
 /// defensive settings of [`HOOK_CONFIG`]; [`remove`] undoes both. Fails
 /// when SQLite refuses a setting (then nothing is installed): a hook must
 /// not run without them.
-pub(super) fn install(conn: &Connection, policy: &SharedPolicy) -> rusqlite::Result<SavedConfig> {
+pub(crate) fn install(conn: &Connection, policy: &SharedPolicy) -> rusqlite::Result<SavedConfig> {
     let mut saved = Vec::with_capacity(HOOK_CONFIG.len());
     for (setting, value) in HOOK_CONFIG {
         match conn
@@ -1176,7 +1177,7 @@ pub(super) fn install(conn: &Connection, policy: &SharedPolicy) -> rusqlite::Res
 
 /// Removes the connection's authorizer and puts back the settings `saved`
 /// by [`install`].
-pub(super) fn remove(conn: &Connection, saved: SavedConfig) {
+pub(crate) fn remove(conn: &Connection, saved: SavedConfig) {
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
     restore(conn, &saved.0);
 }

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
+use crate::engine::sqlite::authorizer::{ALLOWED_FUNCTIONS, Policy};
 use crate::engine::sqlite::sql::quote_ident;
-use crate::hooks::authorizer::{ALLOWED_FUNCTIONS, Policy};
 
 /// One schema object, as the runner's snapshot has it: schema (`main` or
 /// `temp`), type, name.
@@ -166,8 +166,8 @@ fn view_problem(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::sqlite::authorizer::{Ownership, existing_tables};
     use crate::hooks::Capabilities;
-    use crate::hooks::authorizer::{Ownership, existing_tables};
 
     /// A database with `learner` (declared for reading) and `secret`
     /// (undeclared), and the policy of plugin `p` owning `p_`, as a hook
