@@ -19,7 +19,7 @@ pub enum UpgradeError {
     #[error(transparent)]
     Home(#[from] HomeError),
     /// The release's migrations could not be read (or, for
-    /// [`crate::meta::adopt_plugin_tables`], do not apply to an empty
+    /// [`crate::engine::Database::adopt_plugin_tables`], do not apply to an empty
     /// database).
     #[error(transparent)]
     Release(#[from] crate::release::ReleaseError),

@@ -69,10 +69,10 @@ pub fn applied_count(conn: &Connection) -> rusqlite::Result<usize> {
 }
 
 /// Applies one migration and records it, inside the caller's transaction,
-/// with plugins' views set aside while it runs (see [`crate::meta`]).
+/// with plugins' views set aside while it runs (see [`super::meta`]).
 /// Transaction control inside the file is refused (by SQLite's authorizer,
 /// before it can take effect); what the file's statements write, and how
-/// they change the schema, is recorded in `written` (see [`crate::written`]:
+/// they change the schema, is recorded in `written` (see [`super::changes`]:
 /// the statements run one at a time, and each ALTER TABLE is watched).
 /// Returns how long the SQL took.
 pub fn apply(
