@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    TestRelease, component, example_release, fingerprint, query_i64, repo_root, run, run_cmd,
-    stderr, stdout, uplift,
+    TestRelease, component, example_release, file_names, fingerprint, query_i64, repo_root, run,
+    run_cmd, stderr, stdout, uplift,
 };
 
 /// The target folder the test suite builds into (shared with the scaffolded
@@ -822,4 +822,28 @@ fn assert_no_hook_ran_and_unchanged(out: &std::process::Output, db: &Path, befor
         stdout(out)
     );
     assert_eq!(fingerprint(db), before, "the original database changed");
+}
+
+/// Without a home, `hooks test` keeps compiled plugins in the user's cache
+/// (`$XDG_CACHE_HOME/uplift`), so a second run does not compile again.
+#[test]
+fn hooks_test_without_a_home_caches_compiled_plugins_for_the_user() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = empty_db(scratch.path());
+    let cache = scratch.path().join("xdg-cache");
+    let plugin = component("uplift-test-hostile");
+    let mut cmd = uplift();
+    cmd.env_remove("UPLIFT_HOME")
+        .env("HOME", scratch.path().join("user"))
+        .env("XDG_CACHE_HOME", &cache)
+        .args(["hooks", "test", plugin.to_str().unwrap(), "--db"])
+        .arg(&db)
+        .args(["--from", "0.1", "--to", "1.0", "--hook", "panic"]);
+    let out = run_cmd(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let entries = file_names(&cache.join("uplift"));
+    assert!(
+        entries.iter().any(|e| e.ends_with(".cwasm")),
+        "the compiled plugin is in the user's cache: {entries:?}"
+    );
 }

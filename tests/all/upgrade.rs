@@ -1,6 +1,8 @@
 //! `uplift upgrade`, `status`, `migrations list` and `run`: the atomic upgrade
 //! and every way it refuses.
 
+use std::path::Path;
+
 use crate::support::{TestRelease, fingerprint, query_i64, run, stderr, stdout, uplift};
 
 const INITIAL: (&str, &str) = (
@@ -779,4 +781,92 @@ fn the_first_upgrade_after_uplift_learned_provenance_adopts_plugin_tables_but_no
         [("hostile_kept".to_string(), "hostile".to_string())],
         "a table a migration creates under the prefix is not the plugin's"
     );
+}
+
+/// A plugin's first use compiles its component before the upgrade's
+/// transaction begins, and the report says so apart from the hook's own
+/// time; `uplift plugin precompile` does it ahead, so that the upgrade then
+/// compiles nothing.
+#[test]
+fn a_first_use_compiles_before_the_transaction_and_precompile_leaves_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = [("0001_init.sql", "CREATE TABLE t (x);")];
+    let r1 = TestRelease::new(dir.path(), "r1", "shop", "1.0.0", &schema);
+    let r2 = TestRelease::new(dir.path(), "r2", "shop", "1.1.0", &schema);
+    std::fs::write(
+        r2.dir.join("release.toml"),
+        "app = \"shop\"\nversion = \"1.1.0\"\ncore_plugins = [\"hostile\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(r2.dir.join("plugins")).unwrap();
+    let plugin = crate::support::hostile_with_manifest(
+        "hostile",
+        "1.0.0",
+        r#"{"owns":"hostile_"}"#,
+        &["create_owned"],
+    );
+    std::fs::write(r2.dir.join("plugins/hostile.wasm"), plugin).unwrap();
+    let upgrade = |home: &Path, release: &TestRelease| -> serde_json::Value {
+        let out = run(&[
+            "--home",
+            home.to_str().unwrap(),
+            "--release",
+            release.path(),
+            "upgrade",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let phases = |outcome: &serde_json::Value| -> Vec<String> {
+        outcome["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["phase"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (first, ahead) = (dir.path().join("first"), dir.path().join("ahead"));
+    for home in [&first, &ahead] {
+        upgrade(home, &r1);
+    }
+
+    // First use: compiled before the transaction, reported apart.
+    let outcome = upgrade(&first, &r2);
+    assert_eq!(outcome["compiled"][0]["plugin"], "hostile", "{outcome}");
+    assert_eq!(outcome["compiled"][0]["cache"], "compiled", "{outcome}");
+    let phases_first = phases(&outcome);
+    let compile = phases_first.iter().position(|p| p == "compile");
+    let backup = phases_first.iter().position(|p| p == "backup");
+    assert!(
+        compile.is_some() && compile < backup,
+        "the compilation comes before the backup, which the transaction begins with: {phases_first:?}"
+    );
+
+    // Ahead of time: the upgrade compiles nothing.
+    let precompile = |expect: &str| {
+        let out = run(&[
+            "--home",
+            ahead.to_str().unwrap(),
+            "--release",
+            r2.path(),
+            "plugin",
+            "precompile",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains(&format!("hostile 1.0.0: {expect}")),
+            "{}",
+            stdout(&out)
+        );
+    };
+    precompile("compiled");
+    precompile("already compiled");
+    let outcome = upgrade(&ahead, &r2);
+    assert_eq!(outcome["compiled"][0]["cache"], "hit", "{outcome}");
+    assert!(
+        !phases(&outcome).contains(&"compile".to_string()),
+        "{outcome}"
+    );
+    assert_eq!(outcome["hooks"][0]["hook"], "create_owned", "{outcome}");
 }

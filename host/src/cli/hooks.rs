@@ -148,6 +148,16 @@ fn inspect(file: &Path, json: bool) -> Outcome {
 
 /// The home, when there is a folder there: `hooks validate` and `hooks
 /// test` then get its limits, as in the upgrade; without one, the defaults.
+/// The user's compile cache for `hooks test` run without a home:
+/// `$XDG_CACHE_HOME/uplift`, else `~/.cache/uplift`.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("uplift"))
+}
+
 fn existing_home(globals: &Globals) -> Option<Home> {
     globals.home().ok().filter(|h| h.root().is_dir())
 }
@@ -216,14 +226,14 @@ fn new(out: &Output, args: NewArgs) -> Outcome {
 
 /// `uplift hooks test`.
 fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
-    // With a home, its compile cache spares recompiling the plugin on every
-    // run.
+    // A compile cache spares recompiling the plugin on every run: the
+    // home's, or without one the user's.
     let home = existing_home(globals);
     let limits = match &home {
         Some(home) => home.settings()?.hooks,
         None => HookLimits::default(),
     };
-    let cache = home.map(|h| h.cache_dir());
+    let cache = home.map(|h| h.cache_dir()).or_else(user_cache_dir);
     let release = globals
         .release
         .as_deref()

@@ -145,6 +145,11 @@ impl Progress for Bars {
         };
         bar.set_style(bar_style(unit, total.is_some()));
         bar.set_message(phase.to_string());
+        if total.is_none() {
+            // A phase of unknown length (a compilation) may see no update
+            // for a minute: the spinner moves on its own.
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        }
         self.bar = Some(bar);
     }
 

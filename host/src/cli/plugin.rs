@@ -1,12 +1,13 @@
 //! `uplift plugin`: the plugins of the release and the home, listed,
 //! enabled and disabled.
 
-use uplift::hooks::{PluginOrigin, PluginSet};
+use uplift::hooks::{CacheOutcome, PluginOrigin, PluginSet};
 use uplift::release::Release;
+use uplift::upgrade;
 
 use super::Globals;
 use super::failure::Outcome;
-use super::output::outln;
+use super::output::{Bars, outln};
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum PluginCommand {
@@ -29,12 +30,32 @@ pub(super) enum PluginCommand {
         #[arg(value_name = "PLUGIN")]
         name: String,
     },
+    /// Compile every active plugin into the home's compile cache, so that
+    /// the next upgrade compiles nothing (run it after installing a release
+    /// or adding a plugin)
+    Precompile,
 }
 
 /// `uplift plugin ...`.
 pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
     let out = globals.output();
     let home = globals.home()?;
+    if let PluginCommand::Precompile = cmd {
+        let release = globals.release()?;
+        let mut bars = Bars::new(globals.quiet);
+        for run in upgrade::precompile(&home, &release, &mut bars)? {
+            let how = match run.cache {
+                CacheOutcome::Hit => "already compiled",
+                CacheOutcome::Compiled => "compiled",
+                CacheOutcome::CompiledUncached => "compiled (the cache could not be written)",
+            };
+            out.line(format_args!(
+                "{} {}: {how} ({:.1} ms)",
+                run.plugin, run.version, run.ms
+            ));
+        }
+        return Ok(());
+    }
     // Without a release, only the home's plugins are known.
     let (plugins_dir, core) = match globals.release.as_deref() {
         Some(dir) => {
@@ -81,6 +102,7 @@ pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
             set.disable(&home, &name)?;
             out.line(format_args!("plugin {name} is disabled"));
         }
+        PluginCommand::Precompile => unreachable!("handled above"),
     }
     Ok(())
 }

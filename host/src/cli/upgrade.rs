@@ -5,7 +5,7 @@ use std::ffi::OsString;
 
 use anyhow::anyhow;
 use uplift::home::Home;
-use uplift::hooks::{LogLevel, LogLine};
+use uplift::hooks::{CacheOutcome, LogLevel, LogLine};
 use uplift::release::Release;
 use uplift::upgrade::{self, Outcome, PhaseTime, Plan, UpgradeError, UpgradeOptions};
 
@@ -228,6 +228,7 @@ fn print_outcome(out: &Output, outcome: &Outcome) {
             backup,
             pruned,
             migrations,
+            compiled,
             hooks,
             phases,
             warnings,
@@ -246,6 +247,12 @@ fn print_outcome(out: &Output, outcome: &Outcome) {
             }
             for m in migrations {
                 out.line(format_args!("  migration  {} ({:.1} ms)", m.file, m.ms));
+            }
+            for c in compiled.iter().filter(|c| c.cache != CacheOutcome::Hit) {
+                out.line(format_args!(
+                    "  compiled   {} {} ({:.1} ms, before the upgrade began)",
+                    c.plugin, c.version, c.ms
+                ));
             }
             for h in hooks {
                 out.line(format_args!(

@@ -43,7 +43,9 @@ pub use crate::engine::sqlite::limits::install_sqlite_allocator;
 pub use bounds::supervise_whole_process;
 pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};
 pub use plugins::{PlannedHook, Plugin, PluginOrigin, PluginSet, PluginsToml};
-pub use runtime::{CacheOutcome, CompileCache, HookContext, HookOutcome, HookRunner, LoadReport};
+pub use runtime::{
+    CacheOutcome, CompileCache, CompileRun, HookContext, HookOutcome, HookRunner, LoadReport,
+};
 
 /// `text` that came from a plugin, made safe to show on the operator's
 /// terminal: every control character (C0 including CR, LF and TAB, DEL, the

@@ -22,7 +22,7 @@ use crate::hooks::bounds::{self, Trip, Watch, Watchdog};
 use crate::hooks::capability::{Capability, NoDatabase};
 use crate::hooks::clocks;
 use crate::hooks::log::HookLog;
-use crate::hooks::plugins::PlannedHook;
+use crate::hooks::plugins::{PlannedHook, Plugin};
 use crate::hooks::sandbox::HostState;
 use crate::hooks::{HookError, Limit, LimitHit, LogSink, TransactionEnded, escape_untrusted};
 
@@ -70,6 +70,19 @@ pub struct HookOutcome {
     /// Tables and views (of the main schema) the hook dropped, including the
     /// old name of one it renamed: the caller forgets them.
     pub dropped: Vec<String>,
+}
+
+/// One plugin's component made ready before its hooks run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompileRun {
+    /// The plugin.
+    pub plugin: String,
+    /// Its version.
+    pub version: String,
+    /// Whether it was compiled or read from the compile cache.
+    pub cache: CacheOutcome,
+    /// Milliseconds: compiling (or reading the cache) and linking.
+    pub ms: f64,
 }
 
 /// Where a compiled component came from.
@@ -142,6 +155,7 @@ impl HookEngine {
         path: &Path,
         cache: Option<&CompileCache>,
         subject: &str,
+        compiling: &mut dyn FnMut(),
     ) -> Result<(Component, CacheOutcome), LoadFileError> {
         let mut file = std::fs::File::open(path).map_err(LoadFileError::Io)?;
         if let Some(cache) = cache {
@@ -154,6 +168,7 @@ impl HookEngine {
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(LoadFileError::Io)?;
+        compiling();
         self.compile_and_store(&bytes, cache, subject)
             .map_err(LoadFileError::Compile)
     }
@@ -532,6 +547,7 @@ impl HookRunner {
         &self,
         path: &Path,
         plugin: &str,
+        compiling: &mut dyn FnMut(),
     ) -> Result<(UpgradeHookPre<HostState>, CacheOutcome), HookError> {
         let load_error = |message: String| HookError::Load {
             plugin: plugin.to_string(),
@@ -544,6 +560,7 @@ impl HookRunner {
                 path,
                 self.cache.as_ref(),
                 &format!("plugin {plugin} ({})", path.display()),
+                compiling,
             )
             .map_err(|err| match err {
                 LoadFileError::Io(source) => HookError::Io {
@@ -566,9 +583,38 @@ impl HookRunner {
         if let Some(pre) = self.loaded.get(path) {
             return Ok(pre.clone());
         }
-        let (pre, _) = self.compile_and_link(path, plugin)?;
+        let (pre, _) = self.compile_and_link(path, plugin, &mut || {})?;
         self.loaded.insert(path.to_path_buf(), pre.clone());
         Ok(pre)
+    }
+
+    /// Compiles (or takes from the cache) and links the component of each
+    /// of `plugins`, before any of their hooks runs: so that a first use's
+    /// compilation happens before the upgrade's transaction begins, is said
+    /// (`compiling` hears of each plugin about to compile), and is reported
+    /// apart from the hooks' own time.
+    pub fn prepare(
+        &mut self,
+        plugins: &[&Plugin],
+        compiling: &mut dyn FnMut(&Plugin),
+    ) -> Result<Vec<CompileRun>, HookError> {
+        let mut runs: Vec<CompileRun> = Vec::new();
+        for plugin in plugins {
+            if self.loaded.contains_key(&plugin.path) {
+                continue;
+            }
+            let started = Instant::now();
+            let (pre, cache) =
+                self.compile_and_link(&plugin.path, plugin.name(), &mut || compiling(plugin))?;
+            self.loaded.insert(plugin.path.clone(), pre);
+            runs.push(CompileRun {
+                plugin: plugin.name().to_string(),
+                version: plugin.manifest.version.clone(),
+                cache,
+                ms: started.elapsed().as_secs_f64() * 1000.0,
+            });
+        }
+        Ok(runs)
     }
 
     /// Loads the component at `path` through the compile cache (never from
@@ -577,7 +623,7 @@ impl HookRunner {
     /// runs. For the benchmark and `uplift hooks test`.
     pub fn load_and_instantiate(&mut self, path: &Path) -> Result<LoadReport, HookError> {
         let started = Instant::now();
-        let (pre, cache) = self.compile_and_link(path, "(benchmark)")?;
+        let (pre, cache) = self.compile_and_link(path, "(benchmark)", &mut || {})?;
         let load = started.elapsed();
         let started = Instant::now();
         let log = HookLog::new(

@@ -20,12 +20,14 @@ pub use self::status::{
     BackupState, MigrationEntry, MigrationState, PluginState, Status, is_up_to_date,
     migration_list, status,
 };
-use crate::backup::{self, Progress};
+use crate::backup::{self, Progress, ProgressUnit};
 use crate::engine::Database;
 use crate::engine::sqlite::{self, SqliteDatabase};
 use crate::errors::chain_text;
 use crate::home::{Home, HomeLock, Settings};
-use crate::hooks::{HookError, HookRunner, LogSink, PlannedHook, PluginSet};
+use crate::hooks::{
+    CacheOutcome, CompileRun, HookError, HookRunner, LogSink, PlannedHook, Plugin, PluginSet,
+};
 use crate::release::{Migration, Release};
 use crate::transaction::{
     Done, Mode, Observer, Phases, Steps, UpgradeTransaction, pending_migrations,
@@ -86,6 +88,15 @@ pub fn upgrade(
 
     home.remove_stale_temporaries()?;
     let settings = home.settings()?;
+    let mut observer = Reporting {
+        reporter,
+        phases,
+        home,
+        settings: &settings,
+        runner: None,
+    };
+    // A first use's compilation, before the transaction begins.
+    let compiled = observer.prepare_hooks(&plugins, &plan.hooks)?;
     let steps = Steps {
         app: &release.app,
         to: &release.version,
@@ -94,12 +105,6 @@ pub fn upgrade(
         migration_timeout: settings.migrations.timeout(),
         plugins: &plugins,
         hooks: &plan.hooks,
-    };
-    let mut observer = Reporting {
-        reporter,
-        phases,
-        home,
-        settings: &settings,
     };
     let backups = home.backups_dir();
     let (done, set_aside) = match (&mut db, &plan.from) {
@@ -126,6 +131,7 @@ pub fn upgrade(
         &settings,
         plan,
         done,
+        compiled,
         set_aside,
         observer.phases,
     ))
@@ -201,6 +207,48 @@ struct Reporting<'r, 'a> {
     phases: Phases,
     home: &'a Home,
     settings: &'a Settings,
+    /// The sandbox, with the planned hooks' components ready.
+    runner: Option<HookRunner>,
+}
+
+impl Reporting<'_, '_> {
+    /// Compiles (or reads from the cache) the component of every plugin
+    /// whose hooks are planned, saying so for each one compiled on first
+    /// use, before the upgrade's transaction begins.
+    fn prepare_hooks(
+        &mut self,
+        plugins: &PluginSet,
+        hooks: &[PlannedHook],
+    ) -> Result<Vec<CompileRun>, UpgradeError> {
+        if hooks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let planned: Vec<&Plugin> = plugins
+            .plugins()
+            .iter()
+            .filter(|p| hooks.iter().any(|h| h.path == p.path))
+            .collect();
+        let mut runner = HookRunner::new(self.home, &self.settings.hooks)?;
+        let progress = &mut *self.reporter.progress;
+        let compiled = runner.prepare(&planned, &mut |plugin| {
+            progress.begin(
+                &format!(
+                    "compiling {} {} (first use)",
+                    plugin.name(),
+                    plugin.manifest.version
+                ),
+                None,
+                ProgressUnit::Rows,
+            );
+        });
+        progress.end();
+        let compiled = compiled?;
+        if compiled.iter().any(|c| c.cache != CacheOutcome::Hit) {
+            self.phases.end("compile");
+        }
+        self.runner = Some(runner);
+        Ok(compiled)
+    }
 }
 
 impl Observer for Reporting<'_, '_> {
@@ -217,7 +265,10 @@ impl Observer for Reporting<'_, '_> {
     }
 
     fn runner(&mut self) -> Result<HookRunner, HookError> {
-        HookRunner::new(self.home, &self.settings.hooks)
+        match self.runner.take() {
+            Some(runner) => Ok(runner),
+            None => HookRunner::new(self.home, &self.settings.hooks),
+        }
     }
 }
 
@@ -230,6 +281,7 @@ fn outcome(
     settings: &Settings,
     plan: Plan,
     done: Done,
+    compiled: Vec<CompileRun>,
     set_aside: Vec<String>,
     phases: Phases,
 ) -> Outcome {
@@ -264,10 +316,35 @@ fn outcome(
         pruned,
         warnings,
         migrations: done.migrations,
+        compiled,
         hooks: done.hooks,
         phases: phases.times,
         foreign_key_tables_checked: done.foreign_key_tables_checked,
     }
+}
+
+/// Compiles every active plugin of `release` and of `home` into the home's
+/// compile cache, so that the next upgrade compiles nothing: `uplift plugin
+/// precompile`, for an installer or an operator after installing a release
+/// or adding a plugin. `progress` hears of each plugin compiled.
+pub fn precompile(
+    home: &Home,
+    release: &Release,
+    progress: &mut dyn Progress,
+) -> Result<Vec<CompileRun>, UpgradeError> {
+    let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
+    let active: Vec<&Plugin> = plugins.plugins().iter().filter(|p| p.active).collect();
+    let settings = home.settings()?;
+    let mut runner = HookRunner::new(home, &settings.hooks)?;
+    let compiled = runner.prepare(&active, &mut |plugin| {
+        progress.begin(
+            &format!("compiling {} {}", plugin.name(), plugin.manifest.version),
+            None,
+            ProgressUnit::Rows,
+        );
+    });
+    progress.end();
+    Ok(compiled?)
 }
 
 /// How to run an upgrade.
@@ -330,6 +407,10 @@ pub enum Outcome {
         pruned: Vec<PathBuf>,
         /// The migrations applied, in order, with their times.
         migrations: Vec<MigrationRun>,
+        /// The planned hooks' plugins, made ready before the transaction
+        /// began: compiled on first use, or read from the compile cache.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        compiled: Vec<CompileRun>,
         /// The hooks run, in order, with their times.
         hooks: Vec<HookRun>,
         /// The time each phase took.
