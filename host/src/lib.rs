@@ -15,10 +15,10 @@ pub mod hook_test;
 pub mod hooks;
 pub mod migrations;
 mod names;
-pub mod paths;
 pub mod release;
 mod transaction;
 pub mod upgrade;
+pub mod upgrade_paths;
 
 pub use engine::sqlite::version as sqlite_version;
 pub use engine::{EngineError, ForeignKeyViolation, MetaError};
@@ -33,7 +33,7 @@ pub mod internals {
 
     /// Runs a hook on a SQLite connection the way an upgrade does (its own
     /// savepoint, the authorizer, the limits), outside any upgrade.
-    pub trait RunOnConnection {
+    pub trait RunOnConnection: AsMut<crate::hooks::HookRunner> {
         /// Runs `hook` on `conn` in its own savepoint and sandbox.
         fn run(
             &mut self,
@@ -41,18 +41,16 @@ pub mod internals {
             hook: &crate::hooks::PlannedHook,
             ctx: &crate::hooks::HookContext,
             log: std::sync::Arc<dyn crate::hooks::LogSink>,
-        ) -> Result<crate::hooks::HookOutcome, crate::hooks::HookError>;
+        ) -> Result<crate::hooks::HookOutcome, crate::hooks::HookError> {
+            crate::engine::sqlite::hook_run::run_hook(self.as_mut(), conn, None, hook, ctx, log)
+        }
     }
 
-    impl RunOnConnection for crate::hooks::HookRunner {
-        fn run(
-            &mut self,
-            conn: &mut rusqlite::Connection,
-            hook: &crate::hooks::PlannedHook,
-            ctx: &crate::hooks::HookContext,
-            log: std::sync::Arc<dyn crate::hooks::LogSink>,
-        ) -> Result<crate::hooks::HookOutcome, crate::hooks::HookError> {
-            crate::engine::sqlite::hook_run::run_hook(self, conn, None, hook, ctx, log)
+    impl RunOnConnection for crate::hooks::HookRunner {}
+
+    impl AsMut<crate::hooks::HookRunner> for crate::hooks::HookRunner {
+        fn as_mut(&mut self) -> &mut crate::hooks::HookRunner {
+            self
         }
     }
 }

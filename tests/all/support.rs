@@ -185,7 +185,7 @@ pub(crate) fn install_example(home: &Path, version: &str) -> PathBuf {
     assert!(out.status.success(), "install {version}: {}", stderr(&out));
     let db = home.join("db.sqlite3");
     let loaded = uplift::release::Release::load(&release).unwrap();
-    uplift::paths::load_fixtures(&db, &loaded).unwrap();
+    uplift::upgrade_paths::load_fixtures(&db, &loaded).unwrap();
     db
 }
 

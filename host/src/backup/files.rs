@@ -563,6 +563,7 @@ fn first_word(text: &[u8]) -> String {
     }
 }
 
+/// `bytes` in lowercase hexadecimal.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -64,7 +64,7 @@ pub(super) fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
 pub(super) fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome {
     let out = globals.output();
     let json = args.json;
-    let reports = uplift::paths::verify_paths(&args.releases, &mut |report| {
+    let reports = uplift::upgrade_paths::verify_paths(&args.releases, &mut |report| {
         if json {
             return;
         }

@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
 use super::sql::quote_ident;
+use crate::backup::files::hex;
 use crate::engine::{Rows, TableRows};
 
 /// The rows of every table of the main schema (SQLite's own excepted) that
@@ -91,7 +92,7 @@ fn literal(value: ValueRef<'_>) -> String {
             format!("'{}'{more}", short.replace('\'', "''"))
         }
         ValueRef::Blob(b) => {
-            let hex: String = b.iter().take(16).map(|x| format!("{x:02x}")).collect();
+            let hex = hex(&b[..b.len().min(16)]);
             let more = if b.len() > 16 { "…" } else { "" };
             format!("x'{hex}'{more} ({} bytes)", b.len())
         }
