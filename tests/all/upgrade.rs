@@ -279,6 +279,35 @@ fn data_newer_than_the_release_is_refused_with_the_versions() {
     assert_eq!(fingerprint(&f.db()), before);
 }
 
+/// `upgrade --json` says on stdout why it failed, with a stable code, for
+/// machines; people still read the error on stderr.
+#[test]
+fn a_failed_upgrade_with_json_says_why_on_stdout() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("2.0.0", &[INITIAL]));
+    let r1 = f.release("1.0.0", &[INITIAL]);
+    let out = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r1.path(),
+        "upgrade",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failed["outcome"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "data-newer", "{failed}");
+    assert_eq!(failed["error"]["rolled_back"], false, "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("data version 2.0.0"), "{message}");
+    assert!(
+        stderr(&out).contains("data version 2.0.0"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn a_changed_or_missing_applied_migration_is_drift() {
     let f = Fixture::new();

@@ -10,7 +10,7 @@ use uplift::release::Release;
 use uplift::upgrade::{self, Outcome, PhaseTime, Plan, UpgradeError, UpgradeOptions};
 
 use super::Globals;
-use super::failure::{Failure, Outcome as CommandOutcome};
+use super::failure::{Failure, Outcome as CommandOutcome, chain_text};
 use super::output::{Bars, Output, outln, warn_all};
 
 #[derive(Debug, clap::Args)]
@@ -51,7 +51,23 @@ pub(super) fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
         wait: args.wait,
         plan_only: args.plan,
     };
-    let outcome = upgrade_reporting(globals, &home, &release, &options, args.json)?;
+    let outcome = match upgrade_reporting(globals, &home, &release, &options, args.json) {
+        Ok(outcome) => outcome,
+        Err(err) if args.json => {
+            // Machines read the failure on stdout as well; people on stderr.
+            let failed = serde_json::json!({
+                "outcome": "failed",
+                "error": {
+                    "code": err.code(),
+                    "message": chain_text(&err),
+                    "rolled_back": matches!(err, UpgradeError::RolledBack { .. }),
+                },
+            });
+            outln!("{}", serde_json::to_string_pretty(&failed)?);
+            return Err(err.into());
+        }
+        Err(err) => return Err(err.into()),
+    };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {

@@ -167,6 +167,41 @@ pub enum UpgradeError {
     Io(#[from] IoError),
 }
 
+impl UpgradeError {
+    /// What kind of failure this is, as a stable word for machines (the
+    /// `code` of `uplift upgrade --json` on failure; `docs/errors.md` lists
+    /// them). A failure that was rolled back, or an abandoned install,
+    /// has its cause's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UpgradeError::Home(_) => "home",
+            UpgradeError::Release(_) => "release",
+            UpgradeError::Open { .. } => "database-open",
+            UpgradeError::Meta { .. } => "bookkeeping",
+            UpgradeError::Unmanaged { .. } => "unmanaged-database",
+            UpgradeError::OtherApp { .. } => "other-application",
+            UpgradeError::DataNewer { .. } => "data-newer",
+            UpgradeError::Migrate(MigrateError::Drift(_)) => "migration-drift",
+            UpgradeError::Migrate(MigrateError::TimedOut { .. }) => "migration-timeout",
+            UpgradeError::Migrate(MigrateError::TransactionControl { .. }) => {
+                "migration-transaction-control"
+            }
+            UpgradeError::Migrate(MigrateError::Release(_)) => "release",
+            UpgradeError::Migrate(_) => "migration-failed",
+            UpgradeError::ForeignKeys { .. } => "foreign-keys",
+            UpgradeError::Database(_) | UpgradeError::Step { .. } => "database",
+            UpgradeError::Hook(_) => "hook",
+            UpgradeError::Backup(_) => "backup",
+            UpgradeError::RolledBack { cause, .. } | UpgradeError::InstallFailed { cause, .. } => {
+                cause.code()
+            }
+            UpgradeError::TransactionLost { .. } => "transaction-lost",
+            UpgradeError::InUse { .. } => "in-use",
+            UpgradeError::Io(_) => "io",
+        }
+    }
+}
+
 fn describe_newer(data: &Version, release: &Version, restorable: &[String]) -> String {
     let mut text = format!(
         "the database is at data version {data}, newer than the installed release {release}: \
