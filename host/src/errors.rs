@@ -9,7 +9,7 @@ use crate::engine::sqlite::sql::is_result_code;
 /// `permission denied`). SQLite's result code, the source of a
 /// [`rusqlite::Error`] that only repeats its message as a number, is left
 /// out.
-pub(crate) fn chain_text(err: &dyn std::error::Error) -> String {
+pub fn chain_text(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut cause = err.source();
     while let Some(e) = cause {

@@ -75,23 +75,5 @@ pub(super) fn reported_unless(ok: bool) -> Outcome {
 /// The error and its causes on one line, leaving out a cause whose text the
 /// message already quotes (library errors often include their source).
 fn render_error(err: &anyhow::Error) -> String {
-    chain_text(err.as_ref())
-}
-
-/// An error and its causes on one line, a cause whose text is already
-/// there left out (library errors often quote their source).
-pub(super) fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = String::new();
-    let mut next = Some(err);
-    while let Some(cause) = next {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&part);
-        }
-        next = cause.source();
-    }
-    text
+    uplift::error_text(err.as_ref())
 }

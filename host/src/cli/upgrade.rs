@@ -10,7 +10,7 @@ use uplift::release::Release;
 use uplift::upgrade::{self, Outcome, PhaseTime, Plan, UpgradeError, UpgradeOptions};
 
 use super::Globals;
-use super::failure::{Failure, Outcome as CommandOutcome, chain_text};
+use super::failure::{Failure, Outcome as CommandOutcome};
 use super::output::{Bars, Output, outln, warn_all};
 
 #[derive(Debug, clap::Args)]
@@ -59,7 +59,7 @@ pub(super) fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
                 "outcome": "failed",
                 "error": {
                     "code": err.code(),
-                    "message": chain_text(&err),
+                    "message": uplift::error_text(&err),
                     "rolled_back": matches!(err, UpgradeError::RolledBack { .. }),
                 },
             });
