@@ -182,8 +182,6 @@ pub(crate) struct Done {
     pub foreign_key_tables_checked: usize,
     /// In a trial: rows that break foreign keys (an upgrade refuses them).
     pub foreign_key_violations: Vec<ForeignKeyViolation>,
-    /// In a trial: the hook that failed, which ended the hooks.
-    pub failed_hook: Option<HookError>,
 }
 
 /// One upgrade's transaction on a database; see the module's documentation.
@@ -336,8 +334,8 @@ impl<'d> UpgradeTransaction<'d> {
 
     /// Runs the hooks in order, each in its own savepoint and sandbox; what
     /// a hook created is its plugin's from now on. Returns whether every
-    /// hook succeeded (in a trial, a failed hook ends the hooks and is
-    /// reported in `done`; otherwise it is the error).
+    /// hook succeeded (in a trial, a failed hook ends the hooks, reported
+    /// to the observer; otherwise it is the error).
     fn run_hooks(
         &mut self,
         steps: &Steps<'_>,
@@ -372,10 +370,8 @@ impl<'d> UpgradeTransaction<'d> {
             observer.after_hook(hook, &result, &*self.db)?;
             match result {
                 Ok(run) => done.hooks.push(run),
-                Err(err) if matches!(self.mode, Mode::Trial { .. }) => {
-                    done.failed_hook = Some(err);
-                    return Ok(false);
-                }
+                // The observer has reported it; the trial ends its hooks.
+                Err(_) if matches!(self.mode, Mode::Trial { .. }) => return Ok(false),
                 Err(err) => return Err(err.into()),
             }
         }

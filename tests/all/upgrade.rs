@@ -899,3 +899,20 @@ fn a_first_use_compiles_before_the_transaction_and_precompile_leaves_nothing_to_
     );
     assert_eq!(outcome["hooks"][0]["hook"], "create_owned", "{outcome}");
 }
+
+/// `plugin precompile` without a release is a usage error that writes
+/// nothing into the home.
+#[test]
+fn precompile_without_a_release_is_a_usage_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = uplift()
+        .env_remove("UPLIFT_RELEASE")
+        .args(["--home", home.to_str().unwrap(), "plugin", "precompile"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("release"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0);
+}
