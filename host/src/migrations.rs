@@ -82,6 +82,9 @@ pub struct AppliedMigration {
     pub release_version: String,
     /// How long it took.
     pub duration_ms: u64,
+    /// Recorded by `uplift adopt`: its schema was found in place, and
+    /// uplift never ran it.
+    pub adopted: bool,
 }
 
 /// An applied migration that no longer matches the release.

@@ -5,6 +5,14 @@
 //! app = "learnhub"
 //! version = "1.0.0"
 //! core_plugins = ["big-leap", "email-backfill"]
+//!
+//! # For sites whose database uplift did not create (`uplift adopt`).
+//! [adopt]
+//! # Tables that are not the application's: left alone, never differences.
+//! ignore = ["django_migrations", "cache_*"]
+//! # Earlier releases a site can be adopted at: the last migration of this
+//! # release that each one's schema includes.
+//! releases = { "0.6.4" = 3, "0.2.0" = 2 }
 //! ```
 
 use std::collections::BTreeMap;
@@ -94,6 +102,39 @@ struct ReleaseToml {
     version: String,
     #[serde(default)]
     core_plugins: Vec<String>,
+    #[serde(default)]
+    adopt: AdoptToml,
+}
+
+/// The `[adopt]` table of `release.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdoptToml {
+    #[serde(default)]
+    ignore: Vec<String>,
+    #[serde(default)]
+    releases: BTreeMap<String, u32>,
+}
+
+/// What a release says about adopting a database it did not create.
+#[derive(Debug, Clone, Default)]
+pub struct Adoptable {
+    /// Tables (globs, case-insensitive) that are not the application's.
+    pub ignore: Vec<glob::Pattern>,
+    /// Earlier releases a database can be adopted at: version → the
+    /// number of the last of this release's migrations its schema has.
+    pub releases: BTreeMap<Version, u32>,
+}
+
+impl Adoptable {
+    /// Whether `table` is one the application left out of adoption.
+    pub fn ignores(&self, table: &str) -> bool {
+        let options = glob::MatchOptions {
+            case_sensitive: false,
+            ..glob::MatchOptions::new()
+        };
+        self.ignore.iter().any(|p| p.matches_with(table, options))
+    }
 }
 
 /// An installed release, loaded from its folder.
@@ -107,6 +148,8 @@ pub struct Release {
     pub version: Version,
     /// Plugins that are always active with this release.
     pub core_plugins: Vec<String>,
+    /// Which databases it can adopt, and which tables adopting ignores.
+    pub adopt: Adoptable,
     /// The release's migrations, read on first use (see
     /// [`Release::migrations`]).
     migrations: OnceLock<Vec<Migration>>,
@@ -155,11 +198,13 @@ impl Release {
                 message: "field `app` is empty: give the application's name".into(),
             });
         }
+        let adopt = adoptable(&toml_path, parsed.adopt)?;
         Ok(Release {
             dir: dir.to_path_buf(),
             app: parsed.app,
             version,
             core_plugins: parsed.core_plugins,
+            adopt,
             migrations: OnceLock::new(),
         })
     }
@@ -187,6 +232,39 @@ impl Release {
         Ok(self.migrations.get_or_init(|| loaded))
     }
 
+    /// The versions a database this release did not create can be adopted
+    /// at, newest first, each with the last of this release's migrations
+    /// its schema has: this release itself (all of them) and those listed
+    /// under `[adopt] releases`. Fails when the migrations cannot be read,
+    /// or a listed version is not older than this release or names a
+    /// migration it does not have.
+    pub fn adoptable_versions(&self) -> Result<Vec<(Version, u32)>, ReleaseError> {
+        let migrations = self.migrations()?;
+        let invalid = |message: String| ReleaseError::Manifest {
+            path: self.dir.join("release.toml"),
+            message,
+        };
+        let mut versions = vec![(self.version.clone(), migrations.last().map_or(0, |m| m.id))];
+        for (version, last) in &self.adopt.releases {
+            if *version >= self.version {
+                return Err(invalid(format!(
+                    "`adopt.releases` lists {version}, which is not older than this release ({}): \
+                     list only earlier releases",
+                    self.version
+                )));
+            }
+            if *last != 0 && !migrations.iter().any(|m| m.id == *last) {
+                return Err(invalid(format!(
+                    "`adopt.releases` says {version}'s schema ends with migration {last:04}, \
+                     but migrations/ has no migration numbered {last:04}"
+                )));
+            }
+            versions.push((version.clone(), *last));
+        }
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(versions)
+    }
+
     /// Where the release's bundled plugin components are.
     pub fn plugins_dir(&self) -> PathBuf {
         self.dir.join("plugins")
@@ -197,6 +275,37 @@ impl Release {
     pub fn read_version(dir: &Path) -> Result<Version, ReleaseError> {
         Ok(read_release_toml(dir)?.2)
     }
+}
+
+/// Checks the `[adopt]` table: each glob compiles and each version parses.
+fn adoptable(toml_path: &Path, written: AdoptToml) -> Result<Adoptable, ReleaseError> {
+    let invalid = |message: String| ReleaseError::Manifest {
+        path: toml_path.to_path_buf(),
+        message,
+    };
+    let ignore = written
+        .ignore
+        .iter()
+        .map(|pattern| {
+            glob::Pattern::new(pattern).map_err(|e| {
+                invalid(format!(
+                    "`adopt.ignore` pattern {pattern:?} is not a valid glob ({}): use * and ? for any characters",
+                    e.msg
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let releases = written
+        .releases
+        .into_iter()
+        .map(|(version, last)| match Version::parse(&version) {
+            Ok(parsed) => Ok((parsed, last)),
+            Err(e) => Err(invalid(format!(
+                "`adopt.releases` key {version:?} is not a version ({e}): write one such as \"0.6.4\""
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Adoptable { ignore, releases })
 }
 
 /// Reads and parses `dir/release.toml`: its path, its fields, its version.

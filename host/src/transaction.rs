@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::backup::{BackupKind, BackupOptions, Progress};
 use crate::engine::{CommitError, Database, EngineError, ForeignKeyViolation};
+use crate::history::{AdoptionDetails, HistoryEntry};
 use crate::hooks::{
     HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook, PluginSet,
 };
@@ -43,12 +44,16 @@ pub(crate) enum Mode<'a> {
     /// as in an upgrade (hooks told it is a dry run), a hook's failure and
     /// broken foreign keys reported rather than refused, never committed.
     Trial { from: &'a Version },
+    /// A database uplift did not create taken under its management
+    /// ([`UpgradeTransaction::adopt`]): backed up into `backups` first, then
+    /// only uplift's own records are written.
+    Adopt { backups: &'a Path, compress: bool },
 }
 
 impl Mode<'_> {
     fn from(&self) -> Option<&Version> {
         match self {
-            Mode::Install => None,
+            Mode::Install | Mode::Adopt { .. } => None,
             Mode::Upgrade { from, .. } | Mode::Trial { from } => Some(from),
         }
     }
@@ -231,17 +236,7 @@ impl<'d> UpgradeTransaction<'d> {
         observer: &mut dyn Observer,
     ) -> Result<Done, UpgradeError> {
         let mut done = Done::default();
-        if let Mode::Upgrade {
-            backups, compress, ..
-        } = self.mode
-        {
-            let mut options = BackupOptions::new(BackupKind::Automatic);
-            options.compress = compress;
-            let file = self.db.back_up(backups, &options, observer.progress())?;
-            self.backup = Some(file.clone());
-            done.backup = Some(file);
-            observer.phase("backup");
-        }
+        self.back_up_first(observer, &mut done)?;
         done.migrations = self.migrate(steps, observer)?;
         observer.phase("migrations");
         self.adopt_plugin_tables(steps)?;
@@ -259,10 +254,7 @@ impl<'d> UpgradeTransaction<'d> {
             return Ok(done);
         }
         self.record_versions(steps)?;
-        self.db.flush().map_err(|source| UpgradeError::Step {
-            what: "write the upgrade's changes to the database file before its commit",
-            source,
-        })?;
+        self.flush()?;
         observer.phase("flush");
         // Last before COMMIT, after every write.
         let check = self.db.check_foreign_keys(VIOLATIONS_SHOWN)?;
@@ -277,6 +269,65 @@ impl<'d> UpgradeTransaction<'d> {
         done.warnings.extend(self.commit()?);
         observer.phase("commit");
         Ok(done)
+    }
+
+    /// Takes a database uplift did not create under its management, in
+    /// `Mode::Adopt`: backs it up, records `migrations` as applied (adopted,
+    /// never run), the application, the data version `version` and the
+    /// history `entry` (whose details gain the backup's name), then
+    /// commits. Nothing else is written. Any failure rolls everything
+    /// back, as in [`UpgradeTransaction::run`].
+    pub(crate) fn adopt(
+        mut self,
+        app: &str,
+        version: &Version,
+        migrations: &[Migration],
+        details: &mut AdoptionDetails,
+        observer: &mut dyn Observer,
+    ) -> Result<Done, UpgradeError> {
+        let started = jiff::Timestamp::now();
+        let mut done = Done::default();
+        let result = (|| {
+            self.back_up_first(observer, &mut done)?;
+            details.backup = done.backup.as_ref().map(|b| b.display().to_string());
+            let entry = HistoryEntry::adoption(started, version, details);
+            self.db
+                .record_adoption(app, version, migrations, &entry)
+                .map_err(|source| UpgradeError::Meta {
+                    path: self.db.location().to_path_buf(),
+                    source,
+                })?;
+            self.flush()?;
+            done.warnings.extend(self.commit()?);
+            observer.phase("commit");
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(done),
+            Err(cause) => Err(self.rolled_back(cause)),
+        }
+    }
+
+    /// The backup before the first change, in the modes that make one.
+    fn back_up_first(
+        &mut self,
+        observer: &mut dyn Observer,
+        done: &mut Done,
+    ) -> Result<(), UpgradeError> {
+        let (Mode::Upgrade {
+            backups, compress, ..
+        }
+        | Mode::Adopt { backups, compress }) = self.mode
+        else {
+            return Ok(());
+        };
+        let mut options = BackupOptions::new(BackupKind::Automatic);
+        options.compress = compress;
+        let file = self.db.back_up(backups, &options, observer.progress())?;
+        self.backup = Some(file.clone());
+        done.backup = Some(file);
+        observer.phase("backup");
+        Ok(())
     }
 
     /// Applies the migrations in order, each recorded with its checksum and
@@ -394,6 +445,14 @@ impl<'d> UpgradeTransaction<'d> {
                 path: self.db.location().to_path_buf(),
                 source,
             })
+    }
+
+    /// Lets the storage take what the transaction wrote before the commit.
+    fn flush(&mut self) -> Result<(), UpgradeError> {
+        self.db.flush().map_err(|source| UpgradeError::Step {
+            what: "write the upgrade's changes to the database file before its commit",
+            source,
+        })
     }
 
     /// Commits; returns a warning when the commit took effect but could not

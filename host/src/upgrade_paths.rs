@@ -16,11 +16,12 @@ use serde::Serialize;
 
 use crate::backup::NoProgress;
 use crate::engine::EngineError;
-use crate::engine::sqlite::schema::{self, Schema};
+use crate::engine::sqlite::schema;
 use crate::errors::chain_text;
 use crate::home::Home;
 use crate::hooks::PluginSet;
 use crate::release::{Release, ReleaseError};
+use crate::schema::Schema;
 use crate::upgrade::error::UpgradeError;
 use crate::upgrade::{self, Reporter, UpgradeOptions};
 use crate::version::Version;
@@ -121,7 +122,7 @@ pub fn verify_paths(
             let home = Home::new(scratch.path().join(format!("fresh-{j}")));
             install(&home, target)
                 .map_err(|e| chain_text(&e))
-                .and_then(|()| Schema::read(&home.db_path()).map_err(|e| e.to_string()))
+                .and_then(|()| schema::read_file(&home.db_path()).map_err(|e| e.to_string()))
                 .map(|schema| schema.without_prefixes(&owned))
         });
         for (i, origin) in releases.iter().enumerate().take(j) {
@@ -237,7 +238,7 @@ fn upgrade_path(home: &Home, origin: &Release, target: &Release) -> Result<Schem
             chain_text(&e)
         )
     })?;
-    let schema = Schema::read(&home.db_path()).map_err(|e| e.to_string())?;
+    let schema = schema::read_file(&home.db_path()).map_err(|e| e.to_string())?;
     let integrity = schema::integrity_check(&home.db_path()).map_err(|e| e.to_string())?;
     if integrity != "ok" {
         return Err(format!("integrity_check after the upgrade: {integrity}"));

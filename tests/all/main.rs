@@ -3,6 +3,7 @@
 //! Tests that need the example or hostile plugin components or the `sqlite3`
 //! CLI expect `scripts/test` to have built or installed them first.
 
+mod adopt;
 mod backup;
 mod cli;
 mod crash;

@@ -42,6 +42,12 @@ pub(super) fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
     }
     for entry in &list {
         match &entry.applied_at {
+            Some(at) if entry.adopted => outln!(
+                "{:<9} {}  (adopted {at} at {}: found in place, never run by uplift)",
+                entry.state,
+                entry.file,
+                entry.release_version.as_deref().unwrap_or("?")
+            ),
             Some(at) => outln!(
                 "{:<9} {}  (applied {at} by {})",
                 entry.state,

@@ -4,6 +4,7 @@
 //! the library and prints, and returns an [`Outcome`] whose failure picks
 //! the exit code ([`failure`]).
 
+mod adopt;
 mod backups;
 mod docs;
 mod failure;
@@ -126,6 +127,14 @@ enum Command {
     #[command(after_help = "Example:
   uplift run --wait -- /opt/learnhub/current/bin/learnhub serve")]
     Run(upgrade::RunArgs),
+    /// Take a database uplift did not create under its management, once its
+    /// schema is found to be exactly a release's (backed up first; no row is
+    /// touched)
+    #[command(after_help = "Examples:
+  uplift status                    # on an unmanaged database: which release it matches
+  uplift adopt --as 0.6.4          # then `uplift upgrade` brings it to the installed release
+  uplift adopt --as 0.6.4 --force  # adopt despite differences, recorded in its history")]
+    Adopt(adopt::AdoptArgs),
     /// Show the release and data versions and what an upgrade would do
     ///
     /// With --quiet, print only the state: up to date, upgrade needed, not
@@ -244,6 +253,7 @@ fn dispatch(globals: &Globals, command: Command) -> Outcome {
     match command {
         Command::Upgrade(args) => upgrade::upgrade(globals, args),
         Command::Run(args) => upgrade::run(globals, args),
+        Command::Adopt(args) => adopt::adopt(globals, args),
         Command::Status(args) => upgrade::status(globals, args),
         Command::Migrations(cmd) => migrations::migrations(globals, cmd),
         Command::VerifyPaths(args) => migrations::verify_paths(globals, args),

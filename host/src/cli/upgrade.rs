@@ -138,6 +138,23 @@ pub(super) fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
         None => outln!("data version     none (no database yet: `uplift upgrade` installs it)"),
     }
     outln!("state            {}", status.state);
+    if let Some(adoptable) = &status.adoptable {
+        print_adoptable(adoptable);
+    }
+    if let Some(adopted) = &status.adopted {
+        outln!(
+            "adopted          at {} on {}{}",
+            adopted.version,
+            adopted.at,
+            match adopted.differences.len() {
+                0 => String::new(),
+                n => format!(" despite {n} difference(s) from its schema (--force)"),
+            }
+        );
+        for d in &adopted.differences {
+            outln!("  overridden     {d}");
+        }
+    }
     outln!(
         "migrations       {} applied, {} pending",
         status.applied,
@@ -178,6 +195,26 @@ pub(super) fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
         );
     }
     Ok(())
+}
+
+/// What `status` says of a database uplift does not manage.
+fn print_adoptable(adoptable: &upgrade::Adoptable) {
+    match (&adoptable.matches, &adoptable.command) {
+        (Some(version), Some(command)) => {
+            outln!("adoptable        its schema is release {version}'s: `{command}` adopts it")
+        }
+        (None, Some(command)) => outln!(
+            "adoptable        its schema is none of the releases this one knows; \
+             `{command}` (the closest) lists each difference"
+        ),
+        _ => outln!("adoptable        this release knows no schema to compare it with"),
+    }
+    for tried in &adoptable.tried {
+        match tried.differences {
+            0 => outln!("  {:<14} same schema", tried.version),
+            n => outln!("  {:<14} {n} difference(s)", tried.version),
+        }
+    }
 }
 
 /// Runs the upgrade, reporting on stderr: progress bars (not with --quiet

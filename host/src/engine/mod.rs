@@ -21,11 +21,13 @@ use serde::Serialize;
 
 use crate::backup::BackupError;
 use crate::backup::{BackupOptions, Progress};
+use crate::history::HistoryEntry;
 use crate::hooks::HookError;
 use crate::hooks::{HookContext, HookOutcome, HookRunner, LogSink, PlannedHook};
 use crate::migrations::AppliedMigration;
 use crate::migrations::MigrateError;
-use crate::release::{Migration, Release};
+use crate::release::{Migration, Release, ReleaseError};
+use crate::schema::Schema;
 use crate::upgrade::error::UpgradeError;
 use crate::version::Version;
 
@@ -54,6 +56,22 @@ pub(crate) trait Database {
     /// Whether the database holds tables of the application's (any table
     /// that is neither the engine's nor uplift's own).
     fn has_user_tables(&self) -> Result<bool, EngineError>;
+
+    /// The database's schema, the engine's and uplift's own objects left
+    /// out.
+    fn schema(&self) -> Result<Schema, EngineError>;
+
+    /// The schemas `release`'s migrations build on an empty database of
+    /// this engine, after each migration numbered in `checkpoints` (0:
+    /// before any).
+    fn release_schemas(
+        &self,
+        release: &Release,
+        checkpoints: &[u32],
+    ) -> Result<BTreeMap<u32, Schema>, ReleaseError>;
+
+    /// What uplift did to the database, oldest first.
+    fn history(&self) -> Result<Vec<HistoryEntry>, EngineError>;
 
     /// Begins the upgrade's transaction and holds the database's write lock
     /// until it ends; makes sure uplift's own tables exist inside it.
@@ -107,6 +125,18 @@ pub(crate) trait Database {
         app: &str,
         version: &Version,
         plugins: &[(&str, &str)],
+    ) -> Result<(), MetaError>;
+
+    /// Records an adoption, inside the transaction: `migrations` as
+    /// applied without running them (marked as adopted), the application
+    /// and the data version `version`, and `entry` in the history. No row
+    /// of the application's is touched.
+    fn record_adoption(
+        &mut self,
+        app: &str,
+        version: &Version,
+        migrations: &[Migration],
+        entry: &HistoryEntry,
     ) -> Result<(), MetaError>;
 
     /// Every write is done: lets the storage take what the transaction

@@ -44,8 +44,9 @@ pub enum UpgradeError {
     /// The database has tables but was never upgraded by uplift.
     #[error(
         "database {path} has tables but no uplift data version, so uplift cannot tell which release \
-         created it: restore a backup made by uplift (`uplift dbrestore FILE`), or move the file away \
-         to start with a fresh install"
+         created it: if the application made it before it used uplift, `uplift status` tells which \
+         release's schema it has and `uplift adopt --as VERSION` adopts it; or restore a backup made \
+         by uplift (`uplift dbrestore FILE`)"
     )]
     Unmanaged {
         /// The database file.

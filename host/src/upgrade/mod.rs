@@ -6,32 +6,32 @@
 //! [`upgrade`] is the whole data flow in one short function; the
 //! transaction's own steps are [`crate::transaction::UpgradeTransaction::run`].
 
+mod adopt;
 pub(crate) mod error;
+mod session;
 mod status;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use self::adopt::{AdoptError, AdoptOptions, Adopted, SchemaMatch, adopt};
 pub use self::error::UpgradeError;
+pub use self::session::Reporter;
+use self::session::{Reporting, open_existing};
 use self::status::check_app;
 pub use self::status::{
-    BackupState, MigrationEntry, MigrationState, PluginState, Status, is_up_to_date,
-    migration_list, status,
+    AdoptCandidate, Adoptable, Adoption, BackupState, MigrationEntry, MigrationState, PluginState,
+    Status, is_up_to_date, migration_list, status,
 };
 use crate::backup::{self, Progress, ProgressUnit};
 use crate::engine::Database;
-use crate::engine::sqlite::{self, SqliteDatabase};
+use crate::engine::sqlite::{self};
 use crate::errors::chain_text;
 use crate::home::{Home, HomeLock, Settings};
-use crate::hooks::{
-    CacheOutcome, CompileRun, HookError, HookRunner, LogSink, PlannedHook, Plugin, PluginSet,
-};
+use crate::hooks::{CompileRun, HookRunner, PlannedHook, Plugin, PluginSet};
 use crate::release::{Migration, Release};
-use crate::transaction::{
-    Done, Mode, Observer, Phases, Steps, UpgradeTransaction, pending_migrations,
-};
+use crate::transaction::{Done, Mode, Phases, Steps, UpgradeTransaction, pending_migrations};
 pub use crate::transaction::{HookRun, MigrationRun, PhaseTime};
 use crate::version::Version;
 
@@ -137,22 +137,6 @@ pub fn upgrade(
     ))
 }
 
-/// The home's database, when there is one, open for the upgrade (with
-/// background writeback: see [`SqliteDatabase::with_writeback`]).
-fn open_existing(home: &Home) -> Result<Option<Box<dyn Database>>, UpgradeError> {
-    let path = home.db_path();
-    if !path.exists() {
-        return Ok(None);
-    }
-    let db = SqliteDatabase::open(&path)
-        .map_err(|source| UpgradeError::Open {
-            path: path.clone(),
-            source,
-        })?
-        .with_writeback();
-    Ok(Some(Box::new(db)))
-}
-
 /// Where the data stands against the release.
 enum Stands {
     /// No data version and no tables: an application created the empty
@@ -199,77 +183,6 @@ fn where_data_stands(
         });
     }
     Ok(Stands::At(version))
-}
-
-/// The upgrade's reports, as the transaction goes.
-struct Reporting<'r, 'a> {
-    reporter: Reporter<'r>,
-    phases: Phases,
-    home: &'a Home,
-    settings: &'a Settings,
-    /// The sandbox, with the planned hooks' components ready.
-    runner: Option<HookRunner>,
-}
-
-impl Reporting<'_, '_> {
-    /// Compiles (or reads from the cache) the component of every plugin
-    /// whose hooks are planned, saying so for each one compiled on first
-    /// use, before the upgrade's transaction begins.
-    fn prepare_hooks(
-        &mut self,
-        plugins: &PluginSet,
-        hooks: &[PlannedHook],
-    ) -> Result<Vec<CompileRun>, UpgradeError> {
-        if hooks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let planned: Vec<&Plugin> = plugins
-            .plugins()
-            .iter()
-            .filter(|p| hooks.iter().any(|h| h.path == p.path))
-            .collect();
-        let mut runner = HookRunner::new(self.home, &self.settings.hooks)?;
-        let progress = &mut *self.reporter.progress;
-        let compiled = runner.prepare(&planned, &mut |plugin| {
-            progress.begin(
-                &format!(
-                    "compiling {} {} (first use)",
-                    plugin.name(),
-                    plugin.manifest.version
-                ),
-                None,
-                ProgressUnit::Rows,
-            );
-        });
-        progress.end();
-        let compiled = compiled?;
-        if compiled.iter().any(|c| c.cache != CacheOutcome::Hit) {
-            self.phases.end("compile");
-        }
-        self.runner = Some(runner);
-        Ok(compiled)
-    }
-}
-
-impl Observer for Reporting<'_, '_> {
-    fn phase(&mut self, name: &'static str) {
-        self.phases.end(name);
-    }
-
-    fn progress(&mut self) -> &mut dyn Progress {
-        self.reporter.progress
-    }
-
-    fn log(&self) -> Arc<dyn LogSink> {
-        Arc::clone(&self.reporter.log)
-    }
-
-    fn runner(&mut self) -> Result<HookRunner, HookError> {
-        match self.runner.take() {
-            Some(runner) => Ok(runner),
-            None => HookRunner::new(self.home, &self.settings.hooks),
-        }
-    }
 }
 
 /// What the upgrade did. Only now that it is committed may older backups
@@ -423,24 +336,6 @@ pub enum Outcome {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         warnings: Vec<String>,
     },
-}
-
-/// Where an upgrade reports as it goes: backup progress and hooks' log lines.
-pub struct Reporter<'a> {
-    /// Progress of the backup (the command line draws a bar from it).
-    pub progress: &'a mut dyn Progress,
-    /// Every line a hook logs, as it is written.
-    pub log: Arc<dyn LogSink>,
-}
-
-impl<'a> Reporter<'a> {
-    /// Reports nothing.
-    pub fn silent(progress: &'a mut backup::NoProgress) -> Reporter<'a> {
-        Reporter {
-            progress,
-            log: Arc::new(|_: &crate::hooks::LogLine| {}),
-        }
-    }
 }
 
 /// Backups in the home that `version` can restore, newest first (names).

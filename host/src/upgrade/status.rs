@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::adopt::compare_schemas;
 use super::error::UpgradeError;
 use crate::backup;
 use crate::engine::Database;
@@ -57,6 +58,48 @@ pub struct Status {
     pub plugins: Vec<PluginState>,
     /// The newest backups (at most three), newest first.
     pub backups: Vec<BackupState>,
+    /// For a database uplift does not manage: the releases whose schema
+    /// it was compared with, and the command that adopts it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adoptable: Option<Adoptable>,
+    /// For a database uplift adopted: when, at which version, and what
+    /// `--force` overrode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<Adoption>,
+}
+
+/// How an unmanaged database compares with the schemas of the releases
+/// the installed one knows, for `uplift status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Adoptable {
+    /// The newest release whose schema the database has exactly, if any.
+    pub matches: Option<Version>,
+    /// The command that adopts it: at the release it matches, or else at
+    /// the closest one (fewest differing facts; the newest of equals),
+    /// which then lists the differences and refuses.
+    pub command: Option<String>,
+    /// Each release tried, newest first, with how many differences.
+    pub tried: Vec<AdoptCandidate>,
+}
+
+/// One release an unmanaged database was compared with.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdoptCandidate {
+    /// The release.
+    pub version: Version,
+    /// How many differences (0: its schema exactly).
+    pub differences: usize,
+}
+
+/// A database's adoption, as its history records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Adoption {
+    /// When (UTC).
+    pub at: String,
+    /// The data version it was adopted at.
+    pub version: String,
+    /// The differences `--force` overrode (empty: the schema matched).
+    pub differences: Vec<String>,
 }
 
 /// Where the data stands against the release, for `uplift status`: printed
@@ -168,6 +211,8 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
             })
             .collect(),
         backups,
+        adoptable: None,
+        adopted: None,
     };
     if !status.database_exists {
         return Ok(status);
@@ -183,9 +228,11 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         .map(Migration::file_name)
         .collect();
     status.drift = migrations.drift.iter().map(ToString::to_string).collect();
+    status.adopted = adoption(&db)?;
     status.state = match &status.data_version {
         None => {
             if db.has_user_tables()? {
+                status.adoptable = Some(adoptable(&db, release, &plugins)?);
                 State::Unmanaged
             } else {
                 State::NotInstalled
@@ -201,6 +248,51 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
     Ok(status)
 }
 
+/// Compares an unmanaged database with each release it could be adopted
+/// at, newest first.
+fn adoptable(
+    db: &dyn Database,
+    release: &Release,
+    plugins: &PluginSet,
+) -> Result<Adoptable, UpgradeError> {
+    let candidates = release.adoptable_versions()?;
+    let found = compare_schemas(db, release, plugins, &candidates)?;
+    let matches = found
+        .iter()
+        .find(|m| m.differences.is_empty())
+        .map(|m| m.version.clone());
+    let closest = found
+        .iter()
+        .min_by_key(|m| m.distance)
+        .map(|m| m.version.clone());
+    Ok(Adoptable {
+        command: matches
+            .as_ref()
+            .or(closest.as_ref())
+            .map(|v| format!("uplift adopt --as {v}")),
+        matches,
+        tried: found
+            .iter()
+            .map(|m| AdoptCandidate {
+                version: m.version.clone(),
+                differences: m.differences.len(),
+            })
+            .collect(),
+    })
+}
+
+/// The newest adoption the database's history records.
+fn adoption(db: &dyn Database) -> Result<Option<Adoption>, UpgradeError> {
+    let history = db.history()?;
+    Ok(history.iter().rev().find_map(|entry| {
+        entry.adoption_details().map(|details| Adoption {
+            at: entry.ended_at.clone(),
+            version: entry.to_version.clone(),
+            differences: details.differences,
+        })
+    }))
+}
+
 /// One migration's state, for `uplift migrations list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationEntry {
@@ -210,8 +302,11 @@ pub struct MigrationEntry {
     pub state: MigrationState,
     /// When it was applied.
     pub applied_at: Option<String>,
-    /// The release that applied it.
+    /// The release that applied it (for an adopted one: the release the
+    /// database was adopted at).
     pub release_version: Option<String>,
+    /// Recorded by `uplift adopt` (found in place, never run by uplift).
+    pub adopted: bool,
 }
 
 /// Where one migration stands, for `uplift migrations list`: printed and
@@ -290,6 +385,7 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
                 state,
                 applied_at: record.map(|a| a.applied_at.clone()),
                 release_version: record.map(|a| a.release_version.clone()),
+                adopted: record.is_some_and(|a| a.adopted),
             }
         })
         .collect();

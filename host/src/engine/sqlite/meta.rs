@@ -11,6 +11,11 @@
 //! -- the tables and views each plugin's hooks created (see below)
 //! CREATE TABLE uplift_plugin_tables (name TEXT PRIMARY KEY COLLATE NOCASE,
 //!                                    plugin TEXT NOT NULL);
+//! -- what uplift did to the database (crate::history)
+//! CREATE TABLE uplift_history (id INTEGER PRIMARY KEY, event TEXT NOT NULL,
+//!     started_at TEXT NOT NULL, ended_at TEXT NOT NULL, from_version TEXT,
+//!     to_version TEXT NOT NULL, outcome TEXT NOT NULL,
+//!     uplift_version TEXT NOT NULL, details TEXT NOT NULL);  -- details: JSON
 //! ```
 //!
 //! Hooks can never read or write tables whose name starts with `uplift_`.
@@ -39,6 +44,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sql::table_exists;
 use crate::engine::MetaError;
+use crate::history::HistoryEntry;
 use crate::names::{UPLIFT_TABLE_PREFIX, starts_with_ignore_case};
 use crate::version::Version;
 
@@ -321,4 +327,65 @@ pub fn adopt_plugin_tables(
         record_plugin_tables(conn, plugin, std::slice::from_ref(table), &[])?;
     }
     Ok(adopted)
+}
+
+/// Appends `entry` to `uplift_history` (created if missing), inside the
+/// caller's transaction.
+pub fn record_history(conn: &Connection, entry: &HistoryEntry) -> Result<(), MetaError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS uplift_history (
+             id             INTEGER PRIMARY KEY,
+             event          TEXT NOT NULL,
+             started_at     TEXT NOT NULL,
+             ended_at       TEXT NOT NULL,
+             from_version   TEXT,
+             to_version     TEXT NOT NULL,
+             outcome        TEXT NOT NULL,
+             uplift_version TEXT NOT NULL,
+             details        TEXT NOT NULL
+         );",
+    )?;
+    conn.execute(
+        "INSERT INTO uplift_history (event, started_at, ended_at, from_version, to_version,
+                                     outcome, uplift_version, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            entry.event,
+            entry.started_at,
+            entry.ended_at,
+            entry.from_version,
+            entry.to_version,
+            entry.outcome,
+            entry.uplift_version,
+            entry.details.to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The history, oldest first; empty without `uplift_history`. Only reads.
+/// An entry whose details are not JSON keeps them as a string.
+pub fn history(conn: &Connection) -> Result<Vec<HistoryEntry>, rusqlite::Error> {
+    if !table_exists(conn, "uplift_history")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT event, started_at, ended_at, from_version, to_version, outcome,
+                uplift_version, details
+         FROM uplift_history ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let details: String = row.get(7)?;
+        Ok(HistoryEntry {
+            event: row.get(0)?,
+            started_at: row.get(1)?,
+            ended_at: row.get(2)?,
+            from_version: row.get(3)?,
+            to_version: row.get(4)?,
+            outcome: row.get(5)?,
+            uplift_version: row.get(6)?,
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        })
+    })?;
+    rows.collect()
 }

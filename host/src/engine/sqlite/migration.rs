@@ -7,9 +7,13 @@
 //!     checksum        TEXT NOT NULL,        -- SHA-256 of the file, hex
 //!     applied_at      TEXT NOT NULL,        -- UTC, RFC 3339
 //!     release_version TEXT NOT NULL,        -- the release that applied it
-//!     duration_ms     INTEGER NOT NULL
-//! );
+//!     duration_ms     INTEGER NOT NULL,
+//!     adopted         INTEGER NOT NULL DEFAULT 0  -- 1: recorded by `uplift adopt`,
+//! );                                             --    never run by uplift
 //! ```
+//!
+//! `adopted` came after the table: a history from an older uplift gains it
+//! (as 0) the next time uplift writes to it, and reads as 0 until then.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +25,8 @@ use crate::version::Version;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization, TransactionOperation};
 use rusqlite::{Connection, params};
 
-/// Creates the history table if it is missing.
+/// Creates the history table if it is missing, and its `adopted` column
+/// if the table is older than it.
 pub fn ensure_history(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS uplift_migrations (
@@ -30,10 +35,24 @@ pub fn ensure_history(conn: &Connection) -> rusqlite::Result<()> {
              checksum        TEXT NOT NULL,
              applied_at      TEXT NOT NULL,
              release_version TEXT NOT NULL,
-             duration_ms     INTEGER NOT NULL
+             duration_ms     INTEGER NOT NULL,
+             adopted         INTEGER NOT NULL DEFAULT 0
          );",
     )?;
+    if !has_adopted_column(conn)? {
+        conn.execute_batch(
+            "ALTER TABLE uplift_migrations ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
     Ok(())
+}
+
+fn has_adopted_column(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('uplift_migrations') WHERE name = 'adopted'",
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// The applied migrations, in order; empty for a database without history.
@@ -41,10 +60,15 @@ pub fn applied(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>> {
     if !table_exists(conn, "uplift_migrations")? {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare(
-        "SELECT id, name, checksum, applied_at, release_version, duration_ms
-         FROM uplift_migrations ORDER BY id",
-    )?;
+    let adopted = if has_adopted_column(conn)? {
+        "adopted"
+    } else {
+        "0"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, name, checksum, applied_at, release_version, duration_ms, {adopted}
+         FROM uplift_migrations ORDER BY id"
+    ))?;
     let rows = stmt.query_map([], |row| {
         Ok(AppliedMigration {
             id: row.get(0)?,
@@ -53,6 +77,7 @@ pub fn applied(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>> {
             applied_at: row.get(3)?,
             release_version: row.get(4)?,
             duration_ms: row.get::<_, i64>(5)?.max(0) as u64,
+            adopted: row.get(6)?,
         })
     })?;
     rows.collect()
@@ -66,6 +91,31 @@ pub fn applied_count(conn: &Connection) -> rusqlite::Result<usize> {
     }
     let n: i64 = conn.query_row("SELECT count(*) FROM uplift_migrations", [], |r| r.get(0))?;
     Ok(n.max(0) as usize)
+}
+
+/// Records `migrations` as applied without running them, marked as
+/// adopted: `uplift adopt` found the schema they build already in place.
+/// `version` is the release the database was adopted at.
+pub fn record_adopted(
+    conn: &Connection,
+    migrations: &[Migration],
+    version: &Version,
+) -> rusqlite::Result<()> {
+    ensure_history(conn)?;
+    let mut insert = conn.prepare(
+        "INSERT INTO uplift_migrations
+             (id, name, checksum, applied_at, release_version, duration_ms, adopted)
+         VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, 0, 1)",
+    )?;
+    for migration in migrations {
+        insert.execute(params![
+            migration.id,
+            migration.name,
+            migration.checksum,
+            version.to_string()
+        ])?;
+    }
+    Ok(())
 }
 
 /// Applies one migration and records it, inside the caller's transaction,

@@ -26,6 +26,7 @@ pub(crate) mod schema;
 pub(crate) mod sql;
 mod writeback;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,9 +38,11 @@ use self::commit::CommitGate;
 use self::writeback::Writeback;
 use crate::backup::{BackupError, BackupOptions, Progress};
 use crate::engine::{CommitError, Database, EngineError, ForeignKeyCheck, MetaError, TableRows};
+use crate::history::HistoryEntry;
 use crate::hooks::{HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook};
 use crate::migrations::{AppliedMigration, MigrateError};
-use crate::release::{Migration, Release};
+use crate::release::{Migration, Release, ReleaseError};
+use crate::schema::Schema;
 use crate::upgrade::error::UpgradeError;
 use crate::version::Version;
 
@@ -220,6 +223,22 @@ impl Database for SqliteDatabase {
         Ok(n > 0)
     }
 
+    fn schema(&self) -> Result<Schema, EngineError> {
+        Ok(schema::read(&self.conn)?)
+    }
+
+    fn release_schemas(
+        &self,
+        release: &Release,
+        checkpoints: &[u32],
+    ) -> Result<BTreeMap<u32, Schema>, ReleaseError> {
+        schema::schemas_after(release, checkpoints)
+    }
+
+    fn history(&self) -> Result<Vec<HistoryEntry>, EngineError> {
+        Ok(meta::history(&self.conn)?)
+    }
+
     /// `BEGIN IMMEDIATE`: no other writer until the transaction ends.
     fn begin(&mut self) -> Result<(), MetaError> {
         let conn = &self.conn;
@@ -298,6 +317,21 @@ impl Database for SqliteDatabase {
             })?;
         self.request_writeback();
         Ok(outcome)
+    }
+
+    fn record_adoption(
+        &mut self,
+        app: &str,
+        version: &Version,
+        migrations: &[Migration],
+        entry: &HistoryEntry,
+    ) -> Result<(), MetaError> {
+        migration::record_adopted(&self.conn, migrations, version).map_err(EngineError::from)?;
+        meta::set_app_name(&self.conn, app)?;
+        meta::set_data_version(&self.conn, version)?;
+        meta::record_history(&self.conn, entry)?;
+        self.request_writeback();
+        Ok(())
     }
 
     fn record_versions(

@@ -1,0 +1,91 @@
+//! What uplift did to a database, kept inside it: one entry per event
+//! (today: each adoption), so that the record travels with the data, into
+//! every backup. `uplift status` reads the newest adoption from it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::version::Version;
+
+/// One event in a database's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// What happened: `adopt`.
+    pub event: String,
+    /// When it began (UTC, RFC 3339).
+    pub started_at: String,
+    /// When it ended (UTC, RFC 3339).
+    pub ended_at: String,
+    /// The data version before; `None` for a database uplift did not know.
+    pub from_version: Option<String>,
+    /// The data version after.
+    pub to_version: String,
+    /// How it ended: `adopted`, `adopted despite differences`.
+    pub outcome: String,
+    /// The uplift that did it.
+    pub uplift_version: String,
+    /// What an operator may want to know afterwards (for an adoption: the
+    /// migrations recorded, the tables ignored, the differences overridden).
+    pub details: serde_json::Value,
+}
+
+/// An adoption, as the history records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdoptionDetails {
+    /// The numbers of the migrations recorded as applied.
+    pub migrations: Vec<u32>,
+    /// The tables left alone because the release ignores them.
+    pub ignored: Vec<String>,
+    /// Tables left to the plugins that own their prefix.
+    pub plugin_tables: Vec<String>,
+    /// The differences `--force` overrode, in words; empty when the schema
+    /// matched.
+    pub differences: Vec<String>,
+    /// The backup made before.
+    pub backup: Option<String>,
+}
+
+/// `event` of an adoption.
+pub const ADOPT: &str = "adopt";
+
+/// `outcome` of an adoption that found the release's schema.
+pub const ADOPTED: &str = "adopted";
+
+/// `outcome` of an adoption forced over differences.
+pub const ADOPTED_DESPITE_DIFFERENCES: &str = "adopted despite differences";
+
+impl HistoryEntry {
+    /// The entry recording an adoption at `version`.
+    pub fn adoption(
+        started: jiff::Timestamp,
+        version: &Version,
+        details: &AdoptionDetails,
+    ) -> Self {
+        HistoryEntry {
+            event: ADOPT.into(),
+            started_at: stamp(started),
+            ended_at: stamp(jiff::Timestamp::now()),
+            from_version: None,
+            to_version: version.to_string(),
+            outcome: if details.differences.is_empty() {
+                ADOPTED
+            } else {
+                ADOPTED_DESPITE_DIFFERENCES
+            }
+            .into(),
+            uplift_version: env!("CARGO_PKG_VERSION").into(),
+            details: serde_json::to_value(details).unwrap_or_default(),
+        }
+    }
+
+    /// The adoption's details, when this entry is an adoption.
+    pub fn adoption_details(&self) -> Option<AdoptionDetails> {
+        (self.event == ADOPT)
+            .then(|| serde_json::from_value(self.details.clone()).ok())
+            .flatten()
+    }
+}
+
+/// A time as the history writes it: UTC, to the second.
+fn stamp(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

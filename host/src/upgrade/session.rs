@@ -1,0 +1,120 @@
+//! What the commands that write the home's database share: opening it for
+//! the transaction, and reporting as the transaction goes (`uplift upgrade`
+//! and `uplift adopt`).
+
+use std::sync::Arc;
+
+use super::error::UpgradeError;
+use crate::backup::{self, Progress, ProgressUnit};
+use crate::engine::Database;
+use crate::engine::sqlite::SqliteDatabase;
+use crate::home::{Home, Settings};
+use crate::hooks::{
+    CacheOutcome, CompileRun, HookError, HookRunner, LogSink, PlannedHook, Plugin, PluginSet,
+};
+use crate::transaction::{Observer, Phases};
+
+/// The home's database, when there is one, open for the upgrade (with
+/// background writeback: see [`SqliteDatabase::with_writeback`]).
+pub(super) fn open_existing(home: &Home) -> Result<Option<Box<dyn Database>>, UpgradeError> {
+    let path = home.db_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let db = SqliteDatabase::open(&path)
+        .map_err(|source| UpgradeError::Open {
+            path: path.clone(),
+            source,
+        })?
+        .with_writeback();
+    Ok(Some(Box::new(db)))
+}
+
+/// The upgrade's reports, as the transaction goes.
+pub(super) struct Reporting<'r, 'a> {
+    pub(super) reporter: Reporter<'r>,
+    pub(super) phases: Phases,
+    pub(super) home: &'a Home,
+    pub(super) settings: &'a Settings,
+    /// The sandbox, with the planned hooks' components ready.
+    pub(super) runner: Option<HookRunner>,
+}
+
+impl Reporting<'_, '_> {
+    /// Compiles (or reads from the cache) the component of every plugin
+    /// whose hooks are planned, saying so for each one compiled on first
+    /// use, before the upgrade's transaction begins.
+    pub(super) fn prepare_hooks(
+        &mut self,
+        plugins: &PluginSet,
+        hooks: &[PlannedHook],
+    ) -> Result<Vec<CompileRun>, UpgradeError> {
+        if hooks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let planned: Vec<&Plugin> = plugins
+            .plugins()
+            .iter()
+            .filter(|p| hooks.iter().any(|h| h.path == p.path))
+            .collect();
+        let mut runner = HookRunner::new(self.home, &self.settings.hooks)?;
+        let progress = &mut *self.reporter.progress;
+        let compiled = runner.prepare(&planned, &mut |plugin| {
+            progress.begin(
+                &format!(
+                    "compiling {} {} (first use)",
+                    plugin.name(),
+                    plugin.manifest.version
+                ),
+                None,
+                ProgressUnit::Rows,
+            );
+        });
+        progress.end();
+        let compiled = compiled?;
+        if compiled.iter().any(|c| c.cache != CacheOutcome::Hit) {
+            self.phases.end("compile");
+        }
+        self.runner = Some(runner);
+        Ok(compiled)
+    }
+}
+
+impl Observer for Reporting<'_, '_> {
+    fn phase(&mut self, name: &'static str) {
+        self.phases.end(name);
+    }
+
+    fn progress(&mut self) -> &mut dyn Progress {
+        self.reporter.progress
+    }
+
+    fn log(&self) -> Arc<dyn LogSink> {
+        Arc::clone(&self.reporter.log)
+    }
+
+    fn runner(&mut self) -> Result<HookRunner, HookError> {
+        match self.runner.take() {
+            Some(runner) => Ok(runner),
+            None => HookRunner::new(self.home, &self.settings.hooks),
+        }
+    }
+}
+
+/// Where an upgrade reports as it goes: backup progress and hooks' log lines.
+pub struct Reporter<'a> {
+    /// Progress of the backup (the command line draws a bar from it).
+    pub progress: &'a mut dyn Progress,
+    /// Every line a hook logs, as it is written.
+    pub log: Arc<dyn LogSink>,
+}
+
+impl<'a> Reporter<'a> {
+    /// Reports nothing.
+    pub fn silent(progress: &'a mut backup::NoProgress) -> Reporter<'a> {
+        Reporter {
+            progress,
+            log: Arc::new(|_: &crate::hooks::LogLine| {}),
+        }
+    }
+}
