@@ -1,9 +1,10 @@
 //! What uplift did to a database, kept inside it: one entry per event
-//! (today: each adoption), so that the record travels with the data, into
+//! (an adoption, an edited migration a release accepted), so that the record travels with the data, into
 //! every backup. `uplift status` reads the newest adoption from it.
 
 use serde::{Deserialize, Serialize};
 
+use crate::migrations::AcceptedEdit;
 use crate::version::Version;
 
 /// One event in a database's history.
@@ -44,6 +45,9 @@ pub struct AdoptionDetails {
     pub backup: Option<String>,
 }
 
+/// `event` of an edit to an applied migration that a release accepted.
+pub const ACCEPT_MIGRATION_EDIT: &str = "accept-migration-edit";
+
 /// `event` of an adoption.
 pub const ADOPT: &str = "adopt";
 
@@ -74,6 +78,21 @@ impl HistoryEntry {
             .into(),
             uplift_version: env!("CARGO_PKG_VERSION").into(),
             details: serde_json::to_value(details).unwrap_or_default(),
+        }
+    }
+
+    /// The entry recording that release `release` accepted `edit`.
+    pub fn accepted_edit(edit: &AcceptedEdit, release: &Version) -> Self {
+        let now = stamp(jiff::Timestamp::now());
+        HistoryEntry {
+            event: ACCEPT_MIGRATION_EDIT.into(),
+            started_at: now.clone(),
+            ended_at: now,
+            from_version: None,
+            to_version: release.to_string(),
+            outcome: "accepted".into(),
+            uplift_version: env!("CARGO_PKG_VERSION").into(),
+            details: serde_json::to_value(edit).unwrap_or_default(),
         }
     }
 

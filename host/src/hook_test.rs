@@ -287,10 +287,12 @@ pub fn run_trial(
     }
     let migrations = match &opts.release {
         Some(release) => {
-            pending_migrations(&db, release).map_err(|cause| TrialError::Migrations {
-                version: release.version.clone(),
-                cause: Box::new(cause),
-            })?
+            pending_migrations(&db, release)
+                .map_err(|cause| TrialError::Migrations {
+                    version: release.version.clone(),
+                    cause: Box::new(cause),
+                })?
+                .migrations
         }
         None => Vec::new(),
     };
@@ -300,6 +302,8 @@ pub fn run_trial(
         to: &opts.to,
         release: opts.release.as_ref(),
         migrations: &migrations,
+        // A copy: the edits the release accepts need not be recorded.
+        accepted_edits: &[],
         // The trial runs on a copy: the default limit of a migration's time
         // applies (the home's own `[migrations]` setting is the upgrade's).
         migration_timeout: MigrationSettings::default().timeout(),

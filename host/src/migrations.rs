@@ -12,7 +12,7 @@
 use serde::Serialize;
 
 use crate::engine::EngineError;
-use crate::release::{Migration, Release};
+use crate::release::{Migration, Release, ReleaseError};
 
 /// Errors reading the history or applying a migration.
 #[derive(Debug, thiserror::Error)]
@@ -124,10 +124,15 @@ pub enum Drift {
 impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Drift::Changed { id, name, .. } => {
+            Drift::Changed {
+                id, name, recorded, ..
+            } => {
                 write!(
                     f,
-                    "migration {id:04}_{name}.sql changed after it was applied"
+                    "migration {id:04}_{name}.sql changed after it was applied (if the edit \
+                     changes nothing the database needs, the release can accept it: \
+                     [migrations] accepted = {{ \"{id:04}_{name}.sql\" = [\"{recorded}\"] }} \
+                     in release.toml)"
                 )
             }
             Drift::Missing { id, name } => {
@@ -147,6 +152,21 @@ impl std::fmt::Display for Drift {
     }
 }
 
+/// An applied migration whose file changed since, in a way the release
+/// accepts (`[migrations] accepted` in `release.toml`): not drift. The next
+/// upgrade records the new checksum, and the edit in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AcceptedEdit {
+    /// The migration's number.
+    pub id: u32,
+    /// Its file name.
+    pub file: String,
+    /// The checksum recorded when it was applied.
+    pub recorded: String,
+    /// The checksum of the release's file.
+    pub actual: String,
+}
+
 /// Where the database stands against a release's migrations.
 #[derive(Debug, Clone, Default)]
 pub struct MigrationStatus {
@@ -156,6 +176,8 @@ pub struct MigrationStatus {
     pub pending: Vec<Migration>,
     /// Applied ones that no longer match.
     pub drift: Vec<Drift>,
+    /// Applied ones whose files changed in a way the release accepts.
+    pub accepted: Vec<AcceptedEdit>,
 }
 
 /// Compares the history with the release's migrations.
@@ -164,19 +186,37 @@ pub fn status(
     release: &Release,
 ) -> Result<MigrationStatus, MigrateError> {
     let migrations = release.migrations()?;
+    check_accepted_names(release, migrations)?;
     let mut drift = Vec::new();
+    let mut accepted = Vec::new();
     for record in &applied {
         match migrations.iter().find(|m| m.id == record.id) {
             None => drift.push(Drift::Missing {
                 id: record.id,
                 name: record.name.clone(),
             }),
-            Some(m) if m.checksum != record.checksum => drift.push(Drift::Changed {
-                id: record.id,
-                name: record.name.clone(),
-                recorded: record.checksum.clone(),
-                actual: m.checksum.clone(),
-            }),
+            Some(m) if m.checksum != record.checksum => {
+                let file = m.file_name();
+                let accepts = release
+                    .accepted_edits
+                    .get(&file)
+                    .is_some_and(|sums| sums.contains(&record.checksum));
+                if accepts {
+                    accepted.push(AcceptedEdit {
+                        id: record.id,
+                        file,
+                        recorded: record.checksum.clone(),
+                        actual: m.checksum.clone(),
+                    });
+                } else {
+                    drift.push(Drift::Changed {
+                        id: record.id,
+                        name: record.name.clone(),
+                        recorded: record.checksum.clone(),
+                        actual: m.checksum.clone(),
+                    });
+                }
+            }
             Some(_) => {}
         }
     }
@@ -198,5 +238,23 @@ pub fn status(
         applied,
         pending,
         drift,
+        accepted,
     })
+}
+
+/// Refuses `[migrations] accepted` naming a file the release does not have
+/// (a typo would otherwise accept nothing, silently).
+fn check_accepted_names(release: &Release, migrations: &[Migration]) -> Result<(), MigrateError> {
+    for file in release.accepted_edits.keys() {
+        if !migrations.iter().any(|m| m.file_name() == *file) {
+            return Err(MigrateError::Release(ReleaseError::Manifest {
+                path: release.dir.join("release.toml"),
+                message: format!(
+                    "`migrations.accepted` names {file:?}, but migrations/ has no such file: \
+                     give the migration's file name, e.g. \"0003_add_email.sql\""
+                ),
+            }));
+        }
+    }
+    Ok(())
 }

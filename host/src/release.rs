@@ -13,6 +13,11 @@
 //! # Earlier releases a site can be adopted at: the last migration of this
 //! # release that each one's schema includes.
 //! releases = { "0.6.4" = 3, "0.2.0" = 2 }
+//!
+//! # A migration edited after sites applied it (a harmless fix): the
+//! # checksums of its earlier files, accepted as applied.
+//! [migrations]
+//! accepted = { "0003_learner_email.sql" = ["9f86d08188...(64 hex digits)"] }
 //! ```
 
 use std::collections::BTreeMap;
@@ -104,6 +109,16 @@ struct ReleaseToml {
     core_plugins: Vec<String>,
     #[serde(default)]
     adopt: AdoptToml,
+    #[serde(default)]
+    migrations: MigrationsToml,
+}
+
+/// The `[migrations]` table of `release.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrationsToml {
+    #[serde(default)]
+    accepted: BTreeMap<String, Vec<String>>,
 }
 
 /// The `[adopt]` table of `release.toml` as written.
@@ -150,6 +165,10 @@ pub struct Release {
     pub core_plugins: Vec<String>,
     /// Which databases it can adopt, and which tables adopting ignores.
     pub adopt: Adoptable,
+    /// Migrations edited after sites applied them, by file name: the
+    /// checksums of the earlier files the release accepts as applied
+    /// (`[migrations] accepted`), so that a harmless edit is not drift.
+    pub accepted_edits: BTreeMap<String, Vec<String>>,
     /// The release's migrations, read on first use (see
     /// [`Release::migrations`]).
     migrations: OnceLock<Vec<Migration>>,
@@ -199,12 +218,14 @@ impl Release {
             });
         }
         let adopt = adoptable(&toml_path, parsed.adopt)?;
+        let accepted_edits = accepted_edits(&toml_path, parsed.migrations)?;
         Ok(Release {
             dir: dir.to_path_buf(),
             app: parsed.app,
             version,
             core_plugins: parsed.core_plugins,
             adopt,
+            accepted_edits,
             migrations: OnceLock::new(),
         })
     }
@@ -275,6 +296,38 @@ impl Release {
     pub fn read_version(dir: &Path) -> Result<Version, ReleaseError> {
         Ok(read_release_toml(dir)?.2)
     }
+}
+
+/// Checks `[migrations] accepted`: each checksum is a SHA-256 in hex, as
+/// `uplift migrations list --json` and the drift message show them.
+fn accepted_edits(
+    toml_path: &Path,
+    written: MigrationsToml,
+) -> Result<BTreeMap<String, Vec<String>>, ReleaseError> {
+    for (file, checksums) in &written.accepted {
+        if let Some(bad) = checksums
+            .iter()
+            .find(|c| c.len() != 64 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ReleaseError::Manifest {
+                path: toml_path.to_path_buf(),
+                message: format!(
+                    "`migrations.accepted` for {file:?} lists {bad:?}, which is not a SHA-256 checksum \
+                     (64 hexadecimal digits): copy the recorded checksum the drift message shows"
+                ),
+            });
+        }
+    }
+    Ok(written
+        .accepted
+        .into_iter()
+        .map(|(file, sums)| {
+            (
+                file,
+                sums.into_iter().map(|c| c.to_ascii_lowercase()).collect(),
+            )
+        })
+        .collect())
 }
 
 /// Checks the `[adopt]` table: each glob compiles and each version parses.

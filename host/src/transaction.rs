@@ -22,7 +22,7 @@ use crate::history::{AdoptionDetails, HistoryEntry};
 use crate::hooks::{
     HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook, PluginSet,
 };
-use crate::migrations::{self, MigrateError};
+use crate::migrations::{self, AcceptedEdit, MigrateError};
 use crate::release::{Migration, Release};
 use crate::upgrade::error::UpgradeError;
 use crate::version::Version;
@@ -137,6 +137,9 @@ pub(crate) struct Steps<'a> {
     pub release: Option<&'a Release>,
     /// The migrations to apply, in order.
     pub migrations: &'a [Migration],
+    /// Applied migrations edited since, with the release's consent: their
+    /// new checksums are recorded, and the edits in the history.
+    pub accepted_edits: &'a [AcceptedEdit],
     /// How long one migration may run.
     pub migration_timeout: Duration,
     /// The plugins, whose versions are recorded (and whose tables are
@@ -237,6 +240,14 @@ impl<'d> UpgradeTransaction<'d> {
     ) -> Result<Done, UpgradeError> {
         let mut done = Done::default();
         self.back_up_first(observer, &mut done)?;
+        if !steps.accepted_edits.is_empty() {
+            self.db
+                .accept_migration_edits(steps.accepted_edits, steps.to)
+                .map_err(|source| UpgradeError::Meta {
+                    path: self.db.location().to_path_buf(),
+                    source,
+                })?;
+        }
         done.migrations = self.migrate(steps, observer)?;
         observer.phase("migrations");
         self.adopt_plugin_tables(steps)?;
@@ -493,16 +504,30 @@ impl Drop for UpgradeTransaction<'_> {
     }
 }
 
-/// The release's migrations not yet applied to `db`, in order; refused
-/// when the history has drifted from the release's files.
+/// What of the release's migrations an upgrade of `db` applies, and which
+/// applied ones it records as edited with the release's consent.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Not yet applied, in order.
+    pub migrations: Vec<Migration>,
+    /// Applied, then edited in a way the release accepts.
+    pub accepted: Vec<AcceptedEdit>,
+}
+
+/// The release's migrations not yet applied to `db`, in order, and the
+/// edits to applied ones the release accepts; refused when the history has
+/// drifted from the release's files.
 pub(crate) fn pending_migrations(
     db: &dyn Database,
     release: &Release,
-) -> Result<Vec<Migration>, UpgradeError> {
+) -> Result<Pending, UpgradeError> {
     let applied = db.applied_migrations().map_err(MigrateError::from)?;
     let status = migrations::status(applied, release)?;
     if !status.drift.is_empty() {
         return Err(MigrateError::Drift(status.drift).into());
     }
-    Ok(status.pending)
+    Ok(Pending {
+        migrations: status.pending,
+        accepted: status.accepted,
+    })
 }

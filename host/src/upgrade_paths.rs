@@ -56,6 +56,30 @@ pub enum PathsError {
         /// The other releases' application.
         expected: String,
     },
+    /// `uplift testdb` would overwrite a file.
+    #[error("{path} already exists: give a path that does not, or remove it first")]
+    Exists {
+        /// The file that exists.
+        path: PathBuf,
+    },
+    /// The fresh install a test database starts from failed.
+    #[error("the fresh install of {version} failed")]
+    Install {
+        /// The release.
+        version: Version,
+        /// Why.
+        #[source]
+        cause: Box<UpgradeError>,
+    },
+    /// The test database could not be put in place.
+    #[error("could not write {path}")]
+    Keep {
+        /// Where it was to go.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Fewer than two releases.
     #[error("verify-paths needs at least two release folders, got {0}")]
     TooFew(usize),
@@ -270,4 +294,39 @@ pub fn load_fixtures(db: &Path, release: &Release) -> Result<usize, PathsError> 
         })?;
     }
     Ok(files.len())
+}
+
+/// Builds at `out` a database at `release` with its fixtures loaded: where
+/// `verify-paths` starts each path, kept for `uplift hooks test` and for
+/// development (`uplift testdb`). It is built in a scratch home beside
+/// `out` and moved there whole, so `out` never holds half a database.
+/// `out` must not exist. Returns how many fixture files were loaded.
+pub fn build_test_database(release: &Release, out: &Path) -> Result<usize, PathsError> {
+    if out.exists() {
+        return Err(PathsError::Exists {
+            path: out.to_path_buf(),
+        });
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix(".uplift-testdb-")
+        .tempdir_in(parent)
+        .map_err(PathsError::Scratch)?;
+    let home = Home::new(scratch.path().join("home"));
+    install(&home, release).map_err(|cause| PathsError::Install {
+        version: release.version.clone(),
+        cause: Box::new(cause),
+    })?;
+    let loaded = load_fixtures(&home.db_path(), release)?;
+    let keep = |source| PathsError::Keep {
+        path: out.to_path_buf(),
+        source,
+    };
+    // Refuses to replace a file created meanwhile (link(2), unlike rename,
+    // fails when the name exists).
+    std::fs::hard_link(home.db_path(), out).map_err(keep)?;
+    Ok(loaded)
 }

@@ -847,3 +847,59 @@ fn hooks_test_without_a_home_caches_compiled_plugins_for_the_user() {
         "the compiled plugin is in the user's cache: {entries:?}"
     );
 }
+
+#[test]
+fn testdb_builds_a_database_at_a_release_with_its_fixtures_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("old.sqlite3");
+    let release = example_release("0.6.4");
+    let out = run(&[
+        "--release",
+        release.to_str().unwrap(),
+        "testdb",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("learnhub 0.6.4 with 3 fixture files loaded"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(query_i64(&out_path, "SELECT count(*) FROM learner"), 1500);
+    assert!(query_i64(&out_path, "SELECT count(*) FROM progress") > 0);
+    let conn = rusqlite::Connection::open(&out_path).unwrap();
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM uplift_meta WHERE key = 'data_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "0.6.4");
+    drop(conn);
+    assert_eq!(
+        file_names(dir.path()),
+        ["old.sqlite3"],
+        "nothing is left beside it"
+    );
+
+    // Never over an existing file.
+    let before = std::fs::read(&out_path).unwrap();
+    let again = run(&[
+        "--release",
+        release.to_str().unwrap(),
+        "testdb",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(std::fs::read(&out_path).unwrap(), before);
+    // A release is needed.
+    let none = run(&["testdb", dir.path().join("x.sqlite3").to_str().unwrap()]);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert_eq!(file_names(dir.path()), ["old.sqlite3"]);
+}

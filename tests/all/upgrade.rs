@@ -348,6 +348,102 @@ fn a_changed_or_missing_applied_migration_is_drift() {
 }
 
 #[test]
+fn drift_blocks_the_upgrade_in_status_until_the_release_accepts_the_edit() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL, ADD_COLUMN]));
+    let recorded = uplift::release::sha256_hex(ADD_COLUMN.1.as_bytes());
+    let touched_up = (
+        "0002_price.sql",
+        "-- The price, in the shop's currency.\nALTER TABLE item ADD COLUMN price REAL;",
+    );
+    let third = (
+        "0003_stock.sql",
+        "ALTER TABLE item ADD COLUMN stock INTEGER;",
+    );
+    let r2 = f.release("1.1.0", &[INITIAL, touched_up, third]);
+    let status = |release: &TestRelease| {
+        let out = run(&["--home", f.home(), "--release", release.path(), "status"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let text = status(&r2);
+    assert!(text.contains("state            blocked by drift"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "[migrations] accepted = {{ \"0002_price.sql\" = [\"{recorded}\"] }}"
+        )),
+        "the message says how the release accepts the edit: {text}"
+    );
+    let before = fingerprint(&f.db());
+    assert_eq!(f.upgrade(&r2).status.code(), Some(1));
+    assert_eq!(fingerprint(&f.db()), before);
+
+    // The release accepts the earlier file: no longer drift.
+    let toml = r2.dir.join("release.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!(
+        "[migrations]\naccepted = {{ \"0002_price.sql\" = [\"{recorded}\"] }}\n"
+    ));
+    std::fs::write(&toml, text).unwrap();
+    let text = status(&r2);
+    assert!(text.contains("state            upgrade needed"), "{text}");
+    assert!(text.contains("edited         0002_price.sql"), "{text}");
+    let out = f.upgrade(&r2);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let actual = uplift::release::sha256_hex(touched_up.1.as_bytes());
+    let conn = rusqlite::Connection::open(f.db()).unwrap();
+    let checksum: String = conn
+        .query_row(
+            "SELECT checksum FROM uplift_migrations WHERE id = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(checksum, actual, "the edit's checksum is recorded");
+    let (event, details): (String, String) = conn
+        .query_row("SELECT event, details FROM uplift_history", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(event, "accept-migration-edit");
+    assert!(
+        details.contains(&recorded) && details.contains(&actual),
+        "{details}"
+    );
+    assert!(status(&r2).contains("state            up to date"));
+}
+
+#[test]
+fn a_bad_accepted_edit_in_release_toml_is_named() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    for (accepted, says) in [
+        (
+            "{ \"0009_none.sql\" = [] }",
+            "names \"0009_none.sql\", but migrations/ has no such file",
+        ),
+        (
+            "{ \"0001_initial.sql\" = [\"abc\"] }",
+            "lists \"abc\", which is not a SHA-256 checksum",
+        ),
+    ] {
+        let r = f.release("1.1.0", &[INITIAL, ADD_COLUMN]);
+        let toml = r.dir.join("release.toml");
+        let text = std::fs::read_to_string(&toml).unwrap();
+        std::fs::write(
+            &toml,
+            format!("{text}[migrations]\naccepted = {accepted}\n"),
+        )
+        .unwrap();
+        let before = fingerprint(&f.db());
+        let out = f.upgrade(&r);
+        assert_eq!(out.status.code(), Some(1), "{accepted}");
+        assert!(stderr(&out).contains(says), "{accepted}: {}", stderr(&out));
+        assert_eq!(fingerprint(&f.db()), before);
+    }
+}
+
+#[test]
 fn migrations_list_shows_applied_and_pending() {
     let f = Fixture::new();
     f.install_with_rows(&f.release("1.0.0", &[INITIAL]));

@@ -1,6 +1,6 @@
-//! `uplift migrations list` and `uplift verify-paths`: the schema
-//! migrations of the installed release, and every upgrade path between
-//! releases.
+//! `uplift migrations list`, `uplift verify-paths` and `uplift testdb`: the
+//! schema migrations of the installed release, every upgrade path between
+//! releases, and a database at a release with its fixtures.
 
 use std::path::PathBuf;
 
@@ -93,4 +93,26 @@ pub(super) fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome 
         ));
     }
     reported_unless(failed == 0)
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct TestdbArgs {
+    /// The database file to create (it must not exist)
+    #[arg(value_name = "OUT")]
+    out: PathBuf,
+}
+
+/// `uplift testdb`: a database at the installed release with its fixtures.
+pub(super) fn testdb(globals: &Globals, args: TestdbArgs) -> Outcome {
+    let release = globals.release()?;
+    let loaded = uplift::upgrade_paths::build_test_database(&release, &args.out)?;
+    globals.output().line(format_args!(
+        "{}: {} {} with {loaded} fixture file{} loaded from {}",
+        args.out.display(),
+        release.app,
+        release.version,
+        if loaded == 1 { "" } else { "s" },
+        release.dir.join("fixtures").display()
+    ));
+    Ok(())
 }

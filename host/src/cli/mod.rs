@@ -138,7 +138,8 @@ enum Command {
     /// Show the release and data versions and what an upgrade would do
     ///
     /// With --quiet, print only the state: up to date, upgrade needed, not
-    /// installed, data newer than release or not managed by uplift.
+    /// installed, data newer than release, not managed by uplift or blocked
+    /// by drift.
     #[command(after_help = "Examples:
   uplift status
   uplift status --quiet    # prints e.g. \"upgrade needed\"")]
@@ -156,6 +157,13 @@ enum Command {
     #[command(after_help = "Example:
   uplift verify-paths releases/0.1.0 releases/0.6.4 releases/1.0.0")]
     VerifyPaths(migrations::VerifyPathsArgs),
+    /// Build a database at the installed release with its fixtures
+    /// (fixtures/*.sql), for `hooks test` and development; the home is not
+    /// touched
+    #[command(after_help = "Example:
+  uplift --release releases/0.6.4 testdb old.sqlite3
+  uplift --release releases/1.0.0 hooks test my_plugin.wasm --db old.sqlite3 --from 0.6.4")]
+    Testdb(migrations::TestdbArgs),
     /// Compare versions and check version ranges, as hooks use them
     #[command(
         subcommand,
@@ -257,6 +265,7 @@ fn dispatch(globals: &Globals, command: Command) -> Outcome {
         Command::Status(args) => upgrade::status(globals, args),
         Command::Migrations(cmd) => migrations::migrations(globals, cmd),
         Command::VerifyPaths(args) => migrations::verify_paths(globals, args),
+        Command::Testdb(args) => migrations::testdb(globals, args),
         Command::Version(cmd) => version::version(cmd),
         Command::Dbbackup(args) => backups::dbbackup(globals, args),
         Command::Dbrestore(args) => backups::dbrestore(globals, args),

@@ -166,6 +166,12 @@ pub(super) fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
     for d in &status.drift {
         outln!("  drift          {d}");
     }
+    for edit in &status.accepted_edits {
+        outln!(
+            "  edited         {} (the release accepts the edit; the next upgrade records it)",
+            edit.file
+        );
+    }
     if !status.hooks.is_empty() {
         outln!("hooks to run     {}", status.hooks.len());
         for h in &status.hooks {

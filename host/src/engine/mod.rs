@@ -24,8 +24,8 @@ use crate::backup::{BackupOptions, Progress};
 use crate::history::HistoryEntry;
 use crate::hooks::HookError;
 use crate::hooks::{HookContext, HookOutcome, HookRunner, LogSink, PlannedHook};
-use crate::migrations::AppliedMigration;
 use crate::migrations::MigrateError;
+use crate::migrations::{AcceptedEdit, AppliedMigration};
 use crate::release::{Migration, Release, ReleaseError};
 use crate::schema::Schema;
 use crate::upgrade::error::UpgradeError;
@@ -125,6 +125,15 @@ pub(crate) trait Database {
         app: &str,
         version: &Version,
         plugins: &[(&str, &str)],
+    ) -> Result<(), MetaError>;
+
+    /// Records, inside the transaction, that each of `edits` is accepted by
+    /// the release `release`: the migration's recorded checksum becomes its
+    /// file's, and the edit is added to the history.
+    fn accept_migration_edits(
+        &mut self,
+        edits: &[AcceptedEdit],
+        release: &Version,
     ) -> Result<(), MetaError>;
 
     /// Records an adoption, inside the transaction: `migrations` as

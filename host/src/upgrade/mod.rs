@@ -30,8 +30,11 @@ use crate::engine::sqlite::{self};
 use crate::errors::chain_text;
 use crate::home::{Home, HomeLock, Settings};
 use crate::hooks::{CompileRun, HookRunner, PlannedHook, Plugin, PluginSet};
+use crate::migrations::AcceptedEdit;
 use crate::release::{Migration, Release};
-use crate::transaction::{Done, Mode, Phases, Steps, UpgradeTransaction, pending_migrations};
+use crate::transaction::{
+    Done, Mode, Pending, Phases, Steps, UpgradeTransaction, pending_migrations,
+};
 pub use crate::transaction::{HookRun, MigrationRun, PhaseTime};
 use crate::version::Version;
 
@@ -65,10 +68,14 @@ pub fn upgrade(
         },
     };
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
-    let migrations = match (&db, &from) {
+    let pending = match (&db, &from) {
         (Some(db), Some(_)) => pending_migrations(db.as_ref(), release)?,
-        _ => release.migrations()?.to_vec(),
+        _ => Pending {
+            migrations: release.migrations()?.to_vec(),
+            accepted: Vec::new(),
+        },
     };
+    let migrations = pending.migrations;
     let plan = Plan {
         hooks: match &from {
             Some(from) => {
@@ -78,6 +85,7 @@ pub fn upgrade(
             None => Vec::new(),
         },
         migrations: migrations.iter().map(Migration::file_name).collect(),
+        accepted_edits: pending.accepted,
         from,
         to: release.version.clone(),
     };
@@ -102,6 +110,7 @@ pub fn upgrade(
         to: &release.version,
         release: Some(release),
         migrations: &migrations,
+        accepted_edits: &plan.accepted_edits,
         migration_timeout: settings.migrations.timeout(),
         plugins: &plugins,
         hooks: &plan.hooks,
@@ -278,6 +287,10 @@ pub struct Plan {
     pub to: Version,
     /// Migrations to apply, in order (file names).
     pub migrations: Vec<String>,
+    /// Applied migrations edited since, whose edits the release accepts:
+    /// their new checksums are recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accepted_edits: Vec<AcceptedEdit>,
     /// Hooks to run after the migrations, in order.
     pub hooks: Vec<PlannedHook>,
 }

@@ -13,7 +13,7 @@ use crate::engine::Database;
 use crate::engine::sqlite::SqliteDatabase;
 use crate::home::Home;
 use crate::hooks::{PlannedHook, PluginSet};
-use crate::migrations::{self, MigrateError};
+use crate::migrations::{self, AcceptedEdit, MigrateError};
 use crate::release::{Migration, Release};
 use crate::version::Version;
 
@@ -51,6 +51,9 @@ pub struct Status {
     pub pending: Vec<String>,
     /// Applied migrations that no longer match the release.
     pub drift: Vec<String>,
+    /// Applied migrations edited since in a way the release accepts
+    /// (`[migrations] accepted`): the next upgrade records them.
+    pub accepted_edits: Vec<AcceptedEdit>,
     /// Hooks the next upgrade would run, in order (empty unless an upgrade is
     /// needed).
     pub hooks: Vec<PlannedHook>,
@@ -104,7 +107,8 @@ pub struct Adoption {
 
 /// Where the data stands against the release, for `uplift status`: printed
 /// and serialized as `up to date`, `upgrade needed`, `not installed`,
-/// `data newer than release` or `not managed by uplift`.
+/// `data newer than release`, `not managed by uplift` or `blocked by
+/// drift`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub enum State {
@@ -123,6 +127,10 @@ pub enum State {
     /// Tables, but no uplift data version.
     #[serde(rename = "not managed by uplift")]
     Unmanaged,
+    /// An upgrade is needed, but applied migrations no longer match the
+    /// release's files (see [`Status::drift`]): it would be refused.
+    #[serde(rename = "blocked by drift")]
+    BlockedByDrift,
 }
 
 impl State {
@@ -134,6 +142,7 @@ impl State {
             State::NotInstalled => "not installed",
             State::DataNewer => "data newer than release",
             State::Unmanaged => "not managed by uplift",
+            State::BlockedByDrift => "blocked by drift",
         }
     }
 }
@@ -199,6 +208,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
             .map(Migration::file_name)
             .collect(),
         drift: Vec::new(),
+        accepted_edits: Vec::new(),
         hooks: Vec::new(),
         plugins: plugins
             .plugins()
@@ -228,6 +238,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         .map(Migration::file_name)
         .collect();
     status.drift = migrations.drift.iter().map(ToString::to_string).collect();
+    status.accepted_edits = migrations.accepted;
     status.adopted = adoption(&db)?;
     status.state = match &status.data_version {
         None => {
@@ -240,6 +251,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         }
         Some(v) if *v == release.version && status.pending.is_empty() => State::UpToDate,
         Some(v) if *v > release.version => State::DataNewer,
+        Some(_) if !status.drift.is_empty() => State::BlockedByDrift,
         Some(v) => {
             status.hooks = plugins.plan(v, &release.version);
             State::UpgradeNeeded

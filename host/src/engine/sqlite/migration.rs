@@ -93,6 +93,15 @@ pub fn applied_count(conn: &Connection) -> rusqlite::Result<usize> {
     Ok(n.max(0) as usize)
 }
 
+/// Records `checksum` as migration `id`'s (an edit the release accepts).
+pub fn record_checksum(conn: &Connection, id: u32, checksum: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE uplift_migrations SET checksum = ?2 WHERE id = ?1",
+        params![id, checksum],
+    )?;
+    Ok(())
+}
+
 /// Records `migrations` as applied without running them, marked as
 /// adopted: `uplift adopt` found the schema they build already in place.
 /// `version` is the release the database was adopted at.

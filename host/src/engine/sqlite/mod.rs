@@ -40,7 +40,7 @@ use crate::backup::{BackupError, BackupOptions, Progress};
 use crate::engine::{CommitError, Database, EngineError, ForeignKeyCheck, MetaError, TableRows};
 use crate::history::HistoryEntry;
 use crate::hooks::{HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook};
-use crate::migrations::{AppliedMigration, MigrateError};
+use crate::migrations::{AcceptedEdit, AppliedMigration, MigrateError};
 use crate::release::{Migration, Release, ReleaseError};
 use crate::schema::Schema;
 use crate::upgrade::error::UpgradeError;
@@ -317,6 +317,19 @@ impl Database for SqliteDatabase {
             })?;
         self.request_writeback();
         Ok(outcome)
+    }
+
+    fn accept_migration_edits(
+        &mut self,
+        edits: &[AcceptedEdit],
+        release: &Version,
+    ) -> Result<(), MetaError> {
+        for edit in edits {
+            migration::record_checksum(&self.conn, edit.id, &edit.actual)
+                .map_err(EngineError::from)?;
+            meta::record_history(&self.conn, &HistoryEntry::accepted_edit(edit, release))?;
+        }
+        Ok(())
     }
 
     fn record_adoption(
