@@ -45,6 +45,48 @@ pub struct AdoptionDetails {
     pub backup: Option<String>,
 }
 
+/// What an upgrade (or install) did, or how far it got, as the history
+/// records it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeDetails {
+    /// The backup made before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// The migrations applied, with their times.
+    #[serde(default)]
+    pub migrations: Vec<StepTime>,
+    /// The hooks run (`plugin/hook`), with their times.
+    #[serde(default)]
+    pub hooks: Vec<StepTime>,
+    /// Why it failed, for an attempt that did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorRecord>,
+}
+
+/// One step and the time it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTime {
+    /// The migration's file name, or `plugin/hook`.
+    pub name: String,
+    /// Milliseconds.
+    pub ms: f64,
+}
+
+/// A failure, as the history records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// The stable code of its kind (see `docs/errors.md`).
+    pub code: String,
+    /// The message, with its causes.
+    pub message: String,
+}
+
+/// `event` of an upgrade.
+pub const UPGRADE: &str = "upgrade";
+
+/// `event` of an install (a new or empty database brought to a release).
+pub const INSTALL: &str = "install";
+
 /// `event` of an edit to an applied migration that a release accepted.
 pub const ACCEPT_MIGRATION_EDIT: &str = "accept-migration-edit";
 
@@ -76,6 +118,28 @@ impl HistoryEntry {
                 ADOPTED_DESPITE_DIFFERENCES
             }
             .into(),
+            uplift_version: env!("CARGO_PKG_VERSION").into(),
+            details: serde_json::to_value(details).unwrap_or_default(),
+        }
+    }
+
+    /// The entry recording an upgrade (`from` is `Some`) or an install
+    /// from `from` to `to`, begun at `started`: `outcome` is `upgraded`,
+    /// `installed` or `failed`.
+    pub fn upgrade(
+        started: jiff::Timestamp,
+        from: Option<&Version>,
+        to: &Version,
+        outcome: &str,
+        details: &UpgradeDetails,
+    ) -> Self {
+        HistoryEntry {
+            event: if from.is_some() { UPGRADE } else { INSTALL }.into(),
+            started_at: stamp(started),
+            ended_at: stamp(jiff::Timestamp::now()),
+            from_version: from.map(ToString::to_string),
+            to_version: to.to_string(),
+            outcome: outcome.into(),
             uplift_version: env!("CARGO_PKG_VERSION").into(),
             details: serde_json::to_value(details).unwrap_or_default(),
         }

@@ -348,6 +348,22 @@ fn force_adopts_despite_differences_and_records_what_it_overrode() {
             .is_some_and(|b| b.contains("backups"))
     );
 
+    let history = json(&site.uplift(&["history", "--json"]));
+    assert_eq!(history[0]["event"], "adopt", "{history}");
+    assert_eq!(history[0]["to_version"], "0.6.4");
+    assert_eq!(
+        history[0]["details"]["differences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let text = stdout(&site.uplift(&["history"]));
+    assert!(
+        text.contains("adopt                  0.6.4              adopted despite differences"),
+        "{text}"
+    );
+
     let text = stdout(&site.uplift(&["status"]));
     assert!(text.contains("adopted          at 0.6.4 on"), "{text}");
     assert!(

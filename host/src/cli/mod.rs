@@ -8,6 +8,7 @@ mod adopt;
 mod backups;
 mod docs;
 mod failure;
+mod history;
 mod hooks;
 mod migrations;
 mod output;
@@ -144,6 +145,11 @@ enum Command {
   uplift status
   uplift status --quiet    # prints e.g. \"upgrade needed\"")]
     Status(upgrade::StatusArgs),
+    /// Show what uplift did to the database (adoptions, accepted migration
+    /// edits), as the database records it
+    #[command(after_help = "Example:
+  uplift history --json")]
+    History(history::HistoryArgs),
     /// Inspect schema migrations
     #[command(
         subcommand,
@@ -263,6 +269,7 @@ fn dispatch(globals: &Globals, command: Command) -> Outcome {
         Command::Run(args) => upgrade::run(globals, args),
         Command::Adopt(args) => adopt::adopt(globals, args),
         Command::Status(args) => upgrade::status(globals, args),
+        Command::History(args) => history::history(globals, args),
         Command::Migrations(cmd) => migrations::migrations(globals, cmd),
         Command::VerifyPaths(args) => migrations::verify_paths(globals, args),
         Command::Testdb(args) => migrations::testdb(globals, args),

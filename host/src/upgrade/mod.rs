@@ -22,7 +22,7 @@ use self::session::{Reporting, open_existing};
 use self::status::check_app;
 pub use self::status::{
     AdoptCandidate, Adoptable, Adoption, BackupState, MigrationEntry, MigrationState, PluginState,
-    Status, is_up_to_date, migration_list, status,
+    Status, history, is_up_to_date, migration_list, status,
 };
 use crate::backup::{self, Progress, ProgressUnit};
 use crate::engine::Database;

@@ -11,6 +11,7 @@ use super::error::UpgradeError;
 use crate::backup;
 use crate::engine::Database;
 use crate::engine::sqlite::SqliteDatabase;
+use crate::history::HistoryEntry;
 use crate::home::Home;
 use crate::hooks::{PlannedHook, PluginSet};
 use crate::migrations::{self, AcceptedEdit, MigrateError};
@@ -436,4 +437,14 @@ pub(super) fn check_app(db: &dyn Database, release: &Release) -> Result<(), Upgr
         }),
         _ => Ok(()),
     }
+}
+
+/// What uplift did to the home's database, oldest first (empty without a
+/// database, or before uplift kept a history): `uplift history`.
+pub fn history(home: &Home) -> Result<Vec<HistoryEntry>, UpgradeError> {
+    let db_path = home.db_path();
+    if !db_path.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(open_to_read(&db_path)?.history()?)
 }
