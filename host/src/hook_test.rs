@@ -33,9 +33,7 @@ use crate::errors::chain_text;
 use crate::home::{HookLimits, MigrationSettings};
 use crate::hooks::CompileCache;
 use crate::hooks::manifest::{self, Capabilities};
-use crate::hooks::{
-    HookError, HookRunner, LogLine, LogSink, PlanScope, PlannedHook, PluginChanges, PluginSet,
-};
+use crate::hooks::{HookError, HookRunner, LogLine, LogSink, PlanScope, PlannedHook, PluginSet};
 use crate::release::Release;
 use crate::transaction::{
     HookRun, MigrationRun, Mode, Observer, Steps, UpgradeTransaction, pending_migrations,
@@ -272,7 +270,7 @@ pub fn run_trial(
                     source,
                 })
             })?;
-            let changes = PluginChanges::between(&plugin, &recorded).map_err(TrialError::Plugin)?;
+            let changes = plugin.changes(&recorded).map_err(TrialError::Plugin)?;
             plugin.plan(&opts.from, &opts.to, &changes, PlanScope::Application)
         }
     };

@@ -888,7 +888,7 @@ fn plugins_are_found_in_the_release_and_the_home_and_planned_in_order() {
 
     let set = PluginSet::discover(&release, &["bravo".to_string()], &home).unwrap();
     // Nothing recorded: every active plugin's first activation.
-    let changes = uplift::hooks::PluginChanges::between(&set, &[]).unwrap();
+    let changes = set.changes(&[]).unwrap();
     let plan = set.plan(
         &Version::parse("0.6").unwrap(),
         &Version::parse("1.0").unwrap(),

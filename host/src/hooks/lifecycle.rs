@@ -14,8 +14,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::hooks::manifest::{PluginStep, invalid};
-use crate::hooks::{HookError, PluginSet};
+use crate::hooks::manifest::PluginStep;
 use crate::version::Version;
 
 /// A plugin's version as the data records it (`uplift_plugins`).
@@ -106,30 +105,10 @@ pub struct PluginChanges {
 }
 
 impl PluginChanges {
-    /// The active plugins of `plugins` against the versions the data
-    /// recorded. Fails only when an installed plugin's manifest version does
-    /// not parse (which reading the manifest already refuses).
-    pub fn between(
-        plugins: &PluginSet,
-        recorded: &[RecordedPlugin],
-    ) -> Result<PluginChanges, HookError> {
-        let mut all = Vec::new();
-        for plugin in plugins.plugins().iter().filter(|p| p.active) {
-            let to = Version::parse(&plugin.manifest.version).map_err(|e| HookError::Manifest {
-                path: plugin.path.clone(),
-                source: invalid("version", e.to_string()),
-            })?;
-            let from = recorded
-                .iter()
-                .find(|r| r.name == plugin.name())
-                .map(|r| r.version.clone());
-            all.push(PluginChange {
-                plugin: plugin.name().to_string(),
-                from,
-                to,
-            });
-        }
-        Ok(PluginChanges { all })
+    /// The steps of `all`, one per active plugin
+    /// ([`crate::hooks::PluginSet::changes`] makes them).
+    pub(crate) fn new(all: Vec<PluginChange>) -> PluginChanges {
+        PluginChanges { all }
     }
 
     /// The step of the active plugin called `name`.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
 use crate::hooks::HookError;
-use crate::hooks::lifecycle::PluginChanges;
+use crate::hooks::lifecycle::{PluginChange, PluginChanges, RecordedPlugin};
 use crate::hooks::manifest::{self, Capabilities, HookManifest, HookSpec};
 use crate::version::Version;
 
@@ -284,6 +284,29 @@ impl PluginSet {
             }],
             missing: Vec::new(),
         }
+    }
+
+    /// Where each active plugin stands against the versions the data
+    /// `recorded`. Fails only when an installed plugin's manifest version
+    /// does not parse (which reading the manifest already refuses).
+    pub fn changes(&self, recorded: &[RecordedPlugin]) -> Result<PluginChanges, HookError> {
+        let mut all = Vec::new();
+        for plugin in self.plugins.iter().filter(|p| p.active) {
+            let to = Version::parse(&plugin.manifest.version).map_err(|e| HookError::Manifest {
+                path: plugin.path.clone(),
+                source: manifest::invalid("version", e.to_string()),
+            })?;
+            let from = recorded
+                .iter()
+                .find(|r| r.name == plugin.name())
+                .map(|r| r.version.clone());
+            all.push(PluginChange {
+                plugin: plugin.name().to_string(),
+                from,
+                to,
+            });
+        }
+        Ok(PluginChanges::new(all))
     }
 
     /// Every plugin found, by name.

@@ -71,7 +71,7 @@ pub fn upgrade(
     };
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
     let recorded = recorded_plugins(db.as_deref())?;
-    let changes = PluginChanges::between(&plugins, &recorded)?;
+    let changes = plugins.changes(&recorded)?;
     refuse_plugin_downgrade(home, release, &plugins, &changes, &recorded)?;
     if let Stands::UpToDate(version) = &stands
         && !changes.any_change()

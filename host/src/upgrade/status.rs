@@ -12,9 +12,7 @@ use crate::backup;
 use crate::engine::Database;
 use crate::engine::sqlite::SqliteDatabase;
 use crate::home::Home;
-use crate::hooks::{
-    PlanScope, PlannedHook, PluginChange, PluginChanges, PluginSet, RecordedPlugin,
-};
+use crate::hooks::{PlanScope, PlannedHook, PluginChange, PluginSet, RecordedPlugin};
 use crate::migrations::{self, MigrateError};
 use crate::release::{Migration, Release};
 use crate::version::Version;
@@ -40,7 +38,7 @@ pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeErro
     }
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
     let recorded = recorded_plugins(Some(&db))?;
-    Ok(!PluginChanges::between(&plugins, &recorded)?.any_change())
+    Ok(!plugins.changes(&recorded)?.any_change())
 }
 
 /// The plugin versions `db` records (none without a database).
@@ -183,7 +181,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         false => None,
     };
     let recorded = recorded_plugins(db.as_ref().map(|db| db as &dyn Database))?;
-    let changes = PluginChanges::between(&plugins, &recorded)?;
+    let changes = plugins.changes(&recorded)?;
     let mut status = Status {
         database_exists: db.is_some(),
         data_version: None,
