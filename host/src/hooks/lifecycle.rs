@@ -126,9 +126,13 @@ impl PluginChanges {
         self.changed().next().is_some()
     }
 
-    /// The first active plugin older than the version the data recorded.
-    pub fn downgrade(&self) -> Option<&PluginChange> {
-        self.all.iter().find(|c| c.kind() == ChangeKind::Downgrade)
+    /// The first active plugin older than the version the data recorded,
+    /// with that recorded version.
+    pub fn downgrade(&self) -> Option<(&PluginChange, &Version)> {
+        self.all.iter().find_map(|c| match &c.from {
+            Some(recorded) if *recorded > c.to => Some((c, recorded)),
+            _ => None,
+        })
     }
 }
 
@@ -178,5 +182,20 @@ mod tests {
             assert_eq!(c.is_change(), kind != ChangeKind::Unchanged, "{text}");
             assert_eq!(c.to_string(), text);
         }
+    }
+
+    #[test]
+    fn only_a_plugin_older_than_its_record_is_a_downgrade() {
+        let changes =
+            PluginChanges::new(vec![change(None, "1.0.0"), change(Some("1.0.0"), "2.0.0")]);
+        assert!(changes.any_change());
+        assert_eq!(changes.downgrade(), None);
+        let older = PluginChanges::new(vec![change(Some("2.0.0"), "1.0.0")]);
+        let (down, recorded) = older.downgrade().unwrap();
+        assert_eq!(
+            (down.to.to_string(), recorded.to_string()),
+            ("1.0.0".into(), "2.0.0".into())
+        );
+        assert!(!PluginChanges::new(vec![change(Some("2.0.0"), "2.0.0")]).any_change());
     }
 }

@@ -180,7 +180,7 @@ fn refuse_plugin_downgrade(
     changes: &PluginChanges,
     recorded: &[RecordedPlugin],
 ) -> Result<(), UpgradeError> {
-    let Some(down) = changes.downgrade() else {
+    let Some((down, recorded_version)) = changes.downgrade() else {
         return Ok(());
     };
     let reached = recorded
@@ -189,7 +189,7 @@ fn refuse_plugin_downgrade(
         .and_then(|r| r.updated_at.parse::<jiff::Timestamp>().ok());
     Err(UpgradeError::PluginDowngrade {
         plugin: down.plugin.clone(),
-        recorded: down.from.clone().unwrap_or_else(|| down.to.clone()),
+        recorded: recorded_version.clone(),
         installed: down.to.clone(),
         optional: plugins.get(&down.plugin).is_some_and(|p| !p.core),
         backups: home.backups_dir(),
