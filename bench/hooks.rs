@@ -158,6 +158,8 @@ fn update_bench(rows: i64, limits: &HookLimits) {
         capabilities: m.capabilities.clone(),
         old_version: "*".into(),
         new_version: "*".into(),
+        plugin_old_version: None,
+        plugin_new_version: None,
     };
     let (each, batched) = (hook("update_each_row"), hook("update_each_row_batched"));
     let dir = tempfile::tempdir().expect("a temporary folder");

@@ -12,10 +12,14 @@ pub use inventory;
 pub struct Hook {
     /// The function's name, which is the hook's name in the manifest.
     pub name: &'static str,
-    /// Its `old_version` range, as written.
+    /// Its `old_version` range, as written (`*` when not given).
     pub old_version: &'static str,
-    /// Its `new_version` range, as written.
+    /// Its `new_version` range, as written (`*` when not given).
     pub new_version: &'static str,
+    /// Its `plugin_old_version` range, as written, if given.
+    pub plugin_old_version: Option<&'static str>,
+    /// Its `plugin_new_version` range, as written, if given.
+    pub plugin_new_version: Option<&'static str>,
     /// The function.
     pub run: fn(&Context) -> Result<()>,
 }

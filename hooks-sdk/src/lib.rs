@@ -32,6 +32,8 @@
 //! - [`version_upgrade`] marks each hook. Both ranges are checked at compile
 //!   time with uplift's own grammar; a bad one is a compile error pointing at
 //!   it. The hook's name in the manifest is the function's name.
+//!   A hook can also be selected by its plugin's own version (see "Plugin
+//!   versions" below).
 //! - [`Context`] tells the hook where it runs (old and new version, dry run)
 //!   and gives the [`Database`].
 //! - [`Database`] runs SQL inside the upgrade's transaction: [`params!`],
@@ -44,6 +46,41 @@
 //! A hook that returns `Err` stops the upgrade, which is rolled back; the
 //! error's text is shown to the operator. A panic stops it too (the message
 //! is logged first).
+//!
+//! # Plugin versions
+//!
+//! A plugin has a version of its own (`plugin!`'s `version`), and the data
+//! records the version each plugin was last upgraded with. A hook that
+//! names `plugin_old_version` (matched against that recorded version) or
+//! `plugin_new_version` (matched against the installed plugin's) is a
+//! *plugin hook*: it also runs when only the plugin changed, that is when
+//! the operator enables it, drops a newer component into the home's
+//! `plugins/`, or a release ships a newer one, and on a fresh install. The
+//! application's ranges may then be left out (any version; in an upgrade of
+//! plugins alone the application's version is old == new).
+//!
+//! ```ignore
+//! // The plugin's first activation, and every later step: no
+//! // `plugin_old_version` matches "no version recorded yet" too. Write it to
+//! // be idempotent, it runs again on later upgrades.
+//! #[version_upgrade(plugin_new_version = "*")]
+//! fn create_tables(ctx: &Context) -> Result<()> {
+//!     ctx.db().execute_batch("CREATE TABLE IF NOT EXISTS notes_note (id INTEGER PRIMARY KEY, body TEXT NOT NULL, pinned INTEGER NOT NULL DEFAULT 0)")
+//! }
+//!
+//! // Data that version 1 of the plugin left: a `plugin_old_version` never
+//! // matches a first activation (nothing to convert then).
+//! #[version_upgrade(plugin_old_version = "<2.0.0", plugin_new_version = ">=2.0.0")]
+//! fn add_pinned(ctx: &Context) -> Result<()> {
+//!     ctx.db().execute_batch("ALTER TABLE notes_note ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0")
+//! }
+//! ```
+//!
+//! A hook with no plugin range is an *application hook*: it runs only when
+//! the application's version moves, whatever the plugin's version. An older
+//! plugin than the data has seen is refused, as an application downgrade
+//! is; a disabled plugin keeps its tables and record, and continues from the
+//! recorded version when it is enabled again.
 
 mod context;
 mod db;

@@ -33,7 +33,7 @@ use crate::errors::chain_text;
 use crate::home::{HookLimits, MigrationSettings};
 use crate::hooks::CompileCache;
 use crate::hooks::manifest::{self, Capabilities};
-use crate::hooks::{HookError, HookRunner, LogLine, LogSink, PlannedHook, PluginSet};
+use crate::hooks::{HookError, HookRunner, LogLine, LogSink, PlanScope, PlannedHook, PluginSet};
 use crate::release::Release;
 use crate::transaction::{
     HookRun, MigrationRun, Mode, Observer, Steps, UpgradeTransaction, pending_migrations,
@@ -221,7 +221,8 @@ impl TrialReport {
     }
 }
 
-/// Runs the plugin's hooks whose ranges match `from`→`to` (or only
+/// Runs the plugin's hooks whose ranges match `from`→`to` and the plugin's
+/// own step from the version the copy records to its manifest's (or only
 /// `opts.hook`) on a copy of `opts.db`, sending log lines to `log` as they are
 /// written as well as keeping them in the report. With `opts.release`, the
 /// release's pending migrations are applied to the copy first, in the same
@@ -253,17 +254,27 @@ pub fn run_trial(
     }
     let capabilities = manifest.capabilities.clone();
     let plugin = PluginSet::of_one(manifest, &opts.plugin);
-    let planned = match &opts.hook {
-        Some(name) => plugin.plan_where(|spec| &spec.name == name),
-        None => plugin.plan(&opts.from, &opts.to),
-    };
-    let manifest = &plugin.plugins()[0].manifest;
-
     let scratch = tempfile::tempdir().map_err(|cause| TrialError::Scratch {
         path: opts.db.clone(),
         cause,
     })?;
     let mut db = copy_database(&opts.db, &scratch.path().join("copy.sqlite3"))?;
+    let planned = match &opts.hook {
+        Some(name) => plugin.plan_where(|_, spec| &spec.name == name),
+        None => {
+            // The plugin moves from the version the copy records, as it
+            // would in the upgrade.
+            let recorded = db.plugin_versions().map_err(|source| {
+                TrialError::Transaction(UpgradeError::Meta {
+                    path: opts.db.clone(),
+                    source,
+                })
+            })?;
+            let changes = plugin.changes(&recorded).map_err(TrialError::Plugin)?;
+            plugin.plan(&opts.from, &opts.to, &changes, PlanScope::Application)
+        }
+    };
+    let manifest = &plugin.plugins()[0].manifest;
     let collected = crate::hooks::CollectLog::new();
     let tee: Arc<dyn LogSink> = {
         let collected = collected.clone();

@@ -30,8 +30,9 @@ use crate::version::Version;
 /// What the transaction is for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Mode<'a> {
-    /// A new (or empty) database brought to a release: every migration, no
-    /// hooks, nothing to back up.
+    /// A new (or empty) database brought to a release: every migration,
+    /// then the active plugins' first-activation hooks (plugin hooks only,
+    /// told old == new == the release), nothing to back up.
     Install,
     /// Data at version `from` upgraded: backed up into `backups` first
     /// (`compress`ed or not), then migrations and hooks.
@@ -407,11 +408,9 @@ impl<'d> UpgradeTransaction<'d> {
         let mut runner = observer.runner()?;
         let ctx = HookContext {
             app: steps.app.to_string(),
-            old_version: self
-                .mode
-                .from()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            // An install's hooks are plugins' first activations, with the
+            // application's version old == new.
+            old_version: self.mode.from().unwrap_or(steps.to).to_string(),
             new_version: steps.to.to_string(),
             dry_run: matches!(self.mode, Mode::Trial { .. }),
         };

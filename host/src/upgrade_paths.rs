@@ -1,7 +1,11 @@
 //! Upgrade-path verification: for every pair of an application's releases
 //! i < j, data created at i and upgraded directly to j must end up with the
 //! same schema as a fresh install of j. This is `uplift verify-paths`, the
-//! check an application's CI runs before it ships a release.
+//! check an application's CI runs before it ships a release. Each path also
+//! reports how its upgrade moved the releases' core plugins (a first
+//! activation, a plugin upgrade), and fails when a release ships a plugin
+//! older than an earlier release's (a plugin downgrade, which the upgrade
+//! refuses).
 //!
 //! The schema is compared structurally (columns, types, constraints, keys,
 //! indexes, views, triggers) rather than by the text of `CREATE` statements,
@@ -19,11 +23,11 @@ use crate::engine::EngineError;
 use crate::engine::sqlite::schema;
 use crate::errors::chain_text;
 use crate::home::Home;
-use crate::hooks::PluginSet;
+use crate::hooks::{PluginChange, PluginSet};
 use crate::release::{Release, ReleaseError};
 use crate::schema::Schema;
 use crate::upgrade::error::UpgradeError;
-use crate::upgrade::{self, Reporter, UpgradeOptions};
+use crate::upgrade::{self, Outcome, Reporter, UpgradeOptions};
 use crate::version::Version;
 
 /// Why `verify-paths` could not verify the upgrade paths (as opposed to
@@ -119,6 +123,9 @@ pub struct PathReport {
     pub result: &'static str,
     /// What differs from a fresh install, or why the upgrade failed.
     pub problems: Vec<String>,
+    /// The plugins whose version the path's upgrade moved (first
+    /// activations, upgrades), by name; empty when it failed.
+    pub plugins: Vec<PluginChange>,
 }
 
 impl PathReport {
@@ -151,21 +158,19 @@ pub fn verify_paths(
         });
         for (i, origin) in releases.iter().enumerate().take(j) {
             let home = Home::new(scratch.path().join(format!("path-{i}-{j}")));
-            let upgraded = upgrade_path(&home, origin, target).map(|s| s.without_prefixes(&owned));
+            let upgraded = upgrade_path(&home, origin, target)
+                .map(|(schema, plugins)| (schema.without_prefixes(&owned), plugins));
+            let failed = |problem: String| PathReport {
+                from: origin.version.clone(),
+                to: target.version.clone(),
+                result: "upgrade failed",
+                problems: vec![problem],
+                plugins: Vec::new(),
+            };
             let report = match (&*fresh_schema, upgraded) {
-                (Err(e), _) => PathReport {
-                    from: origin.version.clone(),
-                    to: target.version.clone(),
-                    result: "upgrade failed",
-                    problems: vec![format!("fresh install of {} failed: {e}", target.version)],
-                },
-                (_, Err(e)) => PathReport {
-                    from: origin.version.clone(),
-                    to: target.version.clone(),
-                    result: "upgrade failed",
-                    problems: vec![e],
-                },
-                (Ok(expected), Ok(actual)) => {
+                (Err(e), _) => failed(format!("fresh install of {} failed: {e}", target.version)),
+                (_, Err(e)) => failed(e),
+                (Ok(expected), Ok((actual, plugins))) => {
                     let problems = expected.differences(&actual);
                     PathReport {
                         from: origin.version.clone(),
@@ -176,6 +181,7 @@ pub fn verify_paths(
                             "schema differs"
                         },
                         problems,
+                        plugins,
                     }
                 }
             };
@@ -243,12 +249,17 @@ fn install(home: &Home, release: &Release) -> Result<(), UpgradeError> {
 }
 
 /// Fresh install at `origin`, its fixtures, then a direct upgrade to
-/// `target`; returns the resulting schema.
-fn upgrade_path(home: &Home, origin: &Release, target: &Release) -> Result<Schema, String> {
+/// `target`; returns the resulting schema and the plugins whose version the
+/// upgrade moved.
+fn upgrade_path(
+    home: &Home,
+    origin: &Release,
+    target: &Release,
+) -> Result<(Schema, Vec<PluginChange>), String> {
     install(home, origin)
         .map_err(|e| format!("install of {} failed: {}", origin.version, chain_text(&e)))?;
     load_fixtures(&home.db_path(), origin).map_err(|e| chain_text(&e))?;
-    upgrade::upgrade(
+    let outcome = upgrade::upgrade(
         home,
         target,
         &UpgradeOptions::default(),
@@ -262,12 +273,16 @@ fn upgrade_path(home: &Home, origin: &Release, target: &Release) -> Result<Schem
             chain_text(&e)
         )
     })?;
+    let plugins = match outcome {
+        Outcome::Upgraded { plan, .. } => plan.plugins,
+        _ => Vec::new(),
+    };
     let schema = schema::read_file(&home.db_path()).map_err(|e| e.to_string())?;
     let integrity = schema::integrity_check(&home.db_path()).map_err(|e| e.to_string())?;
     if integrity != "ok" {
         return Err(format!("integrity_check after the upgrade: {integrity}"));
     }
-    Ok(schema)
+    Ok((schema, plugins))
 }
 
 /// Runs `<release>/fixtures/*.sql` in name order: the sample data an

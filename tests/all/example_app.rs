@@ -122,6 +122,28 @@ fn every_upgrade_path_runs_exactly_the_hooks_whose_ranges_match() {
                     "{path}"
                 );
             }
+            // notes, a plugin hook (selected by the plugin's own version):
+            // notes 1.0.0 ships in 0.6.4, notes 2.0.0 in 1.0.0, and either
+            // way its table ends with notes 2's `pinned`. Its welcome notes
+            // reach the learners the fixtures loaded at `from` once the
+            // upgrade runs its hooks.
+            assert_eq!(
+                table_exists(&db, "notes_note"),
+                new >= version("0.6.4"),
+                "{path}"
+            );
+            if new >= version("0.6.4") {
+                let pinned = query_i64(
+                    &db,
+                    "SELECT count(*) FROM pragma_table_info('notes_note') WHERE name = 'pinned'",
+                );
+                assert_eq!(pinned == 1, new >= version("1.0.0"), "{path}");
+                assert_eq!(
+                    query_i64(&db, "SELECT count(*) FROM notes_note"),
+                    learners,
+                    "{path}"
+                );
+            }
             // py-stats (Python): old "<1.0.0", new ">=1.0.0".
             assert_eq!(table_exists(&db, "pystats_summary"), backfilled, "{path}");
             if backfilled {
@@ -188,13 +210,24 @@ fn status_shows_the_hooks_to_run_the_plugins_and_the_latest_backups() {
     assert_eq!(
         hooks,
         [
+            "notes/create_notes",
+            "notes/add_pinned",
             "badges/create_tables",
             "badges/first_lesson",
             "email-backfill/backfill_emails",
             "py-stats/summarize_learners"
         ]
     );
-    assert_eq!(before["plugins"].as_array().unwrap().len(), 4);
+    assert_eq!(before["plugins"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        before["plugin_changes"],
+        serde_json::json!([
+            {"plugin": "big-leap", "from": null, "to": "1.0.0"},
+            {"plugin": "email-backfill", "from": null, "to": "1.0.0"},
+            {"plugin": "notes", "from": "1.0.0", "to": "2.0.0"},
+            {"plugin": "py-stats", "from": null, "to": "1.0.0"},
+        ])
+    );
     assert_eq!(before["backups"].as_array().unwrap().len(), 0);
 
     let out = run(&[
@@ -208,6 +241,7 @@ fn status_shows_the_hooks_to_run_the_plugins_and_the_latest_backups() {
     let after = status(&r100);
     assert_eq!(after["state"], "up to date");
     assert_eq!(after["hooks"].as_array().unwrap().len(), 0);
+    assert_eq!(after["plugin_changes"], serde_json::json!([]));
     assert_eq!(after["backups"][0]["data_version"], "0.6.4");
     assert_eq!(after["backups"][0]["kind"], "automatic");
 }

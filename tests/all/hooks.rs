@@ -44,6 +44,8 @@ fn planned(path: &Path, hook: &str) -> PlannedHook {
         capabilities: m.capabilities.clone(),
         old_version: "*".into(),
         new_version: "*".into(),
+        plugin_old_version: None,
+        plugin_new_version: None,
     }
 }
 
@@ -885,9 +887,13 @@ fn plugins_are_found_in_the_release_and_the_home_and_planned_in_order() {
     assert!(set.enable(&home, "nobody").is_err());
 
     let set = PluginSet::discover(&release, &["bravo".to_string()], &home).unwrap();
+    // Nothing recorded: every active plugin's first activation.
+    let changes = set.changes(&[]).unwrap();
     let plan = set.plan(
         &Version::parse("0.6").unwrap(),
         &Version::parse("1.0").unwrap(),
+        &changes,
+        uplift::hooks::PlanScope::Application,
     );
     let order: Vec<String> = plan
         .iter()

@@ -15,6 +15,7 @@ mod io_errors;
 mod limits;
 mod nothing_lost;
 mod packaging;
+mod plugin_versions;
 mod power_loss;
 mod sdk;
 mod support;

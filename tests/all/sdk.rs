@@ -378,6 +378,18 @@ fn python_build_refuses_bad_manifests_before_building() {
             "must take exactly one argument",
         ),
         (
+            "plugin(name=\"p\", version=\"2.0\")\n@version_upgrade(plugin_old_version=\"<<2.0\")\ndef h(ctx): pass\n",
+            "app.py:3: hook h plugin_old_version: invalid range \"<<2.0\"",
+        ),
+        (
+            "plugin(name=\"p\", version=\"2.0\")\n@version_upgrade(new_version=\"*\", plugin_new_version=\"*\")\ndef h(ctx): pass\n",
+            "@version_upgrade needs old_version",
+        ),
+        (
+            "plugin(name=\"p\", version=\"2.0\")\n@version_upgrade(plugin_version=\"*\")\ndef h(ctx): pass\n",
+            "@version_upgrade takes old_version, new_version, plugin_old_version, plugin_new_version, not plugin_version",
+        ),
+        (
             "V = \"1.0\"\nplugin(name=\"p\", version=V)\n",
             "must be a literal",
         ),

@@ -34,7 +34,12 @@ pub fn plugin(input: TokenStream) -> TokenStream {
 
 /// Marks a function `fn(&Context) -> Result<()>` as an upgrade hook, run when
 /// the data version before the upgrade matches `old_version` and the release
-/// being installed matches `new_version`.
+/// being installed matches `new_version` and, when given, the plugin version
+/// the data was last upgraded with matches `plugin_old_version` (a first
+/// activation, with none, matches only when it is not given) and the
+/// installed plugin's version matches `plugin_new_version`. The application's
+/// ranges are given both or neither (then any version, and at least one
+/// plugin range is needed).
 #[proc_macro_attribute]
 pub fn version_upgrade(attr: TokenStream, item: TokenStream) -> TokenStream {
     let func = match syn::parse::<syn::ItemFn>(item.clone()) {
@@ -218,61 +223,111 @@ fn check_tables(items: Vec<LitStr>) -> syn::Result<Vec<String>> {
     Ok(out)
 }
 
+/// The ranges `#[version_upgrade]` takes, by key, in the order of
+/// [`HookRanges::KEYS`].
+#[derive(Default)]
+struct HookRanges {
+    old_version: Option<String>,
+    new_version: Option<String>,
+    plugin_old_version: Option<String>,
+    plugin_new_version: Option<String>,
+}
+
+impl HookRanges {
+    const KEYS: &'static str =
+        "old_version, new_version, plugin_old_version and plugin_new_version";
+
+    /// Reads and checks the attribute's `key = "range"` arguments: each
+    /// range with uplift's grammar; the application's ranges both or
+    /// neither, and without them at least one of the plugin's.
+    fn parse(args: &Punctuated<syn::MetaNameValue, Token![,]>) -> syn::Result<HookRanges> {
+        let mut ranges = HookRanges::default();
+        for arg in args {
+            let key = arg
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let lit = match &arg.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => s.clone(),
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "a version range is a string literal, e.g. \">=1.0.0\"",
+                    ));
+                }
+            };
+            let slot = match key.as_str() {
+                "old_version" => &mut ranges.old_version,
+                "new_version" => &mut ranges.new_version,
+                "plugin_old_version" => &mut ranges.plugin_old_version,
+                "plugin_new_version" => &mut ranges.plugin_new_version,
+                _ => {
+                    return Err(syn::Error::new(
+                        arg.path.span(),
+                        format!("unknown argument: #[version_upgrade] takes {}", Self::KEYS),
+                    ));
+                }
+            };
+            if slot.is_some() {
+                return Err(syn::Error::new(
+                    arg.path.span(),
+                    format!("`{key}` is given twice"),
+                ));
+            }
+            uplift_contract::version::VersionRange::parse(&lit.value())
+                .map_err(|e| syn::Error::new(lit.span(), format!("{key}: {e}")))?;
+            *slot = Some(lit.value());
+        }
+        ranges.check_complete()?;
+        Ok(ranges)
+    }
+
+    fn check_complete(&self) -> syn::Result<()> {
+        let plugin = self.plugin_old_version.is_some() || self.plugin_new_version.is_some();
+        let message = match (&self.old_version, &self.new_version) {
+            (Some(_), Some(_)) => return Ok(()),
+            (None, None) if plugin => return Ok(()),
+            (None, None) => "#[version_upgrade] needs version ranges: the application's, e.g. #[version_upgrade(old_version = \"<1.0.0\", new_version = \">=1.0.0\")], or its plugin's own, e.g. #[version_upgrade(plugin_old_version = \"<2.0.0\", plugin_new_version = \">=2.0.0\")]".to_string(),
+            (None, Some(_)) => Self::half_given("old_version"),
+            (Some(_), None) => Self::half_given("new_version"),
+        };
+        Err(syn::Error::new(Span::call_site(), message))
+    }
+
+    fn half_given(missing: &str) -> String {
+        format!(
+            "#[version_upgrade] needs both ranges, e.g. #[version_upgrade(old_version = \"<1.0.0\", new_version = \">=1.0.0\")]; `{missing}` is missing (use \"*\" for any version)"
+        )
+    }
+
+    /// The ranges as the keys of a hook's manifest fragment, each given one
+    /// only (an application range left out is any version).
+    fn json_fields(&self) -> String {
+        [
+            ("old_version", &self.old_version),
+            ("new_version", &self.new_version),
+            ("plugin_old_version", &self.plugin_old_version),
+            ("plugin_new_version", &self.plugin_new_version),
+        ]
+        .iter()
+        .filter_map(|(key, range)| {
+            range
+                .as_deref()
+                .map(|r| format!(",\"{key}\":{}", json_string(r)))
+        })
+        .collect()
+    }
+}
+
 fn expand_hook(
     args: Punctuated<syn::MetaNameValue, Token![,]>,
     func: &syn::ItemFn,
 ) -> syn::Result<TokenStream2> {
-    let mut old_version = None;
-    let mut new_version = None;
-    for arg in &args {
-        let key = arg
-            .path
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let lit = match &arg.value {
-            syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(s),
-                ..
-            }) => s.clone(),
-            other => {
-                return Err(syn::Error::new(
-                    other.span(),
-                    "a version range is a string literal, e.g. \">=1.0.0\"",
-                ));
-            }
-        };
-        let slot = match key.as_str() {
-            "old_version" => &mut old_version,
-            "new_version" => &mut new_version,
-            _ => {
-                return Err(syn::Error::new(
-                    arg.path.span(),
-                    "unknown argument: #[version_upgrade] takes old_version and new_version",
-                ));
-            }
-        };
-        if slot.is_some() {
-            return Err(syn::Error::new(
-                arg.path.span(),
-                format!("`{key}` is given twice"),
-            ));
-        }
-        uplift_contract::version::VersionRange::parse(&lit.value())
-            .map_err(|e| syn::Error::new(lit.span(), format!("{key}: {e}")))?;
-        *slot = Some(lit.value());
-    }
-    let missing = |key: &str| {
-        syn::Error::new(
-            Span::call_site(),
-            format!(
-                "#[version_upgrade] needs both ranges, e.g. #[version_upgrade(old_version = \"<1.0.0\", new_version = \">=1.0.0\")]; `{key}` is missing (use \"*\" for any version)"
-            ),
-        )
-    };
-    let old_version = old_version.ok_or_else(|| missing("old_version"))?;
-    let new_version = new_version.ok_or_else(|| missing("new_version"))?;
-
+    let ranges = HookRanges::parse(&args)?;
     check_signature(&func.sig)?;
     let ident = &func.sig.ident;
     let hook_name = ident.to_string().trim_start_matches("r#").to_string();
@@ -286,12 +341,20 @@ fn expand_hook(
     // The declaration order: the source line (see wit/MANIFEST.md, `order`).
     let order = ident.span().unwrap().line();
     let json = format!(
-        "{{\"uplift_manifest\":1,\"hook\":{{\"name\":{},\"old_version\":{},\"new_version\":{},\"order\":{order}}}}}\n",
+        "{{\"uplift_manifest\":1,\"hook\":{{\"name\":{}{},\"order\":{order}}}}}\n",
         json_string(&hook_name),
-        json_string(&old_version),
-        json_string(&new_version),
+        ranges.json_fields(),
     );
     let section = manifest_static(&json, format_ident!("__UPLIFT_MANIFEST_HOOK"));
+    let any = String::from("*");
+    let old_version = ranges.old_version.as_ref().unwrap_or(&any);
+    let new_version = ranges.new_version.as_ref().unwrap_or(&any);
+    let optional = |range: &Option<String>| match range {
+        Some(range) => quote!(::core::option::Option::Some(#range)),
+        None => quote!(::core::option::Option::None),
+    };
+    let plugin_old_version = optional(&ranges.plugin_old_version);
+    let plugin_new_version = optional(&ranges.plugin_new_version);
     let typed = quote_spanned! {func.sig.span()=>
         const __UPLIFT_HOOK: fn(&::uplift_hooks_sdk::Context) -> ::uplift_hooks_sdk::Result<()> = #ident;
     };
@@ -309,6 +372,8 @@ fn expand_hook(
                     name: #hook_name,
                     old_version: #old_version,
                     new_version: #new_version,
+                    plugin_old_version: #plugin_old_version,
+                    plugin_new_version: #plugin_new_version,
                     run: __UPLIFT_HOOK,
                 }
             }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uplift_hooks
 from uplift_hooks import DatabaseError, plugin, version_upgrade
+from uplift_hooks.build import read_manifest
 from uplift_hooks.testing import run_hook
 
 plugin(name="local-probe", version="2.0.0", writes=["item"], owns="probe_")
@@ -27,6 +28,11 @@ def tour(ctx):
     rowid = db.last_insert_rowid()
     logging.getLogger("plugin").warning("note %d", rowid)
     print(ctx.app, ctx.plugin, ctx.plugin_version, ctx.hook, ctx.old_version, ctx.new_version, ctx.dry_run)
+
+
+@version_upgrade(plugin_old_version="<2.0.0", plugin_new_version=">=2.0.0")
+def on_plugin_upgrade(ctx):
+    ctx.db.execute("UPDATE item SET name = ?", [f"{ctx.plugin} {ctx.plugin_version}"])
 
 
 @version_upgrade(old_version="*", new_version="*")
@@ -135,11 +141,43 @@ class RunHook(unittest.TestCase):
             run_hook("half_then_fail", self.path, old_version="1.0.0", new_version="2.0.0")
         self.assertEqual(self.names(), [("kept",)])
 
+    def test_a_hook_selected_by_its_plugin_version_runs_like_any_other(self):
+        run_hook(on_plugin_upgrade, self.path, old_version="1.0.0", new_version="1.0.0")
+        self.assertEqual(self.names(), [("local-probe 2.0.0",)])
+
+    def test_ranges_are_the_applications_both_or_neither_then_a_plugins(self):
+        for kwargs, message in [
+            ({"old_version": "*"}, "needs new_version"),
+            ({"new_version": "*", "plugin_new_version": "*"}, "needs old_version"),
+            ({}, "or plugin_old_version and/or plugin_new_version"),
+        ]:
+            with self.assertRaisesRegex(TypeError, message):
+                version_upgrade(**kwargs)
+
     def test_only_declared_hooks_run(self):
-        with self.assertRaisesRegex(ValueError, r"no hook named 'nope' \(hooks declared: half_then_fail, tour\)"):
+        with self.assertRaisesRegex(ValueError, r"no hook named 'nope' \(hooks declared: half_then_fail, on_plugin_upgrade, tour\)"):
             run_hook("nope", self.path, old_version="1", new_version="2")
         with self.assertRaisesRegex(ValueError, "decorate it with @version_upgrade"):
             run_hook(lambda ctx: None, self.path, old_version="1", new_version="2")
+
+
+class BuildReadsRanges(unittest.TestCase):
+    def test_plugin_ranges_reach_the_manifest_and_absent_ones_stay_absent(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            app = Path(tmp) / "app.py"
+            app.write_text(
+                "from uplift_hooks import plugin, version_upgrade\n"
+                "plugin(name='notes', version='2.0.0', owns='notes_')\n"
+                "@version_upgrade(plugin_new_version='*')\n"
+                "def create(ctx): pass\n"
+                "@version_upgrade(old_version='*', new_version='>=1.0', plugin_old_version='<2.0.0')\n"
+                "def convert(ctx): pass\n"
+            )
+            manifest, _ = read_manifest(app)
+        self.assertEqual(manifest["hooks"], [
+            {"name": "create", "plugin_new_version": "*", "order": 4},
+            {"name": "convert", "old_version": "*", "new_version": ">=1.0", "plugin_old_version": "<2.0.0", "order": 6},
+        ])
 
 
 if __name__ == "__main__":

@@ -67,15 +67,35 @@ def plugin(name, version, reads=(), writes=(), owns=None):
     _PLUGIN.update(name=name, version=version, reads=list(reads), writes=list(writes), owns=owns)
 
 
-def version_upgrade(old_version, new_version):
+def version_upgrade(old_version=None, new_version=None, *, plugin_old_version=None, plugin_new_version=None):
     """Marks ``def hook(ctx): ...`` as an upgrade hook, run when the data
     version before the upgrade matches ``old_version`` and the release being
     installed matches ``new_version`` (uplift's range syntax, e.g.
     ``"<0.6.4"``, ``">=1.0.0"``, ``"*"``). The hook's name is the function's.
 
-    The hook fails the upgrade (which is then rolled back) by raising any
-    exception; its message is shown to the operator.
+    A hook may also be selected by its plugin's own version: the version the
+    data was last upgraded with must match ``plugin_old_version`` (a first
+    activation, with none recorded, matches only when it is not given) and
+    the installed plugin's version ``plugin_new_version``. Such a *plugin
+    hook* also runs when only the plugin changed (enabled, upgraded in the
+    home's ``plugins/``), and on a fresh install; its application ranges may
+    then be left out (any version)::
+
+        @version_upgrade(plugin_new_version="*")          # first activation, and after
+        def create_tables(ctx): ...
+
+        @version_upgrade(plugin_old_version="<2.0.0", plugin_new_version=">=2.0.0")
+        def add_pinned(ctx): ...
+
+    Give the application's ranges both or neither (then at least one plugin
+    range). The hook fails the upgrade (which is then rolled back) by raising
+    any exception; its message is shown to the operator.
     """
+    if (old_version is None) != (new_version is None):
+        missing = "old_version" if old_version is None else "new_version"
+        raise TypeError(f'@version_upgrade needs {missing} (use "*" for any version)')
+    if old_version is None and plugin_old_version is None and plugin_new_version is None:
+        raise TypeError("@version_upgrade needs old_version and new_version, or plugin_old_version and/or plugin_new_version")
 
     def register(func):
         if func.__name__ in _HOOKS:

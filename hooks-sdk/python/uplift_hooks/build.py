@@ -6,7 +6,8 @@ manifest embedded: the ``uplift-build-plugin`` command.
 1. Reads the manifest from APP.py's source, without running it: the one
    top-level ``plugin(name=..., version=..., reads=[...], writes=[...],
    owns=...)`` call and every top-level function decorated with
-   ``@version_upgrade(old_version=..., new_version=...)``. Their arguments must
+   ``@version_upgrade(old_version=..., new_version=..., plugin_old_version=...,
+   plugin_new_version=...)``. Their arguments must
    be literals. The manifest is then checked by uplift itself, with the
    rules it applies when it loads a plugin (wit/MANIFEST.md): ``uplift hooks
    inspect`` reads it from a component that holds nothing else, before the
@@ -72,6 +73,25 @@ def call_arguments(call, positional_names, path, what):
     return args
 
 
+RANGE_KEYS = ("old_version", "new_version", "plugin_old_version", "plugin_new_version")
+
+
+def check_hook_ranges(args, path, line):
+    """A hook's ranges as @version_upgrade takes them: known keys, strings,
+    the application's both or neither, and then at least one plugin range."""
+    unknown = set(args) - set(RANGE_KEYS)
+    if unknown:
+        raise BuildError(f"{path}:{line}: @version_upgrade takes {', '.join(RANGE_KEYS)}, not {', '.join(sorted(unknown))}")
+    for key, value in args.items():
+        if not isinstance(value, str):
+            raise BuildError(f"{path}:{line}: {key} must be a string")
+    plugin = "plugin_old_version" in args or "plugin_new_version" in args
+    for key, other in (("old_version", "new_version"), ("new_version", "old_version")):
+        if key not in args and (other in args or not plugin):
+            raise BuildError(f'{path}:{line}: @version_upgrade needs {key} (use "*" for any version), '
+                             'or only plugin_old_version and/or plugin_new_version')
+
+
 def read_manifest(path):
     try:
         source = path.read_text(encoding="utf-8")
@@ -93,19 +113,12 @@ def read_manifest(path):
                     if isinstance(node, ast.AsyncFunctionDef):
                         raise BuildError(f"{path}:{node.lineno}: hook {node.name} cannot be async")
                     args = call_arguments(deco, ["old_version", "new_version"], path, "@version_upgrade")
-                    unknown = set(args) - {"old_version", "new_version"}
-                    if unknown:
-                        raise BuildError(f"{path}:{deco.lineno}: @version_upgrade takes old_version and new_version, not {', '.join(sorted(unknown))}")
-                    for key in ("old_version", "new_version"):
-                        if key not in args:
-                            raise BuildError(f'{path}:{deco.lineno}: @version_upgrade needs {key} (use "*" for any version)')
-                        if not isinstance(args[key], str):
-                            raise BuildError(f"{path}:{deco.lineno}: {key} must be a string")
+                    check_hook_ranges(args, path, deco.lineno)
                     if len(node.args.args) != 1:
                         raise BuildError(f"{path}:{node.lineno}: hook {node.name} must take exactly one argument, the context: def {node.name}(ctx)")
                     if any(h["name"] == node.name for h in hooks):
                         raise BuildError(f"{path}:{node.lineno}: two hooks are named {node.name}")
-                    hooks.append({"name": node.name, "old_version": args["old_version"], "new_version": args["new_version"], "order": node.lineno})
+                    hooks.append({"name": node.name, **args, "order": node.lineno})
                 elif called_name(deco) == "version_upgrade":
                     raise BuildError(f"{path}:{node.lineno}: write @version_upgrade(old_version=..., new_version=...) with its ranges")
 

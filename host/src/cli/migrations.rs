@@ -79,6 +79,9 @@ pub(super) fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome 
             "{mark} {} -> {}  {}",
             report.from, report.to, report.result
         ));
+        for change in &report.plugins {
+            out.line(format_args!("       plugin {change}"));
+        }
         for problem in &report.problems {
             out.line(format_args!("       {problem}"));
         }

@@ -5,9 +5,12 @@ use std::ffi::OsString;
 
 use anyhow::anyhow;
 use uplift::home::Home;
-use uplift::hooks::{CacheOutcome, LogLevel, LogLine};
+use uplift::hooks::{CacheOutcome, CompileRun, LogLevel, LogLine};
 use uplift::release::Release;
-use uplift::upgrade::{self, Outcome, PhaseTime, Plan, UpgradeError, UpgradeOptions};
+use uplift::upgrade::{
+    self, HookRun, Outcome, PhaseTime, Plan, PlanKind, UpgradeError, UpgradeOptions,
+};
+use uplift::version::Version;
 
 use super::Globals;
 use super::failure::{Failure, Outcome as CommandOutcome};
@@ -172,6 +175,9 @@ pub(super) fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
             edit.file
         );
     }
+    for change in &status.plugin_changes {
+        outln!("  plugin         {change}");
+    }
     if !status.hooks.is_empty() {
         outln!("hooks to run     {}", status.hooks.len());
         for h in &status.hooks {
@@ -185,7 +191,19 @@ pub(super) fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
             (false, true) => "enabled",
             (false, false) => "disabled",
         };
-        outln!("  {:<14} {} ({state})", p.name, p.version);
+        match &p.recorded_version {
+            Some(recorded) if Version::parse(&p.version).ok().as_ref() != Some(recorded) => outln!(
+                "  {:<14} {} ({state}; the data was last upgraded with {recorded})",
+                p.name,
+                p.version
+            ),
+            Some(_) => outln!("  {:<14} {} ({state})", p.name, p.version),
+            None => outln!(
+                "  {:<14} {} ({state}; not yet activated on this data)",
+                p.name,
+                p.version
+            ),
+        }
     }
     if status.backups.is_empty() {
         outln!("backups          none yet");
@@ -270,6 +288,8 @@ fn print_outcome(out: &Output, outcome: &Outcome) {
         Outcome::Installed {
             plan,
             migrations,
+            compiled,
+            hooks,
             phases,
             warnings,
             ..
@@ -279,6 +299,7 @@ fn print_outcome(out: &Output, outcome: &Outcome) {
                 plan.to,
                 migrations.len()
             ));
+            print_ran(out, plan, compiled, hooks);
             print_phases(out, phases);
             warn_all(warnings);
         }
@@ -294,12 +315,7 @@ fn print_outcome(out: &Output, outcome: &Outcome) {
             ..
         } => {
             warn_all(warnings);
-            let from = plan
-                .from
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            out.line(format_args!("upgraded {from} -> {}", plan.to));
+            out.line(format_args!("upgraded {}", what_changes(plan)));
             out.line(format_args!("  backup     {}", backup.display()));
             for path in pruned {
                 out.line(format_args!("  pruned     {}", path.display()));
@@ -307,27 +323,39 @@ fn print_outcome(out: &Output, outcome: &Outcome) {
             for m in migrations {
                 out.line(format_args!("  migration  {} ({:.1} ms)", m.file, m.ms));
             }
-            for c in compiled.iter().filter(|c| c.cache != CacheOutcome::Hit) {
-                out.line(format_args!(
-                    "  compiled   {} {} ({:.1} ms, before the upgrade began)",
-                    c.plugin, c.version, c.ms
-                ));
-            }
-            for h in hooks {
-                out.line(format_args!(
-                    "  hook       {}/{} ({:.1} ms)",
-                    h.plugin, h.hook, h.ms
-                ));
-            }
+            print_ran(out, plan, compiled, hooks);
             print_phases(out, phases);
         }
     }
 }
 
+/// The plugins an upgrade moved, the components it compiled and the hooks
+/// it ran.
+fn print_ran(out: &Output, plan: &Plan, compiled: &[CompileRun], hooks: &[HookRun]) {
+    for change in &plan.plugins {
+        out.line(format_args!("  plugin     {change}"));
+    }
+    for c in compiled.iter().filter(|c| c.cache != CacheOutcome::Hit) {
+        out.line(format_args!(
+            "  compiled   {} {} ({:.1} ms, before the upgrade began)",
+            c.plugin, c.version, c.ms
+        ));
+    }
+    for h in hooks {
+        out.line(format_args!(
+            "  hook       {}/{} ({:.1} ms)",
+            h.plugin, h.hook, h.ms
+        ));
+    }
+}
+
 fn print_plan(out: &Output, plan: &Plan) {
-    match &plan.from {
-        Some(from) => out.line(format_args!("plan: upgrade {from} -> {}", plan.to)),
-        None => out.line(format_args!("plan: fresh install of {}", plan.to)),
+    match plan.kind {
+        PlanKind::Install => out.line(format_args!("plan: fresh install of {}", plan.to)),
+        _ => out.line(format_args!("plan: upgrade {}", what_changes(plan))),
+    }
+    for change in &plan.plugins {
+        out.line(format_args!("  plugin     {change}"));
     }
     if plan.migrations.is_empty() {
         out.line("  no migrations");
@@ -336,10 +364,33 @@ fn print_plan(out: &Output, plan: &Plan) {
         out.line(format_args!("  migration  {m}"));
     }
     for h in &plan.hooks {
+        let mut ranges = format!(
+            "old_version {:?}, new_version {:?}",
+            h.old_version, h.new_version
+        );
+        if let Some(range) = &h.plugin_old_version {
+            ranges.push_str(&format!(", plugin_old_version {range:?}"));
+        }
+        if let Some(range) = &h.plugin_new_version {
+            ranges.push_str(&format!(", plugin_new_version {range:?}"));
+        }
         out.line(format_args!(
-            "  hook       {}/{}  (old_version {:?}, new_version {:?})",
-            h.plugin, h.hook, h.old_version, h.new_version
+            "  hook       {}/{}  ({ranges})",
+            h.plugin, h.hook
         ));
+    }
+}
+
+/// What a plan upgrades, in a few words: `0.6.4 -> 1.0.0`, or `the
+/// plugins of data version 1.0.0 (...)`.
+fn what_changes(plan: &Plan) -> String {
+    match (plan.kind, &plan.from) {
+        (PlanKind::Plugins, _) => format!(
+            "the plugins of data version {} (the application's version stays)",
+            plan.to
+        ),
+        (_, Some(from)) => format!("{from} -> {}", plan.to),
+        (_, None) => plan.to.to_string(),
     }
 }
 

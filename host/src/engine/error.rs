@@ -33,6 +33,20 @@ pub enum MetaError {
         #[source]
         source: crate::version::VersionError,
     },
+    /// A plugin's recorded version does not parse.
+    #[error(
+        "the database records plugin {plugin} at version {stored:?}, which is not a valid version: \
+         restore a backup (`uplift dbrestore --latest`)"
+    )]
+    BadPluginVersion {
+        /// The plugin.
+        plugin: String,
+        /// What the database holds.
+        stored: String,
+        /// Why it does not parse (boxed: it is rare, and the error stays small).
+        #[source]
+        source: Box<crate::version::VersionError>,
+    },
 }
 
 /// Why a commit did not happen.

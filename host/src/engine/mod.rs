@@ -23,7 +23,7 @@ use crate::backup::BackupError;
 use crate::backup::{BackupOptions, Progress};
 use crate::history::HistoryEntry;
 use crate::hooks::HookError;
-use crate::hooks::{HookContext, HookOutcome, HookRunner, LogSink, PlannedHook};
+use crate::hooks::{HookContext, HookOutcome, HookRunner, LogSink, PlannedHook, RecordedPlugin};
 use crate::migrations::MigrateError;
 use crate::migrations::{AcceptedEdit, AppliedMigration};
 use crate::release::{Migration, Release, ReleaseError};
@@ -44,6 +44,11 @@ pub(crate) trait Database {
 
     /// The application that uplift recorded as the data's owner, if any.
     fn app_name(&self) -> Result<Option<String>, MetaError>;
+
+    /// The plugin versions uplift recorded (`uplift_plugins`), by name; the
+    /// no-op path compares them with the installed plugins, so it must cost
+    /// one read.
+    fn plugin_versions(&self) -> Result<Vec<RecordedPlugin>, MetaError>;
 
     /// The migrations recorded as applied, in order (none without uplift's
     /// history).

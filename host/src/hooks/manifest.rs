@@ -72,7 +72,8 @@ pub enum ManifestError {
     },
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+/// A [`ManifestError::Invalid`] for `field`.
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
     ManifestError::Invalid {
         field: field.into(),
         message: message.into(),
@@ -140,6 +141,16 @@ impl Capabilities {
 }
 
 /// One hook of a plugin.
+///
+/// A hook is selected by the application's versions (`old_version`, the
+/// data version before the upgrade; `new_version`, the release's) and, when
+/// it says so, by its plugin's own versions (`plugin_old_version`, the
+/// plugin version the data was last upgraded with; `plugin_new_version`, the
+/// installed plugin's). A hook that names neither plugin range is an
+/// *application hook*: it runs only when the application's version moves,
+/// exactly as before plugins had versions of their own. A hook that names
+/// one is a *plugin hook*: it also runs when only its plugin changed (see
+/// [`crate::hooks::PluginSet::plan`]).
 #[derive(Debug, Clone)]
 pub struct HookSpec {
     /// The hook's name, unique in the plugin.
@@ -148,22 +159,67 @@ pub struct HookSpec {
     pub old_version: VersionRange,
     /// The range the release version must match.
     pub new_version: VersionRange,
+    /// The range the plugin's recorded version must match; `None`: any,
+    /// and also no recorded version at all (the plugin's first activation).
+    /// A range never matches a first activation.
+    pub plugin_old_version: Option<VersionRange>,
+    /// The range the installed plugin's version must match; `None`: any.
+    pub plugin_new_version: Option<VersionRange>,
+}
+
+/// How a plugin's version moves in an upgrade: from the version the data
+/// was last upgraded with (`None`: never, the plugin's first activation) to
+/// the installed plugin's. Equal versions are a plugin that did not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginStep<'a> {
+    /// The plugin version recorded in the data, if any.
+    pub from: Option<&'a Version>,
+    /// The installed plugin's version.
+    pub to: &'a Version,
 }
 
 impl HookSpec {
-    /// Whether this hook runs for an upgrade from `old` to `new`.
-    pub fn matches(&self, old: &Version, new: &Version) -> bool {
-        self.old_version.matches(old) && self.new_version.matches(new)
+    /// Whether this hook names a plugin range, and so is a plugin hook.
+    pub fn is_plugin_hook(&self) -> bool {
+        self.plugin_old_version.is_some() || self.plugin_new_version.is_some()
+    }
+
+    /// Whether this hook runs for an upgrade of the data from `old` to `new`
+    /// while its plugin moves by `plugin`: every range it names matches, and
+    /// a first activation (no recorded plugin version) matches only when
+    /// `plugin_old_version` is not given.
+    pub fn matches(&self, old: &Version, new: &Version, plugin: &PluginStep<'_>) -> bool {
+        let plugin_old = match (&self.plugin_old_version, plugin.from) {
+            (None, _) => true,
+            (Some(range), Some(from)) => range.matches(from),
+            (Some(_), None) => false,
+        };
+        let plugin_new = self
+            .plugin_new_version
+            .as_ref()
+            .is_none_or(|range| range.matches(plugin.to));
+        self.old_version.matches(old) && self.new_version.matches(new) && plugin_old && plugin_new
     }
 }
 
 impl Serialize for HookSpec {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("HookSpec", 3)?;
+        let mut s = serializer.serialize_struct("HookSpec", 5)?;
         s.serialize_field("name", &self.name)?;
         s.serialize_field("old_version", &self.old_version.to_string())?;
         s.serialize_field("new_version", &self.new_version.to_string())?;
+        let text = |range: &Option<VersionRange>| range.as_ref().map(ToString::to_string);
+        if self.plugin_old_version.is_some() {
+            s.serialize_field("plugin_old_version", &text(&self.plugin_old_version))?;
+        } else {
+            s.skip_field("plugin_old_version")?;
+        }
+        if self.plugin_new_version.is_some() {
+            s.serialize_field("plugin_new_version", &text(&self.plugin_new_version))?;
+        } else {
+            s.skip_field("plugin_new_version")?;
+        }
         s.end()
     }
 }
@@ -189,6 +245,10 @@ struct HookDoc {
     old_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     new_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plugin_old_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plugin_new_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     order: Option<i64>,
 }
@@ -265,6 +325,8 @@ impl HookManifest {
                 name: h.name.clone(),
                 old_version: Some(h.old_version.to_string()),
                 new_version: Some(h.new_version.to_string()),
+                plugin_old_version: h.plugin_old_version.as_ref().map(ToString::to_string),
+                plugin_new_version: h.plugin_new_version.as_ref().map(ToString::to_string),
                 order: None,
             })
             .collect();
@@ -324,11 +386,18 @@ impl fmt::Display for HookManifest {
             writeln!(f, "    (none)")?;
         }
         for hook in &self.hooks {
-            writeln!(
+            write!(
                 f,
                 "    {}  old_version {}  new_version {}",
                 hook.name, hook.old_version, hook.new_version
             )?;
+            if let Some(range) = &hook.plugin_old_version {
+                write!(f, "  plugin_old_version {range}")?;
+            }
+            if let Some(range) = &hook.plugin_new_version {
+                write!(f, "  plugin_new_version {range}")?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
@@ -372,8 +441,7 @@ fn build(
                 "two hooks have this name; hook names must be unique in a plugin",
             ));
         }
-        let range = |which: &str, text: Option<&str>| {
-            let text = text.unwrap_or("*");
+        let range = |which: &str, text: &str| {
             VersionRange::parse(text).map_err(|e| {
                 invalid(
                     format!("hook {} {which}", doc.name),
@@ -381,9 +449,12 @@ fn build(
                 )
             })
         };
+        let optional = |which: &str, text: Option<&str>| text.map(|t| range(which, t)).transpose();
         specs.push(HookSpec {
-            old_version: range("old_version", doc.old_version.as_deref())?,
-            new_version: range("new_version", doc.new_version.as_deref())?,
+            old_version: range("old_version", doc.old_version.as_deref().unwrap_or("*"))?,
+            new_version: range("new_version", doc.new_version.as_deref().unwrap_or("*"))?,
+            plugin_old_version: optional("plugin_old_version", doc.plugin_old_version.as_deref())?,
+            plugin_new_version: optional("plugin_new_version", doc.plugin_new_version.as_deref())?,
             name: doc.name,
         });
     }
@@ -723,14 +794,97 @@ mod tests {
         assert_eq!(m.name, "big-leap");
         assert_eq!(m.capabilities.owns.as_deref(), Some("bigleap_"));
         assert_eq!(m.hooks.len(), 1);
-        assert!(m.hooks[0].matches(
-            &Version::parse("0.6.3").unwrap(),
-            &Version::parse("1.0.0").unwrap()
-        ));
-        assert!(!m.hooks[0].matches(
-            &Version::parse("0.6.4").unwrap(),
-            &Version::parse("1.0.0").unwrap()
-        ));
+        let same = v("1.0.0");
+        let unchanged = PluginStep {
+            from: Some(&same),
+            to: &same,
+        };
+        assert!(m.hooks[0].matches(&v("0.6.3"), &v("1.0.0"), &unchanged));
+        assert!(!m.hooks[0].matches(&v("0.6.4"), &v("1.0.0"), &unchanged));
+        assert!(!m.hooks[0].is_plugin_hook());
+    }
+
+    fn v(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    /// `hook` with the plugin ranges `plugin_ranges` (JSON keys), parsed.
+    fn hook_with(plugin_ranges: &str) -> Result<HookSpec, ManifestError> {
+        let text = format!(
+            r#"{{"uplift_manifest":1,"name":"notes","version":"2.0.0",
+               "hooks":[{{"name":"h"{plugin_ranges}}}]}}"#
+        );
+        HookManifest::from_section(text.as_bytes()).map(|m| m.hooks[0].clone())
+    }
+
+    #[test]
+    fn a_first_activation_matches_only_hooks_without_plugin_old_version() {
+        let (one, two) = (v("1.0.0"), v("2.0.0"));
+        let first = PluginStep {
+            from: None,
+            to: &two,
+        };
+        let upgrade = PluginStep {
+            from: Some(&one),
+            to: &two,
+        };
+        let unchanged = PluginStep {
+            from: Some(&two),
+            to: &two,
+        };
+        let app = v("1.0.0");
+        let cases = [
+            (r#","plugin_new_version":">=2.0.0""#, [true, true, true]),
+            (
+                r#","plugin_old_version":"<2.0.0","plugin_new_version":">=2.0.0""#,
+                [false, true, false],
+            ),
+            (r#","plugin_old_version":"*""#, [false, true, true]),
+            (r#","plugin_new_version":"<2.0.0""#, [false, false, false]),
+            ("", [true, true, true]),
+        ];
+        for (ranges, [on_first, on_upgrade, on_unchanged]) in cases {
+            let hook = hook_with(ranges).unwrap();
+            assert_eq!(hook.is_plugin_hook(), !ranges.is_empty(), "{ranges}");
+            assert_eq!(hook.matches(&app, &app, &first), on_first, "{ranges}");
+            assert_eq!(hook.matches(&app, &app, &upgrade), on_upgrade, "{ranges}");
+            assert_eq!(
+                hook.matches(&app, &app, &unchanged),
+                on_unchanged,
+                "{ranges}"
+            );
+        }
+    }
+
+    #[test]
+    fn plugin_ranges_round_trip_and_a_bad_one_names_the_hook_and_the_key() {
+        let hook =
+            hook_with(r#","plugin_old_version":"<2.0","plugin_new_version":">=2.0""#).unwrap();
+        let manifest = HookManifest {
+            name: "notes".into(),
+            version: "2.0.0".into(),
+            capabilities: Capabilities::default(),
+            hooks: vec![hook],
+        };
+        let again = HookManifest::from_section(&manifest.to_section()).unwrap();
+        let ranges = |h: &HookSpec| {
+            (
+                h.plugin_old_version.as_ref().map(ToString::to_string),
+                h.plugin_new_version.as_ref().map(ToString::to_string),
+            )
+        };
+        assert_eq!(
+            ranges(&again.hooks[0]),
+            (Some("<2.0".into()), Some(">=2.0".into()))
+        );
+        assert!(manifest.to_string().contains("plugin_old_version <2.0"));
+
+        let err = hook_with(r#","plugin_new_version":">=two""#).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("hook h plugin_new_version: invalid range \">=two\""),
+            "{err}"
+        );
     }
 
     #[test]

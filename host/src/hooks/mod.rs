@@ -6,6 +6,8 @@
 //!   anything; `embed-manifest`.
 //! - [`plugins`]: finding plugins in the release and the home, which are
 //!   active (`plugins.toml`), and the deterministic plan of hooks to run.
+//! - [`lifecycle`]: plugins' own versions, recorded in the data against the
+//!   installed ones (first activation, upgrade, downgrade).
 //! - [`runtime`]: the engine, the compile cache and [`HookRunner`], which runs
 //!   one hook in its own store, savepoint and limits.
 //! - [`authorizer`]: SQLite's authorizer enforcing a manifest's capabilities.
@@ -30,6 +32,7 @@ pub(crate) mod capability;
 pub(crate) mod clocks;
 pub(crate) mod database;
 pub(crate) mod handles;
+pub mod lifecycle;
 pub(crate) mod log;
 pub mod manifest;
 pub mod plugins;
@@ -41,8 +44,9 @@ pub mod validate;
 pub use crate::engine::sqlite::authorizer::HIDDEN;
 pub use crate::engine::sqlite::limits::install_sqlite_allocator;
 pub use bounds::supervise_whole_process;
-pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError};
-pub use plugins::{PlannedHook, Plugin, PluginOrigin, PluginSet, PluginsToml};
+pub use lifecycle::{ChangeKind, PluginChange, PluginChanges, RecordedPlugin};
+pub use manifest::{Capabilities, HookManifest, HookSpec, ManifestError, PluginStep};
+pub use plugins::{PlanScope, PlannedHook, Plugin, PluginOrigin, PluginSet, PluginsToml};
 pub use runtime::{
     CacheOutcome, CompileCache, CompileRun, HookContext, HookOutcome, HookRunner, LoadReport,
 };

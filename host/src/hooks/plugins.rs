@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
 use crate::hooks::HookError;
+use crate::hooks::lifecycle::{PluginChange, PluginChanges, RecordedPlugin};
 use crate::hooks::manifest::{self, Capabilities, HookManifest, HookSpec};
 use crate::version::Version;
 
@@ -71,6 +72,25 @@ pub struct PlannedHook {
     pub old_version: String,
     /// The hook's `new_version` range.
     pub new_version: String,
+    /// The hook's `plugin_old_version` range, if it names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_old_version: Option<String>,
+    /// The hook's `plugin_new_version` range, if it names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_new_version: Option<String>,
+}
+
+/// Which plugins, and which of their hooks, an upgrade considers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanScope {
+    /// The application's version moves (or a migration is pending): every
+    /// active plugin, each with its own step, and all of its hooks.
+    Application,
+    /// Only plugins changed (the application's version stays, old == new),
+    /// or a fresh install activates them: only the plugins whose version
+    /// moves, and only their plugin hooks
+    /// ([`HookSpec::is_plugin_hook`]).
+    PluginsOnly,
 }
 
 /// The home's `plugins.toml`: which non-core plugins are active.
@@ -266,6 +286,29 @@ impl PluginSet {
         }
     }
 
+    /// Where each active plugin stands against the versions the data
+    /// `recorded`. Fails only when an installed plugin's manifest version
+    /// does not parse (which reading the manifest already refuses).
+    pub fn changes(&self, recorded: &[RecordedPlugin]) -> Result<PluginChanges, HookError> {
+        let mut all = Vec::new();
+        for plugin in self.plugins.iter().filter(|p| p.active) {
+            let to = Version::parse(&plugin.manifest.version).map_err(|e| HookError::Manifest {
+                path: plugin.path.clone(),
+                source: manifest::invalid("version", e.to_string()),
+            })?;
+            let from = recorded
+                .iter()
+                .find(|r| r.name == plugin.name())
+                .map(|r| r.version.clone());
+            all.push(PluginChange {
+                plugin: plugin.name().to_string(),
+                from,
+                to,
+            });
+        }
+        Ok(PluginChanges::new(all))
+    }
+
     /// Every plugin found, by name.
     pub fn plugins(&self) -> &[Plugin] {
         &self.plugins
@@ -276,21 +319,37 @@ impl PluginSet {
         self.plugins.iter().find(|p| p.manifest.name == name)
     }
 
-    /// The active plugins' hooks that match an upgrade from `old` to `new`,
-    /// in the order they run: by the lower bound of `old_version`, then of
-    /// `new_version` (an unbounded range first), then plugin name, then
-    /// declaration order.
-    pub fn plan(&self, old: &Version, new: &Version) -> Vec<PlannedHook> {
-        self.plan_where(|spec| spec.matches(old, new))
+    /// The active plugins' hooks that match an upgrade of the data from
+    /// `old` to `new` while each plugin takes its step of `changes`, within
+    /// `scope`, in the order they run: by the lower bound of `old_version`,
+    /// then of `new_version` (an unbounded range first), then plugin name,
+    /// then declaration order.
+    pub fn plan(
+        &self,
+        old: &Version,
+        new: &Version,
+        changes: &PluginChanges,
+        scope: PlanScope,
+    ) -> Vec<PlannedHook> {
+        self.plan_where(|plugin, spec| {
+            let Some(change) = changes.get(plugin) else {
+                return false;
+            };
+            let considered = match scope {
+                PlanScope::Application => true,
+                PlanScope::PluginsOnly => change.is_change() && spec.is_plugin_hook(),
+            };
+            considered && spec.matches(old, new, &change.step())
+        })
     }
 
     /// The active plugins' hooks that `chosen` accepts, in the order
     /// [`PluginSet::plan`] runs them.
-    pub(crate) fn plan_where(&self, chosen: impl Fn(&HookSpec) -> bool) -> Vec<PlannedHook> {
+    pub(crate) fn plan_where(&self, chosen: impl Fn(&str, &HookSpec) -> bool) -> Vec<PlannedHook> {
         let mut planned = Vec::new();
         for plugin in self.plugins.iter().filter(|p| p.active) {
             for (index, spec) in plugin.manifest.hooks.iter().enumerate() {
-                if !chosen(spec) {
+                if !chosen(plugin.name(), spec) {
                     continue;
                 }
                 let key = (
@@ -309,6 +368,14 @@ impl PluginSet {
                         capabilities: plugin.manifest.capabilities.clone(),
                         old_version: spec.old_version.to_string(),
                         new_version: spec.new_version.to_string(),
+                        plugin_old_version: spec
+                            .plugin_old_version
+                            .as_ref()
+                            .map(ToString::to_string),
+                        plugin_new_version: spec
+                            .plugin_new_version
+                            .as_ref()
+                            .map(ToString::to_string),
                     },
                 ));
             }

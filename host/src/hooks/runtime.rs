@@ -900,6 +900,8 @@ mod tests {
             capabilities: Capabilities::default(),
             old_version: "*".into(),
             new_version: "*".into(),
+            plugin_old_version: None,
+            plugin_new_version: None,
         }
     }
 

@@ -74,6 +74,27 @@ pub enum UpgradeError {
         /// Backups the installed release can restore, newest first.
         restorable: Vec<String>,
     },
+    /// An installed plugin is older than the version the data was last
+    /// upgraded with: a plugin downgrade.
+    #[error(
+        "{}",
+        describe_plugin_downgrade(.plugin, .recorded, .installed, *.optional, .backups, .restorable)
+    )]
+    PluginDowngrade {
+        /// The plugin.
+        plugin: String,
+        /// The version the data records.
+        recorded: Version,
+        /// The installed plugin's version.
+        installed: Version,
+        /// Whether it is an optional plugin (which can be disabled).
+        optional: bool,
+        /// The home's backups folder.
+        backups: PathBuf,
+        /// Verified backups made before the data reached `recorded`, which
+        /// the installed release can restore, newest first (names).
+        restorable: Vec<String>,
+    },
     /// The migration history does not match the release.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
@@ -182,6 +203,7 @@ impl UpgradeError {
             UpgradeError::Unmanaged { .. } => "unmanaged-database",
             UpgradeError::OtherApp { .. } => "other-application",
             UpgradeError::DataNewer { .. } => "data-newer",
+            UpgradeError::PluginDowngrade { .. } => "plugin-downgrade",
             UpgradeError::Migrate(MigrateError::Drift(_)) => "migration-drift",
             UpgradeError::Migrate(MigrateError::TimedOut { .. }) => "migration-timeout",
             UpgradeError::Migrate(MigrateError::TransactionControl { .. }) => {
@@ -201,6 +223,40 @@ impl UpgradeError {
             UpgradeError::Io(_) => "io",
         }
     }
+}
+
+fn describe_plugin_downgrade(
+    plugin: &str,
+    recorded: &Version,
+    installed: &Version,
+    optional: bool,
+    backups: &std::path::Path,
+    restorable: &[String],
+) -> String {
+    let mut text = format!(
+        "plugin {plugin} {installed} is older than the data, which was upgraded with {plugin} \
+         {recorded}: an older plugin cannot run on what a newer one left, and nothing was changed. \
+         Install {plugin} {recorded} or newer again"
+    );
+    if optional {
+        text.push_str(&format!(
+            ", or disable it (`uplift plugin disable {plugin}`: its tables are kept, and it \
+             continues from {recorded} when enabled again)"
+        ));
+    }
+    match restorable.first() {
+        None => text.push_str(&format!(
+            "; no backup in {} was made before the data reached {plugin} {recorded}",
+            backups.display()
+        )),
+        Some(newest) => text.push_str(&format!(
+            "; or restore a backup made before the data reached {plugin} {recorded}: \
+             `uplift dbrestore {}`; all that qualify: {}",
+            backups.join(newest).display(),
+            restorable.join(", ")
+        )),
+    }
+    text
 }
 
 fn describe_newer(data: &Version, release: &Version, restorable: &[String]) -> String {

@@ -1,5 +1,6 @@
 //! The upgrade, step by step: lock the home, compare the data version with
-//! the release, plan, then back up, migrations, hooks and the new data
+//! the release (and each plugin's recorded version with the installed
+//! plugin), plan, then back up, migrations, hooks and the new data
 //! version in one transaction. Whatever happens, the database ends up fully
 //! upgraded or exactly as it was.
 //!
@@ -19,17 +20,20 @@ pub use self::adopt::{AdoptError, AdoptOptions, Adopted, SchemaMatch, adopt};
 pub use self::error::UpgradeError;
 pub use self::session::Reporter;
 use self::session::{Reporting, open_existing};
-use self::status::check_app;
 pub use self::status::{
     AdoptCandidate, Adoptable, Adoption, BackupState, MigrationEntry, MigrationState, PluginState,
     Status, history, is_up_to_date, migration_list, status,
 };
+use self::status::{check_app, recorded_plugins};
 use crate::backup::{self, Progress, ProgressUnit};
 use crate::engine::Database;
 use crate::engine::sqlite::{self};
 use crate::errors::chain_text;
 use crate::home::{Home, HomeLock, Settings};
-use crate::hooks::{CompileRun, HookRunner, PlannedHook, Plugin, PluginSet};
+use crate::hooks::{
+    CompileRun, HookRunner, PlanScope, PlannedHook, Plugin, PluginChange, PluginChanges, PluginSet,
+    RecordedPlugin,
+};
 use crate::migrations::AcceptedEdit;
 use crate::release::{Migration, Release};
 use crate::transaction::{
@@ -38,12 +42,19 @@ use crate::transaction::{
 pub use crate::transaction::{HookRun, MigrationRun, PhaseTime};
 use crate::version::Version;
 
-/// Brings the home's database to the release's version.
+/// Brings the home's database to the release's version, and its plugins'
+/// data to the installed plugins' versions.
 ///
-/// Steps: lock the home; find where the data stands (equal to the release:
-/// return at once, having read no plugin and compiled nothing; newer:
-/// refuse, listing the backups this release can restore; no database, or
-/// an empty one: install); plan the migrations and hooks; then, in one
+/// Steps: lock the home; find where the data stands (newer than the
+/// release: refuse, listing the backups this release can restore; no
+/// database, or an empty one: install) and where each active plugin stands
+/// against the version the data recorded for it (older: refuse, listing the
+/// backups made before the data reached the newer plugin); equal to the
+/// release, every migration applied and no plugin changed: return at once,
+/// having read only the plugins' manifests and compiled nothing. Then plan
+/// the migrations and hooks (an application upgrade considers every active
+/// plugin; an upgrade where only plugins changed, or an install, only the
+/// changed plugins' plugin hooks: see [`PlanScope`]); then, in one
 /// transaction ([`UpgradeTransaction::run`]), back up, apply the
 /// migrations, run the hooks (each in its own savepoint and sandbox),
 /// record the new versions, check the foreign keys the upgrade could have
@@ -59,36 +70,39 @@ pub fn upgrade(
     let _lock: HomeLock = home.lock(options.wait)?;
     phases.end("lock");
     let mut db = open_existing(home)?;
-    let from = match &db {
-        None => None,
-        Some(db) => match where_data_stands(home, release, db.as_ref())? {
-            Stands::UpToDate(version) => return Ok(Outcome::UpToDate { version }),
-            Stands::Empty => None,
-            Stands::At(version) => Some(version),
-        },
+    let stands = match &db {
+        None => Stands::Empty,
+        Some(db) => where_data_stands(home, release, db.as_ref())?,
     };
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
-    let pending = match (&db, &from) {
-        (Some(db), Some(_)) => pending_migrations(db.as_ref(), release)?,
+    let recorded = recorded_plugins(db.as_deref())?;
+    let changes = plugins.changes(&recorded)?;
+    refuse_plugin_downgrade(home, release, &plugins, &changes, &recorded)?;
+    if let Stands::UpToDate(version) = &stands
+        && !changes.any_change()
+    {
+        return Ok(Outcome::UpToDate {
+            version: version.clone(),
+        });
+    }
+    let pending = match (&db, &stands) {
+        (_, Stands::UpToDate(_)) => Pending::default(),
+        (Some(db), Stands::At(_)) => pending_migrations(db.as_ref(), release)?,
         _ => Pending {
             migrations: release.migrations()?.to_vec(),
             accepted: Vec::new(),
         },
     };
     let migrations = pending.migrations;
-    let plan = Plan {
-        hooks: match &from {
-            Some(from) => {
-                plugins.ensure_complete(home)?;
-                plugins.plan(from, &release.version)
-            }
-            None => Vec::new(),
-        },
-        migrations: migrations.iter().map(Migration::file_name).collect(),
-        accepted_edits: pending.accepted,
-        from,
-        to: release.version.clone(),
-    };
+    let plan = plan(
+        home,
+        release,
+        &stands,
+        &plugins,
+        &changes,
+        &migrations,
+        pending.accepted,
+    )?;
     phases.end("plan");
     if options.plan_only {
         return Ok(Outcome::Planned { plan });
@@ -146,6 +160,66 @@ pub fn upgrade(
     ))
 }
 
+/// What the upgrade will do, from where the data and its plugins stand.
+fn plan(
+    home: &Home,
+    release: &Release,
+    stands: &Stands,
+    plugins: &PluginSet,
+    changes: &PluginChanges,
+    migrations: &[Migration],
+    accepted_edits: Vec<AcceptedEdit>,
+) -> Result<Plan, UpgradeError> {
+    let (kind, from, scope) = match stands {
+        Stands::Empty => (PlanKind::Install, None, PlanScope::PluginsOnly),
+        Stands::UpToDate(v) => (PlanKind::Plugins, Some(v), PlanScope::PluginsOnly),
+        Stands::At(v) => (PlanKind::Upgrade, Some(v), PlanScope::Application),
+    };
+    if from.is_some() {
+        plugins.ensure_complete(home)?;
+    }
+    let to = &release.version;
+    Ok(Plan {
+        kind,
+        hooks: plugins.plan(from.unwrap_or(to), to, changes, scope),
+        plugins: changes.changed().cloned().collect(),
+        migrations: migrations.iter().map(Migration::file_name).collect(),
+        accepted_edits,
+        from: from.cloned(),
+        to: to.clone(),
+    })
+}
+
+/// Refuses an active plugin older than the version the data was last
+/// upgraded with, naming the backups made before the data reached that
+/// version that the release can restore.
+fn refuse_plugin_downgrade(
+    home: &Home,
+    release: &Release,
+    plugins: &PluginSet,
+    changes: &PluginChanges,
+    recorded: &[RecordedPlugin],
+) -> Result<(), UpgradeError> {
+    let Some((down, recorded_version)) = changes.downgrade() else {
+        return Ok(());
+    };
+    let reached = recorded
+        .iter()
+        .find(|r| r.name == down.plugin)
+        .and_then(|r| r.updated_at.parse::<jiff::Timestamp>().ok());
+    Err(UpgradeError::PluginDowngrade {
+        plugin: down.plugin.clone(),
+        recorded: recorded_version.clone(),
+        installed: down.to.clone(),
+        optional: plugins.get(&down.plugin).is_some_and(|p| !p.core),
+        backups: home.backups_dir(),
+        restorable: match reached {
+            Some(reached) => restorable_backups(home, &release.version, Some(reached)),
+            None => Vec::new(),
+        },
+    })
+}
+
 /// Where the data stands against the release.
 enum Stands {
     /// No data version and no tables: an application created the empty
@@ -186,7 +260,7 @@ fn where_data_stands(
     }
     if version > release.version {
         return Err(UpgradeError::DataNewer {
-            restorable: restorable_backups(home, &release.version),
+            restorable: restorable_backups(home, &release.version, None),
             data: version,
             release: release.version.clone(),
         });
@@ -213,6 +287,8 @@ fn outcome(
         return Outcome::Installed {
             plan,
             migrations: done.migrations,
+            compiled,
+            hooks: done.hooks,
             phases: phases.times,
             foreign_key_tables_checked: done.foreign_key_tables_checked,
             warnings,
@@ -281,10 +357,16 @@ pub struct UpgradeOptions {
 /// What an upgrade will do (or did).
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
-    /// The data version before; `None` for a fresh install.
+    /// An install, an application upgrade, or an upgrade of plugins only.
+    pub kind: PlanKind,
+    /// The data version before; `None` for a fresh install. Equal to `to`
+    /// when only plugins change.
     pub from: Option<Version>,
     /// The release version.
     pub to: Version,
+    /// The active plugins whose version moves (first activations and
+    /// upgrades), by name.
+    pub plugins: Vec<PluginChange>,
     /// Migrations to apply, in order (file names).
     pub migrations: Vec<String>,
     /// Applied migrations edited since, whose edits the release accepts:
@@ -293,6 +375,20 @@ pub struct Plan {
     pub accepted_edits: Vec<AcceptedEdit>,
     /// Hooks to run after the migrations, in order.
     pub hooks: Vec<PlannedHook>,
+}
+
+/// What kind of upgrade a [`Plan`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    /// No data yet: every migration, and the active plugins' first
+    /// activation (their plugin hooks only).
+    Install,
+    /// The application's version moves, or a migration is pending.
+    Upgrade,
+    /// Only plugins changed (added, enabled or upgraded): their plugin hooks,
+    /// with the application's version old == new.
+    Plugins,
 }
 
 /// The result of [`upgrade`].
@@ -315,6 +411,14 @@ pub enum Outcome {
         plan: Plan,
         /// The migrations applied, in order, with their times.
         migrations: Vec<MigrationRun>,
+        /// The planned hooks' plugins, made ready before the transaction
+        /// began.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        compiled: Vec<CompileRun>,
+        /// The plugins' first-activation hooks run, in order, with their
+        /// times.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        hooks: Vec<HookRun>,
         /// The time each phase took.
         phases: Vec<PhaseTime>,
         /// How many tables' foreign keys were checked before COMMIT.
@@ -351,8 +455,13 @@ pub enum Outcome {
     },
 }
 
-/// Backups in the home that `version` can restore, newest first (names).
-fn restorable_backups(home: &Home, version: &Version) -> Vec<String> {
+/// Backups in the home that `version` can restore (made before
+/// `made_before`, when given), newest first (names).
+fn restorable_backups(
+    home: &Home,
+    version: &Version,
+    made_before: Option<jiff::Timestamp>,
+) -> Vec<String> {
     let Ok(mut entries) = backup::list(&home.backups_dir()) else {
         return Vec::new();
     };
@@ -361,6 +470,7 @@ fn restorable_backups(home: &Home, version: &Version) -> Vec<String> {
             && e.data_version()
                 .and_then(|v| Version::parse(v).ok())
                 .is_some_and(|v| v <= *version)
+            && made_before.is_none_or(|before| e.created().is_some_and(|c| c < before))
     });
     entries.reverse();
     entries.into_iter().map(|e| e.file_name).collect()

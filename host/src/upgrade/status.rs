@@ -1,6 +1,7 @@
-//! Where a home stands against a release, read without locking or changing
-//! anything: `uplift status`, `uplift migrations list`, and the check
-//! `uplift run` makes on every start.
+//! Where a home stands against a release (its data version, migrations and
+//! plugins' versions), read without locking or changing anything: `uplift
+//! status`, `uplift migrations list`, and the check `uplift run` makes on
+//! every start.
 
 use std::path::Path;
 
@@ -13,15 +14,17 @@ use crate::engine::Database;
 use crate::engine::sqlite::SqliteDatabase;
 use crate::history::HistoryEntry;
 use crate::home::Home;
-use crate::hooks::{PlannedHook, PluginSet};
+use crate::hooks::{PlanScope, PlannedHook, PluginChange, PluginSet, RecordedPlugin};
 use crate::migrations::{self, AcceptedEdit, MigrateError};
 use crate::release::{Migration, Release};
 use crate::version::Version;
 
 /// Whether the home's database is at the release's version with every
-/// migration of the release applied and recorded by the same application:
-/// the check `uplift run` makes on every start, in a few reads (no plugin
-/// is read, no migration file opened). No database is not up to date.
+/// migration of the release applied, recorded by the same application, and
+/// every active plugin at the version the data recorded for it: the check
+/// `uplift run` makes on every start, in a few reads (plugins' manifests are
+/// read by their section headers, nothing is compiled, no migration file
+/// opened). No database is not up to date.
 pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeError> {
     let db_path = home.db_path();
     if !db_path.exists() {
@@ -32,7 +35,25 @@ pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeErro
         return Ok(false);
     };
     check_app(&db, release)?;
-    Ok(version == release.version && db.applied_count()? == release.migration_count())
+    if version != release.version || db.applied_count()? != release.migration_count() {
+        return Ok(false);
+    }
+    let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
+    let recorded = recorded_plugins(Some(&db))?;
+    Ok(!plugins.changes(&recorded)?.any_change())
+}
+
+/// The plugin versions `db` records (none without a database).
+pub(super) fn recorded_plugins(
+    db: Option<&dyn Database>,
+) -> Result<Vec<RecordedPlugin>, UpgradeError> {
+    let Some(db) = db else {
+        return Ok(Vec::new());
+    };
+    db.plugin_versions().map_err(|source| UpgradeError::Meta {
+        path: db.location().to_path_buf(),
+        source,
+    })
 }
 
 /// Where a home stands against a release, for `uplift status`.
@@ -58,6 +79,9 @@ pub struct Status {
     /// Hooks the next upgrade would run, in order (empty unless an upgrade is
     /// needed).
     pub hooks: Vec<PlannedHook>,
+    /// The active plugins whose version the next upgrade moves (first
+    /// activations, upgrades; a downgrade, which it refuses).
+    pub plugin_changes: Vec<PluginChange>,
     /// The release's and the home's plugins.
     pub plugins: Vec<PluginState>,
     /// The newest backups (at most three), newest first.
@@ -132,6 +156,10 @@ pub enum State {
     /// release's files (see [`Status::drift`]): it would be refused.
     #[serde(rename = "blocked by drift")]
     BlockedByDrift,
+    /// An active plugin is older than the version the data was last
+    /// upgraded with: a plugin downgrade, which an upgrade refuses.
+    #[serde(rename = "plugin older than data")]
+    PluginOlder,
 }
 
 impl State {
@@ -144,6 +172,7 @@ impl State {
             State::DataNewer => "data newer than release",
             State::Unmanaged => "not managed by uplift",
             State::BlockedByDrift => "blocked by drift",
+            State::PluginOlder => "plugin older than data",
         }
     }
 }
@@ -165,6 +194,9 @@ pub struct PluginState {
     pub core: bool,
     /// Whether its hooks run.
     pub active: bool,
+    /// The version the data was last upgraded with, if it records one (a
+    /// disabled plugin keeps its record, and continues from it).
+    pub recorded_version: Option<Version>,
 }
 
 /// A backup, for `uplift status` (only its header was read).
@@ -197,8 +229,14 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
             kind: e.kind().map(|k| k.as_str().to_string()),
         })
         .collect();
+    let db = match db_path.exists() {
+        true => Some(open_to_read(&db_path)?),
+        false => None,
+    };
+    let recorded = recorded_plugins(db.as_ref().map(|db| db as &dyn Database))?;
+    let changes = plugins.changes(&recorded)?;
     let mut status = Status {
-        database_exists: db_path.exists(),
+        database_exists: db.is_some(),
         data_version: None,
         release_version: release.version.clone(),
         state: State::NotInstalled,
@@ -211,6 +249,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         drift: Vec::new(),
         accepted_edits: Vec::new(),
         hooks: Vec::new(),
+        plugin_changes: changes.changed().cloned().collect(),
         plugins: plugins
             .plugins()
             .iter()
@@ -219,16 +258,19 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
                 version: p.manifest.version.clone(),
                 core: p.core,
                 active: p.active,
+                recorded_version: recorded
+                    .iter()
+                    .find(|r| r.name == p.name())
+                    .map(|r| r.version.clone()),
             })
             .collect(),
         backups,
         adoptable: None,
         adopted: None,
     };
-    if !status.database_exists {
+    let Some(db) = db else {
         return Ok(status);
-    }
-    let db = open_to_read(&db_path)?;
+    };
     status.data_version = data_version(&db)?;
     let applied = db.applied_migrations().map_err(MigrateError::from)?;
     let migrations = migrations::status(applied, release)?;
@@ -241,6 +283,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
     status.drift = migrations.drift.iter().map(ToString::to_string).collect();
     status.accepted_edits = migrations.accepted;
     status.adopted = adoption(&db)?;
+    let to = &release.version;
     status.state = match &status.data_version {
         None => {
             if db.has_user_tables()? {
@@ -250,11 +293,18 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
                 State::NotInstalled
             }
         }
-        Some(v) if *v == release.version && status.pending.is_empty() => State::UpToDate,
-        Some(v) if *v > release.version => State::DataNewer,
+        Some(v) if *v > *to => State::DataNewer,
+        Some(_) if changes.downgrade().is_some() => State::PluginOlder,
+        Some(v) if *v == *to && status.pending.is_empty() => {
+            status.hooks = plugins.plan(v, to, &changes, PlanScope::PluginsOnly);
+            match changes.any_change() {
+                true => State::UpgradeNeeded,
+                false => State::UpToDate,
+            }
+        }
         Some(_) if !status.drift.is_empty() => State::BlockedByDrift,
         Some(v) => {
-            status.hooks = plugins.plan(v, &release.version);
+            status.hooks = plugins.plan(v, to, &changes, PlanScope::Application);
             State::UpgradeNeeded
         }
     };

@@ -8,6 +8,8 @@
 //! -- keys: 'data_version', 'app'
 //! CREATE TABLE uplift_plugins (name TEXT PRIMARY KEY, version TEXT NOT NULL,
 //!                              updated_at TEXT NOT NULL);
+//! -- the plugin version each active plugin's hooks were last considered at,
+//! -- and when the data reached it (changed only with the version)
 //! -- the tables and views each plugin's hooks created (see below)
 //! CREATE TABLE uplift_plugin_tables (name TEXT PRIMARY KEY COLLATE NOCASE,
 //!                                    plugin TEXT NOT NULL);
@@ -45,6 +47,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::sql::table_exists;
 use crate::engine::MetaError;
 use crate::history::HistoryEntry;
+use crate::hooks::RecordedPlugin;
 use crate::names::{UPLIFT_TABLE_PREFIX, starts_with_ignore_case};
 use crate::version::Version;
 
@@ -123,17 +126,50 @@ pub fn set_app_name(conn: &Connection, app: &str) -> Result<(), MetaError> {
     set(conn, "app", app)
 }
 
-/// Records a plugin's version after its hooks ran.
+/// Records a plugin's version after an upgrade considered its hooks.
+/// `updated_at` is when the data reached that version (to the millisecond):
+/// it changes only with the version, so that the backups made before it
+/// hold the data as an older version of the plugin left it.
 pub fn set_plugin_version(conn: &Connection, name: &str, version: &str) -> Result<(), MetaError> {
     ensure_tables(conn)?;
     conn.execute(
         "INSERT INTO uplift_plugins (name, version, updated_at)
-         VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+         VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
          ON CONFLICT (name) DO UPDATE SET version = excluded.version,
-                                          updated_at = excluded.updated_at",
+                                          updated_at = excluded.updated_at
+          WHERE version != excluded.version",
         params![name, version],
     )?;
     Ok(())
+}
+
+/// Every plugin version the data records, by name; none when uplift never
+/// recorded one. Only reads. Fails when SQLite does, or a recorded version
+/// does not parse.
+pub fn plugin_versions(conn: &Connection) -> Result<Vec<RecordedPlugin>, MetaError> {
+    if !table_exists(conn, "uplift_plugins")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt =
+        conn.prepare("SELECT name, version, updated_at FROM uplift_plugins ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+    })?;
+    let mut recorded = Vec::new();
+    for row in rows {
+        let (name, stored, updated_at) = row?;
+        let version = Version::parse(&stored).map_err(|source| MetaError::BadPluginVersion {
+            plugin: name.clone(),
+            stored,
+            source: Box::new(source),
+        })?;
+        recorded.push(RecordedPlugin {
+            name,
+            version,
+            updated_at,
+        });
+    }
+    Ok(recorded)
 }
 
 /// The tables and views recorded as created by `plugin`'s hooks, sorted;

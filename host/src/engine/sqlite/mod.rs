@@ -39,7 +39,9 @@ use self::writeback::Writeback;
 use crate::backup::{BackupError, BackupOptions, Progress};
 use crate::engine::{CommitError, Database, EngineError, ForeignKeyCheck, MetaError, TableRows};
 use crate::history::HistoryEntry;
-use crate::hooks::{HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook};
+use crate::hooks::{
+    HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook, RecordedPlugin,
+};
 use crate::migrations::{AcceptedEdit, AppliedMigration, MigrateError};
 use crate::release::{Migration, Release, ReleaseError};
 use crate::schema::Schema;
@@ -204,6 +206,10 @@ impl Database for SqliteDatabase {
 
     fn app_name(&self) -> Result<Option<String>, MetaError> {
         meta::app_name(&self.conn)
+    }
+
+    fn plugin_versions(&self) -> Result<Vec<RecordedPlugin>, MetaError> {
+        meta::plugin_versions(&self.conn)
     }
 
     fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, EngineError> {
