@@ -427,3 +427,33 @@ mod tests {
         assert_eq!(Owner::of(&file).unwrap(), owner);
     }
 }
+
+/// The size of a file system and the space free on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DiskSpace {
+    /// Bytes free for an unprivileged writer.
+    pub free: u64,
+    /// Bytes in all.
+    pub total: u64,
+}
+
+/// The file system holding `dir`: its size and the space free on it;
+/// `None` when it cannot be asked.
+pub(crate) fn space(dir: &Path) -> Option<DiskSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `stat` is written by statvfs
+    // before it is read (only when it returns 0).
+    let stat = unsafe {
+        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stat.assume_init()
+    };
+    let unit = stat.f_frsize as u64;
+    Some(DiskSpace {
+        free: (stat.f_bavail as u64).saturating_mul(unit),
+        total: (stat.f_blocks as u64).saturating_mul(unit),
+    })
+}

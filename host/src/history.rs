@@ -1,5 +1,6 @@
 //! What uplift did to a database, kept inside it: one entry per event
-//! (an adoption, an edited migration a release accepted), so that the record travels with the data, into
+//! (an upgrade or install, committed or failed and rolled back; an
+//! adoption; an edited migration a release accepted), so that the record travels with the data, into
 //! every backup. `uplift status` reads the newest adoption from it.
 
 use serde::{Deserialize, Serialize};
@@ -86,6 +87,15 @@ pub const UPGRADE: &str = "upgrade";
 
 /// `event` of an install (a new or empty database brought to a release).
 pub const INSTALL: &str = "install";
+
+/// `outcome` of an upgrade that committed.
+pub const UPGRADED: &str = "upgraded";
+
+/// `outcome` of an install that committed.
+pub const INSTALLED: &str = "installed";
+
+/// `outcome` of an upgrade that failed and was rolled back.
+pub const FAILED: &str = "failed";
 
 /// `event` of an edit to an applied migration that a release accepted.
 pub const ACCEPT_MIGRATION_EDIT: &str = "accept-migration-edit";

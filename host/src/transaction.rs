@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::backup::{BackupKind, BackupOptions, Progress};
 use crate::engine::{CommitError, Database, EngineError, ForeignKeyViolation};
-use crate::history::{AdoptionDetails, HistoryEntry};
+use crate::errors::chain_text;
+use crate::history::{self, AdoptionDetails, ErrorRecord, HistoryEntry, StepTime, UpgradeDetails};
 use crate::hooks::{
     HookContext, HookError, HookOutcome, HookRunner, LogSink, PlannedHook, PluginSet,
 };
@@ -198,6 +199,8 @@ pub(crate) struct UpgradeTransaction<'d> {
     db: &'d mut dyn Database,
     mode: Mode<'d>,
     backup: Option<PathBuf>,
+    /// When it began, for the history.
+    started: jiff::Timestamp,
 }
 
 /// The most foreign-key violations a refusal describes.
@@ -217,30 +220,97 @@ impl<'d> UpgradeTransaction<'d> {
             db,
             mode,
             backup: None,
+            started: jiff::Timestamp::now(),
         })
     }
 
     /// Runs every step in order and commits (a trial is rolled back
-    /// instead). Any failure rolls everything back; the error then names
-    /// the database and the backup made before the first change.
+    /// instead); an upgrade or install records itself in the history,
+    /// inside the transaction. Any failure rolls everything back; the error
+    /// then names the database and the backup made before the first change,
+    /// and a failed upgrade of existing data is recorded in the history
+    /// after the rollback (see [`Database::record_after_rollback`]).
     pub(crate) fn run(
         mut self,
         steps: &Steps<'_>,
         observer: &mut dyn Observer,
     ) -> Result<Done, UpgradeError> {
-        match self.steps(steps, observer) {
-            Ok(done) => Ok(done),
-            Err(cause) => Err(self.rolled_back(cause)),
+        let mut done = Done::default();
+        match self.steps(steps, observer, &mut done) {
+            Ok(()) => Ok(done),
+            Err(cause) => {
+                let err = self.rolled_back(cause);
+                if let Mode::Upgrade { from, .. } = self.mode {
+                    let mut details = self.details(&done);
+                    details.error = Some(ErrorRecord {
+                        code: err.code().into(),
+                        message: chain_text(&err),
+                    });
+                    let entry = HistoryEntry::upgrade(
+                        self.started,
+                        Some(from),
+                        steps.to,
+                        history::FAILED,
+                        &details,
+                    );
+                    // Best effort: what failed may fail this too (a full
+                    // disk); the home's log of the attempt has it anyway.
+                    let _ = self.db.record_after_rollback(&entry);
+                }
+                Err(err)
+            }
         }
+    }
+
+    /// What the history keeps of this run so far.
+    fn details(&self, done: &Done) -> UpgradeDetails {
+        UpgradeDetails {
+            backup: self.backup.as_ref().map(|b| b.display().to_string()),
+            migrations: done
+                .migrations
+                .iter()
+                .map(|m| StepTime {
+                    name: m.file.clone(),
+                    ms: m.ms,
+                })
+                .collect(),
+            hooks: done
+                .hooks
+                .iter()
+                .map(|h| StepTime {
+                    name: format!("{}/{}", h.plugin, h.hook),
+                    ms: h.ms,
+                })
+                .collect(),
+            error: None,
+        }
+    }
+
+    /// Records a successful upgrade or install in the history, inside the
+    /// transaction (so that it commits with what it records).
+    fn record_history(&mut self, steps: &Steps<'_>, done: &Done) -> Result<(), UpgradeError> {
+        let (from, outcome) = match self.mode {
+            Mode::Upgrade { from, .. } => (Some(from), history::UPGRADED),
+            Mode::Install => (None, history::INSTALLED),
+            Mode::Trial { .. } | Mode::Adopt { .. } => return Ok(()),
+        };
+        let entry =
+            HistoryEntry::upgrade(self.started, from, steps.to, outcome, &self.details(done));
+        self.db
+            .record_history(&entry)
+            .map_err(|source| UpgradeError::Meta {
+                path: self.db.location().to_path_buf(),
+                source,
+            })
     }
 
     fn steps(
         &mut self,
         steps: &Steps<'_>,
         observer: &mut dyn Observer,
-    ) -> Result<Done, UpgradeError> {
-        let mut done = Done::default();
-        self.back_up_first(observer, &mut done)?;
+        done: &mut Done,
+    ) -> Result<(), UpgradeError> {
+        self.back_up_first(observer, done)?;
         if !steps.accepted_edits.is_empty() {
             self.db
                 .accept_migration_edits(steps.accepted_edits, steps.to)
@@ -249,23 +319,24 @@ impl<'d> UpgradeTransaction<'d> {
                     source,
                 })?;
         }
-        done.migrations = self.migrate(steps, observer)?;
+        self.migrate(steps, observer, &mut done.migrations)?;
         observer.phase("migrations");
         self.adopt_plugin_tables(steps)?;
         if !steps.hooks.is_empty() {
-            let finished = self.run_hooks(steps, observer, &mut done)?;
+            let finished = self.run_hooks(steps, observer, done)?;
             observer.phase("hooks");
             if !finished {
-                return Ok(done);
+                return Ok(());
             }
         }
         if let Mode::Trial { .. } = self.mode {
             let check = self.db.check_foreign_keys(VIOLATIONS_SHOWN)?;
             done.foreign_key_tables_checked = check.tables_checked;
             done.foreign_key_violations = check.violations;
-            return Ok(done);
+            return Ok(());
         }
         self.record_versions(steps)?;
+        self.record_history(steps, done)?;
         self.flush()?;
         observer.phase("flush");
         // Last before COMMIT, after every write.
@@ -280,7 +351,7 @@ impl<'d> UpgradeTransaction<'d> {
         observer.phase("foreign keys");
         done.warnings.extend(self.commit()?);
         observer.phase("commit");
-        Ok(done)
+        Ok(())
     }
 
     /// Takes a database uplift did not create under its management, in
@@ -343,13 +414,13 @@ impl<'d> UpgradeTransaction<'d> {
     }
 
     /// Applies the migrations in order, each recorded with its checksum and
-    /// stopped after the timeout.
+    /// stopped after the timeout; `runs` gains each as it is applied.
     fn migrate(
         &mut self,
         steps: &Steps<'_>,
         observer: &mut dyn Observer,
-    ) -> Result<Vec<MigrationRun>, UpgradeError> {
-        let mut runs = Vec::with_capacity(steps.migrations.len());
+        runs: &mut Vec<MigrationRun>,
+    ) -> Result<(), UpgradeError> {
         for migration in steps.migrations {
             let took = self
                 .db
@@ -367,7 +438,7 @@ impl<'d> UpgradeTransaction<'d> {
             observer.migrated(&run);
             runs.push(run);
         }
-        Ok(runs)
+        Ok(())
     }
 
     /// On the first upgrade of a database last upgraded by an uplift that

@@ -401,9 +401,11 @@ fn drift_blocks_the_upgrade_in_status_until_the_release_accepts_the_edit() {
         .unwrap();
     assert_eq!(checksum, actual, "the edit's checksum is recorded");
     let (event, details): (String, String) = conn
-        .query_row("SELECT event, details FROM uplift_history", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT event, details FROM uplift_history WHERE event = 'accept-migration-edit'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!(event, "accept-migration-edit");
     assert!(
@@ -1011,4 +1013,178 @@ fn precompile_without_a_release_is_a_usage_error_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("release"), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0);
+}
+
+/// The history and the log of each attempt, as `uplift history` and the
+/// home's `logs/` show them.
+fn history(f: &Fixture) -> serde_json::Value {
+    let out = run(&["--home", f.home(), "history", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn attempt_logs(f: &Fixture) -> Vec<String> {
+    crate::support::file_names(&f.home.join("logs"))
+        .iter()
+        .map(|name| std::fs::read_to_string(f.home.join("logs").join(name)).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_upgrade_attempt_is_in_the_history_and_the_home_keeps_its_log() {
+    let f = Fixture::new();
+    let r1 = f.release("1.0.0", &[INITIAL]);
+    f.install_with_rows(&r1);
+    let r2 = f.release("1.1.0", &[INITIAL, ADD_COLUMN]);
+    assert!(f.upgrade(&r2).status.success());
+    // The no-op start keeps nothing.
+    assert!(f.upgrade(&r2).status.success());
+
+    let entries = history(&f);
+    assert_eq!(entries.as_array().unwrap().len(), 2, "{entries}");
+    assert_eq!(entries[0]["event"], "install");
+    assert_eq!(entries[0]["outcome"], "installed");
+    assert_eq!(entries[0]["to_version"], "1.0.0");
+    assert_eq!(entries[1]["event"], "upgrade");
+    assert_eq!(entries[1]["outcome"], "upgraded");
+    assert_eq!(entries[1]["from_version"], "1.0.0");
+    assert_eq!(
+        entries[1]["details"]["migrations"][0]["name"],
+        "0002_price.sql"
+    );
+    assert!(
+        entries[1]["details"]["backup"]
+            .as_str()
+            .is_some_and(|b| b.contains("backups"))
+    );
+
+    let logs = attempt_logs(&f);
+    assert_eq!(logs.len(), 2, "one log per attempt but the no-op");
+    assert!(logs[1].contains("outcome  upgraded"), "{}", logs[1]);
+    assert!(logs[1].contains("0002_price.sql"), "{}", logs[1]);
+
+    let text = stdout(&run(&["--home", f.home(), "history"]));
+    assert!(
+        text.contains("upgrade                1.0.0 -> 1.1.0     upgraded"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_failed_upgrade_is_recorded_after_its_rollback_and_changes_nothing_else() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let before = fingerprint(&f.db());
+    let broken = (
+        "0002_broken.sql",
+        "ALTER TABLE item ADD COLUMN price REAL; SELECT * FROM nowhere;",
+    );
+    let out = f.upgrade(&f.release("1.1.0", &[INITIAL, broken]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        fingerprint(&f.db()),
+        before,
+        "rolled back: only the record of the attempt is new"
+    );
+
+    let entries = history(&f);
+    let failed = &entries[1];
+    assert_eq!(failed["event"], "upgrade", "{entries}");
+    assert_eq!(failed["outcome"], "failed");
+    assert_eq!(failed["to_version"], "1.1.0");
+    assert_eq!(failed["details"]["error"]["code"], "migration-failed");
+    assert!(
+        failed["details"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no such table: nowhere") && m.contains("rolled back")),
+        "{failed}"
+    );
+    let logs = attempt_logs(&f);
+    assert!(
+        logs[1].contains("outcome  failed (migration-failed)"),
+        "{}",
+        logs[1]
+    );
+    assert!(logs[1].contains("no such table: nowhere"), "{}", logs[1]);
+    // A refusal before anything began is logged in the home, not written
+    // into the database.
+    let newer = f.release("0.9.0", &[INITIAL]);
+    assert_eq!(f.upgrade(&newer).status.code(), Some(1));
+    assert_eq!(history(&f).as_array().unwrap().len(), 2);
+    assert!(attempt_logs(&f)[2].contains("outcome  failed (data-newer)"));
+}
+
+#[test]
+fn report_json_gives_a_fleet_what_it_collects_from_a_site() {
+    let f = Fixture::new();
+    f.install_with_rows(&f.release("1.0.0", &[INITIAL]));
+    let r2 = f.release("1.1.0", &[INITIAL, ADD_COLUMN]);
+    assert!(f.upgrade(&r2).status.success());
+    // A damaged backup beside the good one.
+    let backups = f.home.join("backups");
+    let good = crate::support::file_names(&backups)[0].clone();
+    let mut bytes = std::fs::read(backups.join(&good)).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(backups.join("db-damaged.dump"), bytes).unwrap();
+
+    let out = run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r2.path(),
+        "report",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["format"], 1);
+    assert_eq!(report["uplift"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        report["uplift"]["wasmtime"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert!(
+        report["uplift"]["sqlite"]
+            .as_str()
+            .is_some_and(|v| v.starts_with('3'))
+    );
+    assert_eq!(report["application"]["name"], "shop");
+    assert_eq!(report["application"]["release"], "1.1.0");
+    assert_eq!(report["database"]["data_version"], "1.1.0");
+    assert_eq!(report["database"]["state"], "up to date");
+    assert!(report["database"]["size"].as_u64().unwrap() > 0);
+    assert!(report["database"]["drift"].as_array().unwrap().is_empty());
+    assert_eq!(report["last_upgrade"]["outcome"], "upgraded");
+    assert_eq!(report["last_upgrade"]["from_version"], "1.0.0");
+    let backups = report["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{report}");
+    let verdict = |file: &str| {
+        backups
+            .iter()
+            .find(|b| b["file"] == file)
+            .map(|b| {
+                (
+                    b["verified"].as_bool().unwrap(),
+                    b["size"].as_u64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(verdict(&good).0, true);
+    assert!(verdict(&good).1 > 0);
+    assert_eq!(verdict("db-damaged.dump").0, false);
+    assert!(report["disk"]["free"].as_u64().unwrap() > 0);
+    assert!(report["disk"]["total"].as_u64().unwrap() >= report["disk"]["free"].as_u64().unwrap());
+
+    let text = stdout(&run(&[
+        "--home",
+        f.home(),
+        "--release",
+        r2.path(),
+        "report",
+    ]));
+    assert!(text.contains("shop 1.1.0 at"), "{text}");
+    assert!(text.contains("backups 2 ("), "{text}");
+    assert!(text.contains("1 that do not verify"), "{text}");
 }

@@ -13,6 +13,7 @@ mod hooks;
 mod migrations;
 mod output;
 mod plugin;
+mod report;
 mod upgrade;
 mod version;
 
@@ -145,6 +146,12 @@ enum Command {
   uplift status
   uplift status --quiet    # prints e.g. \"upgrade needed\"")]
     Status(upgrade::StatusArgs),
+    /// Report on this site for a fleet: uplift's build, the application,
+    /// data and plugin versions, the last upgrade, every backup (read
+    /// through and checked), free disk and drift
+    #[command(after_help = "Example:
+  uplift report --json > /var/tmp/learnhub-site-report.json")]
+    Report(report::ReportArgs),
     /// Show what uplift did to the database (adoptions, accepted migration
     /// edits), as the database records it
     #[command(after_help = "Example:
@@ -270,6 +277,7 @@ fn dispatch(globals: &Globals, command: Command) -> Outcome {
         Command::Adopt(args) => adopt::adopt(globals, args),
         Command::Status(args) => upgrade::status(globals, args),
         Command::History(args) => history::history(globals, args),
+        Command::Report(args) => report::report(globals, args),
         Command::Migrations(cmd) => migrations::migrations(globals, cmd),
         Command::VerifyPaths(args) => migrations::verify_paths(globals, args),
         Command::Testdb(args) => migrations::testdb(globals, args),

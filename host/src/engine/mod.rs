@@ -132,6 +132,14 @@ pub(crate) trait Database {
         plugins: &[(&str, &str)],
     ) -> Result<(), MetaError>;
 
+    /// Appends `entry` to the history, inside the transaction.
+    fn record_history(&mut self, entry: &HistoryEntry) -> Result<(), MetaError>;
+
+    /// Appends `entry` to the history in a transaction of its own, once
+    /// the upgrade's was rolled back: a failed attempt is recorded, and
+    /// nothing else is written.
+    fn record_after_rollback(&mut self, entry: &HistoryEntry) -> Result<(), MetaError>;
+
     /// Records, inside the transaction, that each of `edits` is accepted by
     /// the release `release`: the migration's recorded checksum becomes its
     /// file's, and the edit is added to the history.

@@ -8,7 +8,9 @@
 //! transaction's own steps are [`crate::transaction::UpgradeTransaction::run`].
 
 mod adopt;
+mod attempt_log;
 pub(crate) mod error;
+mod report;
 mod session;
 mod status;
 
@@ -18,6 +20,9 @@ use serde::Serialize;
 
 pub use self::adopt::{AdoptError, AdoptOptions, Adopted, SchemaMatch, adopt};
 pub use self::error::UpgradeError;
+pub use self::report::{
+    Application, BackupReport, Build, DatabaseReport, DiskSpace, REPORT_FORMAT, Report, report,
+};
 pub use self::session::Reporter;
 use self::session::{Reporting, open_existing};
 pub use self::status::{
@@ -60,7 +65,49 @@ use crate::version::Version;
 /// record the new versions, check the foreign keys the upgrade could have
 /// broken and commit. Any failure rolls back the whole transaction. Only
 /// once it is committed are old backups pruned.
+///
+/// Every attempt but the no-op and a plan leaves a log in the home's
+/// `logs/` (see [`attempt_log`]), and the database's history records each
+/// upgrade, committed or rolled back.
 pub fn upgrade(
+    home: &Home,
+    release: &Release,
+    options: &UpgradeOptions,
+    reporter: Reporter<'_>,
+) -> Result<Outcome, UpgradeError> {
+    let started = jiff::Timestamp::now();
+    let lines = attempt_log::HookLines::default();
+    let reporter = Reporter {
+        log: lines.tee(reporter.log),
+        progress: reporter.progress,
+    };
+    let mut result = attempt(home, release, options, reporter);
+    let ending = match &result {
+        Ok(Outcome::UpToDate { .. } | Outcome::Planned { .. }) => return result,
+        Ok(outcome) => attempt_log::Ending::Done {
+            what: match outcome {
+                Outcome::Installed { .. } => "installed",
+                _ => "upgraded",
+            },
+            json: serde_json::to_string_pretty(outcome).unwrap_or_default(),
+        },
+        Err(err) => attempt_log::Ending::Failed {
+            code: err.code(),
+            message: chain_text(err),
+        },
+    };
+    let written = attempt_log::write(home, release, started, &ending, &lines);
+    if let (Err(err), Ok(outcome)) = (written, &mut result) {
+        outcome.warn(format!(
+            "the log of this upgrade could not be kept: {}",
+            chain_text(&err)
+        ));
+    }
+    result
+}
+
+/// One attempt of [`upgrade`].
+fn attempt(
     home: &Home,
     release: &Release,
     options: &UpgradeOptions,
@@ -218,6 +265,15 @@ fn refuse_plugin_downgrade(
             None => Vec::new(),
         },
     })
+}
+
+impl Outcome {
+    /// Adds a warning to an install's or upgrade's (others have none).
+    fn warn(&mut self, warning: String) {
+        if let Outcome::Installed { warnings, .. } | Outcome::Upgraded { warnings, .. } = self {
+            warnings.push(warning);
+        }
+    }
 }
 
 /// Where the data stands against the release.

@@ -290,18 +290,7 @@ const DISK_FULL_MARGIN: u64 = 16 << 20;
 
 /// Bytes free for an unprivileged writer on the file system holding `dir`.
 fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a valid C string and `stat` is written by statvfs
-    // before it is read (only when it returns 0).
-    let stat = unsafe {
-        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
-            return None;
-        }
-        stat.assume_init()
-    };
-    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    crate::disk::space(dir).map(|space| space.free)
 }
 
 /// Sets `schema`'s `max_page_count` to its page count plus `bytes`' worth

@@ -325,6 +325,25 @@ impl Database for SqliteDatabase {
         Ok(outcome)
     }
 
+    fn record_history(&mut self, entry: &HistoryEntry) -> Result<(), MetaError> {
+        meta::record_history(&self.conn, entry)
+    }
+
+    /// `BEGIN IMMEDIATE`, the entry, `COMMIT`: with the upgrade's commit
+    /// gate taken down first (it turns back every commit but the
+    /// upgrade's own).
+    fn record_after_rollback(&mut self, entry: &HistoryEntry) -> Result<(), MetaError> {
+        debug_assert!(self.tx.is_none(), "the upgrade's transaction is over");
+        self.conn.commit_hook(None::<fn() -> bool>);
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let recorded = meta::record_history(&self.conn, entry)
+            .and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
+        if recorded.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        recorded
+    }
+
     fn accept_migration_edits(
         &mut self,
         edits: &[AcceptedEdit],
