@@ -1171,9 +1171,9 @@ fn report_json_gives_a_fleet_what_it_collects_from_a_site() {
             })
             .unwrap()
     };
-    assert_eq!(verdict(&good).0, true);
+    assert!(verdict(&good).0);
     assert!(verdict(&good).1 > 0);
-    assert_eq!(verdict("db-damaged.dump").0, false);
+    assert!(!verdict("db-damaged.dump").0);
     assert!(report["disk"]["free"].as_u64().unwrap() > 0);
     assert!(report["disk"]["total"].as_u64().unwrap() >= report["disk"]["free"].as_u64().unwrap());
 
