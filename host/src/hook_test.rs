@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::backup::{NoProgress, Progress};
 use crate::engine::sqlite::SqliteDatabase;
-use crate::engine::{Database, EngineError, Rows, TableRows};
+use crate::engine::{Cell, Database, EngineError, Rows, TableRows};
 use crate::errors::chain_text;
 use crate::home::{HookLimits, MigrationSettings};
 use crate::hooks::CompileCache;
@@ -51,8 +51,9 @@ pub struct TrialOptions {
     pub plugin: PathBuf,
     /// The database to copy (never written).
     pub db: PathBuf,
-    /// The data version before the upgrade.
-    pub from: Version,
+    /// The data version before the upgrade; `None`: the version the
+    /// database records.
+    pub from: Option<Version>,
     /// The release version upgraded to.
     pub to: Version,
     /// Only this hook, whatever its ranges.
@@ -88,6 +89,14 @@ pub enum TrialError {
         hook: String,
         /// The plugin's hooks, separated by commas.
         known: String,
+    },
+    /// No `--from`, and the database records no data version.
+    #[error(
+        "{path} records no data version (uplift never upgraded it): give the version its data is at with --from V"
+    )]
+    NoFrom {
+        /// The database.
+        path: PathBuf,
     },
     /// The database to copy does not exist.
     #[error("could not copy the database {path} to a temporary file: no such file")]
@@ -141,18 +150,18 @@ pub enum TrialError {
 
 /// One changed row: its key and its columns before and after (changed
 /// columns only, for an update).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RowChange {
     /// `rowid=N`, or the primary key's columns.
     pub key: String,
     /// Column → value (SQL literal) before; `None` for an insert.
-    pub before: Option<BTreeMap<String, String>>,
+    pub before: Option<BTreeMap<String, Cell>>,
     /// Column → value (SQL literal) after; `None` for a delete.
-    pub after: Option<BTreeMap<String, String>>,
+    pub after: Option<BTreeMap<String, Cell>>,
 }
 
 /// What one hook changed in one table.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TableChanges {
     /// The table's name.
     pub table: String,
@@ -195,10 +204,15 @@ pub struct TrialReport {
     pub plugin: String,
     /// The plugin's version, from its manifest.
     pub plugin_version: String,
-    /// The data version before the upgrade, as given.
+    /// The data version before the upgrade: as given, or as the database
+    /// records it.
     pub from: String,
     /// The release version upgraded to, as given.
     pub to: String,
+    /// What the author should know (a `--from` the database disagrees
+    /// with).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The release's migrations applied to the copy before the hooks, in
     /// order (empty without a release, or when none was pending).
     pub migrations: Vec<MigrationRun>,
@@ -218,6 +232,35 @@ impl TrialReport {
     /// an upgrade would commit.
     pub fn ok(&self) -> bool {
         self.hooks.iter().all(|h| h.ok) && self.foreign_key_violations.is_empty()
+    }
+}
+
+/// The version the trial upgrades from: `opts.from`, or the one the
+/// database records; with a warning when both are known and differ.
+fn starting_version(
+    opts: &TrialOptions,
+    db: &SqliteDatabase,
+) -> Result<(Version, Vec<String>), TrialError> {
+    let recorded = db.data_version().map_err(|source| {
+        TrialError::Transaction(UpgradeError::Meta {
+            path: opts.db.clone(),
+            source,
+        })
+    })?;
+    match (&opts.from, recorded) {
+        (Some(given), Some(recorded)) if *given != recorded => Ok((
+            given.clone(),
+            vec![format!(
+                "--from {given}, but {} records data version {recorded}: the hooks run as if \
+                 upgrading from {given}; leave --from out to use the database's",
+                opts.db.display()
+            )],
+        )),
+        (Some(given), _) => Ok((given.clone(), Vec::new())),
+        (None, Some(recorded)) => Ok((recorded, Vec::new())),
+        (None, None) => Err(TrialError::NoFrom {
+            path: opts.db.clone(),
+        }),
     }
 }
 
@@ -259,6 +302,7 @@ pub fn run_trial(
         cause,
     })?;
     let mut db = copy_database(&opts.db, &scratch.path().join("copy.sqlite3"))?;
+    let (from, warnings) = starting_version(opts, &db)?;
     let planned = match &opts.hook {
         Some(name) => plugin.plan_where(|_, spec| &spec.name == name),
         None => {
@@ -271,7 +315,7 @@ pub fn run_trial(
                 })
             })?;
             let changes = plugin.changes(&recorded).map_err(TrialError::Plugin)?;
-            plugin.plan(&opts.from, &opts.to, &changes, PlanScope::Application)
+            plugin.plan(&from, &opts.to, &changes, PlanScope::Application)
         }
     };
     let manifest = &plugin.plugins()[0].manifest;
@@ -286,8 +330,9 @@ pub fn run_trial(
     let mut report = TrialReport {
         plugin: manifest.name.clone(),
         plugin_version: manifest.version.clone(),
-        from: opts.from.to_string(),
+        from: from.to_string(),
         to: opts.to.to_string(),
+        warnings,
         migrations: Vec::new(),
         hooks: Vec::new(),
         log: Vec::new(),
@@ -330,7 +375,7 @@ pub fn run_trial(
         before: TableRows::new(),
         hooks: Vec::new(),
     };
-    let run = UpgradeTransaction::begin(&mut db, Mode::Trial { from: &opts.from })
+    let run = UpgradeTransaction::begin(&mut db, Mode::Trial { from: &from })
         .and_then(|tx| tx.run(&steps, &mut observer));
     let done = run.map_err(|err| match err {
         UpgradeError::Migrate(_) | UpgradeError::TransactionLost { .. } => TrialError::Migrations {
@@ -496,7 +541,7 @@ fn compare(before: &BTreeMap<String, Rows>, after: &BTreeMap<String, Rows>) -> V
                 Some(was) if was != row => {
                     changes.updated += 1;
                     if upd.len() < EXAMPLES {
-                        let changed = |side: &BTreeMap<String, String>| {
+                        let changed = |side: &BTreeMap<String, Cell>| {
                             side.iter()
                                 .filter(|(c, _)| was.get(*c) != row.get(*c))
                                 .map(|(c, v)| (c.clone(), v.clone()))
@@ -541,7 +586,7 @@ pub fn describe_change(change: &RowChange) -> String {
 }
 
 fn describe_change_raw(change: &RowChange) -> String {
-    let cols = |m: &BTreeMap<String, String>| {
+    let cols = |m: &BTreeMap<String, Cell>| {
         m.iter()
             .map(|(c, v)| format!("{c}={v}"))
             .collect::<Vec<_>>()
@@ -554,7 +599,9 @@ fn describe_change_raw(change: &RowChange) -> String {
             let parts: Vec<String> = after
                 .iter()
                 .map(|(c, v)| {
-                    let was = before.get(c).map(String::as_str).unwrap_or("(none)");
+                    let was = before
+                        .get(c)
+                        .map_or_else(|| "(none)".to_string(), ToString::to_string);
                     format!("{c} {was} → {v}")
                 })
                 .collect();
@@ -602,6 +649,11 @@ mod tests {
         assert_eq!((t.inserted, t.updated, t.deleted), (1, 1, 1));
         let updated = t.examples.iter().find(|e| e.key == "rowid=2").unwrap();
         assert_eq!(describe_change(updated), "updated rowid=2: v 'two' → 'TWO'");
+        let typed = serde_json::to_value(updated).unwrap();
+        assert_eq!(
+            typed["before"]["v"], "two",
+            "JSON values are typed: {typed}"
+        );
         let k = changes.iter().find(|c| c.table == "k").unwrap();
         assert_eq!((k.inserted, k.updated, k.deleted), (0, 1, 1));
         assert!(k.examples.iter().any(|e| e.key == "a='y', b=2"));

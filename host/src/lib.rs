@@ -23,7 +23,7 @@ pub mod upgrade;
 pub mod upgrade_paths;
 
 pub use engine::sqlite::version as sqlite_version;
-pub use engine::{EngineError, ForeignKeyViolation, MetaError};
+pub use engine::{Cell, EngineError, ForeignKeyViolation, MetaError};
 pub use errors::chain_text as error_text;
 pub use upgrade::error::UpgradeError;
 pub use uplift_contract::version;

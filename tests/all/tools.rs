@@ -463,6 +463,21 @@ fn hooks_test_shows_the_rows_a_hook_updates_and_leaves_the_database_untouched() 
     assert_eq!(learner["table"], "learner");
     assert_eq!(learner["updated"], missing);
     assert_eq!(learner["examples"].as_array().unwrap().len(), 3);
+    // Values keep their types: the email was NULL (null), and became text.
+    let example = &learner["examples"][0];
+    assert_eq!(
+        example["before"]["email"],
+        serde_json::Value::Null,
+        "{example}"
+    );
+    assert!(example["after"]["email"].is_string(), "{example}");
+    assert!(
+        !example["after"]["email"]
+            .as_str()
+            .unwrap()
+            .starts_with('\''),
+        "text without SQL quotes: {example}"
+    );
     assert!(
         report["log"][0]["message"]
             .as_str()
@@ -902,4 +917,75 @@ fn testdb_builds_a_database_at_a_release_with_its_fixtures_and_never_overwrites(
     let none = run(&["testdb", dir.path().join("x.sqlite3").to_str().unwrap()]);
     assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
     assert_eq!(file_names(dir.path()), ["old.sqlite3"]);
+}
+
+#[test]
+fn hooks_test_takes_from_from_the_database_warns_when_told_otherwise_and_can_require_a_match() {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = learnhub_064(scratch.path());
+    let plugin = component("email-backfill");
+    let test = |extra: &[&str]| {
+        let mut args = vec![
+            "hooks",
+            "test",
+            plugin.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--to",
+            "1.0.0",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // No --from: the database's own data version.
+    let out = test(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["from"], "0.6.4");
+    assert_eq!(report["hooks"][0]["hook"], "backfill_emails");
+    assert!(report.get("warnings").is_none(), "{report}");
+
+    // A --from the database disagrees with: run as told, and warned.
+    let out = test(&["--from", "0.6.3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--from 0.6.3, but")
+            && stderr(&out).contains("records data version 0.6.4"),
+        "{}",
+        stderr(&out)
+    );
+
+    // No hook matches 1.0.0 -> 1.0.0: fine by default, a failure for CI.
+    let out = test(&["--from", "1.0.0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = test(&["--from", "1.0.0", "--require-match"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no hook of email-backfill matches an upgrade from 1.0.0 to 1.0.0"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A database uplift never upgraded, and no --from: say what to give.
+    let bare = scratch.path().join("bare.sqlite3");
+    rusqlite::Connection::open(&bare)
+        .unwrap()
+        .execute_batch("CREATE TABLE learner (id INTEGER PRIMARY KEY, email TEXT);")
+        .unwrap();
+    let out = run(&[
+        "hooks",
+        "test",
+        plugin.to_str().unwrap(),
+        "--db",
+        bare.to_str().unwrap(),
+        "--to",
+        "1.0.0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("records no data version"),
+        "{}",
+        stderr(&out)
+    );
 }

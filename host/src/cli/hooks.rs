@@ -16,7 +16,7 @@ use uplift::version::Version;
 
 use super::Globals;
 use super::failure::{Failure, Outcome, reported_unless};
-use super::output::{Output, out, outln};
+use super::output::{Output, out, outln, warn_all};
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum HooksCommand {
@@ -101,9 +101,10 @@ pub(super) struct TestArgs {
     /// The database to copy
     #[arg(long, value_name = "FILE")]
     db: PathBuf,
-    /// The data version before the upgrade
+    /// The data version before the upgrade [default: the version the
+    /// database records]
     #[arg(long, value_name = "V")]
-    from: String,
+    from: Option<String>,
     /// The release version upgraded to [default: the version of
     /// --release]
     #[arg(long, value_name = "V")]
@@ -115,6 +116,10 @@ pub(super) struct TestArgs {
     /// changes per table
     #[arg(long)]
     json: bool,
+    /// Fail (exit 1) when no hook of the plugin matches the upgrade: for
+    /// CI, so that a hook whose ranges went wrong is noticed
+    #[arg(long)]
+    require_match: bool,
 }
 
 /// `uplift hooks ...`.
@@ -240,8 +245,11 @@ fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
         .map(Release::load)
         .transpose()
         .map_err(Failure::usage)?;
-    let from = Version::parse(&args.from)
-        .map_err(|e| Failure::usage(format!("--from {}: {e}", args.from)))?;
+    let from = args
+        .from
+        .as_deref()
+        .map(|from| Version::parse(from).map_err(|e| Failure::usage(format!("--from {from}: {e}"))))
+        .transpose()?;
     let to = match (&args.to, &release) {
         (Some(to), _) => {
             Version::parse(to).map_err(|e| Failure::usage(format!("--to {to}: {e}")))?
@@ -290,6 +298,13 @@ fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_trial(&opts, &report);
+    }
+    warn_all(&report.warnings);
+    if args.require_match && report.hooks.is_empty() {
+        return Err(Failure::failed(format!(
+            "no hook of {} matches an upgrade from {} to {} (--require-match): check the hooks' ranges",
+            report.plugin, report.from, report.to
+        )));
     }
     reported_unless(report.ok())
 }

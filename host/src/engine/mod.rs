@@ -230,8 +230,80 @@ impl std::fmt::Display for ForeignKeyViolation {
 /// columns).
 pub(crate) type RowKey = (i64, String);
 
-/// The rows of one table: key → column → value as an SQL literal.
-pub(crate) type Rows = BTreeMap<RowKey, BTreeMap<String, String>>;
+/// The rows of one table: key → column → value.
+pub(crate) type Rows = BTreeMap<RowKey, BTreeMap<String, Cell>>;
+
+/// One value of a row, as `uplift hooks test` shows it: typed, with long
+/// text and blobs shortened. Shown as an SQL literal (`NULL`, `42`, `'it''s'`,
+/// `x'00ff' (2 bytes)`); serialized as JSON of its type (`null`, `42`,
+/// `"it's"`, `{"blob": "00ff", "bytes": 2}`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// NULL.
+    Null,
+    /// An integer.
+    Integer(i64),
+    /// A floating-point number.
+    Real(f64),
+    /// Text: its first characters, and whether there was more.
+    Text {
+        /// The text, or its first characters.
+        text: String,
+        /// Whether it was cut short.
+        truncated: bool,
+    },
+    /// A blob: its first bytes in hex, and its length.
+    Blob {
+        /// The first bytes, in hex.
+        hex: String,
+        /// Its length in bytes.
+        bytes: usize,
+    },
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Null => f.write_str("NULL"),
+            Cell::Integer(i) => write!(f, "{i}"),
+            Cell::Real(r) => write!(f, "{r:?}"),
+            Cell::Text { text, truncated } => {
+                write!(f, "'{}'", text.replace('\'', "''"))?;
+                if *truncated {
+                    f.write_str("…")?;
+                }
+                Ok(())
+            }
+            Cell::Blob { hex, bytes } => {
+                let more = if hex.len() / 2 < *bytes { "…" } else { "" };
+                write!(f, "x'{hex}'{more} ({bytes} bytes)")
+            }
+        }
+    }
+}
+
+impl Serialize for Cell {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Cell::Null => serializer.serialize_none(),
+            Cell::Integer(i) => serializer.serialize_i64(*i),
+            // JSON has no infinity: those are shown as their literal.
+            Cell::Real(r) if !r.is_finite() => serializer.serialize_str(&format!("{r:?}")),
+            Cell::Real(r) => serializer.serialize_f64(*r),
+            Cell::Text { text, truncated } if *truncated => {
+                serializer.serialize_str(&format!("{text}…"))
+            }
+            Cell::Text { text, .. } => serializer.serialize_str(text),
+            Cell::Blob { hex, bytes } => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("blob", hex)?;
+                map.serialize_entry("bytes", bytes)?;
+                map.end()
+            }
+        }
+    }
+}
 
 /// The rows of several tables, by table name.
 pub(crate) type TableRows = BTreeMap<String, Rows>;

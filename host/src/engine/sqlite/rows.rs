@@ -9,7 +9,7 @@ use rusqlite::types::ValueRef;
 
 use super::sql::quote_ident;
 use crate::backup::files::hex;
-use crate::engine::{Rows, TableRows};
+use crate::engine::{Cell, Rows, TableRows};
 
 /// The rows of every table of the main schema (SQLite's own excepted) that
 /// `include` accepts.
@@ -65,7 +65,7 @@ fn rows_of(conn: &Connection, table: &str) -> rusqlite::Result<Rows> {
             key = format!("rowid={rowid}");
         }
         for (i, name) in names.iter().enumerate().skip(first) {
-            let value = literal(row.get_ref(i)?);
+            let value = cell(row.get_ref(i)?);
             if key_columns.contains(name) {
                 if !key.is_empty() {
                     key.push_str(", ");
@@ -79,22 +79,23 @@ fn rows_of(conn: &Connection, table: &str) -> rusqlite::Result<Rows> {
     Ok(out)
 }
 
-/// A value as an SQL literal; long text and blobs are shortened.
-fn literal(value: ValueRef<'_>) -> String {
+/// A value as a [`Cell`]; long text and blobs are shortened.
+fn cell(value: ValueRef<'_>) -> Cell {
     match value {
-        ValueRef::Null => "NULL".into(),
-        ValueRef::Integer(i) => i.to_string(),
-        ValueRef::Real(r) => format!("{r:?}"),
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(i) => Cell::Integer(i),
+        ValueRef::Real(r) => Cell::Real(r),
         ValueRef::Text(t) => {
             let text = String::from_utf8_lossy(t);
             let short: String = text.chars().take(80).collect();
-            let more = if short.len() < text.len() { "…" } else { "" };
-            format!("'{}'{more}", short.replace('\'', "''"))
+            Cell::Text {
+                truncated: short.len() < text.len(),
+                text: short,
+            }
         }
-        ValueRef::Blob(b) => {
-            let hex = hex(&b[..b.len().min(16)]);
-            let more = if b.len() > 16 { "…" } else { "" };
-            format!("x'{hex}'{more} ({} bytes)", b.len())
-        }
+        ValueRef::Blob(b) => Cell::Blob {
+            hex: hex(&b[..b.len().min(16)]),
+            bytes: b.len(),
+        },
     }
 }
