@@ -1105,6 +1105,68 @@ fn validate_refuses_an_owned_prefix_that_matches_a_release_table() {
 }
 
 #[test]
+fn validate_warns_of_hooks_whose_ranges_never_match_the_releases_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let release = notebook_release(tmp.path(), "CREATE TABLE notes(id INTEGER PRIMARY KEY);");
+    let json = r#"{"uplift_manifest":1,"name":"ranged","version":"1.0.0","capabilities":{},"hooks":[
+        {"name":"for_this_release","old_version":"<1.0.0","new_version":">=1.0.0"},
+        {"name":"for_two","old_version":"<2.0.0","new_version":">=2.0.0"},
+        {"name":"for_plugin_two","plugin_new_version":">=2.0"}]}"#;
+    let manifest = uplift::hooks::HookManifest::from_section(json.as_bytes()).unwrap();
+    let component = std::fs::read(support::component("uplift-test-hostile")).unwrap();
+    let plugin = tmp.path().join("ranged.wasm");
+    std::fs::write(
+        &plugin,
+        uplift::hooks::manifest::embed_manifest(&component, &manifest).unwrap(),
+    )
+    .unwrap();
+
+    let out = validate_against(&release.dir, &plugin);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "warnings do not fail: {}",
+        support::stdout(&out)
+    );
+    let text = support::stdout(&out);
+    assert!(
+        text.contains(r#"warning: hook for_two: new_version ">=2.0.0" matches none of the releases named (1.0.0)"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"warning: hook for_plugin_two: plugin_new_version ">=2.0" does not match this plugin's own version 1.0.0"#),
+        "{text}"
+    );
+    assert!(!text.contains("hook for_this_release"), "{text}");
+
+    // Naming the later release it is meant for quiets the first.
+    let out = support::run(&[
+        "hooks",
+        "validate",
+        "--release",
+        release.dir.to_str().unwrap(),
+        "--later",
+        "2.0.0",
+        "--json",
+        plugin.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{report}");
+    assert!(warnings[0].as_str().unwrap().contains("for_plugin_two"));
+    // A later release that is not a version is a usage error.
+    let out = support::run(&[
+        "hooks",
+        "validate",
+        "--later",
+        "two",
+        plugin.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn embed_manifest_replaces_the_manifest_and_inspect_shows_it() {
     let tmp = tempfile::tempdir().unwrap();
     let toml = tmp.path().join("hook.toml");

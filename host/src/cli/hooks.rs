@@ -38,6 +38,11 @@ pub(super) enum HooksCommand {
         /// Print one JSON object per file
         #[arg(long)]
         json: bool,
+        /// A release later than --release's that hooks may be meant for
+        /// (repeat for several): a hook whose new_version matches none of
+        /// them, nor --release, is warned of
+        #[arg(long, value_name = "V", value_parser = parse_version)]
+        later: Vec<Version>,
         /// Plugin components (.wasm)
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -127,7 +132,9 @@ pub(super) fn hooks(globals: &Globals, cmd: HooksCommand) -> Outcome {
     let out = globals.output();
     match cmd {
         HooksCommand::Inspect { file, json } => inspect(&file, json),
-        HooksCommand::Validate { json, files } => validate(globals, &out, json, &files),
+        HooksCommand::Validate { json, later, files } => {
+            validate(globals, &out, json, later, &files)
+        }
         HooksCommand::New(args) => new(&out, args),
         HooksCommand::Test(args) => test(globals, &out, args),
         HooksCommand::EmbedManifest {
@@ -167,14 +174,25 @@ fn existing_home(globals: &Globals) -> Option<Home> {
     globals.home().ok().filter(|h| h.root().is_dir())
 }
 
-fn validate(globals: &Globals, out: &Output, json: bool, files: &[PathBuf]) -> Outcome {
+fn parse_version(text: &str) -> Result<Version, String> {
+    Version::parse(text).map_err(|e| e.to_string())
+}
+
+fn validate(
+    globals: &Globals,
+    out: &Output,
+    json: bool,
+    later: Vec<Version>,
+    files: &[PathBuf],
+) -> Outcome {
     let compile_seconds = match existing_home(globals) {
         Some(home) => home.settings()?.hooks.compile_seconds,
         None => HookLimits::default().compile_seconds,
     };
     let validator = Validator::new(globals.release.as_deref())
         .map_err(Failure::usage)?
-        .with_compile_seconds(compile_seconds);
+        .with_compile_seconds(compile_seconds)
+        .with_later(later);
     let reports: Vec<_> = files.iter().map(|f| validator.validate(f)).collect();
     if json {
         for report in &reports {
@@ -193,6 +211,9 @@ fn validate(globals: &Globals, out: &Output, json: bool, files: &[PathBuf]) -> O
                 for error in &report.errors {
                     outln!("     {error}");
                 }
+            }
+            for warning in &report.warnings {
+                outln!("     warning: {warning}");
             }
         }
     }

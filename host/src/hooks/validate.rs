@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::hooks::HookError;
-use crate::hooks::manifest::{self, ManifestError};
+use crate::hooks::manifest::{self, HookManifest, ManifestError};
 use crate::hooks::runtime::HookEngine;
 use crate::release::Release;
+use crate::version::Version;
 
 /// The result of validating one file.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +27,9 @@ pub struct FileReport {
     pub valid: bool,
     /// What is wrong, one sentence each.
     pub errors: Vec<String>,
+    /// What is suspect but not wrong (a hook whose ranges can never match
+    /// the releases named), one sentence each.
+    pub warnings: Vec<String>,
 }
 
 /// Validates plugin components against this uplift's linker and, optionally,
@@ -33,6 +37,9 @@ pub struct FileReport {
 pub struct Validator {
     engine: HookEngine,
     release: Option<(PathBuf, Vec<String>)>,
+    /// The release's version and the later ones named: what a hook's
+    /// `new_version` should match one of.
+    targets: Vec<Version>,
 }
 
 impl Validator {
@@ -42,11 +49,25 @@ impl Validator {
     /// release cannot be loaded or its migrations do not apply.
     pub fn new(release: Option<&Path>) -> Result<Validator, HookError> {
         let engine = HookEngine::new()?;
-        let release = match release {
-            Some(dir) => Some((dir.to_path_buf(), release_tables(dir)?)),
-            None => None,
+        let (release, targets) = match release {
+            Some(dir) => {
+                let (version, tables) = release_schema(dir)?;
+                (Some((dir.to_path_buf(), tables)), vec![version])
+            }
+            None => (None, Vec::new()),
         };
-        Ok(Validator { engine, release })
+        Ok(Validator {
+            engine,
+            release,
+            targets,
+        })
+    }
+
+    /// Also names releases later than the one given: a hook whose
+    /// `new_version` matches none of them (nor the release) is warned of.
+    pub fn with_later(mut self, later: impl IntoIterator<Item = Version>) -> Validator {
+        self.targets.extend(later);
+        self
     }
 
     /// Bounds the time compiling one component may take (`[hooks]
@@ -65,6 +86,7 @@ impl Validator {
             version: None,
             valid: false,
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
@@ -107,6 +129,7 @@ impl Validator {
                         }
                     }
                 }
+                report.warnings = range_warnings(&m, &self.targets);
                 report.plugin = Some(m.name);
                 report.version = Some(m.version);
             }
@@ -138,12 +161,49 @@ impl Validator {
     }
 }
 
-/// The tables and views of `dir`'s schema after all its migrations.
-fn release_tables(dir: &Path) -> Result<Vec<String>, HookError> {
+/// The hooks whose ranges can never match: a `new_version` that none of
+/// `targets` (the release and the later ones named) matches, and a
+/// `plugin_new_version` that the plugin's own version does not match (the
+/// installed plugin is this one).
+fn range_warnings(manifest: &HookManifest, targets: &[Version]) -> Vec<String> {
+    let own = Version::parse(&manifest.version).ok();
+    let named = targets
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut warnings = Vec::new();
+    for hook in &manifest.hooks {
+        if !targets.is_empty() && !targets.iter().any(|v| hook.new_version.matches(v)) {
+            warnings.push(format!(
+                "hook {}: new_version {:?} matches none of the releases named ({named}), so it never runs \
+                 when upgrading to them; name later releases with --later V if it is meant for one",
+                hook.name,
+                hook.new_version.to_string()
+            ));
+        }
+        if let (Some(range), Some(own)) = (&hook.plugin_new_version, &own)
+            && !range.matches(own)
+        {
+            warnings.push(format!(
+                "hook {}: plugin_new_version {:?} does not match this plugin's own version {own}, so \
+                 this component never runs it",
+                hook.name,
+                range.to_string()
+            ));
+        }
+    }
+    warnings
+}
+
+/// The version of the release at `dir`, and the tables and views of its
+/// schema after all its migrations.
+fn release_schema(dir: &Path) -> Result<(Version, Vec<String>), HookError> {
     let release_error = |e: crate::release::ReleaseError| HookError::Release {
         dir: dir.to_path_buf(),
         message: crate::errors::chain_text(&e),
     };
     let release = Release::load(dir).map_err(release_error)?;
-    crate::engine::sqlite::schema::schema_tables(&release).map_err(release_error)
+    let tables = crate::engine::sqlite::schema::schema_tables(&release).map_err(release_error)?;
+    Ok((release.version, tables))
 }
