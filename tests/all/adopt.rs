@@ -190,11 +190,22 @@ fn a_database_made_by_plain_sql_scripts_is_adopted_at_the_release_it_matches_the
 
     // From here it is a site like any other: the upgrade to 1.0.0 runs the
     // remaining migrations and the hooks for 0.6.4 → 1.0.0.
-    let out = site.uplift(&["upgrade", "--json"]);
+    let out = site.uplift(&["upgrade"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let upgraded = json(&out);
-    assert_eq!(upgraded["plan"]["from"], "0.6.4");
-    assert_eq!(upgraded["migrations"].as_array().unwrap().len(), 2);
+    // A line per hook as it starts, even into a pipe.
+    assert!(
+        stderr(&out).contains("hook badges/first_lesson"),
+        "{}",
+        stderr(&out)
+    );
+    let history = json(&site.uplift(&["history", "--json"]));
+    let upgraded = &history[1];
+    assert_eq!(upgraded["event"], "upgrade", "{history}");
+    assert_eq!(upgraded["from_version"], "0.6.4");
+    assert_eq!(
+        upgraded["details"]["migrations"].as_array().unwrap().len(),
+        2
+    );
     let status = json(&site.uplift(&["status", "--json"]));
     assert_eq!(status["state"], "up to date");
     assert_eq!(status["adopted"]["version"], "0.6.4");

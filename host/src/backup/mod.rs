@@ -202,6 +202,9 @@ pub trait Progress {
     fn update(&mut self, _done: u64, _rows: u64) {}
     /// The current phase is finished.
     fn end(&mut self) {}
+    /// A step worth a line of its own begins (`hook badges/first_lesson`):
+    /// shown as it starts, and kept.
+    fn step(&mut self, _what: &str) {}
 }
 
 /// A [`Progress`] that ignores everything.

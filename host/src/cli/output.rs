@@ -122,7 +122,11 @@ pub(super) fn warn_all(warnings: &[String]) {
 /// Progress bars on stderr, drawn only on a terminal and without --quiet.
 pub(super) struct Bars {
     bar: Option<indicatif::ProgressBar>,
+    /// Bars are drawn: on a terminal, unless quiet.
     enabled: bool,
+    /// Step lines are printed: unless quiet (a pipe or a file gets them as
+    /// plain lines).
+    lines: bool,
 }
 
 impl Bars {
@@ -130,6 +134,7 @@ impl Bars {
         Bars {
             bar: None,
             enabled: !quiet && std::io::stderr().is_terminal(),
+            lines: !quiet,
         }
     }
 }
@@ -165,6 +170,16 @@ impl Progress for Bars {
     fn end(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+    }
+
+    fn step(&mut self, what: &str) {
+        if !self.lines {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(what),
+            None => eprintln!("{what}"),
         }
     }
 }

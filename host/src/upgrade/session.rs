@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::error::UpgradeError;
 use crate::backup::{self, Progress, ProgressUnit};
-use crate::engine::Database;
 use crate::engine::sqlite::SqliteDatabase;
+use crate::engine::{Database, EngineError};
 use crate::home::{Home, Settings};
 use crate::hooks::{
     CacheOutcome, CompileRun, HookError, HookRunner, LogSink, PlannedHook, Plugin, PluginSet,
@@ -91,6 +91,13 @@ impl Observer for Reporting<'_, '_> {
 
     fn log(&self) -> Arc<dyn LogSink> {
         Arc::clone(&self.reporter.log)
+    }
+
+    fn before_hook(&mut self, hook: &PlannedHook, _db: &dyn Database) -> Result<(), EngineError> {
+        self.reporter
+            .progress
+            .step(&format!("hook {}/{}", hook.plugin, hook.hook));
+        Ok(())
     }
 
     fn runner(&mut self) -> Result<HookRunner, HookError> {
