@@ -269,3 +269,31 @@ fn no_color_and_color_never_print_no_escape_codes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!stderr(&out).contains(ESC), "{}", stderr(&out));
 }
+
+#[test]
+fn verbose_shows_the_hooks_skipped_and_quiet_and_verbose_conflict() {
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("home");
+    crate::support::install_example(&home, "0.6.4");
+    let release = crate::support::example_release("1.0.0");
+    let plan = |verbose: bool| {
+        let mut args = vec![
+            "--home",
+            home.to_str().unwrap(),
+            "--release",
+            release.to_str().unwrap(),
+        ];
+        if verbose {
+            args.push("-v");
+        }
+        args.extend(["upgrade", "--plan"]);
+        let out = crate::support::run(&args);
+        assert!(out.status.success(), "{}", crate::support::stderr(&out));
+        crate::support::stdout(&out)
+    };
+    let skipped = "skipped    big-leap/big_leap_upgrade (its ranges do not select it)";
+    assert!(plan(true).contains(skipped), "{}", plan(true));
+    assert!(!plan(false).contains("skipped"), "{}", plan(false));
+    let out = crate::support::run(&["-v", "-q", "--home", home.to_str().unwrap(), "status"]);
+    assert_eq!(out.status.code(), Some(2));
+}

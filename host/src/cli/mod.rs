@@ -65,6 +65,11 @@ struct Globals {
     #[arg(long, short, global = true)]
     quiet: bool,
 
+    /// Print more detail: what was compiled or read from the compile cache,
+    /// which hooks were skipped and why
+    #[arg(long, short, global = true, conflicts_with = "quiet")]
+    verbose: bool,
+
     /// When to colour the output; auto: only on a terminal, and not when
     /// NO_COLOR is set
     #[arg(
@@ -112,7 +117,10 @@ impl Globals {
 
     /// Where human-readable results go, silenced by --quiet.
     fn output(&self) -> output::Output {
-        output::Output { quiet: self.quiet }
+        output::Output {
+            quiet: self.quiet,
+            verbose: self.verbose,
+        }
     }
 }
 

@@ -100,9 +100,19 @@ pub(super) fn color_choice(args: &[std::ffi::OsString]) -> clap::ColorChoice {
 /// Prints human-readable results unless --quiet.
 pub(super) struct Output {
     pub quiet: bool,
+    /// `-v`: more detail (what was read from the compile cache, which
+    /// hooks were skipped and why).
+    pub verbose: bool,
 }
 
 impl Output {
+    /// Prints `text` like [`Output::line`], only with `-v`.
+    pub(super) fn detail(&self, text: impl std::fmt::Display) {
+        if self.verbose {
+            self.line(text);
+        }
+    }
+
     /// Prints `text` and a newline on stdout, unless --quiet.
     pub(super) fn line(&self, text: impl std::fmt::Display) {
         if !self.quiet {

@@ -335,16 +335,34 @@ fn print_ran(out: &Output, plan: &Plan, compiled: &[CompileRun], hooks: &[HookRu
     for change in &plan.plugins {
         out.line(format_args!("  plugin     {change}"));
     }
-    for c in compiled.iter().filter(|c| c.cache != CacheOutcome::Hit) {
-        out.line(format_args!(
-            "  compiled   {} {} ({:.1} ms, before the upgrade began)",
-            c.plugin, c.version, c.ms
-        ));
+    for c in compiled {
+        if c.cache == CacheOutcome::Hit {
+            out.detail(format_args!(
+                "  cached     {} {} (read from the compile cache, {:.1} ms)",
+                c.plugin, c.version, c.ms
+            ));
+        } else {
+            out.line(format_args!(
+                "  compiled   {} {} ({:.1} ms, before the upgrade began)",
+                c.plugin, c.version, c.ms
+            ));
+        }
     }
+    print_skipped(out, plan);
     for h in hooks {
         out.line(format_args!(
             "  hook       {}/{} ({:.1} ms)",
             h.plugin, h.hook, h.ms
+        ));
+    }
+}
+
+/// With `-v`, the hooks that do not run and why.
+fn print_skipped(out: &Output, plan: &Plan) {
+    for s in &plan.skipped {
+        out.detail(format_args!(
+            "  skipped    {}/{} ({})",
+            s.plugin, s.hook, s.why
         ));
     }
 }
@@ -379,6 +397,7 @@ fn print_plan(out: &Output, plan: &Plan) {
             h.plugin, h.hook
         ));
     }
+    print_skipped(out, plan);
 }
 
 /// What a plan upgrades, in a few words: `0.6.4 -> 1.0.0`, or `the

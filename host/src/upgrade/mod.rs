@@ -226,9 +226,11 @@ fn plan(
         plugins.ensure_complete(home)?;
     }
     let to = &release.version;
+    let hooks = plugins.plan(from.unwrap_or(to), to, changes, scope);
     Ok(Plan {
         kind,
-        hooks: plugins.plan(from.unwrap_or(to), to, changes, scope),
+        skipped: skipped_hooks(plugins, &hooks),
+        hooks,
         plugins: changes.changed().cloned().collect(),
         migrations: migrations.iter().map(Migration::file_name).collect(),
         accepted_edits,
@@ -431,6 +433,45 @@ pub struct Plan {
     pub accepted_edits: Vec<AcceptedEdit>,
     /// Hooks to run after the migrations, in order.
     pub hooks: Vec<PlannedHook>,
+    /// The hooks of the plugins that will not run, and why (`uplift -v`
+    /// shows them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedHook>,
+}
+
+/// A hook an upgrade does not run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedHook {
+    /// The plugin.
+    pub plugin: String,
+    /// The hook.
+    pub hook: String,
+    /// Why: `plugin disabled`, or `its ranges do not select it`.
+    pub why: &'static str,
+}
+
+/// The hooks of `plugins` that `hooks` leaves out, and why.
+fn skipped_hooks(plugins: &PluginSet, hooks: &[PlannedHook]) -> Vec<SkippedHook> {
+    let mut skipped = Vec::new();
+    for plugin in plugins.plugins() {
+        for spec in &plugin.manifest.hooks {
+            let planned = hooks
+                .iter()
+                .any(|h| h.plugin == plugin.name() && h.hook == spec.name);
+            if !planned {
+                skipped.push(SkippedHook {
+                    plugin: plugin.name().to_string(),
+                    hook: spec.name.clone(),
+                    why: if plugin.active {
+                        "its ranges do not select it"
+                    } else {
+                        "plugin disabled"
+                    },
+                });
+            }
+        }
+    }
+    skipped
 }
 
 /// What kind of upgrade a [`Plan`] is.
