@@ -4,9 +4,10 @@
 //! without overwriting, fsync of the folder.
 //!
 //! The text is, in order: uplift's header, `BEGIN TRANSACTION`, every
-//! table's `CREATE TABLE`, the tables' rows ([`super::rows`]), the virtual
-//! tables, statistics and AUTOINCREMENT counters, the indexes, triggers and
-//! views, the two header pragmas, `COMMIT`, and the checksum trailer. When
+//! table's `CREATE TABLE`, each table's rows ([`super::rows`]) followed by
+//! its indexes, the virtual tables, statistics and AUTOINCREMENT counters,
+//! the triggers and views, the two header pragmas, `COMMIT`, and the
+//! checksum trailer. When
 //! a second connection can read the same snapshot
 //! ([`super::snapshot::second_reader`]), two threads dump the tables, the
 //! largest first, each table whole by one of them; their statements reach
@@ -88,13 +89,30 @@ pub(crate) fn write_backup(
 struct SchemaEntry {
     kind: String,
     name: String,
+    /// The table it belongs to (its own name for a table).
+    table: String,
     sql: Option<String>,
 }
 
-/// A table to dump, and how many rows it has.
+impl SchemaEntry {
+    /// Whether this is an index of a plain table, written right after the
+    /// table's rows.
+    fn indexes_plain_table(&self, schema: &[SchemaEntry]) -> bool {
+        self.kind == "index"
+            && self.sql.is_some()
+            && schema
+                .iter()
+                .any(|t| t.name == self.table && is_plain_table(t))
+    }
+}
+
+/// A table to dump, how many rows it has, and its indexes.
 struct Job {
     plan: TablePlan,
     rows: u64,
+    /// Each index's `CREATE INDEX` statement, written right after the
+    /// rows: the restore builds it while the table is still in its cache.
+    indexes: Vec<String>,
 }
 
 impl Job {
@@ -148,9 +166,15 @@ fn prepare(
         let rows: i64 = conn
             .query_row(&sql, [], |r| r.get(0))
             .map_err(sql_err(format!("counting rows of {}", entry.name)))?;
+        let indexes = schema
+            .iter()
+            .filter(|e| e.table == entry.name && e.indexes_plain_table(&schema))
+            .filter_map(|e| e.sql.clone())
+            .collect();
         jobs.push(Job {
             plan: TablePlan::read(conn, &entry.name)?,
             rows: rows.max(0) as u64,
+            indexes,
         });
     }
     jobs.sort_by_key(|job| std::cmp::Reverse(job.weight()));
@@ -348,6 +372,11 @@ impl<'a> Queue<'a> {
                     break;
                 };
                 dump_rows(conn, &job.plan, out, tally)?;
+                for sql in &job.indexes {
+                    out.buf.extend_from_slice(sql.as_bytes());
+                    out.buf.extend_from_slice(b";\n");
+                    out.statement_done()?;
+                }
             }
             out.flush()
         })();
@@ -407,11 +436,12 @@ fn write_tail(
         dump_rows(conn, &table, out, tally)?;
     }
 
-    // Indexes, triggers and views after the data: indexes are built once,
-    // triggers do not fire on restored rows.
+    // Triggers and views after the data (triggers do not fire on restored
+    // rows), and any index not written after its table's rows.
     for entry in schema {
         if matches!(entry.kind.as_str(), "index" | "trigger" | "view")
             && !entry.name.starts_with("sqlite_")
+            && !entry.indexes_plain_table(schema)
             && let Some(sql) = &entry.sql
         {
             out.buf.extend_from_slice(sql.as_bytes());
@@ -466,14 +496,15 @@ fn persist(
 
 fn read_schema(conn: &Connection) -> Result<Vec<SchemaEntry>, BackupError> {
     let mut stmt = conn
-        .prepare("SELECT type, name, sql FROM main.sqlite_schema ORDER BY rowid")
+        .prepare("SELECT type, name, tbl_name, sql FROM main.sqlite_schema ORDER BY rowid")
         .map_err(sql_err("sqlite_schema"))?;
     let rows = stmt
         .query_map([], |r| {
             Ok(SchemaEntry {
                 kind: r.get(0)?,
                 name: r.get(1)?,
-                sql: r.get(2)?,
+                table: r.get(2)?,
+                sql: r.get(3)?,
             })
         })
         .map_err(sql_err("sqlite_schema"))?;

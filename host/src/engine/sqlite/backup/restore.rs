@@ -14,7 +14,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
-use super::check::{self, IntegrityCheck};
+use super::check::{self, IntegrityCheck, RowBytes};
 use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
 use crate::backup::error::{BackupFileError, RestoreError};
 use crate::backup::files::{self, DumpHeader};
@@ -149,7 +149,11 @@ pub fn restore(
             (verified?, built)
         }
     };
-    let (statements, rows) = built?;
+    let Built {
+        statements,
+        rows,
+        row_bytes,
+    } = built?;
     let mut warnings = Vec::new();
     if !checked.is_verified() {
         warnings.push(format!(
@@ -161,7 +165,7 @@ pub fn restore(
     // it was built without syncs) runs while the check reads it.
     let (checked_version, synced) = std::thread::scope(|scope| {
         let sync = scope.spawn(|| temp.as_file().sync_all());
-        let checked = check::check(&temp_path, file, options.check, progress);
+        let checked = check::check(&temp_path, file, options.check, &row_bytes, progress);
         let synced = sync
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
@@ -496,15 +500,24 @@ fn is_plain_transaction(stmt: &[u8]) -> bool {
     )
 }
 
-/// Runs the dump's statements into a new database at `target`. Returns the
-/// numbers of statements and rows.
+/// What building the restored database did.
+struct Built {
+    /// Statements run.
+    statements: u64,
+    /// Rows inserted.
+    rows: u64,
+    /// Bytes of `INSERT` text run into each table (by the fast path).
+    row_bytes: RowBytes,
+}
+
+/// Runs the dump's statements into a new database at `target`.
 fn build(
     target: &Path,
     dump: &Path,
     file_size: u64,
     options: &RestoreOptions,
     progress: &mut dyn Progress,
-) -> Result<(u64, u64), RestoreError> {
+) -> Result<Built, RestoreError> {
     let build_err = |cause: rusqlite::Error| RestoreError::Build {
         path: target.to_path_buf(),
         cause: cause.into(),
@@ -669,14 +682,18 @@ fn build(
         }
         Ok(())
     })?;
-    drop(inserter);
+    let row_bytes = inserter.finish();
     progress.update(consumed.load(Ordering::Relaxed), rows);
     progress.end();
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
     conn.execute_batch("PRAGMA writable_schema=OFF; COMMIT;")
         .map_err(build_err)?;
     conn.close().map_err(|(_, source)| build_err(source))?;
-    Ok((statements, rows))
+    Ok(Built {
+        statements,
+        rows,
+        row_bytes,
+    })
 }
 
 /// The fast path for the `INSERT`s the parser understood: a statement
@@ -687,6 +704,8 @@ fn build(
 struct Inserter<'c> {
     current: Option<(Vec<u8>, usize, rusqlite::Statement<'c>)>,
     sql: String,
+    /// The bytes of text inserted into each table so far.
+    row_bytes: RowBytes,
 }
 
 /// Why the fast path did not insert a statement's rows.
@@ -712,6 +731,7 @@ impl<'c> Inserter<'c> {
         let head = &stmt[..parsed.head_end];
         let target = &stmt[parsed.target.0..parsed.target.1];
         let per_row = parsed.per_row;
+        *self.row_bytes.entry(unquote(target)).or_default() += stmt.len() as u64;
         // The statement prepared for the previous head serves as long as
         // the head is the same (it never is for sqlite_schema: see below).
         let same = self
@@ -750,6 +770,12 @@ impl<'c> Inserter<'c> {
         }
         result.map_err(InsertError::Sqlite)?;
         Ok((values.len() / per_row) as u64)
+    }
+
+    /// Ends the fast path (its statement is finalized): the bytes of text
+    /// inserted into each table.
+    fn finish(self) -> RowBytes {
+        self.row_bytes
     }
 
     /// Prepares `head VALUES(?,...)` with `per_row` parameters.
