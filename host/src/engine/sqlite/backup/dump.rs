@@ -13,18 +13,21 @@
 //! largest first, each table whole by one of them; their statements reach
 //! the file in whole chunks, interleaved.
 
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use rusqlite::Connection;
 
+use super::direct::{self, DumpFile};
 use super::literal::push_text;
 use super::rows::{TablePlan, Tally, dump_rows};
 use super::snapshot::{Snapshot, second_reader};
 use super::sql_err;
-use super::writer::{self, FileBytes, Out, Sink};
-use crate::backup::error::BackupError;
+use super::writer::{self, Finished, Out, Sink};
+use crate::backup::error::{BackupError, BackupFileError};
 use crate::backup::files::{self, DumpHeader, TRAILER_PREFIX};
 use crate::backup::{BackupFile, BackupOptions};
 use crate::backup::{FORMAT_VERSION, Progress, ProgressUnit, io_err, sync_dir};
@@ -212,54 +215,8 @@ fn write_in_snapshot(
         .as_file()
         .try_clone()
         .map_err(io_err("could not open", &temp_path))?;
-    let bytes = FileBytes::new(file);
-    let sink = if options.compress {
-        let encoder = zstd::stream::write::Encoder::new(bytes, 3)
-            .map_err(io_err("could not compress into", &temp_path))?;
-        Sink::Zstd(encoder)
-    } else {
-        Sink::Plain(bytes)
-    };
-    let (outs, chunks) = writer::channel(connections, &temp_path);
-    let (rows, written) = std::thread::scope(|scope| {
-        // Hashing and writing (and compressing) run beside the SQLite reads.
-        let writer = scope.spawn(|| writer::write_chunks(chunks, sink, &temp_path));
-        let rows = generate(conn, helper, &prepared, outs, progress);
-        let written = writer
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (rows, written)
-    });
-    // A failed read stops the writer too: its error is the one to report.
-    let rows = rows?;
-    let finished = written?.finish(
-        |sha256| {
-            let mut trailer = TRAILER_PREFIX.to_vec();
-            trailer.extend_from_slice(sha256.as_bytes());
-            trailer.push(b'\n');
-            trailer
-        },
-        &temp_path,
-    )?;
-    progress.end();
-
-    // The sync (writing the whole file out) and the read-back (comparing
-    // the file with what was written) run side by side: one waits on the
-    // disk, the other on the processor. The file is renamed only after both.
-    let (synced, verified) = std::thread::scope(|scope| {
-        let sync = scope.spawn(|| finished.file.sync_all());
-        let verified = if options.verify {
-            verify_written(&temp_path, finished.file_sum)
-        } else {
-            Ok(())
-        };
-        let synced = sync
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked")));
-        (synced, verified)
-    });
-    synced.map_err(io_err("could not sync", &temp_path))?;
-    verified?;
+    let (finished, rows) =
+        write_file(conn, helper, &prepared, options, file, &temp_path, progress)?;
     drop(finished.file);
 
     let size = std::fs::metadata(&temp_path)
@@ -282,17 +239,84 @@ fn write_in_snapshot(
     })
 }
 
-/// Reads the file just written back and checks that it holds exactly the
-/// bytes written.
-fn verify_written(path: &Path, file_sum: u128) -> Result<(), BackupError> {
-    if writer::reads_back_as(path, file_sum)? {
-        Ok(())
+/// Writes the dump into `file` (the temporary file at `path`), synced and,
+/// when `options.verify`, read back; returns it and the number of rows.
+///
+/// Four threads: the dump's connection and `helper` (if any) read and
+/// format the rows; the writer hashes and writes the text; the read-back
+/// reads each run back as it is written. The sync and the end of the
+/// read-back run side by side.
+fn write_file(
+    conn: &Connection,
+    helper: Option<Connection>,
+    prepared: &Prepared,
+    options: &BackupOptions,
+    file: File,
+    path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(Finished, u64), BackupError> {
+    let (regions, written_regions) = match options.verify {
+        true => {
+            let (tx, rx) = mpsc::channel();
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
+    let bytes = DumpFile::new(file, path, regions);
+    let sink = if options.compress {
+        let encoder = zstd::stream::write::Encoder::new(bytes, 3)
+            .map_err(io_err("could not compress into", path))?;
+        Sink::Zstd(encoder)
     } else {
-        Err(BackupError::NotVerified {
-            path: path.to_path_buf(),
-            failure: None,
-        })
-    }
+        Sink::Plain(bytes)
+    };
+    let connections = 1 + usize::from(helper.is_some());
+    let (outs, chunks) = writer::channel(connections, path);
+    std::thread::scope(|scope| {
+        let reader = written_regions.map(|rx| scope.spawn(move || direct::read_back(path, rx)));
+        let writer = scope.spawn(|| writer::write_chunks(chunks, sink, path));
+        let rows = generate(conn, helper, prepared, outs, progress);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // A failed read stops the writer too: its error is the one to
+        // report. Whatever fails, the file's end is dropped on the way out,
+        // which ends the read-back.
+        let rows = rows?;
+        let finished = written?.finish(
+            |sha256| {
+                let mut trailer = TRAILER_PREFIX.to_vec();
+                trailer.extend_from_slice(sha256.as_bytes());
+                trailer.push(b'\n');
+                trailer
+            },
+            path,
+        )?;
+        progress.end();
+        let synced = finished.file.sync_all();
+        if let Some(reader) = reader {
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            verify_read_back(path, read, finished.file_sum)?;
+        }
+        synced.map_err(io_err("could not sync", path))?;
+        Ok((finished, rows))
+    })
+}
+
+/// Checks that the file read back (`read`: the XXH3-128 of its bytes, or
+/// why reading failed) holds exactly the bytes written (`written`).
+fn verify_read_back(path: &Path, read: io::Result<u128>, written: u128) -> Result<(), BackupError> {
+    let failure = match read {
+        Ok(sum) if sum == written => return Ok(()),
+        Ok(_) => None,
+        Err(e) => Some(BackupFileError::Io(io_err("could not read back", path)(e))),
+    };
+    Err(BackupError::NotVerified {
+        path: path.to_path_buf(),
+        failure,
+    })
 }
 
 /// Writes the whole dump text (header to `COMMIT;`) through `outs` (one

@@ -1,6 +1,6 @@
 //! Backups on SQLite: plain SQL dumps that the `sqlite3` shell can restore,
 //! written from one read snapshot ([`dump`], with [`snapshot`], [`rows`],
-//! [`literal`] and [`writer`]), and restored into a new file that is
+//! [`literal`], [`writer`] and [`direct`]), and restored into a new file that is
 //! checked ([`check`], [`indexes`]) before it replaces the database
 //! ([`restore`]); [`sqlparse`] reads dumps quickly. What is not SQLite's
 //! (the backup folder, the dump's header, retention) is [`crate::backup`]'s.
@@ -8,6 +8,7 @@
 use crate::backup::error::BackupError;
 
 pub(crate) mod check;
+mod direct;
 pub(crate) mod dump;
 mod indexes;
 mod literal;

@@ -2,18 +2,17 @@
 //! gathers complete statements in a buffer of its own ([`Out`]) and hands
 //! it, once large, to one writer thread ([`write_chunks`]), which hashes the
 //! text (the SHA-256 of the dump's trailer) and writes it, through zstd when
-//! compressed. Every byte that reaches the file is also summed with XXH3
-//! ([`FileBytes`]), so that the file can be read back and compared without
-//! hashing it with SHA-256 a second time.
+//! compressed, into the [`DumpFile`] (which sums the file's bytes for the
+//! read-back).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use sha2::{Digest, Sha256};
-use xxhash_rust::xxh3::Xxh3;
 
+use super::direct::DumpFile;
 use crate::backup::error::BackupError;
 use crate::backup::io_err;
 
@@ -103,40 +102,12 @@ pub(super) fn channel(producers: usize, path: &Path) -> (Vec<Out>, Chunks) {
     (outs, Chunks { rx, give_back })
 }
 
-/// The file being written, summing with XXH3-128 every byte that goes into
-/// it.
-pub(super) struct FileBytes {
-    file: File,
-    sum: Xxh3,
-}
-
-impl FileBytes {
-    pub(super) fn new(file: File) -> Self {
-        FileBytes {
-            file,
-            sum: Xxh3::new(),
-        }
-    }
-}
-
-impl Write for FileBytes {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(data)?;
-        self.sum.update(&data[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// Where the dump text goes: the temporary file, through zstd or not.
 pub(super) enum Sink {
     /// Plain SQL text.
-    Plain(FileBytes),
+    Plain(DumpFile),
     /// zstd-compressed SQL text.
-    Zstd(zstd::stream::write::Encoder<'static, FileBytes>),
+    Zstd(zstd::stream::write::Encoder<'static, DumpFile>),
 }
 
 impl Sink {
@@ -150,12 +121,10 @@ impl Sink {
     /// Ends the stream: the file, and the XXH3-128 of every byte written to
     /// it.
     fn finish(self) -> io::Result<(File, u128)> {
-        let mut bytes = match self {
-            Sink::Plain(f) => f,
-            Sink::Zstd(z) => z.finish()?,
-        };
-        bytes.flush()?;
-        Ok((bytes.file, bytes.sum.digest128()))
+        match self {
+            Sink::Plain(f) => f.finish(),
+            Sink::Zstd(z) => z.finish()?.finish(),
+        }
     }
 }
 
@@ -229,20 +198,4 @@ pub(super) fn write_chunks(
         text_size,
         sink,
     })
-}
-
-/// Reads the file at `path` back and tells whether its XXH3-128 is
-/// `expected`: whether the file system returns what was written.
-pub(super) fn reads_back_as(path: &Path, expected: u128) -> Result<bool, BackupError> {
-    let mut file = File::open(path).map_err(io_err("could not read back", path))?;
-    let mut sum = Xxh3::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(sum.digest128() == expected),
-            Ok(n) => sum.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err("could not read back", path)(e).into()),
-        }
-    }
 }
