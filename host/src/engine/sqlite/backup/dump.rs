@@ -24,7 +24,7 @@ use rusqlite::Connection;
 use super::direct::{self, DumpFile};
 use super::literal::push_text;
 use super::rows::{TablePlan, Tally, dump_rows};
-use super::snapshot::{Snapshot, second_reader};
+use super::snapshot::{Hold, Snapshot, second_reader};
 use super::sql_err;
 use super::writer::{self, Finished, Out, Sink};
 use crate::backup::error::{BackupError, BackupFileError};
@@ -51,7 +51,26 @@ pub fn back_up_file(
         path: database.to_path_buf(),
         source: source.into(),
     })?;
-    write_backup(&conn, dir, options, progress)
+    write_backup(
+        &conn,
+        dir,
+        options,
+        OpenTransaction::MayHaveWritten,
+        progress,
+    )
+}
+
+/// What a caller's transaction, open on the dump's connection, has done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenTransaction {
+    /// It may have changed the database (or there is none, and the dump
+    /// opens its own): the dump reads with a second connection only on a
+    /// snapshot of its own.
+    MayHaveWritten,
+    /// It holds the write lock and has changed nothing yet: no other
+    /// connection can commit until it ends, so a second one reads exactly
+    /// what it reads.
+    Unwritten,
 }
 
 /// Dumps the database behind `conn` into a new file in `dir` (created if
@@ -62,7 +81,8 @@ pub fn back_up_file(
 /// (other connections keep writing in WAL mode; in rollback-journal mode they
 /// wait for it), and a second connection may read the same snapshot beside
 /// it; inside a caller's transaction it reads that transaction's view, with
-/// `conn` alone. The file is written to a temporary file in `dir`, synced,
+/// a second connection too when `open` says the transaction holds the write
+/// lock and has changed nothing. The file is written to a temporary file in `dir`, synced,
 /// read back and compared (when `options.verify`), renamed to
 /// `db-v{data version}_{UTC time}.dump` (`.dump.zst` when compressed; `-2`,
 /// `-3`... when the name is taken, never overwriting) and the folder synced.
@@ -73,6 +93,7 @@ pub(crate) fn write_backup(
     conn: &Connection,
     dir: &Path,
     options: &BackupOptions,
+    open: OpenTransaction,
     progress: &mut dyn Progress,
 ) -> Result<BackupFile, BackupError> {
     if crate::disk::create_dir_durably(dir)
@@ -84,7 +105,12 @@ pub(crate) fn write_backup(
             .map_err(io_err("could not give its folder's owner", dir))?;
     }
     let snapshot = Snapshot::begin(conn)?;
-    let result = write_in_snapshot(conn, snapshot.is_own(), dir, options, progress);
+    let hold = match (snapshot.is_own(), open) {
+        (true, _) => Some(Hold::Read),
+        (false, OpenTransaction::Unwritten) => Some(Hold::UnwrittenWrite),
+        (false, OpenTransaction::MayHaveWritten) => None,
+    };
+    let result = write_in_snapshot(conn, hold, dir, options, progress);
     snapshot.end(conn, result)
 }
 
@@ -190,9 +216,11 @@ fn prepare(
     })
 }
 
+/// Writes the dump; `hold` says how `conn` holds its snapshot when a
+/// second connection may read it too.
 fn write_in_snapshot(
     conn: &Connection,
-    own_snapshot: bool,
+    hold: Option<Hold>,
     dir: &Path,
     options: &BackupOptions,
     progress: &mut dyn Progress,
@@ -200,9 +228,8 @@ fn write_in_snapshot(
     let prepared = prepare(conn, dir, options)?;
     // A caller's transaction may hold changes of its own, which another
     // connection would not see.
-    let helper = own_snapshot
-        .then(|| second_reader(conn, prepared.header.journal_mode.as_deref().unwrap_or("")))
-        .flatten();
+    let journal_mode = prepared.header.journal_mode.as_deref().unwrap_or("");
+    let helper = hold.and_then(|hold| second_reader(conn, journal_mode, hold));
     let connections = 1 + usize::from(helper.is_some());
 
     let temp = tempfile::Builder::new()

@@ -264,7 +264,13 @@ fn safety_backup(
         })?;
         let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
         backup_options.compress = options.compress_safety_backup;
-        super::dump::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
+        super::dump::write_backup(
+            &conn,
+            &home.backups_dir(),
+            &backup_options,
+            super::dump::OpenTransaction::MayHaveWritten,
+            progress,
+        )
     })();
     backup.map_err(|cause| RestoreError::SafetyBackup {
         database: database.to_path_buf(),

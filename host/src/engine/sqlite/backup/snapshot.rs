@@ -59,23 +59,40 @@ impl Snapshot {
 
 const MAIN: &CStr = c"main";
 
-/// Opens a second connection to the database of `conn` (in its own read
-/// transaction, [`Snapshot::begin`], that has changed nothing) reading the
-/// same snapshot; `None` when that cannot be had, and the dump reads with
-/// `conn` alone.
+/// How the dump's connection holds the snapshot it reads, when a second
+/// connection may read it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// A read transaction of the dump's own ([`Snapshot::begin`]).
+    Read,
+    /// A caller's transaction holding the write lock, which has changed
+    /// nothing yet.
+    UnwrittenWrite,
+}
+
+/// Opens a second connection to the database of `conn` reading the same
+/// snapshot, `conn` holding it as `hold` says; `None` when that cannot be
+/// had, and the dump reads with `conn` alone.
 ///
 /// In a rollback-journal mode, `conn`'s transaction holds a shared lock on
 /// the file from its first read to its end, and no connection can commit
-/// while any shared lock is held: a read transaction begun meanwhile sees
-/// exactly what `conn` sees. Beginning one fails (and gives `None`) when a
-/// writer already waits for the lock.
+/// while any lock of another is held: a read transaction begun meanwhile
+/// sees exactly what `conn` sees (as long as `conn` has written nothing).
+/// Beginning one fails (and gives `None`) when a writer already waits for
+/// the lock.
 ///
-/// In WAL mode, a writer can commit at any time, so the second connection
-/// opens `conn`'s snapshot itself (`sqlite3_snapshot_get` and
-/// `sqlite3_snapshot_open`). SQLite gives no snapshot of a WAL file that
-/// nothing was written to since it was created (a database no one has
-/// written since it was last opened): then `None`.
-pub(super) fn second_reader(conn: &Connection, journal_mode: &str) -> Option<Connection> {
+/// In WAL mode, a writer can commit at any time, unless `conn` holds the
+/// write lock: then a new read transaction sees the latest commit, which is
+/// the one `conn` began on. Otherwise the second connection opens `conn`'s
+/// snapshot itself (`sqlite3_snapshot_get` and `sqlite3_snapshot_open`).
+/// SQLite gives no snapshot of a WAL file that nothing was written to since
+/// it was created (a database no one has written since it was last
+/// opened): then `None`.
+pub(super) fn second_reader(
+    conn: &Connection,
+    journal_mode: &str,
+    hold: Hold,
+) -> Option<Connection> {
     let path = conn.path().filter(|p| !p.is_empty())?;
     let reader = Connection::open_with_flags(
         path,
@@ -84,7 +101,7 @@ pub(super) fn second_reader(conn: &Connection, journal_mode: &str) -> Option<Con
     .ok()?;
     // Never wait for a lock: a writer waiting for one waits on `conn`.
     reader.busy_timeout(std::time::Duration::ZERO).ok()?;
-    let joined = if journal_mode.eq_ignore_ascii_case("wal") {
+    let joined = if journal_mode.eq_ignore_ascii_case("wal") && hold == Hold::Read {
         open_same_snapshot(conn, &reader)
     } else {
         reader.execute_batch("BEGIN DEFERRED").is_ok()
