@@ -122,3 +122,95 @@ CREATE INDEX orders_status_price ON orders(status, price);
 CREATE INDEX events_at ON events(at);
 SQL
 }
+
+# bench_app_db DB SIZE_MB: a database of about SIZE_MB megabytes shaped
+# like a real application's (the seed's kind, a Django app): 71 tables,
+# each with a text primary key of 32 hexadecimal digits (a UUID, so every
+# row keeps a rowid of its own), 15 to 25 columns (synchronisation fields,
+# ISO timestamps as text, JSON text, foreign keys to other tables' UUIDs,
+# a few integers and reals), and 2 to 4 indexes (the primary key's own
+# included). A few tables are large, most are small; two names need
+# quoting. Deterministic: the same SIZE_MB gives the same rows. Kept if DB
+# exists. About 0.3 s a megabyte on the development machine.
+bench_app_db() {
+  local db=$1 size_mb=$2
+  [ -f "$db" ] && return
+  mkdir -p "$(dirname "$db")"
+  local tables=71 t
+  # Rows of table t: a weight (20 for every tenth table, 4 for every
+  # third, 1 otherwise) times a unit; about 900 bytes of database a row.
+  local -a rows weight
+  local total_weight=0
+  for (( t = 0; t < tables; t++ )); do
+    if (( t % 10 == 0 && t > 0 )); then weight[t]=20
+    elif (( t % 3 == 0 )); then weight[t]=4
+    else weight[t]=1; fi
+    total_weight=$(( total_weight + weight[t] ))
+  done
+  local unit=$(( size_mb * 1000 * 1000 / 900 / total_weight ))
+  (( unit > 0 )) || unit=1
+  for (( t = 0; t < tables; t++ )); do rows[t]=$(( weight[t] * unit )); done
+  echo "generating a ~${size_mb} MB application-shaped database ($tables tables, $(( total_weight * unit )) rows) in $db" >&2
+
+  # uuid T I: SQL for the UUID of row I of table T (distinct for every row
+  # of a table: the first word is a bijection of I modulo 2^32).
+  uuid() {
+    echo "printf('%08x%08x%08x%08x', ($2 * 2654435761 + $1 * 40503) % 4294967296, ($2 * 2246822519 + $1 * 97) % 4294967296, (($2 + $1) * 3266489917) % 4294967296, ($2 * 668265263 + $1 * 374761393) % 4294967296)"
+  }
+  # when S: SQL for an ISO timestamp with microseconds, S seconds into 2020.
+  when() {
+    echo "datetime(1577836800 + ($1) % 94608000, 'unixepoch') || printf('.%06d', ($1 * 104729) % 1000000)"
+  }
+  name() {
+    case $1 in
+      7) echo '"group"' ;;
+      23) echo '"order"' ;;
+      *) echo "app$(( $1 % 6 ))_model$1" ;;
+    esac
+  }
+  {
+    echo "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-200000;"
+    echo "CREATE TABLE uplift_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    echo "INSERT INTO uplift_meta VALUES ('data_version', '1.0'), ('app', 'bench-app');"
+    echo "BEGIN;"
+    for (( t = 0; t < tables; t++ )); do
+      local n parent cols values extra k i
+      n=$(name "$t")
+      parent=$(( t / 3 ))
+      i=value
+      cols="id TEXT PRIMARY KEY NOT NULL, _morango_dirty_bit INTEGER NOT NULL, _morango_source_id TEXT NOT NULL,
+        _morango_partition TEXT NOT NULL, dataset_id TEXT NOT NULL REFERENCES app0_model0(id),
+        parent_id TEXT REFERENCES $(name "$parent")(id), created TEXT NOT NULL, modified TEXT NOT NULL,
+        status TEXT NOT NULL, extra_fields TEXT NOT NULL"
+      values="$(uuid "$t" "$i"), ($i % 7 = 0), $(uuid 900 "($i % 500)") || '+' || ($i % 3),
+        $(uuid 901 "($i % 5)") || ':user-rw:' || $(uuid 902 "($i % 1000)"), $(uuid 0 "(1 + $i % ${rows[0]})"),
+        CASE WHEN $t = 0 OR $i % 10 = 0 THEN NULL ELSE $(uuid "$parent" "(1 + ($i * 7919) % ${rows[parent]})") END,
+        $(when "$i * 7919 + $t"), $(when "$i * 7919 + $t + 86400 * ($i % 30)"),
+        CASE $i % 4 WHEN 0 THEN 'active' WHEN 1 THEN 'archived' WHEN 2 THEN 'draft' ELSE 'pending' END,
+        json_object('version', $i % 5, 'tags', json_array('tag-' || ($i % 13), 'tag-' || ($i % 7)),
+                    'label', 'Item ' || $i || ' of table $t', 'flags', json_object('visible', json(CASE WHEN $i % 2 = 0 THEN 'true' ELSE 'false' END)))"
+      # 5 to 15 more columns, cycling through kinds.
+      extra=$(( 5 + t % 11 ))
+      for (( k = 0; k < extra; k++ )); do
+        case $(( (k + t) % 8 )) in
+          0) cols+=", title_$k TEXT NOT NULL"; values+=", 'Title of item ' || $i || ' in table $t'" ;;
+          1) cols+=", sort_$k INTEGER"; values+=", ($i * 31 + $k) % 100000" ;;
+          2) cols+=", ref_$k TEXT"; values+=", $(uuid "$(( 100 + k ))" "$i")" ;;
+          3) cols+=", at_$k TEXT"; values+=", CASE WHEN $i % 3 = 0 THEN NULL ELSE $(when "$i * 104729 + $k") END" ;;
+          4) cols+=", progress_$k REAL"; values+=", ($i % 101) / 100.0" ;;
+          5) cols+=", description_$k TEXT"; values+=", CASE WHEN $i % 5 < 3 THEN NULL ELSE 'A description of ' || $i || ', it''s long enough to matter: ' || substr('lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod', 1 + $i % 20) END" ;;
+          6) cols+=", done_$k INTEGER NOT NULL"; values+=", ($i + $k) % 2" ;;
+          7) cols+=", data_$k TEXT NOT NULL"; values+=", json_object('kind', 'kind-' || ($i % 9), 'n', $i, 'items', json_array($i % 10, $i % 100, $i % 1000))" ;;
+        esac
+      done
+      echo "CREATE TABLE $n($cols);"
+      echo "INSERT INTO $n SELECT $values FROM generate_series(1, ${rows[t]});"
+      echo "CREATE INDEX $(name "$t" | tr -d '"')_parent ON $n(parent_id);"
+      (( t % 2 == 0 )) && echo "CREATE INDEX $(name "$t" | tr -d '"')_status ON $n(status, modified);"
+      (( t % 3 == 0 )) && echo "CREATE INDEX $(name "$t" | tr -d '"')_dataset ON $n(dataset_id, created);"
+    done
+    echo "COMMIT;"
+  } > "$db.sql"
+  sqlite3 "$db" < "$db.sql" > /dev/null
+  rm -f "$db.sql"
+}

@@ -70,10 +70,11 @@ fn snapshot(conn: &Connection) -> Vec<String> {
         .map(Result::unwrap)
         .collect();
     for (table, without_rowid, _virtual) in tables {
+        let quoted = table.replace('"', "\"\"");
         let select = if without_rowid || table.starts_with("sqlite_") {
-            format!("SELECT * FROM \"{table}\"")
+            format!("SELECT * FROM \"{quoted}\"")
         } else {
-            format!("SELECT rowid, * FROM \"{table}\"")
+            format!("SELECT rowid, * FROM \"{quoted}\"")
         };
         let mut stmt = conn.prepare(&select).unwrap();
         let n = stmt.column_count();
@@ -239,6 +240,10 @@ fn every_kind_of_value_and_object_round_trips_exactly() {
     let source = home.root().join("source.sqlite3");
     rich_database(&source, false);
     let file = backup_of(&source, &home.root().join("out"), &manual());
+    assert_eq!(
+        file.connections, 2,
+        "nothing waits to write: a second connection reads the same snapshot"
+    );
     assert!(
         file.path
             .file_name()
@@ -586,36 +591,70 @@ proptest! {
         let file = backup::back_up_file(&db, &dir.path().join("backups"), &manual(), &mut NoProgress).unwrap();
         let text = std::fs::read_to_string(&file.path).unwrap();
         let literal = text.lines().find(|l| l.starts_with("INSERT")).unwrap()
-            .trim_start_matches("INSERT INTO \"t\"(rowid,\"v\") VALUES(1,").trim_end_matches(");").to_string();
+            .trim_start_matches("INSERT INTO \"t\" VALUES(").trim_end_matches(");").to_string();
         let back: f64 = conn.query_row(&format!("SELECT {literal}"), [], |r| r.get(0)).unwrap();
         prop_assert_eq!(back.to_bits(), f.to_bits(), "{} read back as {}", literal, back);
     }
 }
 
 #[test]
-fn sqlite3_shell_reads_our_floats_exactly() {
-    // Many random bit patterns (normal, subnormal, huge) in one shell run.
+fn sqlite3_shell_and_library_read_our_floats_exactly() {
+    // Many random bit patterns (normal, subnormal, huge), and decimals of
+    // 1 to 15 digits at every scale a short decimal may have, which a dump
+    // writes as plain decimals when every SQLite reads them back exactly:
+    // read by the shell (3.40: long double division), by the bundled
+    // library (3.50: long double steps) and by our restore.
     let (_dir, home) = temp_home();
     let source = home.root().join("floats.sqlite3");
     let conn = Connection::open(&source).unwrap();
     conn.execute("CREATE TABLE f(v)", []).unwrap();
     let mut state = 0x9e3779b97f4a7c15u64;
-    let tx = conn.unchecked_transaction().unwrap();
-    for i in 0..20_000u64 {
+    let mut next = || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let bits = if i % 4 == 0 { state >> 12 } else { state }; // a quarter subnormal
+        state
+    };
+    let tx = conn.unchecked_transaction().unwrap();
+    for i in 0..20_000u64 {
+        let bits = next();
+        let bits = if i % 4 == 0 { bits >> 12 } else { bits }; // a quarter subnormal
         let f = f64::from_bits(bits);
         if !f.is_nan() {
             tx.execute("INSERT INTO f VALUES (?1)", [f]).unwrap();
         }
     }
+    for i in 0..20_000u64 {
+        let r = next();
+        let digits = r % 10u64.pow(1 + (r >> 58) as u32 % 15);
+        let f: f64 = format!("{digits}e-{}", 1 + i % 22).parse().unwrap();
+        tx.execute(
+            "INSERT INTO f VALUES (?1)",
+            [if i % 2 == 0 { f } else { -f }],
+        )
+        .unwrap();
+    }
     tx.commit().unwrap();
     drop(conn);
     let file = backup_of(&source, &home.backups_dir(), &manual());
+    let text = std::fs::read_to_string(&file.path).unwrap();
+    let short = text
+        .lines()
+        .map(|l| l.trim_start_matches("INSERT INTO \"f\" VALUES"))
+        .filter(|l| l.starts_with('(') && l.contains('.') && !l.contains(['/', '*', 'e']))
+        .count();
+    assert!(short > 10_000, "most decimals are written short: {short}");
+
     let restored = home.root().join("by-sqlite3.sqlite3");
     assert_sqlite3_restores(&file.path, &restored, &source);
+    let by_library = home.root().join("by-library.sqlite3");
+    Connection::open(&by_library)
+        .unwrap()
+        .execute_batch(&text)
+        .unwrap();
+    assert_same_database(&source, &by_library);
+    restore_file(&home, &file.path).unwrap();
+    assert_same_database(&source, &home.db_path());
 }
 
 #[test]
@@ -670,6 +709,9 @@ fn a_dump_is_one_snapshot_while_another_connection_writes() {
             let conn = Connection::open(&db).unwrap();
             conn.busy_timeout(std::time::Duration::from_secs(10))
                 .unwrap();
+            // No checkpoint moves the WAL on under the dump's snapshot: the
+            // second connection always opens it.
+            conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
             let mut n = 1_000_000i64;
             while !stop.load(Ordering::Relaxed) {
                 conn.execute_batch(&format!(
@@ -690,6 +732,7 @@ fn a_dump_is_one_snapshot_while_another_connection_writes() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     assert!(during > 0, "the writer kept committing during the dump");
+    assert_eq!(file.connections, 2, "both connections read one snapshot");
 
     let (_dir2, other) = temp_home();
     restore_file(&other, &file.path).unwrap();
@@ -703,6 +746,233 @@ fn a_dump_is_one_snapshot_while_another_connection_writes() {
         .unwrap();
     assert_eq!(a, b, "the dump saw both tables at the same instant");
     assert!(a >= 20_000);
+}
+
+#[test]
+fn a_dump_in_rollback_journal_mode_is_one_snapshot_while_a_writer_waits() {
+    // The dump's shared lock keeps any writer from committing until it
+    // ends; the second connection joins only while no writer waits for the
+    // lock, and the dump is consistent either way.
+    let (_dir, home) = temp_home();
+    let db = home.db_path();
+    {
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE a(n INTEGER PRIMARY KEY, pad TEXT);
+             CREATE TABLE b(n INTEGER PRIMARY KEY, pad TEXT);
+             WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 19999)
+             INSERT INTO a SELECT i, hex(randomblob(50)) FROM c;
+             INSERT INTO b SELECT * FROM a;",
+        )
+        .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, commits, db) = (stop.clone(), commits.clone(), db.clone());
+        std::thread::spawn(move || {
+            let conn = Connection::open(&db).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(30))
+                .unwrap();
+            let mut n = 1_000_000i64;
+            while !stop.load(Ordering::Relaxed) {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; INSERT INTO a VALUES ({n}, 'w'); INSERT INTO b VALUES ({n}, 'w'); COMMIT;"
+                ))
+                .unwrap();
+                n += 1;
+                commits.fetch_add(1, Ordering::Relaxed);
+                // An application's writes leave readers room between them
+                // (in rollback mode, a writer that never paused would keep
+                // every reader out).
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    while commits.load(Ordering::Relaxed) < 10 {
+        std::thread::yield_now();
+    }
+    let mut files = Vec::new();
+    for _ in 0..3 {
+        files.push(
+            backup::back_up_file(&db, &home.backups_dir(), &manual(), &mut NoProgress).unwrap(),
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+
+    for file in files {
+        let (_dir2, other) = temp_home();
+        restore_file(&other, &file.path).unwrap();
+        let conn = Connection::open(other.db_path()).unwrap();
+        let (a, b): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(a, b, "the dump saw both tables at the same instant");
+        assert!(a >= 20_010);
+    }
+}
+
+#[test]
+fn a_wal_database_written_by_no_one_since_it_was_opened_is_dumped_by_one_connection() {
+    // SQLite has no snapshot of a WAL file nothing was written to: the
+    // second connection cannot prove it reads the same, and stays out.
+    let (_dir, home) = temp_home();
+    let db = home.db_path();
+    {
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE a(x); CREATE TABLE b(y);
+             INSERT INTO a VALUES (1); INSERT INTO b VALUES (2);",
+        )
+        .unwrap();
+    }
+    assert!(
+        !home.root().join("db.sqlite3-wal").exists(),
+        "closing removed the WAL"
+    );
+    let file = backup::back_up_file(&db, &home.backups_dir(), &manual(), &mut NoProgress).unwrap();
+    assert_eq!(file.connections, 1);
+    let (_dir2, other) = temp_home();
+    restore_file(&other, &file.path).unwrap();
+    assert_same_database(&db, &other.db_path());
+}
+
+/// The `INSERT` statements of a dump's text, whole.
+fn insert_statements(text: &str) -> Vec<&str> {
+    text.split_inclusive(";\n")
+        .filter(|s| s.starts_with("INSERT INTO"))
+        .collect()
+}
+
+#[test]
+fn rowids_are_kept_in_multi_row_statements_of_bounded_size() {
+    // Text keys (every row keeps its rowid), a name that needs quoting,
+    // rowids that follow one another (left out), gaps, negative rowids and
+    // the largest one (written out); restored by us and by sqlite3.
+    let (_dir, home) = temp_home();
+    let source = home.root().join("source.sqlite3");
+    let conn = Connection::open(&source).unwrap();
+    conn.execute_batch(
+        r#"CREATE TABLE "group ""x""; --"(id TEXT PRIMARY KEY, note TEXT, n INTEGER);
+           WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 600)
+           INSERT INTO "group ""x""; --" SELECT printf('%032x', i * 2654435761), printf('%.400c', 'n'), i FROM c;
+           DELETE FROM "group ""x""; --" WHERE n = 300;
+           INSERT INTO "group ""x""; --"(rowid, id, note, n) VALUES (1000, 'late', 'x', 1), (1001, 'later', NULL, 2);
+           CREATE TABLE sparse(id TEXT PRIMARY KEY, v);
+           INSERT INTO sparse(rowid, id, v) VALUES (-5, 'a', 1), (-4, 'b', 2.5), (7, 'c', X'00'), (8, 'd', NULL),
+             (9, 'e', 'e'), (9223372036854775806, 'f', 0.1), (9223372036854775807, 'g', -0.0);"#,
+    )
+    .unwrap();
+    drop(conn);
+    let file = backup_of(&source, &home.backups_dir(), &manual());
+    let text = std::fs::read_to_string(&file.path).unwrap();
+    let statements = insert_statements(&text);
+    let longest = statements.iter().map(|s| s.len()).max().unwrap();
+    assert!(
+        longest < 64 * 1024 + 1024,
+        "a statement ends once it holds 64 KiB: {longest} bytes"
+    );
+    let group: Vec<&&str> = statements
+        .iter()
+        .filter(|s| s.starts_with(r#"INSERT INTO "group ""x""; --""#))
+        .collect();
+    assert!(
+        group.len() >= 4,
+        "600 rows of 450 bytes in several statements"
+    );
+    assert!(
+        group[0].starts_with(r#"INSERT INTO "group ""x""; --" VALUES('"#),
+        "rowids 1, 2, 3... are left out: {}",
+        &group[0][..80]
+    );
+    assert!(
+        group[0].matches("),\n(").count() > 50,
+        "many rows a statement"
+    );
+    assert!(
+        group
+            .iter()
+            .any(|s| s.contains(r#"(rowid,"id","note","n") VALUES(301,"#)),
+        "the row after the gap names its rowid"
+    );
+    assert!(text.contains("(9223372036854775807,'g',-0.0)"));
+
+    restore_file(&home, &file.path).unwrap();
+    assert_same_database(&source, &home.db_path());
+    let restored = home.root().join("by-sqlite3.sqlite3");
+    assert_sqlite3_restores(&file.path, &restored, &source);
+}
+
+#[test]
+fn dumps_in_the_previous_form_one_row_an_insert_still_restore() {
+    // What uplift wrote before multi-row statements, as backups on sites
+    // hold it: every row its own INSERT, the rowid and the columns named,
+    // floats as powers of two.
+    let (_dir, home) = temp_home();
+    let file = home.root().join("old.dump");
+    planted_dump(
+        &file,
+        "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n\
+         CREATE TABLE t(id TEXT PRIMARY KEY, r REAL, b BLOB, s TEXT);\n\
+         INSERT INTO \"t\"(rowid,\"id\",\"r\",\"b\",\"s\") VALUES(1,'a',3602879701896397.0/36028797018963968,X'00ff',NULL);\n\
+         INSERT INTO \"t\"(rowid,\"id\",\"r\",\"b\",\"s\") VALUES(5,'b',-1.0/2,X'','x'||char(10)||'y');\n\
+         INSERT INTO \"t\"(rowid,\"id\",\"r\",\"b\",\"s\") VALUES(6,'c',9.0e+999,NULL,CAST(X'ff' AS TEXT));\n\
+         CREATE TABLE k(a INTEGER PRIMARY KEY, b);\n\
+         INSERT INTO \"k\" VALUES(1,'one');\n\
+         INSERT INTO \"k\" VALUES(7,3.0);\n\
+         CREATE INDEX t_s ON t(s);\n\
+         PRAGMA user_version=3;\nPRAGMA application_id=0;\nCOMMIT;\n",
+    );
+    let report = restore_file(&home, &file).unwrap();
+    assert!(report.verified);
+    assert_eq!(report.rows, 5);
+    let conn = Connection::open(home.db_path()).unwrap();
+    let rows: Vec<String> = conn
+        .prepare("SELECT rowid, * FROM t ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((0..5)
+                .map(|i| describe(r.get_ref(i).unwrap()))
+                .collect::<Vec<_>>()
+                .join(" "))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            format!(
+                "int:1 text:61 real:{:016x} blob:00ff null",
+                0.1f64.to_bits()
+            ),
+            format!(
+                "int:5 text:62 real:{:016x} blob: text:780a79",
+                (-0.5f64).to_bits()
+            ),
+            format!(
+                "int:6 text:63 real:{:016x} null text:ff",
+                f64::INFINITY.to_bits()
+            ),
+        ]
+    );
+    let k: Vec<(i64, String)> = conn
+        .prepare("SELECT a, typeof(b) FROM k ORDER BY a")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(k, [(1, "text".to_string()), (7, "real".to_string())]);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
 }
 
 // ---------------------------------------------------------------------------
@@ -877,6 +1147,21 @@ fn restore_refuses_hostile_statements_even_with_a_valid_checksum() {
         (
             "INSERT INTO t SELECT file FROM pragma_database_list;".to_string(),
             "database_list",
+        ),
+        (
+            "INSERT INTO t VALUES(1),\n(load_extension('/tmp/evil.so'));".to_string(),
+            "load_extension",
+        ),
+        (
+            "INSERT INTO sqlite_schema(type,name,tbl_name,rootpage,sql) VALUES\
+             ('table','v','v',0,'CREATE VIRTUAL TABLE v USING fts5(x)'),\
+             ('table','u','u',2,'CREATE TABLE u(x)');"
+                .to_string(),
+            "sqlite_schema",
+        ),
+        (
+            format!("INSERT INTO t VALUES(1),(2);ATTACH DATABASE '{o}' AS x;"),
+            "ATTACH",
         ),
     ];
     for (i, (statement, expected)) in hostile.iter().enumerate() {

@@ -139,6 +139,10 @@ pub struct BackupFile {
     pub header: files::DumpHeader,
     /// Rows written (all tables).
     pub rows: u64,
+    /// How many connections read the database for it: 2 when a second
+    /// connection could read the first one's snapshot, and the tables were
+    /// dumped on two threads.
+    pub connections: usize,
 }
 
 /// Why a backup was made. Retention treats the kinds differently:

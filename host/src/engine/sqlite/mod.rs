@@ -33,10 +33,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use self::backup::dump::OpenTransaction;
 use self::changes::{SchemaRows, WrittenTables};
 use self::commit::CommitGate;
 use self::writeback::Writeback;
-use crate::backup::{BackupError, BackupOptions, Progress};
+use crate::backup::{BackupError, BackupFile, BackupOptions, Progress};
 use crate::engine::{CommitError, Database, EngineError, ForeignKeyCheck, MetaError, TableRows};
 use crate::history::HistoryEntry;
 use crate::hooks::{
@@ -90,6 +91,9 @@ struct Transaction {
     /// foreign-key check reads only the tables the upgrade could have
     /// broken.
     schema_before: SchemaRows,
+    /// Rows changed on the connection when the transaction began: with the
+    /// schema, whether the transaction has written anything yet.
+    changes_before: u64,
     written: WrittenTables,
     /// Whether the database already recorded which tables plugins created.
     had_plugin_record: bool,
@@ -193,6 +197,32 @@ impl SqliteDatabase {
             .as_ref()
             .expect("a transaction step runs between begin and its end")
     }
+
+    /// [`Database::back_up`], returning the whole [`BackupFile`]. Before the
+    /// transaction has changed anything (uplift's tables already existed),
+    /// the dump may read with a second connection: the transaction's write
+    /// lock keeps every other writer out, so that connection sees exactly
+    /// what this one sees.
+    fn back_up_file(
+        &self,
+        dir: &Path,
+        options: &BackupOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<BackupFile, BackupError> {
+        let tx = self.tx();
+        let read_err = |source: rusqlite::Error| BackupError::Sqlite {
+            what: "sqlite_schema".into(),
+            source: source.into(),
+        };
+        let unwritten = self.conn.total_changes() == tx.changes_before
+            && SchemaRows::read(&self.conn).map_err(read_err)? == tx.schema_before;
+        let open = if unwritten {
+            OpenTransaction::Unwritten
+        } else {
+            OpenTransaction::MayHaveWritten
+        };
+        backup::dump::write_backup(&self.conn, dir, options, open, progress)
+    }
 }
 
 impl Database for SqliteDatabase {
@@ -262,6 +292,7 @@ impl Database for SqliteDatabase {
         let tx = Transaction {
             gate,
             schema_before: SchemaRows::read(conn)?,
+            changes_before: conn.total_changes(),
             written: WrittenTables::new(),
             had_plugin_record: meta::has_plugin_tables(conn)?,
         };
@@ -277,7 +308,7 @@ impl Database for SqliteDatabase {
         options: &BackupOptions,
         progress: &mut dyn Progress,
     ) -> Result<PathBuf, BackupError> {
-        Ok(backup::dump::write_backup(&self.conn, dir, options, progress)?.path)
+        Ok(self.back_up_file(dir, options, progress)?.path)
     }
 
     fn apply_migration(
@@ -464,5 +495,48 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// Until the upgrade's transaction writes, its backup reads with a
+    /// second connection (which sees exactly the same data); once it has
+    /// written, with the transaction's own alone, which sees its changes.
+    #[test]
+    fn an_upgrades_backup_reads_with_two_connections_until_the_transaction_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let backups = dir.path().join("backups");
+        let options = BackupOptions::new(crate::backup::BackupKind::Automatic);
+        let mut db = SqliteDatabase::create(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE a(x); CREATE TABLE b(y);
+             INSERT INTO a VALUES (1), (2); INSERT INTO b VALUES (3);",
+        )
+        .unwrap();
+        // The first upgrade creates uplift's tables: written.
+        db.begin().unwrap();
+        let first = db
+            .back_up_file(&backups, &options, &mut crate::backup::NoProgress)
+            .unwrap();
+        assert_eq!(first.connections, 1);
+        db.commit().unwrap();
+
+        db.begin().unwrap();
+        let unwritten = db
+            .back_up_file(&backups, &options, &mut crate::backup::NoProgress)
+            .unwrap();
+        assert_eq!(unwritten.connections, 2);
+        db.execute_batch("INSERT INTO a VALUES (424242)").unwrap();
+        let written = db
+            .back_up_file(&backups, &options, &mut crate::backup::NoProgress)
+            .unwrap();
+        assert_eq!(written.connections, 1);
+        db.rollback();
+        let text = |file: &BackupFile| std::fs::read_to_string(&file.path).unwrap();
+        assert!(!text(&unwritten).contains("424242"));
+        assert!(
+            text(&written).contains("424242"),
+            "the transaction's own row"
+        );
+        assert_eq!(unwritten.rows, first.rows);
     }
 }

@@ -31,7 +31,8 @@
 //!
 //!   For a rowid table without an index, `integrity_check(T)` does nothing
 //!   the quick check has not done, so neither is run.
-//! - `PRAGMA foreign_key_check`.
+//! - `PRAGMA foreign_key_check(T)` of each table that declares a foreign
+//!   key.
 //!
 //! Together these verify everything `PRAGMA integrity_check` followed by
 //! `PRAGMA foreign_key_check` verifies (SQLite 3.50's `pragma.c` and
@@ -72,6 +73,11 @@ pub enum IntegrityCheck {
     Quick,
 }
 
+/// Bytes of `INSERT` text the restore ran into each table (named as
+/// `sqlite_schema` names it): how large each table is, wherever its pages
+/// lie in the file.
+pub(crate) type RowBytes = HashMap<String, u64>;
+
 /// The most threads a check uses.
 pub(crate) const MAX_WORKERS: usize = 2;
 
@@ -100,8 +106,9 @@ enum Job {
     Rows { table: usize, lo: i64, hi: i64 },
     /// The entries index `index` of [`Plan::indexed`] table `table` holds.
     Entries { table: usize, index: usize },
-    /// `PRAGMA foreign_key_check`.
-    ForeignKeys,
+    /// `PRAGMA foreign_key_check(table)`, of a table that declares a
+    /// foreign key.
+    ForeignKeys(String),
 }
 
 /// The pieces of a check, and the tables whose indexes are verified by
@@ -138,6 +145,7 @@ pub(crate) fn check(
     target: &Path,
     dump: &Path,
     level: IntegrityCheck,
+    row_bytes: &RowBytes,
     progress: &mut dyn Progress,
 ) -> Result<Option<String>, RestoreError> {
     let build_err = |cause: rusqlite::Error| RestoreError::Build {
@@ -147,7 +155,7 @@ pub(crate) fn check(
     progress.begin("checking", None, ProgressUnit::Rows);
     release_freed_memory();
     let conn = open(target, 2048).map_err(build_err)?;
-    let plan = plan(&conn, level).map_err(build_err)?;
+    let plan = plan(&conn, level, row_bytes).map_err(build_err)?;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, MAX_WORKERS)
@@ -272,17 +280,23 @@ fn open(target: &Path, cache_kib: usize) -> rusqlite::Result<Connection> {
 
 /// The pieces of the check, the most expensive first.
 ///
-/// The cost of each is estimated from the pages of the b-trees it reads. A
-/// restored database was written one b-tree after the other, so the pages
-/// from a tree's root page to the next root page are (nearly all) that
-/// tree's: sizes come from `sqlite_schema` and the page count, without
-/// reading the data. Looking a row up in an index costs far more than
+/// The cost of each is estimated from the pages of the b-trees it reads,
+/// without reading the data. A table's pages are about the text inserted
+/// into it (`row_bytes`): a dump's tables may be filled a piece of one
+/// after a piece of another. An index is written whole by its
+/// `CREATE INDEX`, so the pages from its root page to the next root page
+/// are (nearly all) its own; so are a table's when the restore has no
+/// count of its text. Looking a row up in an index costs far more than
 /// reading it, hence the weight of index pages in `integrity_check(T)`.
-fn plan(conn: &Connection, level: IntegrityCheck) -> rusqlite::Result<Plan> {
+fn plan(conn: &Connection, level: IntegrityCheck, row_bytes: &RowBytes) -> rusqlite::Result<Plan> {
     let page_count: u64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let children = foreign_key_tables(conn)?;
     if level == IntegrityCheck::Quick {
+        let mut jobs = vec![Job::Whole];
+        jobs.extend(children.into_iter().map(|(t, _)| Job::ForeignKeys(t)));
         return Ok(Plan {
-            jobs: vec![Job::Whole, Job::ForeignKeys],
+            jobs,
             indexed: Vec::new(),
         });
     }
@@ -321,7 +335,11 @@ fn plan(conn: &Connection, level: IntegrityCheck) -> rusqlite::Result<Plan> {
     let mut tree_pages: HashMap<&str, u64> = HashMap::new();
     let mut index_pages: HashMap<&str, u64> = HashMap::new();
     for (name, table, root, is_index) in &trees {
-        tree_pages.insert(name, pages_of(*root));
+        let pages = match row_bytes.get(name) {
+            Some(bytes) if !is_index => bytes.div_ceil(page_size.max(1)).max(1),
+            _ => pages_of(*root),
+        };
+        tree_pages.insert(name, pages);
         if *is_index {
             *index_pages.entry(table).or_default() += pages_of(*root);
         }
@@ -331,12 +349,11 @@ fn plan(conn: &Connection, level: IntegrityCheck) -> rusqlite::Result<Plan> {
     let (indexed, others) = indexes::plan(conn)?;
     const INDEX_WEIGHT: u64 = 40;
     let mut weighted: Vec<(u64, Job)> = vec![(page_count, Job::Whole)];
-    let child_pages = if has_foreign_keys(conn)? {
-        page_count / 2
-    } else {
-        0
-    };
-    weighted.push((child_pages, Job::ForeignKeys));
+    // Each row looks its parent up in each of its foreign keys' parent
+    // tables.
+    for (table, keys) in children {
+        weighted.push((pages(&table) * keys, Job::ForeignKeys(table)));
+    }
     for name in others {
         let weight = pages(&name) + INDEX_WEIGHT * index_pages.get(name.as_str()).unwrap_or(&0);
         weighted.push((weight, Job::Table(name)));
@@ -410,14 +427,15 @@ fn index_mismatch(
     lines
 }
 
-/// Whether any table declares a foreign key.
-fn has_foreign_keys(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema AS s, pragma_foreign_key_list(s.name) AS f
-                        WHERE s.type = 'table')",
-        [],
-        |r| r.get(0),
-    )
+/// The tables that declare foreign keys, and how many each declares.
+fn foreign_key_tables(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT s.name, count(DISTINCT f.id) FROM main.sqlite_schema AS s,
+                pragma_foreign_key_list(s.name) AS f
+         WHERE s.type = 'table' GROUP BY s.name ORDER BY s.name",
+    )?;
+    let tables = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    tables.collect()
 }
 
 /// Runs `jobs` on `workers` threads, each with its own connection; returns
@@ -512,8 +530,9 @@ fn run_job(conn: &Connection, plan: &Plan, job: &Job, keys: &Keys) -> rusqlite::
                 }
             }));
         }
-        Job::ForeignKeys => {
-            let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+        Job::ForeignKeys(table) => {
+            let sql = format!("PRAGMA foreign_key_check({})", quote_ident(table));
+            let mut stmt = conn.prepare(&sql)?;
             let mut rows = stmt.query([])?;
             let mut count = 0u64;
             let mut details = Vec::new();
@@ -612,7 +631,13 @@ mod tests {
     }
 
     fn check_file(path: &Path, level: IntegrityCheck) -> Result<Option<String>, RestoreError> {
-        check(path, Path::new("test.dump"), level, &mut NoProgress)
+        check(
+            path,
+            Path::new("test.dump"),
+            level,
+            &RowBytes::new(),
+            &mut NoProgress,
+        )
     }
 
     /// The pieces read side by side only if each connection has its own
@@ -643,7 +668,7 @@ mod tests {
         let (_dir, path) = temp_db();
         drop(database(&path));
         let conn = open(&path, 1024).unwrap();
-        let plan = plan(&conn, IntegrityCheck::Full).unwrap();
+        let plan = plan(&conn, IntegrityCheck::Full, &RowBytes::new()).unwrap();
         let jobs = &plan.jobs;
         let indexed: Vec<&str> = plan.indexed.iter().map(|t| t.table.as_str()).collect();
         assert_eq!(indexed, ["notes", "people"], "{plan:?}");
@@ -671,9 +696,57 @@ mod tests {
                 "{jobs:?}"
             );
         }
-        assert!(jobs.contains(&Job::Whole) && jobs.contains(&Job::ForeignKeys));
-        let quick = super::plan(&conn, IntegrityCheck::Quick).unwrap();
-        assert_eq!(quick.jobs, vec![Job::Whole, Job::ForeignKeys]);
+        let notes = Job::ForeignKeys("notes".into());
+        assert!(jobs.contains(&Job::Whole) && jobs.contains(&notes));
+        assert_eq!(
+            jobs.iter()
+                .filter(|j| matches!(j, Job::ForeignKeys(_)))
+                .count(),
+            1,
+            "only notes declares a foreign key: {jobs:?}"
+        );
+        let quick = super::plan(&conn, IntegrityCheck::Quick, &RowBytes::new()).unwrap();
+        assert_eq!(quick.jobs, vec![Job::Whole, notes]);
+    }
+
+    #[test]
+    fn a_tables_size_comes_from_the_text_the_restore_inserted_into_it() {
+        // A dump may fill its tables a piece of one after a piece of
+        // another: the pages between two root pages then say nothing of a
+        // table's size, the text inserted into it does.
+        let (_dir, path) = temp_db();
+        drop(database(&path));
+        let conn = open(&path, 1024).unwrap();
+        let small = plan(&conn, IntegrityCheck::Full, &RowBytes::new()).unwrap();
+        let notes = small
+            .indexed
+            .iter()
+            .position(|t| t.table == "notes")
+            .unwrap();
+        let pieces = |plan: &Plan| {
+            plan.jobs
+                .iter()
+                .filter(|j| matches!(j, Job::Rows { table, .. } if *table == notes))
+                .count()
+        };
+        assert_eq!(pieces(&small), 1);
+        let bytes = RowBytes::from([("notes".to_string(), 3 * PIECE_PAGES * 4096)]);
+        let large = plan(&conn, IntegrityCheck::Full, &bytes).unwrap();
+        assert_eq!(
+            pieces(&large),
+            6,
+            "its rows read in pieces: {:?}",
+            large.jobs
+        );
+        // Its foreign keys' lookups, then its pieces, before the rest.
+        assert_eq!(large.jobs[0], Job::ForeignKeys("notes".into()));
+        assert!(
+            large.jobs[1..7]
+                .iter()
+                .all(|j| matches!(j, Job::Rows { table, .. } if *table == notes)),
+            "the largest pieces first: {:?}",
+            large.jobs
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 
-use super::check::{self, IntegrityCheck};
+use super::check::{self, IntegrityCheck, RowBytes};
 use super::sqlparse::{Bytes, Literal, ParsedInsert, SplitError, StatementReader, parse_insert};
 use crate::backup::error::{BackupFileError, RestoreError};
 use crate::backup::files::{self, DumpHeader};
@@ -149,7 +149,11 @@ pub fn restore(
             (verified?, built)
         }
     };
-    let (statements, rows) = built?;
+    let Built {
+        statements,
+        rows,
+        row_bytes,
+    } = built?;
     let mut warnings = Vec::new();
     if !checked.is_verified() {
         warnings.push(format!(
@@ -161,7 +165,7 @@ pub fn restore(
     // it was built without syncs) runs while the check reads it.
     let (checked_version, synced) = std::thread::scope(|scope| {
         let sync = scope.spawn(|| temp.as_file().sync_all());
-        let checked = check::check(&temp_path, file, options.check, progress);
+        let checked = check::check(&temp_path, file, options.check, &row_bytes, progress);
         let synced = sync
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
@@ -260,7 +264,13 @@ fn safety_backup(
         })?;
         let mut backup_options = BackupOptions::new(BackupKind::PreRestore);
         backup_options.compress = options.compress_safety_backup;
-        super::dump::write_backup(&conn, &home.backups_dir(), &backup_options, progress)
+        super::dump::write_backup(
+            &conn,
+            &home.backups_dir(),
+            &backup_options,
+            super::dump::OpenTransaction::MayHaveWritten,
+            progress,
+        )
     })();
     backup.map_err(|cause| RestoreError::SafetyBackup {
         database: database.to_path_buf(),
@@ -496,15 +506,24 @@ fn is_plain_transaction(stmt: &[u8]) -> bool {
     )
 }
 
-/// Runs the dump's statements into a new database at `target`. Returns the
-/// numbers of statements and rows.
+/// What building the restored database did.
+struct Built {
+    /// Statements run.
+    statements: u64,
+    /// Rows inserted.
+    rows: u64,
+    /// Bytes of `INSERT` text run into each table (by the fast path).
+    row_bytes: RowBytes,
+}
+
+/// Runs the dump's statements into a new database at `target`.
 fn build(
     target: &Path,
     dump: &Path,
     file_size: u64,
     options: &RestoreOptions,
     progress: &mut dyn Progress,
-) -> Result<(u64, u64), RestoreError> {
+) -> Result<Built, RestoreError> {
     let build_err = |cause: rusqlite::Error| RestoreError::Build {
         path: target.to_path_buf(),
         cause: cause.into(),
@@ -590,8 +609,7 @@ fn build(
         },
     };
 
-    let mut current: Option<(Vec<u8>, usize, rusqlite::Statement<'_>)> = None;
-    let mut sql = String::new();
+    let mut inserter = Inserter::default();
     let mut keyword_buf = String::new();
     let mut statements = 0u64;
     let mut rows = 0u64;
@@ -617,68 +635,14 @@ fn build(
                         if let Some(parsed) = &item.insert {
                             let values = &batch.values[parsed.values.0..parsed.values.1];
                             let scratch = &batch.scratch[parsed.scratch.0..parsed.scratch.1];
-                            let head = &stmt[..parsed.insert.head_end];
-                            let target = &stmt[parsed.insert.target.0..parsed.insert.target.1];
-                            // The statement prepared for the previous row
-                            // serves as long as the head is the same (it
-                            // never is for sqlite_schema: see below).
-                            let same = current.as_ref().is_some_and(|(h, n, _)| {
-                                h.as_slice() == head && *n == values.len()
-                            });
-                            let to_schema = !same && is_schema_table(unquote(target).as_str());
-                            if to_schema {
-                                check_schema_insert(stmt, head, values, scratch)
-                                    .map_err(|reason| refused(line, reason, stmt))?;
-                                running.store(Running::SchemaInsert as u8, Ordering::Relaxed);
-                            }
-                            if !same {
-                                drop(current.take());
-                                let head_text = std::str::from_utf8(head).map_err(|_| {
-                                    refused(
-                                        line,
-                                        "names its table in text that is not UTF-8".into(),
-                                        stmt,
-                                    )
+                            rows += inserter
+                                .insert(&conn, stmt, &parsed.insert, values, scratch, &running)
+                                .map_err(|e| match e {
+                                    InsertError::Refused(reason) => refused(line, reason, stmt),
+                                    InsertError::Sqlite(source) => failed(line, stmt, source),
                                 })?;
-                                sql.clear();
-                                sql.push_str(head_text);
-                                sql.push_str(" VALUES(");
-                                for i in 0..values.len() {
-                                    sql.push_str(if i == 0 { "?" } else { ",?" });
-                                }
-                                sql.push(')');
-                                let prepared = conn
-                                    .prepare(&sql)
-                                    .map_err(|source| failed(line, stmt, source))?;
-                                current = Some((head.to_vec(), values.len(), prepared));
-                            }
-                            let (_, _, prepared) = current.as_mut().expect("prepared above");
-                            let bytes = |b: Bytes| match b {
-                                Bytes::Stmt(a, e) => &stmt[a..e],
-                                Bytes::Scratch(a, e) => &scratch[a..e],
-                            };
-                            let result = (|| {
-                                for (i, value) in values.iter().enumerate() {
-                                    let v = match *value {
-                                        Literal::Null => ValueRef::Null,
-                                        Literal::Integer(n) => ValueRef::Integer(n),
-                                        Literal::Real(f) => ValueRef::Real(f),
-                                        Literal::Text(b) => ValueRef::Text(bytes(b)),
-                                        Literal::Blob(b) => ValueRef::Blob(bytes(b)),
-                                    };
-                                    prepared.raw_bind_parameter(i + 1, Bound(v))?;
-                                }
-                                prepared.raw_execute()
-                            })();
-                            if to_schema {
-                                running.store(Running::Other as u8, Ordering::Relaxed);
-                                current = None;
-                            }
-                            result.map_err(|source| failed(line, stmt, source))?;
-                            rows += 1;
                             continue;
                         }
-                        rows += 1;
                     }
                     "CREATE" | "DELETE" | "PRAGMA" | "ANALYZE" => {}
                     "DROP" if is_stat4_drop(stmt) => {}
@@ -716,19 +680,132 @@ fn build(
                 let result = conn.execute_batch(text);
                 running.store(Running::Other as u8, Ordering::Relaxed);
                 result.map_err(|source| failed(line, stmt, source))?;
+                if keyword == "INSERT" {
+                    rows += conn.changes();
+                }
             }
             let _ = free_tx.send(batch);
         }
         Ok(())
     })?;
-    drop(current);
+    let row_bytes = inserter.finish();
     progress.update(consumed.load(Ordering::Relaxed), rows);
     progress.end();
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
     conn.execute_batch("PRAGMA writable_schema=OFF; COMMIT;")
         .map_err(build_err)?;
     conn.close().map_err(|(_, source)| build_err(source))?;
-    Ok((statements, rows))
+    Ok(Built {
+        statements,
+        rows,
+        row_bytes,
+    })
+}
+
+/// The fast path for the `INSERT`s the parser understood: a statement
+/// prepared for their head (`INSERT INTO t(columns)` and the number of
+/// values a row), kept while the statements that follow share it, and each
+/// row's values bound to it.
+#[derive(Default)]
+struct Inserter<'c> {
+    current: Option<(Vec<u8>, usize, rusqlite::Statement<'c>)>,
+    sql: String,
+    /// The bytes of text inserted into each table so far.
+    row_bytes: RowBytes,
+}
+
+/// Why the fast path did not insert a statement's rows.
+enum InsertError {
+    /// The statement is not one a dump may hold.
+    Refused(String),
+    /// SQLite failed (or its authorizer refused).
+    Sqlite(rusqlite::Error),
+}
+
+impl<'c> Inserter<'c> {
+    /// Inserts the rows of `stmt`, parsed as `parsed` into `values` and
+    /// `scratch`; returns how many.
+    fn insert(
+        &mut self,
+        conn: &'c Connection,
+        stmt: &[u8],
+        parsed: &ParsedInsert,
+        values: &[Literal],
+        scratch: &[u8],
+        running: &AtomicU8,
+    ) -> Result<u64, InsertError> {
+        let head = &stmt[..parsed.head_end];
+        let target = &stmt[parsed.target.0..parsed.target.1];
+        let per_row = parsed.per_row;
+        *self.row_bytes.entry(unquote(target)).or_default() += stmt.len() as u64;
+        // The statement prepared for the previous head serves as long as
+        // the head is the same (it never is for sqlite_schema: see below).
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|(h, n, _)| h.as_slice() == head && *n == per_row);
+        let to_schema = !same && is_schema_table(unquote(target).as_str());
+        if to_schema {
+            check_schema_insert(stmt, head, values, scratch).map_err(InsertError::Refused)?;
+            running.store(Running::SchemaInsert as u8, Ordering::Relaxed);
+        }
+        if !same {
+            self.prepare(conn, head, per_row)?;
+        }
+        let (_, _, prepared) = self.current.as_mut().expect("prepared above");
+        let bytes = |b: Bytes| match b {
+            Bytes::Stmt(a, e) => &stmt[a..e],
+            Bytes::Scratch(a, e) => &scratch[a..e],
+        };
+        let result = values.chunks_exact(per_row).try_for_each(|row| {
+            for (i, value) in row.iter().enumerate() {
+                let v = match *value {
+                    Literal::Null => ValueRef::Null,
+                    Literal::Integer(n) => ValueRef::Integer(n),
+                    Literal::Real(f) => ValueRef::Real(f),
+                    Literal::Text(b) => ValueRef::Text(bytes(b)),
+                    Literal::Blob(b) => ValueRef::Blob(bytes(b)),
+                };
+                prepared.raw_bind_parameter(i + 1, Bound(v))?;
+            }
+            prepared.raw_execute().map(drop)
+        });
+        if to_schema {
+            running.store(Running::Other as u8, Ordering::Relaxed);
+            self.current = None;
+        }
+        result.map_err(InsertError::Sqlite)?;
+        Ok((values.len() / per_row) as u64)
+    }
+
+    /// Ends the fast path (its statement is finalized): the bytes of text
+    /// inserted into each table.
+    fn finish(self) -> RowBytes {
+        self.row_bytes
+    }
+
+    /// Prepares `head VALUES(?,...)` with `per_row` parameters.
+    fn prepare(
+        &mut self,
+        conn: &'c Connection,
+        head: &[u8],
+        per_row: usize,
+    ) -> Result<(), InsertError> {
+        drop(self.current.take());
+        let head_text = std::str::from_utf8(head).map_err(|_| {
+            InsertError::Refused("names its table in text that is not UTF-8".into())
+        })?;
+        self.sql.clear();
+        self.sql.push_str(head_text);
+        self.sql.push_str(" VALUES(");
+        for i in 0..per_row {
+            self.sql.push_str(if i == 0 { "?" } else { ",?" });
+        }
+        self.sql.push(')');
+        let prepared = conn.prepare(&self.sql).map_err(InsertError::Sqlite)?;
+        self.current = Some((head.to_vec(), per_row, prepared));
+        Ok(())
+    }
 }
 
 /// Statements read and parsed ahead of SQLite.

@@ -398,8 +398,9 @@ pub(crate) enum Literal {
     Blob(Bytes),
 }
 
-/// An `INSERT INTO target[(columns)] VALUES(...);` statement, parsed: where
-/// its parts are in the statement's text.
+/// An `INSERT INTO target[(columns)] VALUES(...),(...)...;` statement,
+/// parsed: where its parts are in the statement's text, and how many
+/// values each of its rows has.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ParsedInsert {
     /// `stmt[..head_end]` is `INSERT INTO target[(columns)]`, verbatim: with
@@ -408,12 +409,15 @@ pub(crate) struct ParsedInsert {
     /// `stmt[target.0..target.1]` is the target table as written (quotes
     /// included).
     pub(crate) target: (usize, usize),
+    /// Values a row: every row has as many.
+    pub(crate) per_row: usize,
 }
 
-/// Parses `stmt` as a single-row `INSERT` of plain literals, filling
-/// `values` (and `scratch` with bytes that needed unescaping). `None` when
-/// the statement is anything else or uses a form this parser does not
-/// know: the caller then hands it to SQLite as it is.
+/// Parses `stmt` as an `INSERT` of one or more rows of plain literals, each
+/// row as long as the first, filling `values` with every row's values in
+/// order (and `scratch` with bytes that needed unescaping). `None` when the
+/// statement is anything else or uses a form this parser does not know:
+/// the caller then hands it to SQLite as it is.
 pub(crate) fn parse_insert(
     stmt: &[u8],
     values: &mut Vec<Literal>,
@@ -448,25 +452,29 @@ pub(crate) fn parse_insert(
     }
     p.keyword(b"VALUES")?;
     p.ws();
-    p.expect(b'(')?;
+    let per_row = p.row(values, scratch)?;
     loop {
         p.ws();
-        let value = p.literal(scratch)?;
-        values.push(value);
-        p.ws();
         match p.next()? {
-            b',' => continue,
-            b')' => break,
+            b',' => {
+                p.ws();
+                if p.row(values, scratch)? != per_row {
+                    return None;
+                }
+            }
+            b';' => break,
             _ => return None,
         }
     }
     p.ws();
-    p.expect(b';')?;
-    p.ws();
     if p.i != stmt.len() {
         return None;
     }
-    Some(ParsedInsert { head_end, target })
+    Some(ParsedInsert {
+        head_end,
+        target,
+        per_row,
+    })
 }
 
 struct Parser<'a> {
@@ -541,6 +549,24 @@ impl Parser<'_> {
                 (self.peek() != Some(b'.')).then_some(())
             }
             _ => None,
+        }
+    }
+
+    /// One row, `(literal, ...)`, appended to `values`; how many values
+    /// it has.
+    fn row(&mut self, values: &mut Vec<Literal>, scratch: &mut Vec<u8>) -> Option<usize> {
+        self.expect(b'(')?;
+        let start = values.len();
+        loop {
+            self.ws();
+            let value = self.literal(scratch)?;
+            values.push(value);
+            self.ws();
+            match self.next()? {
+                b',' => continue,
+                b')' => return Some(values.len() - start),
+                _ => return None,
+            }
         }
     }
 
@@ -965,6 +991,31 @@ mod tests {
     }
 
     #[test]
+    fn parses_every_row_of_a_multi_row_insert() {
+        let stmt = b"INSERT INTO \"t\"(rowid,\"a\") VALUES(1,'x'),\n(3,0.25) ,\n ( 4 , NULL );";
+        let mut values = Vec::new();
+        let mut scratch = Vec::new();
+        let parsed = parse_insert(stmt, &mut values, &mut scratch).unwrap();
+        assert_eq!(parsed.per_row, 2);
+        assert_eq!(
+            &stmt[..parsed.head_end],
+            &b"INSERT INTO \"t\"(rowid,\"a\")"[..]
+        );
+        assert_eq!(values.len(), 6);
+        assert_eq!(values[0], Literal::Integer(1));
+        assert!(matches!(values[1], Literal::Text(Bytes::Stmt(..))));
+        assert_eq!(
+            values[2..],
+            [
+                Literal::Integer(3),
+                Literal::Real(0.25),
+                Literal::Integer(4),
+                Literal::Null
+            ]
+        );
+    }
+
+    #[test]
     fn parses_how_sqlite3_shells_write_control_characters() {
         let stmt = "INSERT INTO t VALUES(unistr('a\\u000ab\\\\c\\U0001F600\\+0000e9\\0041'),\
                     replace(replace('x\\r\\ny''s','\\r',char(13)),'\\n',char(10)),\
@@ -991,7 +1042,11 @@ mod tests {
         let mut values = Vec::new();
         let mut scratch = Vec::new();
         for stmt in [
-            &b"INSERT INTO t VALUES(1),(2);"[..],
+            &b"INSERT INTO t VALUES(1),(2,3);"[..],
+            b"INSERT INTO t VALUES(1),;",
+            b"INSERT INTO t VALUES(1)(2);",
+            b"INSERT INTO t VALUES(1),(2) ON CONFLICT DO NOTHING;",
+            b"INSERT INTO t VALUES(1),(upper('a'));",
             b"INSERT INTO t VALUES(9223372036854775808);",
             b"INSERT INTO t VALUES(0x10);",
             b"INSERT INTO t VALUES(unistr('a\\q'));",
