@@ -8,10 +8,10 @@
 
 pub mod range_model;
 
-#[cfg(feature = "host")]
+#[cfg(feature = "oracles")]
 pub mod wasm_oracle;
 
-#[cfg(feature = "host")]
+#[cfg(feature = "oracles")]
 pub mod sqlite_oracle;
 
 /// The UTF-8 texts of `data` separated by newlines, at most `n` of them
