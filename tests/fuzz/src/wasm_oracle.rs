@@ -19,16 +19,35 @@ pub enum Reading {
 
 /// wasmparser's reading of `wasm`; `None` when wasmparser refuses it (the
 /// walker, which reads less, may then accept it or not).
+///
+/// wasmparser does not check that a nested module or component lies within
+/// the input (its `unchecked_range`, for streaming): at the end of the
+/// input it ends the nested one early. This reading does: a nested module
+/// or component must end exactly where its section says, and the
+/// component exactly at the end of the input.
 pub fn read(wasm: &[u8], section_name: &str) -> Option<Reading> {
     let component = Parser::is_component(wasm);
     // (depth, data) of every section with the name; depth 1 is the
     // component itself.
     let mut found: Vec<(usize, &[u8])> = Vec::new();
+    // Where the module or component being read must end, outermost first.
+    let mut ends = vec![wasm.len()];
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.ok()? {
             Payload::Version { .. } => depth += 1,
-            Payload::End(_) => depth = depth.checked_sub(1)?,
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => ends.push(unchecked_range.end),
+            Payload::End(offset) => {
+                depth = depth.checked_sub(1)?;
+                if ends.pop()? != offset {
+                    return None;
+                }
+            }
             Payload::CustomSection(reader) if reader.name() == section_name => {
                 found.push((depth, reader.data()));
             }
@@ -71,6 +90,11 @@ mod tests {
             read(&component, "uplift:manifest"),
             Some(Reading::Component(Some(b"T\n".to_vec())))
         );
+        // A nested module cut short is refused, though wasmparser ends it
+        // at the end of the input.
+        let cut = [&b"\0asm\x0d\0\x01\0\x01\x28"[..], b"\0asm\x01\0\0\0"].concat();
+        assert!(Parser::new(0).parse_all(&cut).all(|p| p.is_ok()));
+        assert_eq!(read(&cut, "uplift:manifest"), None);
         assert_eq!(read(b"\0asm\x01\0\0\0", "x"), Some(Reading::CoreModule));
         assert_eq!(read(b"\0asm\x0d\0\x01\0\x00", "x"), None);
     }
