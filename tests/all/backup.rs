@@ -930,8 +930,9 @@ fn restore_refuses_a_statement_larger_than_the_limit() {
     assert_untouched(&home, &bytes, &after);
 }
 
-/// Found by the `dump_read` fuzz target: the restore's value parser
-/// followed `unistr(unistr(...))` by recursion, so a planted dump with a
+/// Found while writing the `dump_read` fuzz target (its seed
+/// `deep_unistr`): the restore's value parser followed
+/// `unistr(unistr(...))` by recursion, so a planted dump with a
 /// deep enough nesting overflowed the stack of the thread that reads the
 /// dump, and aborted uplift. Such a value is now left to SQLite, which
 /// refuses it.
@@ -961,8 +962,9 @@ fn restore_refuses_deeply_nested_text_functions_without_crashing() {
     assert_untouched(&home, &bytes, &before);
 }
 
-/// Found by the `dump_read` fuzz target: each `replace()` that doubles its
-/// text doubled what the parser built, so forty nested ones in a 1 kB
+/// Found while writing the `dump_read` fuzz target (its seed
+/// `growing_replace`): each `replace()` that doubles its text doubled what
+/// the parser built, so forty nested ones in a 1 kB
 /// statement asked for terabytes. The parser now reads only replacements
 /// that do not grow the text (as shells write them) and leaves the others
 /// to SQLite, which bounds what it builds by its length limit.
