@@ -201,25 +201,7 @@ impl Home {
     pub fn settings(&self) -> Result<Settings, HomeError> {
         let path = self.settings_path();
         match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let settings: Settings =
-                    toml::from_str(&text).map_err(|e| HomeError::Settings {
-                        path: path.clone(),
-                        message: e.message().to_string(),
-                    })?;
-                settings
-                    .migrations
-                    .check()
-                    .map_err(|message| HomeError::Settings {
-                        path: path.clone(),
-                        message,
-                    })?;
-                settings
-                    .hooks
-                    .validate()
-                    .map_err(|limit| HomeError::Limit { path, limit })?;
-                Ok(settings)
-            }
+            Ok(text) => Settings::from_toml(&path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
             Err(e) => Err(io_error("could not read", &path)(e)),
         }
@@ -407,6 +389,32 @@ pub struct Settings {
     pub hooks: HookLimits,
     /// Limits for the release's migrations.
     pub migrations: MigrationSettings,
+}
+
+impl Settings {
+    /// Parses `text`, the contents of the settings file `path`, and checks
+    /// every limit: what [`Home::settings`] makes of the file.
+    pub(crate) fn from_toml(path: &Path, text: &str) -> Result<Settings, HomeError> {
+        let settings: Settings = toml::from_str(text).map_err(|e| HomeError::Settings {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        settings
+            .migrations
+            .check()
+            .map_err(|message| HomeError::Settings {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        settings
+            .hooks
+            .validate()
+            .map_err(|limit| HomeError::Limit {
+                path: path.to_path_buf(),
+                limit,
+            })?;
+        Ok(settings)
+    }
 }
 
 /// `[migrations]` in `uplift.toml`.

@@ -210,7 +210,15 @@ impl Release {
     /// Loads `release.toml` of the release at `dir` (its migrations are read
     /// when first needed: [`Release::migrations`]).
     pub fn load(dir: &Path) -> Result<Release, ReleaseError> {
-        let (toml_path, parsed, version) = read_release_toml(dir)?;
+        let text = read_to_string(&dir.join("release.toml"))?;
+        Release::from_toml(dir, &text)
+    }
+
+    /// The release at `dir` whose `release.toml` holds `text`: what
+    /// [`Release::load`] makes of the file, without reading it.
+    pub(crate) fn from_toml(dir: &Path, text: &str) -> Result<Release, ReleaseError> {
+        let toml_path = dir.join("release.toml");
+        let (parsed, version) = parse_release_toml(&toml_path, text)?;
         if parsed.app.trim().is_empty() {
             return Err(ReleaseError::Manifest {
                 path: toml_path,
@@ -365,15 +373,24 @@ fn adoptable(toml_path: &Path, written: AdoptToml) -> Result<Adoptable, ReleaseE
 fn read_release_toml(dir: &Path) -> Result<(PathBuf, ReleaseToml, Version), ReleaseError> {
     let toml_path = dir.join("release.toml");
     let text = read_to_string(&toml_path)?;
-    let parsed: ReleaseToml = toml::from_str(&text).map_err(|e| ReleaseError::Manifest {
-        path: toml_path.clone(),
+    let (parsed, version) = parse_release_toml(&toml_path, &text)?;
+    Ok((toml_path, parsed, version))
+}
+
+/// Parses `text`, the contents of `toml_path`: its fields, its version.
+fn parse_release_toml(
+    toml_path: &Path,
+    text: &str,
+) -> Result<(ReleaseToml, Version), ReleaseError> {
+    let parsed: ReleaseToml = toml::from_str(text).map_err(|e| ReleaseError::Manifest {
+        path: toml_path.to_path_buf(),
         message: e.message().to_string(),
     })?;
     let version = Version::parse(&parsed.version).map_err(|source| ReleaseError::Version {
-        path: toml_path.clone(),
+        path: toml_path.to_path_buf(),
         source,
     })?;
-    Ok((toml_path, parsed, version))
+    Ok((parsed, version))
 }
 
 fn read_to_string(path: &Path) -> Result<String, ReleaseError> {

@@ -1215,6 +1215,94 @@ fn restore_refuses_a_statement_larger_than_the_limit() {
     assert_untouched(&home, &bytes, &after);
 }
 
+/// Found while writing the `dump_read` fuzz target (its seed
+/// `deep_unistr`): the restore's value parser followed
+/// `unistr(unistr(...))` by recursion, so a planted dump with a
+/// deep enough nesting overflowed the stack of the thread that reads the
+/// dump, and aborted uplift. Such a value is now left to SQLite, which
+/// refuses it.
+#[test]
+fn restore_refuses_deeply_nested_text_functions_without_crashing() {
+    let (_dir, home, bytes) = home_with_database();
+    let before = file_names(&home.backups_dir());
+    let file = home.root().join("nested.dump");
+    let depth = 100_000;
+    planted_dump(
+        &file,
+        &format!(
+            "BEGIN TRANSACTION;\nCREATE TABLE t(x);\nINSERT INTO t VALUES({}'x'{});\nCOMMIT;\n",
+            "unistr(".repeat(depth),
+            ")".repeat(depth)
+        ),
+    );
+    let options = RestoreOptions {
+        safety_backup: false,
+        ..RestoreOptions::default()
+    };
+    let err = backup::restore(&home, &file, &options, &mut NoProgress).unwrap_err();
+    assert!(
+        matches!(err, RestoreError::Statement { line: 8, .. }),
+        "{err}"
+    );
+    assert_untouched(&home, &bytes, &before);
+}
+
+/// Found while writing the `dump_read` fuzz target (its seed
+/// `growing_replace`): each `replace()` that doubles its text doubled what
+/// the parser built, so forty nested ones in a 1 kB
+/// statement asked for terabytes. The parser now reads only replacements
+/// that do not grow the text (as shells write them) and leaves the others
+/// to SQLite, which bounds what it builds by its length limit.
+#[test]
+fn reading_a_dump_never_builds_more_than_the_statement_holds() {
+    let depth = 40;
+    let value = format!(
+        "{}'ab'{}",
+        "replace(".repeat(depth),
+        ",'a','aa')".repeat(depth)
+    );
+    let growing = format!("INSERT INTO t VALUES({value});");
+    let shrinking =
+        "INSERT INTO t VALUES(replace(replace('a\\r\\nb','\\r',char(13)),'\\n',char(10)));";
+    let dump = format!("CREATE TABLE t(x);\n{growing}\n{shrinking}\n");
+    let statements = uplift::internals::read_dump(dump.as_bytes(), 1 << 16, 1 << 20).unwrap();
+    assert_eq!(statements.len(), 3);
+    assert_eq!(statements[1].text, growing.as_bytes());
+    assert_eq!(statements[1].insert, None, "left to SQLite");
+    let Some((_, _, values)) = &statements[2].insert else {
+        panic!("a shell's replace() is read by the parser itself");
+    };
+    assert_eq!(
+        values,
+        &[uplift::internals::DumpValue::Text(b"a\r\nb".to_vec())]
+    );
+}
+
+/// Found by the `dump_read` fuzz target: a raw NUL byte inside a quoted
+/// string ends the statement for SQLite (and the line for sqlite3's
+/// shell), which therefore refuse it, but the restore's own parser read
+/// past it and restored the text. The restore now refuses it too.
+#[test]
+fn restore_refuses_a_raw_nul_in_a_string_as_sqlite_does() {
+    let (_dir, home, bytes) = home_with_database();
+    let before = file_names(&home.backups_dir());
+    let file = home.root().join("nul.dump");
+    planted_dump(
+        &file,
+        "BEGIN TRANSACTION;\nCREATE TABLE t(x);\nINSERT INTO t VALUES('it''s\0hidden');\nCOMMIT;\n",
+    );
+    let options = RestoreOptions {
+        safety_backup: false,
+        ..RestoreOptions::default()
+    };
+    let err = backup::restore(&home, &file, &options, &mut NoProgress).unwrap_err();
+    assert!(
+        matches!(err, RestoreError::Statement { line: 8, .. }),
+        "{err}"
+    );
+    assert_untouched(&home, &bytes, &before);
+}
+
 #[test]
 fn restore_refuses_a_dump_that_breaks_its_foreign_keys() {
     let (_dir, home, bytes) = home_with_database();

@@ -404,6 +404,30 @@ fn ranges_match_as_the_match_table_says() {
     }
 }
 
+/// Found by the `range_match` fuzz target: a series whose every number is
+/// `u64::MAX` has no release above it in its epoch, and its upper bound
+/// used to be dropped, so `^18446744073709551615` matched every later epoch.
+#[test]
+fn a_series_of_the_largest_numbers_ends_before_the_next_epoch() {
+    let max = "18446744073709551615";
+    for r in [
+        format!("^{max}"),
+        format!("~{max}"),
+        format!("~={max}.{max}"),
+        format!("{max}.*"),
+        format!("=={max}.{max}.*"),
+    ] {
+        assert!(range(&r).matches(&v(&format!("{max}.{max}.7"))), "{r}");
+        for later in ["1!0", "1!0.dev0", &format!("1!{max}")] {
+            assert!(!range(&r).matches(&v(later)), "{later} against {r}");
+        }
+    }
+    assert!(range(&format!("!={max}.*")).matches(&v("1!0")));
+    // The last epoch has nothing above it at all.
+    let last = format!("{max}!{max}");
+    assert!(range(&format!("^{last}")).matches(&v(&format!("{last}.{max}"))));
+}
+
 #[test]
 fn range_display_is_the_trimmed_text() {
     assert_eq!(

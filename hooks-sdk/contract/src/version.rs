@@ -942,9 +942,7 @@ fn parse_comparator(
         }
     };
     out.push(Comparator::GreaterEq(v));
-    if let Some(next) = bump(&written[..=upper_at]) {
-        out.push(Comparator::Less(Version::lowest_of(epoch, next)));
-    }
+    out.extend(above_series(epoch, &written[..=upper_at]).map(Comparator::Less));
     Ok(())
 }
 
@@ -977,7 +975,7 @@ fn parse_wildcard(
         ));
     }
     let low = Version::lowest_of(v.0.epoch, v.0.release.clone());
-    let high = bump(&v.0.release).map(|next| Version::lowest_of(v.0.epoch, next));
+    let high = above_series(v.0.epoch, &v.0.release);
     match op.map(|(_, op)| op) {
         None | Some(Op::Equal) => {
             out.push(Comparator::GreaterEq(low));
@@ -992,16 +990,23 @@ fn parse_wildcard(
     }
 }
 
-/// The release just above every release starting with `prefix`: `prefix`
-/// with its last number plus one (`1.2` → `1.3`), carrying past `u64::MAX`
-/// (`1.MAX` → `2`, since no release `1.(MAX+1)` exists). `None` when even the
-/// first number is `u64::MAX`: nothing is above.
-fn bump(prefix: &[u64]) -> Option<Vec<u64>> {
+/// The least version above every version of epoch `epoch` whose release
+/// starts with `prefix`: `prefix` with its last number plus one (`1.2` →
+/// `1.3.dev0`), carrying past `u64::MAX` (`1.MAX` → `2.dev0`, since no
+/// release `1.(MAX+1)` exists). When every number is `u64::MAX`, nothing of
+/// the epoch is above the series, and the bound is the least version of the
+/// next epoch (`(epoch+1)!0.dev0`); `None` only when the epoch is
+/// `u64::MAX` too: nothing at all is above.
+fn above_series(epoch: u64, prefix: &[u64]) -> Option<Version> {
     let mut next = prefix.to_vec();
     while next.last() == Some(&u64::MAX) {
         next.pop();
     }
-    let last = next.last_mut()?;
-    *last += 1;
-    Some(next)
+    match next.last_mut() {
+        Some(last) => {
+            *last += 1;
+            Some(Version::lowest_of(epoch, next))
+        }
+        None => Some(Version::lowest_of(epoch.checked_add(1)?, vec![0])),
+    }
 }

@@ -107,13 +107,19 @@ impl PluginsToml {
     pub fn load(home: &Home) -> Result<PluginsToml, HookError> {
         let path = home.plugins_toml();
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| HookError::PluginsToml {
-                path,
-                message: e.message().to_string(),
-            }),
+            Ok(text) => PluginsToml::from_toml(&path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PluginsToml::default()),
             Err(source) => Err(HookError::Io { path, source }),
         }
+    }
+
+    /// Parses `text`, the contents of `path`: what [`PluginsToml::load`]
+    /// makes of the file.
+    pub(crate) fn from_toml(path: &Path, text: &str) -> Result<PluginsToml, HookError> {
+        toml::from_str(text).map_err(|e| HookError::PluginsToml {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })
     }
 
     /// Reads, changes and writes back the home's `plugins.toml` while

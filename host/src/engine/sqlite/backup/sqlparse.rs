@@ -425,7 +425,11 @@ pub(crate) fn parse_insert(
 ) -> Option<ParsedInsert> {
     values.clear();
     scratch.clear();
-    let mut p = Parser { s: stmt, i: 0 };
+    let mut p = Parser {
+        s: stmt,
+        i: 0,
+        calls: 0,
+    };
     p.keyword(b"INSERT")?;
     p.ws1()?;
     p.keyword(b"INTO")?;
@@ -477,9 +481,18 @@ pub(crate) fn parse_insert(
     })
 }
 
+/// How many `unistr()` and `replace()` calls one value the parser reads
+/// itself may hold (sqlite3 shells write at most two, as
+/// `replace(replace(...))`). A value with more is left to SQLite, which has
+/// limits of its own: the parser's recursion stays bounded, whatever a dump
+/// holds.
+const MAX_CALLS: u32 = 8;
+
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// The `unistr()` and `replace()` calls read in the current value.
+    calls: u32,
 }
 
 impl Parser<'_> {
@@ -571,6 +584,7 @@ impl Parser<'_> {
     }
 
     fn literal(&mut self, scratch: &mut Vec<u8>) -> Option<Literal> {
+        self.calls = 0;
         match self.peek()? {
             b'\'' | b'c' | b'C' | b'u' | b'U' | b'r' | b'R' if self.starts_text() => {
                 self.text(scratch)
@@ -659,6 +673,7 @@ impl Parser<'_> {
     /// arguments being text pieces themselves).
     fn text_piece(&mut self, scratch: &mut Vec<u8>) -> Option<Bytes> {
         if self.at_word(b"unistr(") {
+            self.call()?;
             self.i += 7;
             self.ws();
             let piece = self.text_piece(scratch)?;
@@ -667,6 +682,7 @@ impl Parser<'_> {
             return self.unistr(piece, scratch);
         }
         if self.at_word(b"replace(") {
+            self.call()?;
             self.i += 8;
             let mark = scratch.len();
             let mut args = [Bytes::Stmt(0, 0); 3];
@@ -690,6 +706,13 @@ impl Parser<'_> {
                 get(args[1], scratch),
                 get(args[2], scratch),
             );
+            // Shells replace an escape with a shorter text. A replace()
+            // that grows the text is left to SQLite, which bounds what it
+            // builds by its length limit: here, each one of a few nested
+            // ones could double the text.
+            if to.len() > from.len() && !from.is_empty() {
+                return None;
+            }
             // The pieces of a concatenation must follow one another in the
             // scratch buffer: the arguments decoded there are replaced by
             // the result.
@@ -711,6 +734,12 @@ impl Parser<'_> {
             self.i += 1;
             let start = self.i;
             let j = memchr::memchr(b'\'', &self.s[self.i..])?;
+            // A NUL byte ends the statement for SQLite (and the line for
+            // sqlite3's shell), so neither reads such a string: it is left
+            // to SQLite, as in unistr().
+            if memchr::memchr(0, &self.s[start..start + j]).is_some() {
+                return None;
+            }
             if self.s.get(self.i + j + 1) != Some(&b'\'') {
                 self.i += j + 1;
                 return Some(Bytes::Stmt(start, start + j));
@@ -719,6 +748,9 @@ impl Parser<'_> {
             let out = scratch.len();
             loop {
                 let j = memchr::memchr(b'\'', &self.s[self.i..])?;
+                if memchr::memchr(0, &self.s[self.i..self.i + j]).is_some() {
+                    return None;
+                }
                 scratch.extend_from_slice(&self.s[self.i..self.i + j]);
                 self.i += j + 1;
                 if self.peek() == Some(b'\'') {
@@ -754,6 +786,13 @@ impl Parser<'_> {
                 _ => return None,
             }
         }
+    }
+
+    /// Counts one more `unistr()` or `replace()` call in the current value;
+    /// `None` past [`MAX_CALLS`].
+    fn call(&mut self) -> Option<()> {
+        self.calls += 1;
+        (self.calls <= MAX_CALLS).then_some(())
     }
 
     /// Decodes the escapes of SQLite's `unistr()` in `piece` into the
