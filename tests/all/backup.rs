@@ -1018,6 +1018,35 @@ fn restore_refuses_a_raw_nul_in_a_string_as_sqlite_does() {
     assert_untouched(&home, &bytes, &before);
 }
 
+/// Found while writing the `dump_restore` fuzz target: a planted dump whose
+/// `CREATE TABLE ... AS` runs a query without end kept the restore running,
+/// its temporary database growing until the disk was full. The restore now
+/// stops a dump that does far more work than its size can need.
+#[test]
+fn restore_stops_a_dump_whose_query_never_ends() {
+    let (_dir, home, bytes) = home_with_database();
+    let before = file_names(&home.backups_dir());
+    let file = home.root().join("endless.dump");
+    planted_dump(
+        &file,
+        "BEGIN TRANSACTION;\nCREATE TABLE t AS WITH RECURSIVE c(x) AS \
+         (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c;\nCOMMIT;\n",
+    );
+    let options = RestoreOptions {
+        safety_backup: false,
+        ..RestoreOptions::default()
+    };
+    let err = backup::restore(&home, &file, &options, &mut NoProgress).unwrap_err();
+    match &err {
+        RestoreError::Refused { line, reason, .. } => {
+            assert_eq!(*line, 7);
+            assert!(reason.contains("more work than a dump of its size"), "{err}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_untouched(&home, &bytes, &before);
+}
+
 #[test]
 fn restore_refuses_a_dump_that_breaks_its_foreign_keys() {
     let (_dir, home, bytes) = home_with_database();
