@@ -1040,7 +1040,10 @@ fn restore_stops_a_dump_whose_query_never_ends() {
     match &err {
         RestoreError::Refused { line, reason, .. } => {
             assert_eq!(*line, 7);
-            assert!(reason.contains("more work than a dump of its size"), "{err}");
+            assert!(
+                reason.contains("more work than a dump of its size"),
+                "{err}"
+            );
         }
         other => panic!("{other}"),
     }
