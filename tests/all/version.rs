@@ -404,9 +404,10 @@ fn ranges_match_as_the_match_table_says() {
     }
 }
 
-/// Found by the `range_match` fuzz target: a series whose every number is
-/// `u64::MAX` has no release above it in its epoch, and its upper bound
-/// used to be dropped, so `^18446744073709551615` matched every later epoch.
+/// Found with the `range_match` fuzz target's model (on its seed
+/// `max_series_next_epoch`): a series whose every number is `u64::MAX` has
+/// no release above it in its epoch, and its upper bound used to be
+/// dropped, so `^18446744073709551615` matched every later epoch.
 #[test]
 fn a_series_of_the_largest_numbers_ends_before_the_next_epoch() {
     let max = "18446744073709551615";

@@ -7,9 +7,9 @@
 //!   statement may straddle any number of refills), and with a lower limit
 //!   on a statement's length either reads the same or refuses.
 //! - Its statements are SQLite's: each ends at the first `;` where
-//!   `sqlite3_complete()` says the text is complete, and the text ends
-//!   inside a statement exactly when something but whitespace and comments
-//!   follows the last one.
+//!   `sqlite3_complete()` says the text is complete, and the text is
+//!   refused as unfinished exactly when something but whitespace and closed
+//!   comments follows the last one.
 //! - The values it binds are SQLite's: for each `INSERT` it parses, SQLite
 //!   evaluating the same `VALUES(...)` text gets the same values, bit for
 //!   bit.
@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
                     "the text ends inside a statement, unnoticed: {rest:?}"
                 );
             }
-            Err(SplitError::Unfinished { .. }) => {
+            Err(SplitError::Unfinished { .. } | SplitError::UnclosedComment { .. }) => {
                 assert!(
                     !rest.is_empty(),
                     "refused as unfinished, but complete by sqlite3_complete"

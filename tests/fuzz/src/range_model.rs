@@ -42,9 +42,8 @@ pub fn alternatives(range: &str) -> Option<Vec<Vec<Comparator<'_>>>> {
             let mut all = Vec::new();
             for group in alternative.split(',') {
                 let mut words = group.split_whitespace().peekable();
-                if words.peek().is_none() {
-                    return None;
-                }
+                // An empty comparator (`1.0,,2.0`) is not a range.
+                words.peek()?;
                 while let Some(word) = words.next() {
                     let op = OPERATORS.iter().copied().find(|op| word.starts_with(op));
                     let operand = match op {

@@ -58,8 +58,9 @@ pub fn complete(text: &[u8]) -> Option<bool> {
 
 /// `text` without the whitespace and comments it starts with, as SQLite's
 /// completeness rule reads them (`complete.c`: space, tab, newline, carriage
-/// return and form feed; `--` to the end of the line; `/*` to `*/` or to
-/// the end).
+/// return and form feed; `--` to the end of the line; `/*` to `*/`). A `/*`
+/// never closed is kept: for `sqlite3_complete()`, a text ending inside
+/// one is never complete.
 pub fn strip_leading(mut text: &[u8]) -> &[u8] {
     loop {
         match text {
@@ -70,12 +71,10 @@ pub fn strip_leading(mut text: &[u8]) -> &[u8] {
                     None => &[],
                 }
             }
-            [b'/', b'*', rest @ ..] => {
-                text = match rest.windows(2).position(|w| w == b"*/") {
-                    Some(i) => &rest[i + 2..],
-                    None => &[],
-                }
-            }
+            [b'/', b'*', rest @ ..] => match rest.windows(2).position(|w| w == b"*/") {
+                Some(i) => text = &rest[i + 2..],
+                None => return text,
+            },
             _ => return text,
         }
     }
@@ -218,6 +217,11 @@ mod tests {
         );
         assert_eq!(rest, b"SELECT");
         assert_eq!(split(b"a\0;"), None);
+        // A comment never closed is not nothing: SQLite's text is unfinished.
+        let (statements, rest) = split(b"SELECT 1; /* closed */ /* open; SELECT 2;").unwrap();
+        assert_eq!(statements, [&b"SELECT 1;"[..]]);
+        assert_eq!(rest, b"/* open; SELECT 2;");
+        assert_eq!(complete(b"SELECT 1; /* open"), Some(false));
     }
 
     #[test]

@@ -569,6 +569,37 @@ fn build(
             }
         }));
     }
+    // A dump is data: restoring it takes work in proportion to its text.
+    // A statement that computes without end (a recursive query, a table
+    // joined with itself many times) is stopped once the restore has run
+    // more SQLite instructions than WORK_PER_BYTE for each byte of the
+    // statements read so far (and WORK_FLOOR): hundreds of times what
+    // creating, filling, indexing and analysing its tables takes (a few
+    // instructions a byte).
+    let text_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let text_read = text_read.clone();
+        let refusal = refusal.clone();
+        let mut work = 0u64;
+        conn.progress_handler(
+            WORK_STEP as i32,
+            Some(move || {
+                work += WORK_STEP;
+                let budget = text_read
+                    .load(Ordering::Relaxed)
+                    .saturating_mul(WORK_PER_BYTE)
+                    .saturating_add(WORK_FLOOR);
+                let over = work > budget;
+                if over && let Ok(mut r) = refusal.lock() {
+                    *r = Some(
+                        "does more work than a dump of its size can need (a query without end?)"
+                            .into(),
+                    );
+                }
+                over
+            }),
+        );
+    }
 
     let reader = files::open_dump(dump)?;
     let consumed = reader.consumed.clone();
@@ -626,6 +657,7 @@ fn build(
                 let stmt = &batch.text[item.text.0..item.text.1];
                 let line = item.line;
                 statements += 1;
+                text_read.fetch_add(stmt.len() as u64, Ordering::Relaxed);
                 if statements.is_multiple_of(4096) {
                     progress.update(consumed.load(Ordering::Relaxed), rows);
                 }
@@ -692,6 +724,7 @@ fn build(
     progress.update(consumed.load(Ordering::Relaxed), rows);
     progress.end();
     conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    conn.progress_handler(0, None::<fn() -> bool>);
     conn.execute_batch("PRAGMA writable_schema=OFF; COMMIT;")
         .map_err(build_err)?;
     conn.close().map_err(|(_, source)| build_err(source))?;
@@ -807,6 +840,13 @@ impl<'c> Inserter<'c> {
         Ok(())
     }
 }
+
+/// SQLite instructions between two looks at the restore's work.
+const WORK_STEP: u64 = 10_000;
+/// SQLite instructions a restore may run for each byte of its statements.
+const WORK_PER_BYTE: u64 = 1_000;
+/// SQLite instructions any restore may run (about a second's work).
+const WORK_FLOOR: u64 = 100_000_000;
 
 /// Statements read and parsed ahead of SQLite.
 #[derive(Default)]

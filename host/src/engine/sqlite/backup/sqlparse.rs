@@ -86,6 +86,14 @@ pub enum SplitError {
         /// The line where the statement starts.
         line: u64,
     },
+    /// The text ends inside a `/*` comment: whatever follows it, a final
+    /// `COMMIT` included, is not SQL (for SQLite, such a text is not
+    /// complete).
+    #[error("the text ends inside a comment that opens at line {line} and is never closed")]
+    UnclosedComment {
+        /// The line where the comment opens.
+        line: u64,
+    },
 }
 
 /// Splits SQL text into complete statements.
@@ -138,8 +146,17 @@ impl<R: BufRead> StatementReader<R> {
             };
             if buf.is_empty() {
                 // The end: flush a pending token, then see what is left.
+                let in_comment = matches!(self.lex, Lex::Block | Lex::BlockStar);
                 self.finish_token_at_eof();
                 return match self.first {
+                    None if in_comment => Err(SplitError::UnclosedComment {
+                        line: self.line
+                            + memchr::memchr_iter(
+                                b'\n',
+                                &self.stmt[..unclosed_comment_at(&self.stmt)],
+                            )
+                            .count() as u64,
+                    }),
                     None => Ok(None),
                     Some(first) => Err(SplitError::Unfinished {
                         line: self.line
@@ -205,6 +222,25 @@ impl<R: BufRead> StatementReader<R> {
         }
         self.lex = Lex::Normal;
     }
+}
+
+/// Where, in `text` (whitespace and comments only, the last comment never
+/// closed), that last comment opens.
+fn unclosed_comment_at(text: &[u8]) -> usize {
+    let mut i = 0;
+    while i < text.len() {
+        if text[i..].starts_with(b"--") {
+            i = memchr::memchr(b'\n', &text[i..]).map_or(text.len(), |j| i + j + 1);
+        } else if text[i..].starts_with(b"/*") {
+            match memchr::memmem::find(&text[i + 2..], b"*/") {
+                Some(j) => i += j + 4,
+                None => return i,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    text.len()
 }
 
 fn word_token(word: &[u8], len: usize) -> Tok {
