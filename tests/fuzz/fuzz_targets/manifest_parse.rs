@@ -10,21 +10,26 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use uplift::hooks::HookManifest;
+use uplift::hooks::{HookManifest, PluginStep};
 use uplift::version::{Version, VersionRange};
 
 /// Checks what a valid manifest must be, and that it round-trips.
 fn check(manifest: &HookManifest) {
     assert!(Version::parse(&manifest.version).is_ok(), "{manifest:?}");
     for hook in &manifest.hooks {
-        for range in [&hook.old_version, &hook.new_version] {
+        let plugin_ranges = [&hook.plugin_old_version, &hook.plugin_new_version];
+        for range in [&hook.old_version, &hook.new_version]
+            .into_iter()
+            .chain(plugin_ranges.into_iter().flatten())
+        {
             VersionRange::parse(&range.to_string())
                 .unwrap_or_else(|e| panic!("a hook's range does not parse again: {e}"));
         }
-        let _ = hook.matches(
-            &Version::parse("0.1").unwrap(),
-            &Version::parse("1.0rc1").unwrap(),
-        );
+        let (old, new) = (Version::parse("0.1").unwrap(), Version::parse("1.0rc1").unwrap());
+        // First activation (no plugin version recorded) and an upgrade.
+        for from in [None, Some(&old)] {
+            let _ = hook.matches(&old, &new, &PluginStep { from, to: &new });
+        }
     }
     let _ = manifest.to_string();
     let _ = manifest.declared_tables();
