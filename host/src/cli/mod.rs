@@ -375,3 +375,58 @@ fn ignore_file_size_signal() {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command of the clap model, as its path of names (clap's own
+    /// `help` left out).
+    fn commands(cmd: &clap::Command, path: &mut Vec<String>, found: &mut Vec<Vec<String>>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            path.push(sub.get_name().to_string());
+            found.push(path.clone());
+            commands(sub, path, found);
+            path.pop();
+        }
+    }
+
+    #[test]
+    fn every_command_of_the_model_accepts_json_before_and_after_its_name() {
+        let mut model = Cli::command();
+        model.build();
+        let mut found = Vec::new();
+        commands(&model, &mut Vec::new(), &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for path in &found {
+            let mut sub = &model;
+            for name in path {
+                sub = sub.find_subcommand(name).expect("a subcommand found above");
+            }
+            assert!(
+                sub.get_arguments().any(|a| a.get_id() == "json"),
+                "uplift {} does not take --json",
+                path.join(" ")
+            );
+            // Parsing goes past --json whichever side of the name it is:
+            // what fails, if anything, is a missing argument of the command.
+            for args in [
+                [vec!["uplift".to_string(), "--json".into()], path.clone()].concat(),
+                [vec!["uplift".to_string()], path.clone(), vec!["--json".into()]].concat(),
+            ] {
+                if let Err(err) = Cli::command().try_get_matches_from(&args) {
+                    use clap::error::ErrorKind;
+                    assert!(
+                        matches!(
+                            err.kind(),
+                            ErrorKind::MissingRequiredArgument
+                                | ErrorKind::MissingSubcommand
+                                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                        ),
+                        "{args:?}: {err}"
+                    );
+                }
+            }
+        }
+    }
+}
