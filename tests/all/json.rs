@@ -146,7 +146,11 @@ fn status_json_succeeds_and_fails_with_the_release_code() {
 #[test]
 fn a_missing_release_is_a_usage_error_with_its_own_code() {
     let site = Site::new();
-    let error = failed(&site.run_without_release(&["status", "--json"]), 2, "no-release");
+    let error = failed(
+        &site.run_without_release(&["status", "--json"]),
+        2,
+        "no-release",
+    );
     assert!(
         error["message"].as_str().unwrap().contains("--release"),
         "{error}"
@@ -164,8 +168,11 @@ fn report_and_history_json_succeed_and_fail_with_codes() {
     let out = site.run_without_release(&["--release", "/nonexistent", "report", "--json"]);
     failed(&out, 1, "release");
     // A database that is not one.
-    std::fs::write(site.db(), b"this is not a database, and it is long enough to say so")
-        .unwrap();
+    std::fs::write(
+        site.db(),
+        b"this is not a database, and it is long enough to say so",
+    )
+    .unwrap();
     let out = site.run(&["history", "--json"]);
     let error = document(&out);
     assert_eq!(out.status.code(), Some(1), "{error:#}");
@@ -188,7 +195,11 @@ fn migrations_list_json_fails_on_drift_with_the_list_as_details() {
         "CREATE TABLE item (id INTEGER PRIMARY KEY, title TEXT);",
     )
     .unwrap();
-    let error = failed(&site.run(&["--json", "migrations", "list"]), 1, "migration-drift");
+    let error = failed(
+        &site.run(&["--json", "migrations", "list"]),
+        1,
+        "migration-drift",
+    );
     assert_eq!(error["details"][0]["file"], "0001_initial.sql", "{error:#}");
     assert_eq!(error["details"][0]["state"], "changed", "{error:#}");
 }
@@ -219,7 +230,14 @@ fn upgrade_json_succeeds_with_its_outcome() {
 #[test]
 fn run_json_leaves_stdout_to_the_application_and_fails_with_exec() {
     let site = Site::new();
-    let out = site.run(&["run", "--json", "--", "sh", "-c", "echo from the application"]);
+    let out = site.run(&[
+        "run",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo from the application",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
@@ -233,7 +251,11 @@ fn run_json_leaves_stdout_to_the_application_and_fails_with_exec() {
 #[test]
 fn adopt_json_succeeds_and_fails_without_a_database() {
     let site = Site::new();
-    failed(&site.run(&["adopt", "--as", "1.0.0", "--json"]), 1, "no-database");
+    failed(
+        &site.run(&["adopt", "--as", "1.0.0", "--json"]),
+        1,
+        "no-database",
+    );
 
     std::fs::create_dir_all(site.home()).unwrap();
     rusqlite::Connection::open(site.db())
@@ -263,10 +285,14 @@ fn verify_paths_json_succeeds_and_fails_with_codes() {
                 "0001_initial.sql",
                 "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT);",
             ),
-            ("0002_price.sql", "ALTER TABLE item ADD COLUMN price INTEGER;"),
+            (
+                "0002_price.sql",
+                "ALTER TABLE item ADD COLUMN price INTEGER;",
+            ),
         ],
     );
-    let paths = succeeded(&site.run(&["verify-paths", "--json", site.release.path(), later.path()]));
+    let paths =
+        succeeded(&site.run(&["verify-paths", "--json", site.release.path(), later.path()]));
     assert_eq!(paths[0]["from"], "1.0.0", "{paths:#}");
     assert_eq!(paths[0]["problems"], serde_json::json!([]), "{paths:#}");
 
@@ -309,7 +335,10 @@ fn dbbackup_json_succeeds_and_fails_without_a_database() {
     let made = succeeded(&site.run(&["dbbackup", "--json"]));
     assert_eq!(made["outcome"], "backed_up", "{made:#}");
     assert_eq!(made["data_version"], "1.0.0", "{made:#}");
-    assert!(Path::new(made["path"].as_str().unwrap()).is_file(), "{made:#}");
+    assert!(
+        Path::new(made["path"].as_str().unwrap()).is_file(),
+        "{made:#}"
+    );
 }
 
 #[test]
@@ -332,7 +361,11 @@ fn dbrestore_json_succeeds_and_refuses_an_empty_dump() {
 #[test]
 fn dbrestore_latest_json_fails_with_no_backup() {
     let site = Site::new();
-    let error = failed(&site.run(&["dbrestore", "--latest", "--json"]), 1, "no-backup");
+    let error = failed(
+        &site.run(&["dbrestore", "--latest", "--json"]),
+        1,
+        "no-backup",
+    );
     assert!(
         error["message"].as_str().unwrap().contains("no backup in"),
         "{error}"
@@ -496,7 +529,10 @@ fn hooks_new_json_succeeds_and_refuses_a_bad_name() {
     ]));
     assert_eq!(created["outcome"], "created", "{created:#}");
     assert_eq!(created["plugin"], "my-plugin", "{created:#}");
-    assert!(!created["files"].as_array().unwrap().is_empty(), "{created:#}");
+    assert!(
+        !created["files"].as_array().unwrap().is_empty(),
+        "{created:#}"
+    );
     assert!(dir.join("Cargo.toml").is_file());
     failed(
         &site.run(&["hooks", "new", "9-lives", "--json"]),
@@ -504,7 +540,14 @@ fn hooks_new_json_succeeds_and_refuses_a_bad_name() {
         "invalid-plugin-name",
     );
     failed(
-        &site.run(&["hooks", "new", "again", "--dir", dir.to_str().unwrap(), "--json"]),
+        &site.run(&[
+            "hooks",
+            "new",
+            "again",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--json",
+        ]),
         2,
         "folder-not-empty",
     );
@@ -540,7 +583,11 @@ fn hooks_test_json_succeeds_and_fails_with_codes() {
         "no-hook-matched",
     );
     failed(&trial(&["--to", "1.0.0"]), 2, "no-data-version");
-    failed(&trial(&["--from", "banana", "--to", "1.0.0"]), 2, "invalid-version");
+    failed(
+        &trial(&["--from", "banana", "--to", "1.0.0"]),
+        2,
+        "invalid-version",
+    );
     failed(
         &trial(&["--from", "1.0.0", "--to", "1.0.0", "--hook", "no_such_hook"]),
         2,
@@ -553,7 +600,11 @@ fn hooks_test_json_succeeds_and_fails_with_codes() {
 #[test]
 fn version_commands_json_succeed_and_fail_with_codes() {
     let compared = succeeded(&crate::support::run(&[
-        "version", "compare", "0.15.0rc10", "0.15.0rc9", "--json",
+        "version",
+        "compare",
+        "0.15.0rc10",
+        "0.15.0rc9",
+        "--json",
     ]));
     assert_eq!(
         compared,
@@ -573,8 +624,14 @@ fn version_commands_json_succeed_and_fail_with_codes() {
         1,
         "range-not-matched",
     );
-    assert_eq!(error["details"]["versions"][1]["version"], "0.6.4", "{error:#}");
-    assert_eq!(error["details"]["versions"][1]["matches"], false, "{error:#}");
+    assert_eq!(
+        error["details"]["versions"][1]["version"], "0.6.4",
+        "{error:#}"
+    );
+    assert_eq!(
+        error["details"]["versions"][1]["matches"], false,
+        "{error:#}"
+    );
     failed(
         &crate::support::run(&["--json", "version", "match", "<<banana", "0.6.3"]),
         2,
@@ -593,14 +650,21 @@ fn completions_man_and_version_json_succeed() {
     assert_eq!(versions["uplift"], env!("CARGO_PKG_VERSION"));
     assert!(versions["sqlite"].as_str().unwrap().starts_with('3'));
     let help = succeeded(&crate::support::run(&["status", "--help", "--json"]));
-    assert!(help["help"].as_str().unwrap().contains("Usage:"), "{help:#}");
+    assert!(
+        help["help"].as_str().unwrap().contains("Usage:"),
+        "{help:#}"
+    );
     // Their only failures are usage errors.
     failed(
         &crate::support::run(&["completions", "tcsh", "--json"]),
         2,
         "usage",
     );
-    failed(&crate::support::run(&["man", "extra", "--json"]), 2, "usage");
+    failed(
+        &crate::support::run(&["man", "extra", "--json"]),
+        2,
+        "usage",
+    );
 }
 
 // ------------------------------------------------------------ usage
@@ -742,7 +806,9 @@ fn every_command_takes_json_and_prints_one_document() {
             Some(1 | 2) => {
                 assert_eq!(value["outcome"], "failed", "{path:?}: {value:#}");
                 assert!(
-                    value["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),
+                    value["error"]["code"]
+                        .as_str()
+                        .is_some_and(|c| !c.is_empty()),
                     "{path:?}: {value:#}"
                 );
             }

@@ -349,10 +349,11 @@ fn known_code(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
 /// back.
 fn upgrade_error(err: &anyhow::Error) -> Option<&UpgradeError> {
     err.chain().find_map(|e| {
-        e.downcast_ref::<UpgradeError>().or_else(|| match e.downcast_ref::<AdoptError>() {
-            Some(AdoptError::Upgrade(upgrade)) => Some(upgrade),
-            _ => None,
-        })
+        e.downcast_ref::<UpgradeError>()
+            .or_else(|| match e.downcast_ref::<AdoptError>() {
+                Some(AdoptError::Upgrade(upgrade)) => Some(upgrade),
+                _ => None,
+            })
     })
 }
 

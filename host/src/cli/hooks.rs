@@ -230,8 +230,7 @@ fn new(out: &Output, json: bool, args: NewArgs) -> Outcome {
     let checkout = scaffold::repo_root();
     let made = match args.sdk {
         Some(value) => {
-            let sdk =
-                SdkSource::named("--sdk", &value, &checkout).map_err(Failure::usage_error)?;
+            let sdk = SdkSource::named("--sdk", &value, &checkout).map_err(Failure::usage_error)?;
             scaffold::scaffold_with(&name, lang, &dir, &sdk)
         }
         None => scaffold::scaffold(&name, lang, &dir, &checkout),
@@ -281,12 +280,14 @@ fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
         .from
         .as_deref()
         .map(|from| {
-            Version::parse(from).map_err(|e| Failure::usage_because(&e, format!("--from {from}: {e}")))
+            Version::parse(from)
+                .map_err(|e| Failure::usage_because(&e, format!("--from {from}: {e}")))
         })
         .transpose()?;
     let to = match (&args.to, &release) {
-        (Some(to), _) => Version::parse(to)
-            .map_err(|e| Failure::usage_because(&e, format!("--to {to}: {e}")))?,
+        (Some(to), _) => {
+            Version::parse(to).map_err(|e| Failure::usage_because(&e, format!("--to {to}: {e}")))?
+        }
         (None, Some(release)) => release.version.clone(),
         (None, None) => {
             return Err(Failure::usage(

@@ -412,7 +412,12 @@ mod tests {
             // what fails, if anything, is a missing argument of the command.
             for args in [
                 [vec!["uplift".to_string(), "--json".into()], path.clone()].concat(),
-                [vec!["uplift".to_string()], path.clone(), vec!["--json".into()]].concat(),
+                [
+                    vec!["uplift".to_string()],
+                    path.clone(),
+                    vec!["--json".into()],
+                ]
+                .concat(),
             ] {
                 if let Err(err) = Cli::command().try_get_matches_from(&args) {
                     use clap::error::ErrorKind;

@@ -66,7 +66,7 @@ pub(super) fn json_requested(args: &[std::ffi::OsString]) -> bool {
 
 /// Prints `document` on stdout, pretty, as the one JSON document of the
 /// command (or its failure object).
-pub(super) fn print_json(document: &impl serde::Serialize) {
+pub(super) fn print_json<T: serde::Serialize + ?Sized>(document: &T) {
     match serde_json::to_string_pretty(document) {
         Ok(text) => write_stdout_raw(format_args!("{text}\n")),
         // Only a map with keys that are not strings fails, which no
@@ -78,7 +78,10 @@ pub(super) fn print_json(document: &impl serde::Serialize) {
 /// With `--json`, what a command that checks something ends with: its
 /// `document` printed when `problem` is `None`, else the failure with the
 /// document as its details (printed by [`Failure::report`]).
-pub(super) fn json_outcome(document: &impl serde::Serialize, problem: Option<Failure>) -> Outcome {
+pub(super) fn json_outcome<T: serde::Serialize + ?Sized>(
+    document: &T,
+    problem: Option<Failure>,
+) -> Outcome {
     match problem {
         None => {
             print_json(document);

@@ -42,7 +42,10 @@ pub(super) fn version(cmd: VersionCommand, json: bool) -> Outcome {
             let found = || {
                 Failure::found(
                     "range-not-matched",
-                    format!("{unmatched} of {} version(s) do not match {range}", versions.len()),
+                    format!(
+                        "{unmatched} of {} version(s) do not match {range}",
+                        versions.len()
+                    ),
                 )
             };
             if json {
