@@ -488,7 +488,12 @@ fn hooks_inspect_and_embed_manifest_json_succeed_and_fail_with_codes() {
 fn hooks_validate_json_is_one_array_and_fails_with_it_as_details() {
     let site = Site::new();
     let tidy = component("uplift-test-tidy");
-    let reports = succeeded(&site.run_without_release(&["hooks", "validate", "--json", tidy.to_str().unwrap()]));
+    let reports = succeeded(&site.run_without_release(&[
+        "hooks",
+        "validate",
+        "--json",
+        tidy.to_str().unwrap(),
+    ]));
     assert_eq!(reports[0]["valid"], true, "{reports:#}");
     let not_wasm = site.path("not.wasm");
     std::fs::write(&not_wasm, b"hello").unwrap();
