@@ -61,6 +61,18 @@ pub enum HomeError {
     Io(#[from] IoError),
 }
 
+impl HomeError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them): `no-home` when none was given,
+    /// else `home`, as in [`crate::UpgradeError::code`].
+    pub fn code(&self) -> &'static str {
+        match self {
+            HomeError::NoDefault => "no-home",
+            _ => "home",
+        }
+    }
+}
+
 fn holder_text(pid: &Option<u32>) -> String {
     match pid {
         Some(pid) => format!("pid {pid}"),

@@ -148,6 +148,25 @@ pub enum TrialError {
     Transaction(UpgradeError),
 }
 
+impl TrialError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them). Migrations that could not be applied
+    /// to the copy have the code the upgrade would fail with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TrialError::Plugin(err) | TrialError::Engine(err) => err.code(),
+            TrialError::UnknownHook { .. } => "unknown-hook",
+            TrialError::NoFrom { .. } => "no-data-version",
+            TrialError::NoDatabase { .. } => "no-database",
+            TrialError::Scratch { .. } => "io",
+            TrialError::Copy { .. } => "database-open",
+            TrialError::Database { .. } => "database",
+            TrialError::Migrations { cause, .. } => cause.code(),
+            TrialError::Transaction(err) => err.code(),
+        }
+    }
+}
+
 /// One changed row: its key and its columns before and after (changed
 /// columns only, for an update).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -5,11 +5,9 @@ mod cli;
 
 use std::process::ExitCode;
 
-/// Runs the command; a failure prints its error once and picks the exit
-/// code (1 the operation failed, 2 invalid usage).
+/// Runs the command; a failure prints its error once (with `--json`, its
+/// failure object too) and picks the exit code (1 the operation failed, 2
+/// invalid usage).
 fn main() -> ExitCode {
-    match cli::run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.report(),
-    }
+    cli::run()
 }

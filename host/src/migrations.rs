@@ -58,6 +58,20 @@ pub enum MigrateError {
     Release(#[from] crate::release::ReleaseError),
 }
 
+impl MigrateError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them).
+    pub fn code(&self) -> &'static str {
+        match self {
+            MigrateError::Drift(_) => "migration-drift",
+            MigrateError::TimedOut { .. } => "migration-timeout",
+            MigrateError::TransactionControl { .. } => "migration-transaction-control",
+            MigrateError::Release(err) => err.code(),
+            MigrateError::Database(_) | MigrateError::Failed { .. } => "migration-failed",
+        }
+    }
+}
+
 fn describe_drift(drift: &[Drift]) -> String {
     let items: Vec<String> = drift.iter().map(|d| d.to_string()).collect();
     format!(

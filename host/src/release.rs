@@ -99,6 +99,18 @@ pub enum ReleaseError {
     },
 }
 
+impl ReleaseError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them): `no-release` when none was given,
+    /// else `release`, as in [`crate::UpgradeError::code`].
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReleaseError::NotGiven => "no-release",
+            _ => "release",
+        }
+    }
+}
+
 /// `release.toml` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

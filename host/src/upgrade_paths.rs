@@ -112,6 +112,25 @@ pub enum PathsError {
     },
 }
 
+impl PathsError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them). A fresh install that failed has its
+    /// cause's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PathsError::Release(err) => err.code(),
+            PathsError::DuplicateVersion { .. } => "duplicate-release",
+            PathsError::MixedApps { .. } => "mixed-applications",
+            PathsError::Exists { .. } => "file-exists",
+            PathsError::Install { cause, .. } => cause.code(),
+            PathsError::Keep { .. } | PathsError::Scratch(_) => "io",
+            PathsError::TooFew(_) => "too-few-releases",
+            PathsError::Plugins(err) => err.code(),
+            PathsError::FixtureUnreadable { .. } | PathsError::Fixture { .. } => "fixture",
+        }
+    }
+}
+
 /// The result of one upgrade path.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathReport {

@@ -947,10 +947,16 @@ fn validate(files: &[&Path]) -> (i32, Vec<serde_json::Value>) {
     let mut args: Vec<&str> = vec!["hooks", "validate", "--json"];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let out = support::run(&args);
-    let reports = support::stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // An invalid file fails the command: the reports are the failure
+    // object's details.
+    let reports = if json["outcome"] == "failed" {
+        assert_eq!(json["error"]["code"], "invalid-plugin", "{json}");
+        json["error"]["details"].clone()
+    } else {
+        json
+    };
+    let reports = reports.as_array().expect("an array of reports").clone();
     (out.status.code().unwrap_or(-1), reports)
 }
 
@@ -1151,7 +1157,8 @@ fn validate_warns_of_hooks_whose_ranges_never_match_the_releases_named() {
         plugin.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &reports[0];
     let warnings = report["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{report}");
     assert!(warnings[0].as_str().unwrap().contains("for_plugin_two"));

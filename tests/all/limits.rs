@@ -84,8 +84,16 @@ impl Site {
             "--json",
         ]);
         let took = started.elapsed();
-        let report = serde_json::from_str(&stdout(&out))
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out))
             .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&out), stderr(&out)));
+        // A hook stopped at a limit fails the trial: the report is the
+        // failure object's details.
+        let report = if json["outcome"] == "failed" {
+            assert_eq!(json["error"]["code"], "hook", "{json:#}");
+            json["error"]["details"].clone()
+        } else {
+            json
+        };
         (report, took)
     }
 }

@@ -12,6 +12,7 @@ mod faults;
 mod foreign_keys;
 mod hooks;
 mod io_errors;
+mod json;
 mod limits;
 mod nothing_lost;
 mod packaging;

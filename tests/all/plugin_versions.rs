@@ -383,15 +383,19 @@ fn bad_plugin_ranges_versions_and_records_are_named_and_change_nothing() {
     assert_eq!(fingerprint(&site.db()), before);
 }
 
-/// `uplift verify-paths --json` over `releases`: its exit code and reports.
+/// `uplift verify-paths --json` over `releases`: its exit code and reports
+/// (on failure, the failure object's details, its code `path-problems`).
 fn verify_paths(releases: &[&Path]) -> (Option<i32>, serde_json::Value) {
     let mut args = vec!["verify-paths", "--json"];
     args.extend(releases.iter().map(|r| r.to_str().unwrap()));
     let out = run(&args);
-    (
-        out.status.code(),
-        serde_json::from_slice(&out.stdout).expect("verify-paths prints JSON"),
-    )
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("verify-paths prints JSON");
+    if json["outcome"] == "failed" {
+        assert_eq!(json["error"]["code"], "path-problems", "{json}");
+        return (out.status.code(), json["error"]["details"].clone());
+    }
+    (out.status.code(), json)
 }
 
 /// The plugin changes of the path `from` -> `to`, as text.

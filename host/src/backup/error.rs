@@ -61,6 +61,15 @@ pub enum BackupError {
     },
 }
 
+impl BackupError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them): `backup` for all of them, as in
+    /// [`crate::UpgradeError::code`].
+    pub fn code(&self) -> &'static str {
+        "backup"
+    }
+}
+
 fn not_verified_text(failure: &Option<BackupFileError>) -> String {
     match failure {
         Some(failure) => crate::errors::chain_text(failure),
@@ -115,6 +124,21 @@ pub enum BackupFileError {
     /// Reading the file failed.
     #[error(transparent)]
     Io(#[from] IoError),
+}
+
+impl BackupFileError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them).
+    pub fn code(&self) -> &'static str {
+        match self {
+            BackupFileError::Io(_) => "io",
+            BackupFileError::Empty { .. }
+            | BackupFileError::Truncated { .. }
+            | BackupFileError::Corrupt { .. }
+            | BackupFileError::NotADump { .. }
+            | BackupFileError::NewerFormat { .. } => "backup-invalid",
+        }
+    }
 }
 
 /// Why a restore failed. Whatever the error, the home's database is as it
@@ -207,6 +231,26 @@ pub enum RestoreError {
     /// A file-system operation failed.
     #[error(transparent)]
     Io(#[from] IoError),
+}
+
+impl RestoreError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RestoreError::Verify(err) => err.code(),
+            RestoreError::Home(err) => err.code(),
+            RestoreError::SafetyBackup { .. } => "safety-backup",
+            RestoreError::Refused { .. } => "dump-refused",
+            RestoreError::Statement { .. } => "dump-failed",
+            RestoreError::Split { .. } => "dump-invalid",
+            RestoreError::RolledBack { .. } => "dump-incomplete",
+            RestoreError::Check { .. } => "restore-check",
+            RestoreError::InUse { .. } => "in-use",
+            RestoreError::Build { .. } => "database",
+            RestoreError::Io(_) => "io",
+        }
+    }
 }
 
 impl From<BackupFileError> for RestoreError {

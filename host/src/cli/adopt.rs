@@ -6,7 +6,7 @@ use uplift::version::Version;
 
 use super::Globals;
 use super::failure::Outcome as CommandOutcome;
-use super::output::{Bars, Output, outln, warn_all};
+use super::output::{Bars, Output, print_json, warn_all};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct AdoptArgs {
@@ -18,9 +18,6 @@ pub(super) struct AdoptArgs {
     /// each difference in the database's history
     #[arg(long)]
     force: bool,
-    /// Print the result as JSON (on failure too)
-    #[arg(long)]
-    json: bool,
     /// Wait for another uplift working on this home instead of failing
     #[arg(long)]
     wait: bool,
@@ -39,28 +36,17 @@ pub(super) fn adopt(globals: &Globals, args: AdoptArgs) -> CommandOutcome {
         force: args.force,
         wait: args.wait,
     };
-    let mut bars = Bars::new(globals.quiet || args.json);
+    let mut bars = Bars::new(globals.quiet || globals.json);
     let reporter = upgrade::Reporter {
         progress: &mut bars,
         log: std::sync::Arc::new(|_: &uplift::hooks::LogLine| {}),
     };
-    let adopted = match upgrade::adopt(&home, &release, &options, reporter) {
-        Ok(adopted) => adopted,
-        Err(err) => {
-            if args.json {
-                let failed = serde_json::json!({
-                    "outcome": "failed",
-                    "error": { "code": err.code(), "message": uplift::error_text(&err) },
-                });
-                outln!("{}", serde_json::to_string_pretty(&failed)?);
-            }
-            return Err(err.into());
-        }
-    };
-    if args.json {
+    // With --json, a failure is printed as JSON by `Failure::report`.
+    let adopted = upgrade::adopt(&home, &release, &options, reporter)?;
+    if globals.json {
         let mut value = serde_json::to_value(&adopted)?;
         value["outcome"] = "adopted".into();
-        outln!("{}", serde_json::to_string_pretty(&value)?);
+        print_json(&value);
     } else {
         print_adopted(&globals.output(), &home.db_path(), &adopted);
     }

@@ -4,7 +4,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
 use uplift::backup::{
     self, BackupEntry, BackupKind, BackupOptions, BackupStatus, Candidates, IntegrityCheck,
     RestoreOptions,
@@ -13,8 +12,8 @@ use uplift::home::Home;
 use uplift::release::Release;
 
 use super::Globals;
-use super::failure::Outcome;
-use super::output::{Bars, human_size, outln};
+use super::failure::{CommandError, Outcome};
+use super::output::{Bars, human_size, outln, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct BackupArgs {
@@ -60,11 +59,7 @@ pub(super) struct RestoreArgs {
 pub(super) enum BackupsCommand {
     /// List backups, oldest first by recorded time: name, kind, data
     /// version, time, size, and whether the checksum verifies
-    List {
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Remove backups beyond the newest N of each kind (automatic, manual,
     /// pre-restore), keeping the newest backup of each data version (what a
     /// downgrade to it restores); files without an uplift header are never
@@ -82,7 +77,7 @@ pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     let home = globals.home()?;
     let db = home.db_path();
     if !db.exists() {
-        return Err(anyhow!("there is no database to back up at {}", db.display()).into());
+        return Err(CommandError::NoDatabase(db).into());
     }
     // Shared: a backup may run beside the application (it reads one
     // snapshot), but not during an upgrade or a restore.
@@ -92,6 +87,17 @@ pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     options.compress = args.compress;
     let mut bars = Bars::new(globals.quiet);
     let file = backup::back_up_file(&db, &dir, &options, &mut bars)?;
+    if globals.json {
+        print_json(&serde_json::json!({
+            "outcome": "backed_up",
+            "path": file.path,
+            "rows": file.rows,
+            "size": file.size,
+            "data_version": file.header.data_version,
+            "compressed": options.compress,
+        }));
+        return Ok(());
+    }
     if !globals.quiet {
         eprintln!(
             "backed up {} rows ({}) of data version {}",
@@ -129,10 +135,7 @@ pub(super) fn dbrestore(globals: &Globals, args: RestoreArgs) -> Outcome {
         options.check = IntegrityCheck::Quick;
     }
     if matches!(which, Which::Select) && !std::io::stdin().is_terminal() {
-        return Err(anyhow!(
-            "dbrestore --select needs a terminal to pick from; pass the FILE to restore, or --latest"
-        )
-        .into());
+        return Err(CommandError::NoTerminal.into());
     }
     let _lock = home.lock(args.wait)?;
     home.remove_stale_temporaries()?;
@@ -148,6 +151,18 @@ pub(super) fn dbrestore(globals: &Globals, args: RestoreArgs) -> Outcome {
     let report = backup::restore(&home, &file, &options, &mut bars)?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
+    }
+    if globals.json {
+        print_json(&serde_json::json!({
+            "outcome": "restored",
+            "source": report.source,
+            "database": report.database,
+            "rows": report.rows,
+            "data_version": report.data_version,
+            "safety_backup": report.safety_backup.as_ref().map(|b| &b.path),
+            "warnings": report.warnings,
+        }));
+        return Ok(());
     }
     if !globals.quiet {
         if let Some(safety) = &report.safety_backup {
@@ -189,11 +204,12 @@ fn latest(
         Some(v) => format!("with a data version the installed release {v} can run (<= {v})"),
         None => "that verifies".to_string(),
     };
-    bail!(
-        "no backup in {} {wanted}; what exists:\n{}",
-        dir.display(),
-        describe_entries(&entries)
-    );
+    Err(CommandError::NoBackup {
+        dir: dir.to_path_buf(),
+        wanted,
+        listing: describe_entries(&entries),
+    }
+    .into())
 }
 
 /// `dbrestore --select`: asks on the terminal which backup of `dir` to
@@ -205,11 +221,11 @@ fn select(dir: &Path) -> anyhow::Result<PathBuf> {
         .filter(|e| !matches!(e.status, BackupStatus::Corrupt(_)))
         .collect();
     if usable.is_empty() {
-        bail!(
-            "no usable backup in {}:\n{}",
-            dir.display(),
-            describe_entries(&entries)
-        );
+        return Err(CommandError::NoUsableBackup {
+            dir: dir.to_path_buf(),
+            listing: describe_entries(&entries),
+        }
+        .into());
     }
     for (i, e) in usable.iter().enumerate() {
         eprintln!(
@@ -231,12 +247,9 @@ fn select(dir: &Path) -> anyhow::Result<PathBuf> {
         .parse()
         .ok()
         .filter(|n| (1..=usable.len()).contains(n))
-        .with_context(|| {
-            format!(
-                "{:?} is not a number from 1 to {}; nothing was restored",
-                answer.trim(),
-                usable.len()
-            )
+        .ok_or_else(|| CommandError::BadChoice {
+            answer: answer.trim().to_string(),
+            count: usable.len(),
         })?;
     Ok(usable[n - 1].path.clone())
 }
@@ -285,8 +298,8 @@ struct ListedBackup<'a> {
 pub(super) fn backups(globals: &Globals, cmd: BackupsCommand) -> Outcome {
     let home = globals.home()?;
     match cmd {
-        BackupsCommand::List { json } => list(&home, json),
-        BackupsCommand::Prune { keep } => prune(&home, keep),
+        BackupsCommand::List => list(&home, globals.json),
+        BackupsCommand::Prune { keep } => prune(&home, keep, globals.json),
     }
 }
 
@@ -310,7 +323,7 @@ fn list(home: &Home, json: bool) -> Outcome {
                 },
             })
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&listed)?);
+        print_json(&listed);
     } else if entries.is_empty() {
         eprintln!("no backups in {}", dir.display());
     } else {
@@ -340,7 +353,7 @@ fn list(home: &Home, json: bool) -> Outcome {
     Ok(())
 }
 
-fn prune(home: &Home, keep: usize) -> Outcome {
+fn prune(home: &Home, keep: usize, json: bool) -> Outcome {
     let _lock = home.lock(false)?;
     let removed = backup::prune(
         &home.backups_dir(),
@@ -352,6 +365,10 @@ fn prune(home: &Home, keep: usize) -> Outcome {
         ],
         &[],
     )?;
+    if json {
+        print_json(&serde_json::json!({ "outcome": "pruned", "removed": removed }));
+        return Ok(());
+    }
     for path in &removed {
         outln!("removed {}", path.display());
     }

@@ -6,7 +6,7 @@ use clap_complete::Shell;
 
 use super::Cli;
 use super::failure::Outcome;
-use super::output::out;
+use super::output::{out, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct CompletionsArgs {
@@ -15,18 +15,30 @@ pub(super) struct CompletionsArgs {
     shell: Shell,
 }
 
-/// `uplift completions SHELL`: the script on stdout.
-pub(super) fn completions(args: CompletionsArgs) -> Outcome {
+/// `uplift completions SHELL`: the script on stdout (with `json`, in an
+/// object).
+pub(super) fn completions(args: CompletionsArgs, json: bool) -> Outcome {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "uplift", &mut script);
-    out!("{}", String::from_utf8_lossy(&script));
+    let script = String::from_utf8_lossy(&script);
+    if json {
+        print_json(&serde_json::json!({ "shell": args.shell.to_string(), "script": script }));
+    } else {
+        out!("{script}");
+    }
     Ok(())
 }
 
-/// `uplift man`: the man page, in roff, on stdout.
-pub(super) fn man() -> Outcome {
+/// `uplift man`: the man page, in roff, on stdout (with `json`, in an
+/// object).
+pub(super) fn man(json: bool) -> Outcome {
     let mut page = Vec::new();
     clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-    out!("{}", String::from_utf8_lossy(&page));
+    let page = String::from_utf8_lossy(&page);
+    if json {
+        print_json(&serde_json::json!({ "format": "roff", "page": page }));
+    } else {
+        out!("{page}");
+    }
     Ok(())
 }

@@ -6,21 +6,14 @@ use uplift::upgrade;
 
 use super::Globals;
 use super::failure::Outcome;
-use super::output::outln;
+use super::output::{outln, print_json};
 
-#[derive(Debug, clap::Args)]
-pub(super) struct HistoryArgs {
-    /// Print as JSON (one array, oldest first)
-    #[arg(long)]
-    json: bool,
-}
-
-/// `uplift history`.
-pub(super) fn history(globals: &Globals, args: HistoryArgs) -> Outcome {
+/// `uplift history`; with --json, one array, oldest first.
+pub(super) fn history(globals: &Globals) -> Outcome {
     let home = globals.home()?;
     let entries = upgrade::history(&home)?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&entries)?);
+    if globals.json {
+        print_json(&entries);
         return Ok(());
     }
     if entries.is_empty() {

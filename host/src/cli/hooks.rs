@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use uplift::home::{Home, HookLimits};
 use uplift::hook_test::{self, TrialError, TrialOptions, TrialReport};
 use uplift::hooks::scaffold::{self, Lang, SdkSource};
@@ -15,8 +14,8 @@ use uplift::upgrade::MigrationRun;
 use uplift::version::Version;
 
 use super::Globals;
-use super::failure::{Failure, Outcome, reported_unless};
-use super::output::{Output, out, outln, warn_all};
+use super::failure::{CommandError, Failure, Outcome, reported_unless};
+use super::output::{Output, json_outcome, out, outln, print_json, warn_all};
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum HooksCommand {
@@ -25,9 +24,6 @@ pub(super) enum HooksCommand {
     Inspect {
         /// The plugin component (.wasm)
         file: PathBuf,
-        /// Print as JSON
-        #[arg(long)]
-        json: bool,
     },
     /// Check plugin components for CI without running them: a component of
     /// the upgrade-hook world, importing only what uplift provides, with a
@@ -35,9 +31,6 @@ pub(super) enum HooksCommand {
     /// release's schema. Exit 0 if all are valid, 1 if any is not, 2 on a
     /// usage error
     Validate {
-        /// Print one JSON object per file
-        #[arg(long)]
-        json: bool,
         /// A release later than --release's that hooks may be meant for
         /// (repeat for several): a hook whose new_version matches none of
         /// them, nor --release, is warned of
@@ -117,10 +110,6 @@ pub(super) struct TestArgs {
     /// Run only this hook, whatever its ranges
     #[arg(long, value_name = "NAME")]
     hook: Option<String>,
-    /// Print one JSON object: hooks run, their results, log lines and
-    /// changes per table
-    #[arg(long)]
-    json: bool,
     /// Fail (exit 1) when no hook of the plugin matches the upgrade: for
     /// CI, so that a hook whose ranges went wrong is noticed
     #[arg(long)]
@@ -130,28 +119,28 @@ pub(super) struct TestArgs {
 /// `uplift hooks ...`.
 pub(super) fn hooks(globals: &Globals, cmd: HooksCommand) -> Outcome {
     let out = globals.output();
+    let json = globals.json;
     match cmd {
-        HooksCommand::Inspect { file, json } => inspect(&file, json),
-        HooksCommand::Validate { json, later, files } => {
-            validate(globals, &out, json, later, &files)
-        }
-        HooksCommand::New(args) => new(&out, args),
+        HooksCommand::Inspect { file } => inspect(&file, json),
+        HooksCommand::Validate { later, files } => validate(globals, &out, later, &files),
+        HooksCommand::New(args) => new(&out, json, args),
         HooksCommand::Test(args) => test(globals, &out, args),
         HooksCommand::EmbedManifest {
             manifest,
             input,
             output,
-        } => embed_manifest(&out, &manifest, &input, &output),
+        } => embed_manifest(&out, json, &manifest, &input, &output),
     }
 }
 
 fn inspect(file: &Path, json: bool) -> Outcome {
-    let bytes =
-        std::fs::read(file).map_err(|e| anyhow!("could not read {}: {e}", file.display()))?;
-    let manifest =
-        manifest::read_manifest(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let bytes = read_file(file)?;
+    let manifest = manifest::read_manifest(&bytes).map_err(|cause| CommandError::Manifest {
+        path: file.to_path_buf(),
+        cause,
+    })?;
     if json {
-        outln!("{}", serde_json::to_string_pretty(&manifest)?);
+        print_json(&manifest);
     } else {
         out!("{manifest}");
     }
@@ -170,6 +159,15 @@ fn user_cache_dir() -> Option<PathBuf> {
     Some(base.join("uplift"))
 }
 
+/// The bytes of `path`, a file given on the command line.
+fn read_file(path: &Path) -> Result<Vec<u8>, CommandError> {
+    std::fs::read(path).map_err(|cause| CommandError::File {
+        what: "read",
+        path: path.to_path_buf(),
+        cause,
+    })
+}
+
 fn existing_home(globals: &Globals) -> Option<Home> {
     globals.home().ok().filter(|h| h.root().is_dir())
 }
@@ -178,49 +176,51 @@ fn parse_version(text: &str) -> Result<Version, String> {
     Version::parse(text).map_err(|e| e.to_string())
 }
 
-fn validate(
-    globals: &Globals,
-    out: &Output,
-    json: bool,
-    later: Vec<Version>,
-    files: &[PathBuf],
-) -> Outcome {
+fn validate(globals: &Globals, out: &Output, later: Vec<Version>, files: &[PathBuf]) -> Outcome {
     let compile_seconds = match existing_home(globals) {
         Some(home) => home.settings()?.hooks.compile_seconds,
         None => HookLimits::default().compile_seconds,
     };
     let validator = Validator::new(globals.release.as_deref())
-        .map_err(Failure::usage)?
+        .map_err(Failure::usage_error)?
         .with_compile_seconds(compile_seconds)
         .with_later(later);
     let reports: Vec<_> = files.iter().map(|f| validator.validate(f)).collect();
-    if json {
-        for report in &reports {
-            outln!("{}", serde_json::to_string(report)?);
+    let invalid = reports.iter().filter(|r| !r.valid).count();
+    let found = || {
+        Failure::found(
+            "invalid-plugin",
+            format!(
+                "{invalid} of {} plugin component{} not valid",
+                reports.len(),
+                if reports.len() == 1 { " is" } else { "s are" }
+            ),
+        )
+    };
+    if globals.json {
+        return json_outcome(&reports, (invalid > 0).then(found));
+    }
+    for report in &reports {
+        let name = match (&report.plugin, &report.version) {
+            (Some(p), Some(v)) => format!(" (plugin {p} {v})"),
+            _ => String::new(),
+        };
+        if report.valid {
+            out.line(format_args!("ok   {}{name}", report.file.display()));
+        } else {
+            outln!("FAIL {}{name}", report.file.display());
+            for error in &report.errors {
+                outln!("     {error}");
+            }
         }
-    } else {
-        for report in &reports {
-            let name = match (&report.plugin, &report.version) {
-                (Some(p), Some(v)) => format!(" (plugin {p} {v})"),
-                _ => String::new(),
-            };
-            if report.valid {
-                out.line(format_args!("ok   {}{name}", report.file.display()));
-            } else {
-                outln!("FAIL {}{name}", report.file.display());
-                for error in &report.errors {
-                    outln!("     {error}");
-                }
-            }
-            for warning in &report.warnings {
-                outln!("     warning: {warning}");
-            }
+        for warning in &report.warnings {
+            outln!("     warning: {warning}");
         }
     }
-    reported_unless(reports.iter().all(|r| r.valid))
+    reported_unless(invalid == 0, found)
 }
 
-fn new(out: &Output, args: NewArgs) -> Outcome {
+fn new(out: &Output, json: bool, args: NewArgs) -> Outcome {
     let lang = match args.lang {
         LangArg::Rust => Lang::Rust,
         LangArg::Python => Lang::Python,
@@ -230,12 +230,22 @@ fn new(out: &Output, args: NewArgs) -> Outcome {
     let checkout = scaffold::repo_root();
     let made = match args.sdk {
         Some(value) => {
-            let sdk = SdkSource::named("--sdk", &value, &checkout).map_err(Failure::usage)?;
+            let sdk = SdkSource::named("--sdk", &value, &checkout).map_err(Failure::usage_error)?;
             scaffold::scaffold_with(&name, lang, &dir, &sdk)
         }
         None => scaffold::scaffold(&name, lang, &dir, &checkout),
     }
-    .map_err(Failure::usage)?;
+    .map_err(Failure::usage_error)?;
+    if json {
+        print_json(&serde_json::json!({
+            "outcome": "created",
+            "plugin": name,
+            "dir": made.dir,
+            "files": made.files,
+            "build": made.build,
+        }));
+        return Ok(());
+    }
     out.line(format_args!(
         "created plugin {name} in {}:",
         made.dir.display()
@@ -265,15 +275,18 @@ fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
         .as_deref()
         .map(Release::load)
         .transpose()
-        .map_err(Failure::usage)?;
+        .map_err(Failure::usage_error)?;
     let from = args
         .from
         .as_deref()
-        .map(|from| Version::parse(from).map_err(|e| Failure::usage(format!("--from {from}: {e}"))))
+        .map(|from| {
+            Version::parse(from)
+                .map_err(|e| Failure::usage_because(&e, format!("--from {from}: {e}")))
+        })
         .transpose()?;
     let to = match (&args.to, &release) {
         (Some(to), _) => {
-            Version::parse(to).map_err(|e| Failure::usage(format!("--to {to}: {e}")))?
+            Version::parse(to).map_err(|e| Failure::usage_because(&e, format!("--to {to}: {e}")))?
         }
         (None, Some(release)) => release.version.clone(),
         (None, None) => {
@@ -296,7 +309,7 @@ fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
         release,
         cache,
     };
-    let json = args.json;
+    let json = globals.json;
     let quiet_log = json || out.quiet;
     let log = Arc::new(move |line: &LogLine| {
         if !quiet_log {
@@ -312,22 +325,56 @@ fn test(globals: &Globals, out: &Output, args: TestArgs) -> Outcome {
     };
     let report = hook_test::run_trial(&opts, log, &migrated).map_err(|err| match err {
         // The upgrade would fail the same way: not a usage error.
-        TrialError::Migrations { .. } => Failure::failed(err),
-        err => Failure::usage(err),
+        TrialError::Migrations { .. } => Failure::from(err),
+        err => Failure::usage_error(err),
     })?;
+    let problem = trial_problem(&report, args.require_match);
     if json {
-        outln!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_trial(&opts, &report);
+        warn_all(&report.warnings);
+        return json_outcome(&report, problem);
     }
+    print_trial(&opts, &report);
     warn_all(&report.warnings);
-    if args.require_match && report.hooks.is_empty() {
-        return Err(Failure::failed(format!(
-            "no hook of {} matches an upgrade from {} to {} (--require-match): check the hooks' ranges",
-            report.plugin, report.from, report.to
-        )));
+    problem.map_or(Ok(()), Err)
+}
+
+/// Why `hooks test` fails when the trial ran: a hook that failed or was
+/// refused (`hook`), rows that break foreign keys (`foreign-keys`), or,
+/// with --require-match, no hook that matched (`no-hook-matched`).
+fn trial_problem(report: &TrialReport, require_match: bool) -> Option<Failure> {
+    let failed: Vec<&str> = report
+        .hooks
+        .iter()
+        .filter(|h| !h.ok)
+        .map(|h| h.hook.as_str())
+        .collect();
+    if !failed.is_empty() {
+        return Some(Failure::found(
+            "hook",
+            format!("hook(s) of {} failed: {}", report.plugin, failed.join(", ")),
+        ));
     }
-    reported_unless(report.ok())
+    if !report.foreign_key_violations.is_empty() {
+        return Some(Failure::found(
+            "foreign-keys",
+            format!(
+                "the hooks of {} left {} row(s) that break foreign keys",
+                report.plugin,
+                report.foreign_key_violations.len()
+            ),
+        ));
+    }
+    if require_match && report.hooks.is_empty() {
+        return Some(
+            CommandError::NoHookMatched {
+                plugin: report.plugin.clone(),
+                from: report.from.to_string(),
+                to: report.to.to_string(),
+            }
+            .into(),
+        );
+    }
+    None
 }
 
 /// `uplift hooks test`'s report as text (the migrations were printed as
@@ -391,17 +438,39 @@ fn print_trial(opts: &TrialOptions, report: &TrialReport) {
     }
 }
 
-fn embed_manifest(out: &Output, toml_path: &Path, input: &Path, output: &Path) -> Outcome {
-    let text = std::fs::read_to_string(toml_path)
-        .map_err(|e| anyhow!("could not read {}: {e}", toml_path.display()))?;
-    let parsed = manifest::HookManifest::from_toml(&text)
-        .map_err(|e| anyhow!("{}: {e}", toml_path.display()))?;
-    let bytes =
-        std::fs::read(input).map_err(|e| anyhow!("could not read {}: {e}", input.display()))?;
-    let embedded = manifest::embed_manifest(&bytes, &parsed)
-        .map_err(|e| anyhow!("{}: {e}", input.display()))?;
-    std::fs::write(output, embedded)
-        .map_err(|e| anyhow!("could not write {}: {e}", output.display()))?;
+fn embed_manifest(
+    out: &Output,
+    json: bool,
+    toml_path: &Path,
+    input: &Path,
+    output: &Path,
+) -> Outcome {
+    let text = String::from_utf8(read_file(toml_path)?).map_err(|e| CommandError::File {
+        what: "read",
+        path: toml_path.to_path_buf(),
+        cause: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+    })?;
+    let in_file = |path: &Path| {
+        let path = path.to_path_buf();
+        move |cause| CommandError::Manifest { path, cause }
+    };
+    let parsed = manifest::HookManifest::from_toml(&text).map_err(in_file(toml_path))?;
+    let bytes = read_file(input)?;
+    let embedded = manifest::embed_manifest(&bytes, &parsed).map_err(in_file(input))?;
+    std::fs::write(output, embedded).map_err(|cause| CommandError::File {
+        what: "write",
+        path: output.to_path_buf(),
+        cause,
+    })?;
+    if json {
+        print_json(&serde_json::json!({
+            "outcome": "written",
+            "output": output,
+            "plugin": parsed.name,
+            "version": parsed.version,
+        }));
+        return Ok(());
+    }
     out.line(format_args!(
         "wrote {} with the manifest of plugin {} {}",
         output.display(),

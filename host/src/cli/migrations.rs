@@ -7,24 +7,17 @@ use std::path::PathBuf;
 use uplift::upgrade;
 
 use super::Globals;
-use super::failure::{Outcome, reported_unless};
-use super::output::outln;
+use super::failure::{Failure, Outcome, reported_unless};
+use super::output::{json_outcome, outln, print_json};
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum MigrationsCommand {
     /// List applied, pending and drifted migrations
-    List {
-        /// Print as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    List,
 }
 
 #[derive(Debug, clap::Args)]
 pub(super) struct VerifyPathsArgs {
-    /// Print one JSON object per path
-    #[arg(long)]
-    json: bool,
     /// Release folders (two or more, any order)
     #[arg(required = true, value_name = "RELEASE_DIR")]
     releases: Vec<PathBuf>,
@@ -32,13 +25,23 @@ pub(super) struct VerifyPathsArgs {
 
 /// `uplift migrations list`: exit 1 when a migration drifted.
 pub(super) fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
-    let MigrationsCommand::List { json } = cmd;
+    let MigrationsCommand::List = cmd;
     let home = globals.home()?;
     let release = globals.release()?;
     let list = upgrade::migration_list(&home, &release)?;
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
+    let drifted = list.iter().filter(|e| e.state.is_drift()).count();
+    let drift = || {
+        Failure::found(
+            "migration-drift",
+            format!(
+                "{drifted} applied migration{} no longer match{} the release's files",
+                if drifted == 1 { "" } else { "s" },
+                if drifted == 1 { "es" } else { "" }
+            ),
+        )
+    };
+    if globals.json {
+        return json_outcome(&list, (drifted > 0).then(drift));
     }
     for entry in &list {
         match &entry.applied_at {
@@ -63,13 +66,13 @@ pub(super) fn migrations(globals: &Globals, cmd: MigrationsCommand) -> Outcome {
             release.dir.display()
         );
     }
-    reported_unless(!list.iter().any(|e| e.state.is_drift()))
+    reported_unless(drifted == 0, drift)
 }
 
 /// `uplift verify-paths`: exit 1 when any path has problems.
 pub(super) fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome {
     let out = globals.output();
-    let json = args.json;
+    let json = globals.json;
     let reports = uplift::upgrade_paths::verify_paths(&args.releases, &mut |report| {
         if json {
             return;
@@ -87,15 +90,20 @@ pub(super) fn verify_paths(globals: &Globals, args: VerifyPathsArgs) -> Outcome 
         }
     })?;
     let failed = reports.iter().filter(|r| !r.ok()).count();
+    let problems = || {
+        Failure::found(
+            "path-problems",
+            format!("{} paths checked, {failed} with problems", reports.len()),
+        )
+    };
     if json {
-        outln!("{}", serde_json::to_string_pretty(&reports)?);
-    } else {
-        out.line(format_args!(
-            "{} paths checked, {failed} with problems",
-            reports.len()
-        ));
+        return json_outcome(&reports, (failed > 0).then(problems));
     }
-    reported_unless(failed == 0)
+    out.line(format_args!(
+        "{} paths checked, {failed} with problems",
+        reports.len()
+    ));
+    reported_unless(failed == 0, problems)
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +117,16 @@ pub(super) struct TestdbArgs {
 pub(super) fn testdb(globals: &Globals, args: TestdbArgs) -> Outcome {
     let release = globals.release()?;
     let loaded = uplift::upgrade_paths::build_test_database(&release, &args.out)?;
+    if globals.json {
+        print_json(&serde_json::json!({
+            "outcome": "created",
+            "database": args.out,
+            "application": release.app,
+            "version": release.version.to_string(),
+            "fixtures": loaded,
+        }));
+        return Ok(());
+    }
     globals.output().line(format_args!(
         "{}: {} {} with {loaded} fixture file{} loaded from {}",
         args.out.display(),

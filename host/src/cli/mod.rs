@@ -19,6 +19,7 @@ mod version;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use uplift::home::{Home, HomeError};
@@ -80,6 +81,11 @@ struct Globals {
         default_value = "auto"
     )]
     color: clap::ColorChoice,
+
+    /// Print the result as one JSON document on stdout, and on failure a
+    /// JSON object with a stable error code (docs/json.md, docs/errors.md)
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 impl Globals {
@@ -101,7 +107,7 @@ impl Globals {
             }
         }
         Home::resolve(self.home.clone()).map_err(|err| match err {
-            HomeError::NoDefault => Failure::usage(err),
+            HomeError::NoDefault => Failure::usage_error(err),
             err => err.into(),
         })
     }
@@ -110,15 +116,16 @@ impl Globals {
     /// a usage error, a folder that is not a release a failure.
     fn release(&self) -> Result<Release, Failure> {
         Release::resolve(self.release.as_deref()).map_err(|err| match err {
-            ReleaseError::NotGiven => Failure::usage(err),
+            ReleaseError::NotGiven => Failure::usage_error(err),
             err => err.into(),
         })
     }
 
-    /// Where human-readable results go, silenced by --quiet.
+    /// Where human-readable results go, silenced by --quiet and by
+    /// --json (whose document is the result).
     fn output(&self) -> output::Output {
         output::Output {
-            quiet: self.quiet,
+            quiet: self.quiet || self.json,
             verbose: self.verbose,
         }
     }
@@ -153,18 +160,18 @@ enum Command {
     #[command(after_help = "Examples:
   uplift status
   uplift status --quiet    # prints e.g. \"upgrade needed\"")]
-    Status(upgrade::StatusArgs),
+    Status,
     /// Report on this site for a fleet: uplift's build, the application,
     /// data and plugin versions, the last upgrade, every backup (read
     /// through and checked), free disk and drift
     #[command(after_help = "Example:
   uplift report --json > /var/tmp/learnhub-site-report.json")]
-    Report(report::ReportArgs),
+    Report,
     /// Show what uplift did to the database (adoptions, accepted migration
     /// edits), as the database records it
     #[command(after_help = "Example:
   uplift history --json")]
-    History(history::HistoryArgs),
+    History,
     /// Inspect schema migrations
     #[command(
         subcommand,
@@ -243,9 +250,10 @@ enum Command {
     Man,
 }
 
-/// Parses the command line and runs the command. Usage errors clap finds
-/// end the process here (exit 2), as clap does.
-pub(crate) fn run() -> Outcome {
+/// Parses the command line and runs the command: the process's exit code.
+/// Usage errors clap finds exit 2, as clap does (with `--json`, after the
+/// failure object on stdout).
+pub(crate) fn run() -> ExitCode {
     ignore_file_size_signal();
     // This process does nothing but the command: its memory and open files
     // are the running hook's to account for, and when a hook or a
@@ -255,15 +263,71 @@ pub(crate) fn run() -> Outcome {
     // Before anything opens a database: SQLite takes an allocator only then.
     uplift::hooks::install_sqlite_allocator();
     let args: Vec<OsString> = std::env::args_os().collect();
+    // Read before parsing, so that clap's own errors are printed as JSON.
+    output::set_json_mode(output::json_requested(&args));
     let mut cli = Cli::command()
         .color(output::color_choice(&args))
         .long_version(long_version().leak() as &'static str);
-    let matches = cli
+    let parsed = cli
         .try_get_matches_from_mut(&args)
-        .unwrap_or_else(|err| err.exit());
-    let Cli { globals, command } =
-        Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.format(&mut cli).exit());
-    output::finish_stdout(dispatch(&globals, command))
+        .and_then(|matches| Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut cli)));
+    let Cli { globals, command } = match parsed {
+        Ok(cli) => cli,
+        Err(err) => return parse_error(err),
+    };
+    output::set_json_mode(globals.json);
+    match output::finish_stdout(dispatch(&globals, command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+/// What clap found while parsing: help and `--version` (exit 0), or a
+/// usage error (exit 2). With `--json`, the help and the versions are a
+/// JSON object, and a usage error is printed as a failure object on stdout
+/// with the code `usage` as well as by clap on stderr.
+fn parse_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if !output::json_mode() {
+        err.exit();
+    }
+    match err.kind() {
+        ErrorKind::DisplayVersion => {
+            output::print_json(&versions_json());
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelp => {
+            output::print_json(&serde_json::json!({ "help": err.render().to_string() }));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let failure = serde_json::json!({
+                "outcome": "failed",
+                "error": { "code": failure::USAGE, "message": clap_message(&err) },
+            });
+            output::print_json(&failure);
+            let _ = err.print();
+            ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2))
+        }
+    }
+}
+
+/// The first paragraph of clap's error, without its `error: ` prefix: what
+/// is wrong, without the usage line and the hint that follow.
+fn clap_message(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or_default().trim();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+/// `uplift --json --version`: uplift's version and those of the engines it
+/// runs plugins and databases with.
+fn versions_json() -> serde_json::Value {
+    serde_json::json!({
+        "uplift": env!("CARGO_PKG_VERSION"),
+        "wasmtime": wasmtime_environ::VERSION,
+        "sqlite": uplift::sqlite_version(),
+    })
 }
 
 /// What `--version` prints after "uplift ": its version and those of the
@@ -283,20 +347,20 @@ fn dispatch(globals: &Globals, command: Command) -> Outcome {
         Command::Upgrade(args) => upgrade::upgrade(globals, args),
         Command::Run(args) => upgrade::run(globals, args),
         Command::Adopt(args) => adopt::adopt(globals, args),
-        Command::Status(args) => upgrade::status(globals, args),
-        Command::History(args) => history::history(globals, args),
-        Command::Report(args) => report::report(globals, args),
+        Command::Status => upgrade::status(globals),
+        Command::History => history::history(globals),
+        Command::Report => report::report(globals),
         Command::Migrations(cmd) => migrations::migrations(globals, cmd),
         Command::VerifyPaths(args) => migrations::verify_paths(globals, args),
         Command::Testdb(args) => migrations::testdb(globals, args),
-        Command::Version(cmd) => version::version(cmd),
+        Command::Version(cmd) => version::version(cmd, globals.json),
         Command::Dbbackup(args) => backups::dbbackup(globals, args),
         Command::Dbrestore(args) => backups::dbrestore(globals, args),
         Command::Backups(cmd) => backups::backups(globals, cmd),
         Command::Hooks(cmd) => hooks::hooks(globals, cmd),
         Command::Plugin(cmd) => plugin::plugin(globals, cmd),
-        Command::Completions(args) => docs::completions(args),
-        Command::Man => docs::man(),
+        Command::Completions(args) => docs::completions(args, globals.json),
+        Command::Man => docs::man(globals.json),
     }
 }
 
@@ -309,5 +373,65 @@ fn ignore_file_size_signal() {
     // code; it only makes write(2) return EFBIG instead of raising SIGXFSZ.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command of the clap model, as its path of names (clap's own
+    /// `help` left out).
+    fn commands(cmd: &clap::Command, path: &mut Vec<String>, found: &mut Vec<Vec<String>>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            path.push(sub.get_name().to_string());
+            found.push(path.clone());
+            commands(sub, path, found);
+            path.pop();
+        }
+    }
+
+    #[test]
+    fn every_command_of_the_model_accepts_json_before_and_after_its_name() {
+        let mut model = Cli::command();
+        model.build();
+        let mut found = Vec::new();
+        commands(&model, &mut Vec::new(), &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for path in &found {
+            let mut sub = &model;
+            for name in path {
+                sub = sub.find_subcommand(name).expect("a subcommand found above");
+            }
+            assert!(
+                sub.get_arguments().any(|a| a.get_id() == "json"),
+                "uplift {} does not take --json",
+                path.join(" ")
+            );
+            // Parsing goes past --json whichever side of the name it is:
+            // what fails, if anything, is a missing argument of the command.
+            for args in [
+                [vec!["uplift".to_string(), "--json".into()], path.clone()].concat(),
+                [
+                    vec!["uplift".to_string()],
+                    path.clone(),
+                    vec!["--json".into()],
+                ]
+                .concat(),
+            ] {
+                if let Err(err) = Cli::command().try_get_matches_from(&args) {
+                    use clap::error::ErrorKind;
+                    assert!(
+                        matches!(
+                            err.kind(),
+                            ErrorKind::MissingRequiredArgument
+                                | ErrorKind::MissingSubcommand
+                                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                        ),
+                        "{args:?}: {err}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! What the commands share about the terminal: standard output (a reader
-//! that goes away ends nothing but the output), the `--quiet` switch,
-//! progress bars on stderr, warnings and sizes.
+//! that goes away ends nothing but the output; with `--json`, one JSON
+//! document and nothing else), the `--quiet` switch, progress bars on
+//! stderr, warnings and sizes.
 
 use std::io::{IsTerminal, Write};
 
@@ -10,24 +11,83 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use uplift::backup::{Progress, ProgressUnit};
 
-use super::failure::{Failure, Outcome};
+use super::failure::{CommandError, Failure, Outcome};
 
 /// Set when writing to stdout first fails: nothing more is written there.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Set by `--json`: stdout holds the one JSON document ([`print_json`]),
+/// and the text commands write for people goes to stderr.
+static JSON_MODE: AtomicBool = AtomicBool::new(false);
 /// Why writing to stdout failed, unless its reader merely went away.
 static STDOUT_ERROR: OnceLock<String> = OnceLock::new();
 
-/// Writes to stdout. Its reader going away (`uplift status | head -1`:
-/// EPIPE) is no error: the rest of the output is dropped and the command
-/// finishes what it does, quietly. Any other failure to write is reported
-/// once the command is done ([`finish_stdout`]).
+/// Writes text for people to stdout (with `--json`, to stderr: stdout is
+/// the JSON document's alone). Its reader going away (`uplift status |
+/// head -1`: EPIPE) is no error: the rest of the output is dropped and the
+/// command finishes what it does, quietly. Any other failure to write is
+/// reported once the command is done ([`finish_stdout`]).
 pub(super) fn write_stdout(text: std::fmt::Arguments<'_>) {
+    if json_mode() {
+        eprint!("{text}");
+        return;
+    }
+    write_stdout_raw(text);
+}
+
+fn write_stdout_raw(text: std::fmt::Arguments<'_>) {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
         return;
     }
     let mut stdout = std::io::stdout().lock();
     if let Err(err) = stdout.write_fmt(text) {
         stdout_failed(err);
+    }
+}
+
+/// Turns `--json` on or off for the rest of the process.
+pub(super) fn set_json_mode(on: bool) {
+    JSON_MODE.store(on, Ordering::Relaxed);
+}
+
+/// Whether `--json` was given.
+pub(super) fn json_mode() -> bool {
+    JSON_MODE.load(Ordering::Relaxed)
+}
+
+/// Whether `args` ask for JSON (`--json` before any `--`): read before
+/// clap parses them, so that its own usage errors are printed as JSON too.
+pub(super) fn json_requested(args: &[std::ffi::OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .map(|arg| arg.to_str())
+        .take_while(|arg| *arg != Some("--"))
+        .any(|arg| arg == Some("--json"))
+}
+
+/// Prints `document` on stdout, pretty, as the one JSON document of the
+/// command (or its failure object).
+pub(super) fn print_json<T: serde::Serialize + ?Sized>(document: &T) {
+    match serde_json::to_string_pretty(document) {
+        Ok(text) => write_stdout_raw(format_args!("{text}\n")),
+        // Only a map with keys that are not strings fails, which no
+        // command's document has.
+        Err(err) => eprintln!("error: could not write the JSON result: {err}"),
+    }
+}
+
+/// With `--json`, what a command that checks something ends with: its
+/// `document` printed when `problem` is `None`, else the failure with the
+/// document as its details (printed by [`Failure::report`]).
+pub(super) fn json_outcome<T: serde::Serialize + ?Sized>(
+    document: &T,
+    problem: Option<Failure>,
+) -> Outcome {
+    match problem {
+        None => {
+            print_json(document);
+            Ok(())
+        }
+        Some(failure) => Err(failure.with_details(serde_json::to_value(document)?)),
     }
 }
 
@@ -47,9 +107,7 @@ pub(super) fn finish_stdout(outcome: Outcome) -> Outcome {
         stdout_failed(err);
     }
     match (outcome, STDOUT_ERROR.get()) {
-        (Ok(()), Some(err)) => Err(Failure::failed(format_args!(
-            "could not write to standard output: {err}"
-        ))),
+        (Ok(()), Some(err)) => Err(CommandError::Stdout(err.clone()).into()),
         (outcome, _) => outcome,
     }
 }
@@ -286,6 +344,19 @@ mod tests {
             choice(&["uplift", "run", "--", "app", "--color", "never"]),
             Auto
         );
+    }
+
+    #[test]
+    fn json_is_asked_for_before_the_command_to_run() {
+        let asks = |args: &[&str]| {
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            json_requested(&args)
+        };
+        assert!(asks(&["uplift", "--json", "status"]));
+        assert!(asks(&["uplift", "status", "--json"]));
+        assert!(!asks(&["uplift", "status"]));
+        assert!(!asks(&["uplift", "run", "--", "app", "--json"]));
+        assert!(!asks(&["uplift", "--jsonx", "status"]));
     }
 
     #[test]

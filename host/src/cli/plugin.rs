@@ -7,16 +7,12 @@ use uplift::upgrade;
 
 use super::Globals;
 use super::failure::Outcome;
-use super::output::{Bars, outln};
+use super::output::{Bars, outln, print_json};
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum PluginCommand {
     /// List the plugins of the release and the home, and which are active
-    List {
-        /// Print as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Activate an optional plugin (recorded in the home's plugins.toml)
     Enable {
         /// The plugin's name, as `uplift plugin list` shows it
@@ -42,8 +38,13 @@ pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
     let home = globals.home()?;
     if let PluginCommand::Precompile = cmd {
         let release = globals.release()?;
-        let mut bars = Bars::new(globals.quiet);
-        for run in upgrade::precompile(&home, &release, &mut bars)? {
+        let mut bars = Bars::new(globals.quiet || globals.json);
+        let runs = upgrade::precompile(&home, &release, &mut bars)?;
+        if globals.json {
+            print_json(&serde_json::json!({ "outcome": "precompiled", "plugins": runs }));
+            return Ok(());
+        }
+        for run in runs {
             let how = match run.cache {
                 CacheOutcome::Hit => "already compiled",
                 CacheOutcome::Compiled => "compiled",
@@ -66,10 +67,8 @@ pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
     };
     let set = PluginSet::discover(&plugins_dir, &core, &home)?;
     match cmd {
-        PluginCommand::List { json: true } => {
-            outln!("{}", serde_json::to_string_pretty(set.plugins())?);
-        }
-        PluginCommand::List { json: false } => {
+        PluginCommand::List if globals.json => print_json(set.plugins()),
+        PluginCommand::List => {
             if set.plugins().is_empty() {
                 out.line("no plugins found");
             }
@@ -96,10 +95,16 @@ pub(super) fn plugin(globals: &Globals, cmd: PluginCommand) -> Outcome {
         }
         PluginCommand::Enable { name } => {
             set.enable(&home, &name)?;
+            if globals.json {
+                print_json(&serde_json::json!({ "outcome": "enabled", "plugin": name }));
+            }
             out.line(format_args!("plugin {name} is active"));
         }
         PluginCommand::Disable { name } => {
             set.disable(&home, &name)?;
+            if globals.json {
+                print_json(&serde_json::json!({ "outcome": "disabled", "plugin": name }));
+            }
             out.line(format_args!("plugin {name} is disabled"));
         }
         PluginCommand::Precompile => unreachable!("handled above"),

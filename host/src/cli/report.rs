@@ -4,25 +4,18 @@ use uplift::upgrade;
 
 use super::Globals;
 use super::failure::Outcome;
-use super::output::outln;
+use super::output::{outln, print_json};
 
-#[derive(Debug, clap::Args)]
-pub(super) struct ReportArgs {
-    /// Print the report as one JSON object (docs/report.md names its
-    /// fields)
-    #[arg(long)]
-    json: bool,
-}
-
-/// `uplift report`.
-pub(super) fn report(globals: &Globals, args: ReportArgs) -> Outcome {
+/// `uplift report`; with --json, one object (docs/report.md names its
+/// fields).
+pub(super) fn report(globals: &Globals) -> Outcome {
     let home = globals.home()?;
     let release = globals.release()?;
     let report = upgrade::report(&home, &release)?;
-    if args.json {
+    if globals.json {
         let mut value = serde_json::to_value(&report)?;
         value["uplift"]["wasmtime"] = wasmtime_environ::VERSION.into();
-        outln!("{}", serde_json::to_string_pretty(&value)?);
+        print_json(&value);
         return Ok(());
     }
     let db = &report.database;

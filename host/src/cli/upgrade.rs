@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 
-use anyhow::anyhow;
 use uplift::home::Home;
 use uplift::hooks::{CacheOutcome, CompileRun, LogLevel, LogLine};
 use uplift::release::Release;
@@ -13,17 +12,14 @@ use uplift::upgrade::{
 use uplift::version::Version;
 
 use super::Globals;
-use super::failure::{Failure, Outcome as CommandOutcome};
-use super::output::{Bars, Output, outln, warn_all};
+use super::failure::{CommandError, Failure, Outcome as CommandOutcome};
+use super::output::{Bars, Output, outln, print_json, warn_all};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct UpgradeArgs {
     /// Print what would be done and change nothing
     #[arg(long)]
     plan: bool,
-    /// Print the result as JSON
-    #[arg(long)]
-    json: bool,
     /// Wait for another uplift working on this home instead of failing
     #[arg(long)]
     wait: bool,
@@ -39,13 +35,6 @@ pub(super) struct RunArgs {
     command: Vec<OsString>,
 }
 
-#[derive(Debug, clap::Args)]
-pub(super) struct StatusArgs {
-    /// Print as JSON
-    #[arg(long)]
-    json: bool,
-}
-
 /// `uplift upgrade`.
 pub(super) fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
     let home = globals.home()?;
@@ -54,25 +43,11 @@ pub(super) fn upgrade(globals: &Globals, args: UpgradeArgs) -> CommandOutcome {
         wait: args.wait,
         plan_only: args.plan,
     };
-    let outcome = match upgrade_reporting(globals, &home, &release, &options, args.json) {
-        Ok(outcome) => outcome,
-        Err(err) if args.json => {
-            // Machines read the failure on stdout as well; people on stderr.
-            let failed = serde_json::json!({
-                "outcome": "failed",
-                "error": {
-                    "code": err.code(),
-                    "message": uplift::error_text(&err),
-                    "rolled_back": matches!(err, UpgradeError::RolledBack { .. }),
-                },
-            });
-            outln!("{}", serde_json::to_string_pretty(&failed)?);
-            return Err(err.into());
-        }
-        Err(err) => return Err(err.into()),
-    };
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&outcome)?);
+    // With --json, a failure is printed as JSON by `Failure::report`
+    // (with `rolled_back`, from the error).
+    let outcome = upgrade_reporting(globals, &home, &release, &options)?;
+    if globals.json {
+        print_json(&outcome);
     } else {
         print_outcome(&globals.output(), &outcome);
     }
@@ -101,25 +76,23 @@ pub(super) fn run(globals: &Globals, args: RunArgs) -> CommandOutcome {
             return Err(exec(&args.command));
         }
         drop(shared);
-        let outcome = upgrade_reporting(globals, &home, &release, &options, false)?;
-        if !matches!(outcome, Outcome::UpToDate { .. }) {
+        let outcome = upgrade_reporting(globals, &home, &release, &options)?;
+        // With --json, stdout is the application's once it runs: what the
+        // upgrade did is in `uplift history`.
+        if !matches!(outcome, Outcome::UpToDate { .. }) && !globals.json {
             print_outcome(&globals.output(), &outcome);
         }
     }
-    Err(anyhow!(
-        "the database in {} kept changing while uplift tried to start the application (another uplift restoring or upgrading it?); run again",
-        home.root().display()
-    )
-    .into())
+    Err(CommandError::KeptChanging(home.root().to_path_buf()).into())
 }
 
 /// `uplift status`; with --quiet, the state alone.
-pub(super) fn status(globals: &Globals, args: StatusArgs) -> CommandOutcome {
+pub(super) fn status(globals: &Globals) -> CommandOutcome {
     let home = globals.home()?;
     let release = globals.release()?;
     let status = upgrade::status(&home, &release)?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&status)?);
+    if globals.json {
+        print_json(&status);
         return Ok(());
     }
     if globals.quiet {
@@ -242,17 +215,16 @@ fn print_adoptable(adoptable: &upgrade::Adoptable) {
 }
 
 /// Runs the upgrade, reporting on stderr: progress bars (not with --quiet
-/// or `json`), and hooks' log lines (with --quiet, only warnings and
+/// or --json), and hooks' log lines (with --quiet, only warnings and
 /// errors).
 fn upgrade_reporting(
     globals: &Globals,
     home: &Home,
     release: &Release,
     options: &UpgradeOptions,
-    json: bool,
 ) -> Result<Outcome, UpgradeError> {
     let quiet = globals.quiet;
-    let mut bars = Bars::new(quiet || json);
+    let mut bars = Bars::new(quiet || globals.json);
     let reporter = upgrade::Reporter {
         progress: &mut bars,
         log: std::sync::Arc::new(move |line: &LogLine| {
@@ -269,13 +241,14 @@ fn upgrade_reporting(
 fn exec(command: &[OsString]) -> Failure {
     use std::os::unix::process::CommandExt;
     let Some((program, args)) = command.split_first() else {
-        return Failure::Failed(anyhow!("no command given after --"));
+        return Failure::usage("no command given after --");
     };
-    let err = std::process::Command::new(program).args(args).exec();
-    Failure::Failed(anyhow!(
-        "could not run {}: {err}",
-        program.to_string_lossy()
-    ))
+    let cause = std::process::Command::new(program).args(args).exec();
+    CommandError::Exec {
+        program: program.to_string_lossy().into_owned(),
+        cause,
+    }
+    .into()
 }
 
 /// What an upgrade did (or, with --plan, would do).

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use uplift::version::{Version, VersionRange};
 
 use super::failure::{Failure, Outcome, reported_unless};
-use super::output::outln;
+use super::output::{json_outcome, outln, print_json};
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum VersionCommand {
@@ -28,35 +28,64 @@ pub(super) enum VersionCommand {
     },
 }
 
-/// `uplift version ...`.
-pub(super) fn version(cmd: VersionCommand) -> Outcome {
+/// `uplift version ...`; with `json`, one object.
+pub(super) fn version(cmd: VersionCommand, json: bool) -> Outcome {
     match cmd {
         VersionCommand::Match { range, versions } => {
-            let range = VersionRange::parse(&range).map_err(Failure::usage)?;
+            let range = VersionRange::parse(&range).map_err(Failure::usage_error)?;
             let versions = versions
                 .iter()
                 .map(|v| Version::parse(v))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(Failure::usage)?;
-            let mut all = true;
+                .map_err(Failure::usage_error)?;
+            let unmatched = versions.iter().filter(|v| !range.matches(v)).count();
+            let found = || {
+                Failure::found(
+                    "range-not-matched",
+                    format!(
+                        "{unmatched} of {} version(s) do not match {range}",
+                        versions.len()
+                    ),
+                )
+            };
+            if json {
+                let document = serde_json::json!({
+                    "range": range.to_string(),
+                    "versions": versions
+                        .iter()
+                        .map(|v| serde_json::json!({
+                            "version": v.to_string(),
+                            "matches": range.matches(v),
+                        }))
+                        .collect::<Vec<_>>(),
+                });
+                return json_outcome(&document, (unmatched > 0).then(found));
+            }
             for version in &versions {
                 if range.matches(version) {
                     outln!("{version} matches {range}");
                 } else {
                     outln!("{version} does not match {range}");
-                    all = false;
                 }
             }
-            reported_unless(all)
+            reported_unless(unmatched == 0, found)
         }
         VersionCommand::Compare { first, second } => {
-            let first = Version::parse(&first).map_err(Failure::usage)?;
-            let second = Version::parse(&second).map_err(Failure::usage)?;
+            let first = Version::parse(&first).map_err(Failure::usage_error)?;
+            let second = Version::parse(&second).map_err(Failure::usage_error)?;
             let sign = match first.cmp(&second) {
                 Ordering::Less => "<",
                 Ordering::Equal => "=",
                 Ordering::Greater => ">",
             };
+            if json {
+                print_json(&serde_json::json!({
+                    "first": first.to_string(),
+                    "second": second.to_string(),
+                    "order": sign,
+                }));
+                return Ok(());
+            }
             outln!("{sign}");
             Ok(())
         }

@@ -49,6 +49,15 @@ pub enum MetaError {
     },
 }
 
+impl MetaError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them): `bookkeeping`, as in
+    /// [`crate::UpgradeError::code`].
+    pub fn code(&self) -> &'static str {
+        "bookkeeping"
+    }
+}
+
 /// Why a commit did not happen.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -72,6 +72,14 @@ pub enum ManifestError {
     },
 }
 
+impl ManifestError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them): `manifest` for all of them.
+    pub fn code(&self) -> &'static str {
+        "manifest"
+    }
+}
+
 /// A [`ManifestError::Invalid`] for `field`.
 pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
     ManifestError::Invalid {

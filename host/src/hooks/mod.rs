@@ -407,6 +407,23 @@ pub enum HookError {
     },
 }
 
+impl HookError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them): `hook` for plugins that could not be
+    /// found, read or loaded and hooks that failed, as in
+    /// [`crate::UpgradeError::code`]; `unknown-plugin` and `core-plugin`
+    /// for `plugin enable` and `plugin disable`; `release` for the release
+    /// `hooks validate --release` could not read.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HookError::Release { .. } => "release",
+            HookError::UnknownPlugin { .. } => "unknown-plugin",
+            HookError::CorePlugin { .. } => "core-plugin",
+            _ => "hook",
+        }
+    }
+}
+
 fn describe_trap(
     plugin: &str,
     hook: &str,

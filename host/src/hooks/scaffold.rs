@@ -219,6 +219,20 @@ pub enum ScaffoldError {
     Io(IoError),
 }
 
+impl ScaffoldError {
+    /// What kind of failure this is, as a stable word for machines
+    /// (`docs/errors.md` lists them).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ScaffoldError::InvalidName(_) => "invalid-plugin-name",
+            ScaffoldError::NotEmpty(_) => "folder-not-empty",
+            ScaffoldError::InvalidSdk(_) => "invalid-sdk-source",
+            ScaffoldError::NotAFolder(_) => "not-a-folder",
+            ScaffoldError::Io(_) => "io",
+        }
+    }
+}
+
 impl From<IoError> for ScaffoldError {
     fn from(err: IoError) -> ScaffoldError {
         ScaffoldError::Io(err)

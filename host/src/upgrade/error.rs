@@ -204,13 +204,7 @@ impl UpgradeError {
             UpgradeError::OtherApp { .. } => "other-application",
             UpgradeError::DataNewer { .. } => "data-newer",
             UpgradeError::PluginDowngrade { .. } => "plugin-downgrade",
-            UpgradeError::Migrate(MigrateError::Drift(_)) => "migration-drift",
-            UpgradeError::Migrate(MigrateError::TimedOut { .. }) => "migration-timeout",
-            UpgradeError::Migrate(MigrateError::TransactionControl { .. }) => {
-                "migration-transaction-control"
-            }
-            UpgradeError::Migrate(MigrateError::Release(_)) => "release",
-            UpgradeError::Migrate(_) => "migration-failed",
+            UpgradeError::Migrate(err) => err.code(),
             UpgradeError::ForeignKeys { .. } => "foreign-keys",
             UpgradeError::Database(_) | UpgradeError::Step { .. } => "database",
             UpgradeError::Hook(_) => "hook",
