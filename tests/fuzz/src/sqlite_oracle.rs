@@ -105,13 +105,18 @@ pub fn split(text: &[u8]) -> Option<(Vec<&[u8]>, &[u8])> {
 }
 
 /// The values SQLite makes of `values`, the text of a `VALUES(...)` list
-/// (one row); `None` when SQLite refuses it.
+/// of one row or several (`VALUES(1,'a'),(2,'b')`, as a multi-row
+/// `INSERT` writes them): every row's, in order, as one list; `None` when
+/// SQLite refuses it.
 pub fn values(conn: &Connection, values: &str) -> Option<Vec<Cell>> {
     let mut stmt = conn.prepare(values).ok()?;
     let n = stmt.column_count();
     let mut rows = stmt.query([]).ok()?;
-    let row = rows.next().ok()??;
-    cells(row, n).ok()
+    let mut all = Vec::new();
+    while let Some(row) = rows.next().ok()? {
+        all.extend(cells(row, n).ok()?);
+    }
+    Some(all)
 }
 
 /// A database's contents: for each table, its name and sorted rows.
@@ -238,5 +243,16 @@ mod tests {
             ])
         );
         assert_eq!(values(&conn, "VALUES(nonsense);"), None);
+    }
+
+    #[test]
+    fn values_of_several_rows_are_every_row_in_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert_eq!(
+            values(&conn, "VALUES(1.5e10),(2);"),
+            Some(vec![Cell::Real(1.5e10f64.to_bits()), Cell::Integer(2)])
+        );
+        // Rows of different widths: SQLite refuses them.
+        assert_eq!(values(&conn, "VALUES(1),(2,3);"), None);
     }
 }
