@@ -53,6 +53,14 @@ pub enum BackupError {
         /// but its checksum differs from the one written.
         failure: Option<BackupFileError>,
     },
+    /// The engine's dump tool (`pg_dump`) failed or could not be run.
+    #[error("{} failed: {message}", tool.display())]
+    Dumper {
+        /// The tool.
+        tool: PathBuf,
+        /// What it said, or why it could not run.
+        message: String,
+    },
     /// Every candidate name for the file was taken.
     #[error("could not find a free file name for the backup in {}", dir.display())]
     NoFreeName {
@@ -122,6 +130,29 @@ pub enum BackupFileError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RestoreError {
+    /// The dump is of another engine's database than the home's.
+    #[error(
+        "refusing to restore {}: it is a backup of a {dump} database, and this home's database is {home}; nothing was changed",
+        path.display()
+    )]
+    OtherEngine {
+        /// The dump.
+        path: PathBuf,
+        /// The dump's engine.
+        dump: String,
+        /// The home's.
+        home: &'static str,
+    },
+    /// `uplift dbrestore` does not restore a PostgreSQL database yet.
+    #[error(
+        "uplift dbrestore does not restore a PostgreSQL database yet: restore {} with psql into an \
+         empty database (`psql -X -1 -v ON_ERROR_STOP=1 -d DATABASE -f FILE`); nothing was changed",
+        path.display()
+    )]
+    NotOnPostgres {
+        /// The dump.
+        path: PathBuf,
+    },
     /// The dump is truncated, corrupt, empty, not a dump or unreadable.
     #[error("refusing to restore: {}; nothing was changed", chain_text(.0))]
     Verify(BackupFileError),

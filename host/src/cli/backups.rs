@@ -81,7 +81,7 @@ pub(super) enum BackupsCommand {
 pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     let home = globals.home()?;
     let db = home.db_path();
-    if !db.exists() {
+    if home.settings()?.database.is_none() && !db.exists() {
         return Err(anyhow!("there is no database to back up at {}", db.display()).into());
     }
     // Shared: a backup may run beside the application (it reads one
@@ -91,7 +91,7 @@ pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     let mut options = BackupOptions::new(BackupKind::Manual);
     options.compress = args.compress;
     let mut bars = Bars::new(globals.quiet);
-    let file = backup::back_up_file(&db, &dir, &options, &mut bars)?;
+    let file = backup::back_up_home(&home, &dir, &options, &mut bars)?;
     if !globals.quiet {
         eprintln!(
             "backed up {} rows ({}) of data version {}",
