@@ -567,4 +567,52 @@ mod tests {
         assert_eq!(parse_migration_name("0003_"), None);
         assert_eq!(parse_migration_name("00a3_x"), None);
     }
+
+    fn release_with(files: &[(&str, &str)]) -> (tempfile::TempDir, super::Release) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("migrations/postgres")).unwrap();
+        for (file, sql) in files {
+            std::fs::write(dir.path().join("migrations").join(file), sql).unwrap();
+        }
+        let release =
+            super::Release::from_toml(dir.path(), "app = \"a\"\nversion = \"1.0.0\"\n").unwrap();
+        (dir, release)
+    }
+
+    #[test]
+    fn an_engines_file_replaces_the_shared_one_of_its_number_for_that_engine_only() {
+        let (_dir, release) = release_with(&[
+            ("0001_a.sql", "shared 1"),
+            ("0002_b.sql", "shared 2"),
+            ("postgres/0002_b.sql", "postgres 2"),
+        ]);
+        let shared: Vec<&str> = release
+            .migrations()
+            .unwrap()
+            .iter()
+            .map(|m| m.sql.as_str())
+            .collect();
+        assert_eq!(shared, ["shared 1", "shared 2"]);
+        let postgres = release.for_engine("postgres");
+        let own: Vec<&str> = postgres
+            .migrations()
+            .unwrap()
+            .iter()
+            .map(|m| m.sql.as_str())
+            .collect();
+        assert_eq!(own, ["shared 1", "postgres 2"]);
+        assert_eq!(postgres.migration_count(), 2);
+    }
+
+    #[test]
+    fn an_engines_file_without_a_shared_one_is_refused() {
+        let (_dir, release) = release_with(&[("0001_a.sql", "x"), ("postgres/0002_b.sql", "y")]);
+        let err = release
+            .for_engine("postgres")
+            .migrations()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0002_b.sql"), "{err}");
+        assert!(err.contains("no shared migration numbered 0002"), "{err}");
+    }
 }

@@ -87,31 +87,6 @@ pub use files::{
     list_headers, prune, prune_automatic, verify,
 };
 
-/// Backs up the home's database into a new file in `dir`: the database
-/// `uplift.toml` names (`[database]`: PostgreSQL, with `pg_dump`), or the
-/// home's SQLite file ([`back_up_file`]). `uplift dbbackup`.
-pub fn back_up_home(
-    home: &crate::home::Home,
-    dir: &std::path::Path,
-    options: &BackupOptions,
-    progress: &mut dyn Progress,
-) -> Result<BackupFile, BackupError> {
-    let settings = home.settings().map_err(|e| BackupError::Open {
-        path: home.settings_path(),
-        source: crate::engine::EngineError::new(e),
-    })?;
-    match &settings.database {
-        Some(database) => crate::engine::postgres::backup::back_up_database(
-            database,
-            &home.settings_path(),
-            dir,
-            options,
-            progress,
-        ),
-        None => back_up_file(&home.db_path(), dir, options, progress),
-    }
-}
-
 /// The version of the dump format written by this uplift. Dumps of a newer
 /// format are refused with a message saying so.
 pub const FORMAT_VERSION: u32 = 1;

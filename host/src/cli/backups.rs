@@ -11,6 +11,7 @@ use uplift::backup::{
 };
 use uplift::home::Home;
 use uplift::release::Release;
+use uplift::upgrade;
 
 use super::Globals;
 use super::failure::Outcome;
@@ -91,7 +92,7 @@ pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     let mut options = BackupOptions::new(BackupKind::Manual);
     options.compress = args.compress;
     let mut bars = Bars::new(globals.quiet);
-    let file = backup::back_up_home(&home, &dir, &options, &mut bars)?;
+    let file = upgrade::back_up_home(&home, &dir, &options, &mut bars)?;
     if !globals.quiet {
         eprintln!(
             "backed up {} rows ({}) of data version {}",

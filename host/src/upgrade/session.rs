@@ -63,6 +63,32 @@ pub(super) fn open_existing(
     Ok(Some(Box::new(db)))
 }
 
+/// Backs up the home's database into a new file in `dir`: the database
+/// `uplift.toml` names (`[database]`: PostgreSQL, with `pg_dump`, from a
+/// snapshot of its own while the application goes on), or the home's
+/// SQLite file ([`backup::back_up_file`]). `uplift dbbackup`.
+pub fn back_up_home(
+    home: &Home,
+    dir: &std::path::Path,
+    options: &backup::BackupOptions,
+    progress: &mut dyn Progress,
+) -> Result<backup::BackupFile, backup::BackupError> {
+    let settings = home.settings().map_err(|e| backup::BackupError::Open {
+        path: home.settings_path(),
+        source: EngineError::new(e),
+    })?;
+    match &settings.database {
+        Some(database) => postgres::backup::back_up_database(
+            database,
+            &home.settings_path(),
+            dir,
+            options,
+            progress,
+        ),
+        None => backup::back_up_file(&home.db_path(), dir, options, progress),
+    }
+}
+
 /// The home's database opened to read (`uplift status`, `migrations list`,
 /// `history`): the PostgreSQL database `target` names, or the home's
 /// SQLite file when it exists (read-write if the file allows it, because a

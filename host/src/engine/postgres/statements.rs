@@ -187,10 +187,10 @@ fn split(sql: &str) -> Vec<(usize, Vec<String>)> {
             }
             b'\'' => {
                 // E'…' takes backslash escapes; the E was read as a word.
-                let escapes = words
-                    .last()
-                    .is_some_and(|w| w == "E" && i > 0 && bytes[i - 1].eq_ignore_ascii_case(&b'e'));
-                if escapes {
+                let escapes = i >= 1
+                    && bytes[i - 1].eq_ignore_ascii_case(&b'e')
+                    && (i == 1 || !is_word_byte(bytes[i - 2]));
+                if escapes && paren_depth == 0 && words.last().is_some_and(|w| w == "E") {
                     words.pop();
                 }
                 i = skip_quoted(bytes, i, b'\'', escapes, &mut line);
@@ -235,12 +235,7 @@ fn split(sql: &str) -> Vec<(usize, Vec<String>)> {
             }
             _ if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 => {
                 let mut j = i;
-                while j < bytes.len()
-                    && (bytes[j].is_ascii_alphanumeric()
-                        || bytes[j] == b'_'
-                        || bytes[j] == b'$'
-                        || bytes[j] >= 0x80)
-                {
+                while j < bytes.len() && is_word_byte(bytes[j]) {
                     j += 1;
                 }
                 let word = sql[i..j].to_ascii_uppercase();
@@ -260,6 +255,11 @@ fn split(sql: &str) -> Vec<(usize, Vec<String>)> {
     }
     finish(&mut words, &mut start_line, &mut statements);
     statements
+}
+
+/// Whether `b` continues a keyword or an unquoted identifier.
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
 /// Keeps a word of the statement (only those outside parentheses, and a
