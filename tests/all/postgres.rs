@@ -902,3 +902,185 @@ fn postgres_a_password_comes_from_the_password_file_and_never_from_the_command_l
     assert_eq!(owner, format!("pw_{}", db.name));
     assert_eq!(backups(&home).len(), 1);
 }
+
+/// Waits until no session is connected to `db` (a closed client's server
+/// process takes a moment to go).
+fn wait_until_idle(db: &Db) {
+    let mut admin = admin();
+    wait_for("the test's sessions to close", || {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&db.name],
+            )
+            .unwrap()
+            .get(0);
+        n == 0
+    });
+}
+
+/// Rewrites a backup's text with `edit` and a checksum that matches again.
+fn rewrite_backup(path: &Path, edit: impl Fn(&str) -> String) {
+    use sha2::Digest as _;
+    let text = std::fs::read_to_string(path).unwrap();
+    let end = text.rfind("-- uplift-sha256: ").unwrap();
+    let body = edit(&text[..end]);
+    let sum: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(path, format!("{body}-- uplift-sha256: {sum}\n")).unwrap();
+}
+
+fn leftover_databases(db: &Db) -> Vec<String> {
+    admin()
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1",
+            &[&format!("{}\\_uplift\\_%", db.name)],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn postgres_dbrestore_latest_puts_the_backup_back_and_keeps_a_safety_backup() {
+    let root = tempfile::tempdir().unwrap();
+    let db = Db::new();
+    let home = db.home(root.path());
+    let (v1, v2) = two_releases(root.path());
+    installed_with_rows(&db, &home, &v1);
+    assert_ok(&run_in(&home, &v2.dir, &["upgrade"]));
+    db.client()
+        .batch_execute("INSERT INTO lesson (title) VALUES ('after the upgrade')")
+        .unwrap();
+    wait_until_idle(&db);
+
+    // The installed release is 1.0.0 again: --latest picks the backup of 1.0.0.
+    let out = run_in(&home, &v1.dir, &["dbrestore", "--latest"]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("data version 1.0.0"),
+        "{}",
+        stderr(&out)
+    );
+    // pg_amcheck (installed with the server) checked it.
+    assert!(!stderr(&out).contains("not checked"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3 rows") || stderr(&out).contains("rows)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(db.data_version().as_deref(), Some("1.0.0"));
+    assert!(!db.table_exists("lesson"));
+    assert_eq!(db.query_i64("SELECT count(*) FROM learner"), 3);
+    assert!(
+        leftover_databases(&db).is_empty(),
+        "{:?}",
+        leftover_databases(&db)
+    );
+    // The database it replaced is in the safety backup.
+    let safety: Vec<PathBuf> = backups(&home)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("-- kind: pre-restore\n")
+        })
+        .collect();
+    assert_eq!(safety.len(), 1);
+    assert!(
+        std::fs::read_to_string(&safety[0])
+            .unwrap()
+            .contains("after the upgrade")
+    );
+    // And the restored database upgrades again.
+    wait_until_idle(&db);
+    assert_ok(&run_in(&home, &v2.dir, &["upgrade"]));
+    assert_eq!(db.data_version().as_deref(), Some("2.0.0"));
+}
+
+#[test]
+fn postgres_dbrestore_refuses_while_other_sessions_are_connected_naming_them() {
+    let root = tempfile::tempdir().unwrap();
+    let db = Db::new();
+    let home = db.home(root.path());
+    let (v1, v2) = two_releases(root.path());
+    installed_with_rows(&db, &home, &v1);
+    assert_ok(&run_in(&home, &v2.dir, &["upgrade"]));
+    let backup = backups(&home)[0].clone();
+    let session = db.client();
+    let out = uplift()
+        .arg("dbrestore")
+        .arg(&backup)
+        .arg("--home")
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("is in use"), "{err}");
+    assert!(err.contains("server process"), "{err}");
+    assert!(
+        err.contains("test"),
+        "the application name is not shown: {err}"
+    );
+    drop(session);
+    assert_eq!(db.data_version().as_deref(), Some("2.0.0"));
+    assert_eq!(backups(&home).len(), 1, "no safety backup: nothing started");
+    assert!(leftover_databases(&db).is_empty());
+}
+
+#[test]
+fn postgres_dbrestore_refuses_a_damaged_or_failing_dump_and_leaves_the_database_as_it_was() {
+    let root = tempfile::tempdir().unwrap();
+    let db = Db::new();
+    let home = db.home(root.path());
+    let (v1, v2) = two_releases(root.path());
+    installed_with_rows(&db, &home, &v1);
+    assert_ok(&run_in(&home, &v2.dir, &["upgrade"]));
+    let good = backups(&home)[0].clone();
+    let restore = |file: &Path| {
+        uplift()
+            .arg("dbrestore")
+            .arg(file)
+            .arg("--home")
+            .arg(&home)
+            .output()
+            .unwrap()
+    };
+
+    // One byte changed: the checksum no longer matches.
+    let corrupt = root.path().join("corrupt.dump");
+    let text = std::fs::read_to_string(&good).unwrap();
+    std::fs::write(&corrupt, text.replacen("north", "nurth", 1)).unwrap();
+    wait_until_idle(&db);
+    let out = restore(&corrupt);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is corrupt"), "{}", stderr(&out));
+
+    // A dump whose SQL fails half-way: psql stops, nothing is swapped.
+    let failing = root.path().join("failing.dump");
+    std::fs::copy(&good, &failing).unwrap();
+    rewrite_backup(&failing, |text| {
+        text.replacen(
+            "\n\\unrestrict uplift",
+            "\nINSERT INTO public.learner VALUES (9, 999, 'no such facility');\n\\unrestrict uplift",
+            1,
+        )
+    });
+    let out = restore(&failing);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("could not restore"), "{err}");
+    assert!(err.contains("foreign key"), "{err}");
+    assert!(err.contains("left as it was"), "{err}");
+    assert_eq!(db.data_version().as_deref(), Some("2.0.0"));
+    assert!(db.table_exists("lesson"));
+    assert!(
+        leftover_databases(&db).is_empty(),
+        "{:?}",
+        leftover_databases(&db)
+    );
+}

@@ -143,16 +143,28 @@ pub enum RestoreError {
         /// The home's.
         home: &'static str,
     },
-    /// `uplift dbrestore` does not restore a PostgreSQL database yet.
+    /// A PostgreSQL home's database is restored only from uplift's own
+    /// PostgreSQL backups, and through `uplift::upgrade::restore_home`.
     #[error(
-        "uplift dbrestore does not restore a PostgreSQL database yet: restore {} with psql into an \
-         empty database (`psql -X -1 -v ON_ERROR_STOP=1 -d DATABASE -f FILE`); nothing was changed",
+        "refusing to restore {}: this home's database is PostgreSQL, which uplift restores only from \
+         its own PostgreSQL backups, with `uplift dbrestore`; nothing was changed",
         path.display()
     )]
     NotOnPostgres {
         /// The dump.
         path: PathBuf,
     },
+    /// `psql` could not restore the dump.
+    #[error("could not restore {}: {message}; the current database was left as it was", path.display())]
+    Psql {
+        /// The dump.
+        path: PathBuf,
+        /// What psql said.
+        message: String,
+    },
+    /// The PostgreSQL database could not be reached or worked on.
+    #[error(transparent)]
+    Postgres(#[from] crate::engine::postgres::PgError),
     /// The dump is truncated, corrupt, empty, not a dump or unreadable.
     #[error("refusing to restore: {}; nothing was changed", chain_text(.0))]
     Verify(BackupFileError),

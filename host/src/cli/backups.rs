@@ -146,7 +146,7 @@ pub(super) fn dbrestore(globals: &Globals, args: RestoreArgs) -> Outcome {
         Which::Select => select(&dir)?,
     };
     let mut bars = Bars::new(globals.quiet);
-    let report = backup::restore(&home, &file, &options, &mut bars)?;
+    let report = upgrade::restore_home(&home, &file, &options, &mut bars)?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }

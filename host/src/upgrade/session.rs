@@ -89,6 +89,23 @@ pub fn back_up_home(
     }
 }
 
+/// Restores `file` over the home's database: the PostgreSQL database
+/// `uplift.toml` names (built beside it with `psql`, checked, swapped in by
+/// renaming: see `engine::postgres::restore`), or the home's SQLite file
+/// ([`backup::restore`]). `uplift dbrestore`; the caller holds the home's
+/// lock.
+pub fn restore_home(
+    home: &Home,
+    file: &std::path::Path,
+    options: &backup::RestoreOptions,
+    progress: &mut dyn Progress,
+) -> Result<backup::RestoreReport, backup::RestoreError> {
+    match &home.settings()?.database {
+        Some(database) => postgres::restore::restore(home, database, file, options, progress),
+        None => backup::restore(home, file, options, progress),
+    }
+}
+
 /// The home's database opened to read (`uplift status`, `migrations list`,
 /// `history`): the PostgreSQL database `target` names, or the home's
 /// SQLite file when it exists (read-write if the file allows it, because a

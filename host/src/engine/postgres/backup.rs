@@ -294,13 +294,14 @@ fn copy_dump(
 /// Reads `pg_dump`'s lines as they stream by: counts the rows of its
 /// `COPY … FROM stdin;` blocks and its `\restrict` lines.
 #[derive(Default)]
-struct Lines {
+pub(super) struct Lines {
     /// The start of the current line (enough to tell the lines looked for).
     start: Vec<u8>,
     /// The end of the current line.
     end: Vec<u8>,
     in_copy: bool,
-    rows: u64,
+    /// The rows of the `COPY` blocks seen so far.
+    pub(super) rows: u64,
     restricts: usize,
     unrestricts: usize,
 }
@@ -308,7 +309,7 @@ struct Lines {
 const KEPT: usize = 32;
 
 impl Lines {
-    fn scan(&mut self, data: &[u8]) {
+    pub(super) fn scan(&mut self, data: &[u8]) {
         let mut rest = data;
         while !rest.is_empty() {
             match memchr::memchr(b'\n', rest) {

@@ -137,6 +137,19 @@ impl PgTarget {
         })
     }
 
+    /// The same server and role, another database (a restore builds one
+    /// beside the current database).
+    pub(crate) fn with_dbname(&self, dbname: &str) -> PgTarget {
+        let mut config = self.config.clone();
+        config.dbname(dbname);
+        let display = display(&config);
+        PgTarget {
+            config,
+            settings: self.settings.clone(),
+            display,
+        }
+    }
+
     /// `postgresql://user@host:port/dbname` (a unix socket's folder as
     /// `?host=`), without a password: how messages name the database.
     pub(crate) fn display(&self) -> &str {
@@ -182,6 +195,26 @@ impl PgTarget {
         parts.push(format!("dbname={}", conninfo_value(self.dbname())));
         parts.push(format!("application_name={APPLICATION_NAME}"));
         parts.join(" ")
+    }
+
+    /// A tool's connection options (`-h HOST -p PORT -U USER`), for the
+    /// tools that take a database name apart from them (`pg_amcheck`).
+    pub(crate) fn tool_options(&self) -> Vec<String> {
+        let mut options = Vec::new();
+        if let Some(host) = self.config.get_hosts().first() {
+            options.push("-h".into());
+            options.push(match host {
+                Host::Unix(dir) => dir.display().to_string(),
+                Host::Tcp(host) => host.clone(),
+            });
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            options.push("-p".into());
+            options.push(port.to_string());
+        }
+        options.push("-U".into());
+        options.push(self.user().to_string());
+        options
     }
 
     /// The password, for a tool's `PGPASSWORD`.

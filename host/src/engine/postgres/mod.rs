@@ -31,6 +31,7 @@ pub(crate) mod backup;
 mod connect;
 mod error;
 pub(crate) mod meta;
+pub(crate) mod restore;
 pub(crate) mod statements;
 
 pub(crate) use connect::PgTarget;
