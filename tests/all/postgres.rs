@@ -1084,3 +1084,37 @@ fn postgres_dbrestore_refuses_a_damaged_or_failing_dump_and_leaves_the_database_
         leftover_databases(&db)
     );
 }
+
+#[test]
+fn postgres_a_migration_past_its_time_limit_is_stopped_and_rolled_back() {
+    let root = tempfile::tempdir().unwrap();
+    let db = Db::new();
+    let home = db.home(root.path());
+    let v1 = TestRelease::new(root.path(), "r1", "app", "1.0.0", V1);
+    installed_with_rows(&db, &home, &v1);
+    let settings = std::fs::read_to_string(home.join("uplift.toml")).unwrap();
+    std::fs::write(
+        home.join("uplift.toml"),
+        format!("{settings}\n[migrations]\ntimeout_seconds = 1\n"),
+    )
+    .unwrap();
+    let mut migrations = V1.to_vec();
+    migrations.push((
+        "0002_slow.sql",
+        "CREATE TABLE lesson (id integer);\nSELECT pg_sleep(30);\n",
+    ));
+    let v2 = TestRelease::new(root.path(), "r2", "app", "2.0.0", &migrations);
+    let started = Instant::now();
+    let out = run_in(&home, &v2.dir, &["upgrade", "--json"]);
+    assert!(started.elapsed() < Duration::from_secs(20), "not stopped");
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(value["error"]["code"], "migration-timeout", "{value}");
+    assert!(
+        stderr(&out).contains("0002_slow.sql ran longer than 1 s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!db.table_exists("lesson"));
+    assert_eq!(db.data_version().as_deref(), Some("1.0.0"));
+}
