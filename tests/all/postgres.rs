@@ -348,6 +348,13 @@ fn postgres_install_then_upgrade_with_the_engines_own_migration() {
     let status = run_in(&home, &v1.dir, &["status", "-q"]);
     assert_ok(&status);
     assert_eq!(stdout(&status).trim(), "not installed");
+    let empty = run_in(&home, &v1.dir, &["history"]);
+    assert_ok(&empty);
+    assert!(
+        stdout(&empty).contains(&format!("no history in postgresql://uplift@/{}", db.name)),
+        "{}",
+        stdout(&empty)
+    );
 
     installed_with_rows(&db, &home, &v1);
     assert_eq!(db.data_version().as_deref(), Some("1.0.0"));

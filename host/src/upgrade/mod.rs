@@ -23,7 +23,7 @@ pub use self::error::UpgradeError;
 pub use self::report::{
     Application, BackupReport, Build, DatabaseReport, DiskSpace, REPORT_FORMAT, Report, report,
 };
-pub use self::session::{Reporter, back_up_home, restore_home};
+pub use self::session::{Reporter, back_up_home, database_name, restore_home};
 use self::session::{Reporting, open_existing, postgres_target, release_for};
 pub use self::status::{
     AdoptCandidate, Adoptable, Adoption, BackupState, MigrationEntry, MigrationState, PluginState,

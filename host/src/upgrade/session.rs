@@ -63,6 +63,16 @@ pub(super) fn open_existing(
     Ok(Some(Box::new(db)))
 }
 
+/// How messages name the home's database: the PostgreSQL database
+/// `uplift.toml` names (`postgresql://user@host/dbname`, no password), or
+/// the home's SQLite file.
+pub fn database_name(home: &Home) -> Result<String, UpgradeError> {
+    Ok(match postgres_target(home)? {
+        Some(target) => target.display().to_string(),
+        None => home.db_path().display().to_string(),
+    })
+}
+
 /// Backs up the home's database into a new file in `dir`: the database
 /// `uplift.toml` names (`[database]`: PostgreSQL, with `pg_dump`, from a
 /// snapshot of its own while the application goes on), or the home's
