@@ -401,6 +401,39 @@ pub struct Settings {
     pub hooks: HookLimits,
     /// Limits for the release's migrations.
     pub migrations: MigrationSettings,
+    /// The database, when it is not the home's SQLite file: a PostgreSQL
+    /// database (`[database]`; see [`DatabaseSettings`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSettings>,
+}
+
+/// `[database]` in `uplift.toml`: the PostgreSQL database the home's
+/// application uses, instead of `db.sqlite3`. Either `url`
+/// (`postgresql://user@host:port/dbname`, `?host=/run/postgresql` for a
+/// unix socket) or `host`, `port`, `dbname` and `user`, not both. A
+/// password is never written here: it comes from `PGPASSWORD` in the
+/// environment, or from `password_file` (its first line).
+///
+/// ```toml
+/// [database]
+/// url = "postgresql://learnhub@db.example.org/learnhub"
+/// password_file = "/etc/learnhub/db-password"
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// A `postgresql://` URL, without a password.
+    pub url: Option<String>,
+    /// The server's host name, or the folder of its unix socket.
+    pub host: Option<String>,
+    /// The server's port (5432 when not given).
+    pub port: Option<u16>,
+    /// The database's name.
+    pub dbname: Option<String>,
+    /// The role to connect as.
+    pub user: Option<String>,
+    /// A file whose first line is the role's password.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Settings {

@@ -22,6 +22,7 @@ mod transaction;
 pub mod upgrade;
 pub mod upgrade_paths;
 
+pub use engine::postgres::PgError;
 pub use engine::sqlite::version as sqlite_version;
 pub use engine::{Cell, EngineError, ForeignKeyViolation, MetaError};
 pub use errors::chain_text as error_text;
@@ -50,6 +51,16 @@ pub mod internals {
     }
 
     impl RunOnConnection for crate::hooks::HookRunner {}
+
+    /// The statements of a migration the PostgreSQL engine refuses before
+    /// an upgrade starts (line, leading keywords), for the tests that check
+    /// them against a real server.
+    pub fn postgres_refusals(sql: &str) -> Vec<(usize, String)> {
+        crate::engine::postgres::statements::refusals(sql)
+            .into_iter()
+            .map(|r| (r.line, r.statement))
+            .collect()
+    }
 
     /// What [`crate::release::Release::load`] makes of a `release.toml`
     /// holding `text`, for a release folder called `release`.

@@ -50,6 +50,21 @@ pub enum MigrateError {
         /// The statement it used (`BEGIN`, `COMMIT`, `SAVEPOINT`...).
         statement: String,
     },
+    /// A migration holds a statement that cannot run inside the upgrade's
+    /// transaction on this engine (found before anything started).
+    #[error(
+        "migration {file} line {line}: {statement} cannot run in the upgrade: {why}; nothing was changed"
+    )]
+    NotTransactional {
+        /// The migration's file name (`0003_add_email.sql`).
+        file: String,
+        /// The line where the statement starts.
+        line: usize,
+        /// The statement's leading keywords (`CREATE INDEX CONCURRENTLY`).
+        statement: String,
+        /// Why, and what to write instead.
+        why: &'static str,
+    },
     /// Applied migrations no longer match the release's files.
     #[error("{}", describe_drift(.0))]
     Drift(Vec<Drift>),
@@ -66,6 +81,7 @@ impl MigrateError {
             MigrateError::Drift(_) => "migration-drift",
             MigrateError::TimedOut { .. } => "migration-timeout",
             MigrateError::TransactionControl { .. } => "migration-transaction-control",
+            MigrateError::NotTransactional { .. } => "migration-not-transactional",
             MigrateError::Release(err) => err.code(),
             MigrateError::Database(_) | MigrateError::Failed { .. } => "migration-failed",
         }

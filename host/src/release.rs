@@ -184,7 +184,17 @@ pub struct Release {
     /// The release's migrations, read on first use (see
     /// [`Release::migrations`]).
     migrations: OnceLock<Vec<Migration>>,
+    /// The engine folder under `migrations/` whose files replace the
+    /// shared ones of the same number (`postgres`), if any: see
+    /// [`Release::for_engine`].
+    engine_folder: Option<&'static str>,
 }
+
+/// The folders under a release's `migrations/` that hold one engine's own
+/// files (`migrations/postgres/0004_progress.sql` replaces
+/// `migrations/0004_progress.sql` on PostgreSQL). Their names are reserved:
+/// no other use of `migrations/` may take them.
+pub const ENGINE_FOLDERS: &[&str] = &["postgres"];
 
 /// One schema migration file.
 #[derive(Debug, Clone)]
@@ -247,7 +257,22 @@ impl Release {
             adopt,
             accepted_edits,
             migrations: OnceLock::new(),
+            engine_folder: None,
         })
+    }
+
+    /// This release as an engine sees it: its migrations are the shared
+    /// ones with each file of `migrations/<folder>/` (one of
+    /// [`ENGINE_FOLDERS`]) in place of the shared one of the same number.
+    /// An engine file without a shared one of its number is refused when
+    /// the migrations are read, so that every engine numbers them alike.
+    pub fn for_engine(&self, folder: &'static str) -> Release {
+        debug_assert!(ENGINE_FOLDERS.contains(&folder));
+        Release {
+            migrations: OnceLock::new(),
+            engine_folder: Some(folder),
+            ..self.clone()
+        }
     }
 
     /// How many migrations the release holds, counted from the folder's
@@ -269,7 +294,11 @@ impl Release {
         if let Some(migrations) = self.migrations.get() {
             return Ok(migrations);
         }
-        let loaded = load_migrations(&self.dir.join("migrations"))?;
+        let dir = self.dir.join("migrations");
+        let mut loaded = load_migrations(&dir)?;
+        if let Some(folder) = self.engine_folder {
+            replace_with_engine_files(&mut loaded, &dir.join(folder))?;
+        }
         Ok(self.migrations.get_or_init(|| loaded))
     }
 
@@ -458,6 +487,26 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
     Ok(by_id.into_values().collect())
 }
 
+/// Puts each migration of the engine folder `dir` in place of the shared
+/// one of its number; refuses one that has none.
+fn replace_with_engine_files(migrations: &mut [Migration], dir: &Path) -> Result<(), ReleaseError> {
+    for own in load_migrations(dir)? {
+        let Some(shared) = migrations.iter_mut().find(|m| m.id == own.id) else {
+            return Err(ReleaseError::Manifest {
+                message: format!(
+                    "it has no shared migration numbered {:04} to replace: every engine's \
+                     migrations are numbered alike (add migrations/{:04}_{}.sql, even one \
+                     holding only a comment)",
+                    own.id, own.id, own.name
+                ),
+                path: own.path,
+            });
+        };
+        *shared = own;
+    }
+    Ok(())
+}
+
 /// `0003_add_email` → (3, "add_email").
 /// The stem of a migration file's name (`0003_add_email` of
 /// `0003_add_email.sql`), or `None` for a file that is no migration (hidden
@@ -529,5 +578,53 @@ mod tests {
         assert_eq!(parse_migration_name("0003"), None);
         assert_eq!(parse_migration_name("0003_"), None);
         assert_eq!(parse_migration_name("00a3_x"), None);
+    }
+
+    fn release_with(files: &[(&str, &str)]) -> (tempfile::TempDir, super::Release) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("migrations/postgres")).unwrap();
+        for (file, sql) in files {
+            std::fs::write(dir.path().join("migrations").join(file), sql).unwrap();
+        }
+        let release =
+            super::Release::from_toml(dir.path(), "app = \"a\"\nversion = \"1.0.0\"\n").unwrap();
+        (dir, release)
+    }
+
+    #[test]
+    fn an_engines_file_replaces_the_shared_one_of_its_number_for_that_engine_only() {
+        let (_dir, release) = release_with(&[
+            ("0001_a.sql", "shared 1"),
+            ("0002_b.sql", "shared 2"),
+            ("postgres/0002_b.sql", "postgres 2"),
+        ]);
+        let shared: Vec<&str> = release
+            .migrations()
+            .unwrap()
+            .iter()
+            .map(|m| m.sql.as_str())
+            .collect();
+        assert_eq!(shared, ["shared 1", "shared 2"]);
+        let postgres = release.for_engine("postgres");
+        let own: Vec<&str> = postgres
+            .migrations()
+            .unwrap()
+            .iter()
+            .map(|m| m.sql.as_str())
+            .collect();
+        assert_eq!(own, ["shared 1", "postgres 2"]);
+        assert_eq!(postgres.migration_count(), 2);
+    }
+
+    #[test]
+    fn an_engines_file_without_a_shared_one_is_refused() {
+        let (_dir, release) = release_with(&[("0001_a.sql", "x"), ("postgres/0002_b.sql", "y")]);
+        let err = release
+            .for_engine("postgres")
+            .migrations()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("0002_b.sql"), "{err}");
+        assert!(err.contains("no shared migration numbered 0002"), "{err}");
     }
 }

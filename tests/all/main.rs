@@ -1,7 +1,9 @@
 //! uplift's integration tests: one binary, one module per capability.
 //!
 //! Tests that need the example or hostile plugin components or the `sqlite3`
-//! CLI expect `scripts/test` to have built or installed them first.
+//! CLI expect `scripts/test` to have built or installed them first; those of
+//! `postgres` need PostgreSQL's server programs (`scripts/setup` installs
+//! them) and start a throwaway cluster of their own.
 
 mod adopt;
 mod backup;
@@ -17,6 +19,7 @@ mod limits;
 mod nothing_lost;
 mod packaging;
 mod plugin_versions;
+mod postgres;
 mod power_loss;
 mod sdk;
 mod support;

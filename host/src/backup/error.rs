@@ -53,6 +53,14 @@ pub enum BackupError {
         /// but its checksum differs from the one written.
         failure: Option<BackupFileError>,
     },
+    /// The engine's dump tool (`pg_dump`) failed or could not be run.
+    #[error("{} failed: {message}", tool.display())]
+    Dumper {
+        /// The tool.
+        tool: PathBuf,
+        /// What it said, or why it could not run.
+        message: String,
+    },
     /// Every candidate name for the file was taken.
     #[error("could not find a free file name for the backup in {}", dir.display())]
     NoFreeName {
@@ -146,6 +154,41 @@ impl BackupFileError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RestoreError {
+    /// The dump is of another engine's database than the home's.
+    #[error(
+        "refusing to restore {}: it is a backup of a {dump} database, and this home's database is {home}; nothing was changed",
+        path.display()
+    )]
+    OtherEngine {
+        /// The dump.
+        path: PathBuf,
+        /// The dump's engine.
+        dump: String,
+        /// The home's.
+        home: &'static str,
+    },
+    /// A PostgreSQL home's database is restored only from uplift's own
+    /// PostgreSQL backups, and through `uplift::upgrade::restore_home`.
+    #[error(
+        "refusing to restore {}: this home's database is PostgreSQL, which uplift restores only from \
+         its own PostgreSQL backups, with `uplift dbrestore`; nothing was changed",
+        path.display()
+    )]
+    NotOnPostgres {
+        /// The dump.
+        path: PathBuf,
+    },
+    /// `psql` could not restore the dump.
+    #[error("could not restore {}: {message}; the current database was left as it was", path.display())]
+    Psql {
+        /// The dump.
+        path: PathBuf,
+        /// What psql said.
+        message: String,
+    },
+    /// The PostgreSQL database could not be reached or worked on.
+    #[error(transparent)]
+    Postgres(#[from] crate::engine::postgres::PgError),
     /// The dump is truncated, corrupt, empty, not a dump or unreadable.
     #[error("refusing to restore: {}; nothing was changed", chain_text(.0))]
     Verify(BackupFileError),

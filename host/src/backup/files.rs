@@ -55,6 +55,10 @@ pub struct DumpHeader {
     /// uplifts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_mode: Option<String>,
+    /// The engine and server version of a dump of another engine than
+    /// SQLite (`postgresql 15.18`); `None` in SQLite dumps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 fn serialize_timestamp<S: serde::Serializer>(t: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -69,6 +73,14 @@ fn one_line(s: &str) -> String {
 }
 
 impl DumpHeader {
+    /// Whether the dump is of a PostgreSQL database (`-- engine:
+    /// postgresql ...`): restored by `psql`, not by uplift's SQLite restore.
+    pub fn is_postgres(&self) -> bool {
+        self.engine
+            .as_deref()
+            .is_some_and(|e| e.split(' ').next() == Some("postgresql"))
+    }
+
     /// Appends the header lines to `buf`.
     pub(crate) fn write(&self, buf: &mut Vec<u8>) {
         use std::fmt::Write as _;
@@ -85,7 +97,12 @@ impl DumpHeader {
         );
         let _ = writeln!(s, "-- kind: {}", self.kind);
         let _ = writeln!(s, "-- created: {}", self.created);
-        let _ = writeln!(s, "-- sqlite-version: {}", one_line(&self.sqlite_version));
+        if let Some(engine) = &self.engine {
+            let _ = writeln!(s, "-- engine: {}", one_line(engine));
+        }
+        if !self.sqlite_version.is_empty() {
+            let _ = writeln!(s, "-- sqlite-version: {}", one_line(&self.sqlite_version));
+        }
         if let Some(sequence) = self.sequence {
             let _ = writeln!(s, "-- sequence: {sequence}");
         }
@@ -111,6 +128,7 @@ impl DumpHeader {
         let mut sqlite_version = None;
         let mut sequence = None;
         let mut journal_mode = None;
+        let mut engine = None;
         let mut finished = false;
         let mut rest = head;
         while let Some(end) = memchr::memchr(b'\n', rest) {
@@ -134,6 +152,7 @@ impl DumpHeader {
                 "sqlite-version" => sqlite_version = Some(value.to_string()),
                 "sequence" => sequence = value.parse::<u64>().ok(),
                 "journal-mode" => journal_mode = Some(value.to_ascii_lowercase()),
+                "engine" => engine = Some(value.to_string()),
                 _ => {}
             }
         }
@@ -158,6 +177,7 @@ impl DumpHeader {
             sqlite_version: sqlite_version.unwrap_or_default(),
             sequence,
             journal_mode,
+            engine,
         }))
     }
 }
@@ -188,6 +208,38 @@ pub(crate) fn file_stem(data_version: Option<&str>, created: jiff::Timestamp) ->
         }
         None => format!("db-unversioned_{time}"),
     }
+}
+
+/// Renames the finished temporary file of a backup to the first free name
+/// in `dir` (`db-v{version}_{time}.dump`, then `-2`, `-3`...), never
+/// overwriting one; the caller syncs the folder.
+pub(crate) fn persist(
+    mut temp: tempfile::NamedTempFile,
+    dir: &Path,
+    header: &DumpHeader,
+    compress: bool,
+) -> Result<PathBuf, BackupError> {
+    let stem = file_stem(header.data_version.as_deref(), header.created);
+    let ext = if compress { "dump.zst" } else { "dump" };
+    for n in 1..10_000u32 {
+        let name = if n == 1 {
+            format!("{stem}.{ext}")
+        } else {
+            format!("{stem}-{n}.{ext}")
+        };
+        let path = dir.join(name);
+        match temp.persist_noclobber(&path) {
+            Ok(_) => return Ok(path),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => temp = e.file,
+            Err(e) => {
+                let temp_path = e.file.path().to_path_buf();
+                return Err(io_err("could not rename", &temp_path)(e.error).into());
+            }
+        }
+    }
+    Err(BackupError::NoFreeName {
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// What checking a dump file found.

@@ -10,6 +10,7 @@ use uplift::backup::{
 };
 use uplift::home::Home;
 use uplift::release::Release;
+use uplift::upgrade;
 
 use super::Globals;
 use super::failure::{CommandError, Outcome};
@@ -76,7 +77,7 @@ pub(super) enum BackupsCommand {
 pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     let home = globals.home()?;
     let db = home.db_path();
-    if !db.exists() {
+    if home.settings()?.database.is_none() && !db.exists() {
         return Err(CommandError::NoDatabase(db).into());
     }
     // Shared: a backup may run beside the application (it reads one
@@ -86,7 +87,7 @@ pub(super) fn dbbackup(globals: &Globals, args: BackupArgs) -> Outcome {
     let mut options = BackupOptions::new(BackupKind::Manual);
     options.compress = args.compress;
     let mut bars = Bars::new(globals.quiet);
-    let file = backup::back_up_file(&db, &dir, &options, &mut bars)?;
+    let file = upgrade::back_up_home(&home, &dir, &options, &mut bars)?;
     if globals.json {
         print_json(&serde_json::json!({
             "outcome": "backed_up",
@@ -148,7 +149,7 @@ pub(super) fn dbrestore(globals: &Globals, args: RestoreArgs) -> Outcome {
         Which::Select => select(&dir)?,
     };
     let mut bars = Bars::new(globals.quiet);
-    let report = backup::restore(&home, &file, &options, &mut bars)?;
+    let report = upgrade::restore_home(&home, &file, &options, &mut bars)?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }

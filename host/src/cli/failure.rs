@@ -20,7 +20,7 @@ use uplift::release::ReleaseError;
 use uplift::upgrade::AdoptError;
 use uplift::upgrade_paths::PathsError;
 use uplift::version::VersionError;
-use uplift::{EngineError, MetaError, UpgradeError};
+use uplift::{EngineError, MetaError, PgError, UpgradeError};
 
 use super::output;
 
@@ -329,6 +329,7 @@ fn known_code(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
         ScaffoldError,
         PathsError,
         TrialError,
+        PgError,
     );
     if let Some(e) = err.downcast_ref::<VersionError>() {
         return Some(match e {

@@ -19,7 +19,7 @@ pub(super) fn history(globals: &Globals) -> Outcome {
     if entries.is_empty() {
         globals.output().line(format_args!(
             "no history in {}: uplift records each upgrade, adoption and accepted edit there",
-            home.db_path().display()
+            upgrade::database_name(&home)?
         ));
     }
     for entry in &entries {

@@ -2,12 +2,14 @@
 //! through [`Database`], which each database engine implements. The upgrade
 //! transaction ([`crate::transaction`]) decides the order of the steps and
 //! what they mean; an engine decides how each is done on its database (SQL
-//! dialect, locking, backups, how a hook reaches the data). Only SQLite is
-//! built ([`sqlite`]); the seam is shaped so that a server database whose
-//! transactions span DDL (PostgreSQL) fits it too: nothing in it assumes a
-//! file, a rollback journal or SQLite's authorizer.
+//! dialect, locking, backups, how a hook reaches the data). SQLite
+//! ([`sqlite`]) and PostgreSQL ([`postgres`]) implement it; nothing in it
+//! assumes a file, a rollback journal or SQLite's authorizer. A home's
+//! `uplift.toml` chooses the engine (`[database]`: PostgreSQL; without it,
+//! the home's SQLite file).
 
 mod error;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 pub(crate) use error::CommitError;
@@ -77,6 +79,16 @@ pub(crate) trait Database {
 
     /// What uplift did to the database, oldest first.
     fn history(&self) -> Result<Vec<HistoryEntry>, EngineError>;
+
+    /// Refuses, before anything starts, a migration this engine cannot run
+    /// inside the upgrade's transaction, naming the file and the
+    /// statement.
+    fn check_migrations(&self, migrations: &[Migration]) -> Result<(), MigrateError>;
+
+    /// Why this engine cannot run hooks, if it cannot (no sandbox for
+    /// them yet): an upgrade whose plan holds hooks is then refused before
+    /// anything starts, never run unsandboxed.
+    fn refuses_hooks(&self) -> Option<&'static str>;
 
     /// Begins the upgrade's transaction and holds the database's write lock
     /// until it ends; makes sure uplift's own tables exist inside it.

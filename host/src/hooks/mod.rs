@@ -221,6 +221,17 @@ pub(crate) struct TransactionEnded(pub String);
 /// hooks. Errors about one hook name its plugin and hook.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
+    /// The database's engine has no sandbox for hooks yet, so the hook was
+    /// not run.
+    #[error("hook {plugin}/{hook} was not run: hooks have no sandbox on {engine} yet")]
+    NoSandbox {
+        /// The plugin.
+        plugin: String,
+        /// The hook.
+        hook: String,
+        /// The engine.
+        engine: &'static str,
+    },
     /// A plugin file or folder could not be read.
     #[error("could not read {path}: {source}")]
     Io {

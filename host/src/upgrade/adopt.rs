@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::error::UpgradeError;
-use super::session::{Reporter, Reporting, open_existing};
+use super::session::{Reporter, Reporting, open_existing, postgres_target, release_for};
 use crate::engine::Database;
 use crate::history::AdoptionDetails;
 use crate::home::Home;
@@ -213,7 +213,10 @@ pub fn adopt(
     let _lock = home.lock(options.wait)?;
     phases.end("lock");
     let path = home.db_path();
-    let mut db = open_existing(home)?.ok_or(AdoptError::NoDatabase { path: path.clone() })?;
+    let target = postgres_target(home)?;
+    let release = &release_for(release, target.as_ref());
+    let mut db = open_existing(home, target.as_ref())?
+        .ok_or(AdoptError::NoDatabase { path: path.clone() })?;
     unmanaged(db.as_ref())?;
     let known = release.adoptable_versions()?;
     let Some(&(_, last)) = known.iter().find(|(v, _)| *v == options.version) else {

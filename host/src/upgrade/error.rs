@@ -184,6 +184,27 @@ pub enum UpgradeError {
         /// The processes that have it, or SQLite's files beside it, open.
         users: Vec<crate::disk::Holder>,
     },
+    /// The plan runs hooks, and the database's engine has no sandbox for
+    /// them yet.
+    #[error(
+        "{database}: the upgrade would run {} ({}); {why}. Nothing was changed: install a release \
+         whose plugins have no hook for this upgrade, or disable the optional plugins \
+         (`uplift plugin disable NAME`)",
+        if hooks.len() == 1 { "a hook" } else { "hooks" },
+        hooks.join(", ")
+    )]
+    HooksWithoutSandbox {
+        /// The database.
+        database: String,
+        /// The hooks planned (`plugin/hook`).
+        hooks: Vec<String>,
+        /// Why the engine cannot run them.
+        why: &'static str,
+    },
+    /// The PostgreSQL database could not be reached, opened or locked, or
+    /// `[database]` in `uplift.toml` is not valid.
+    #[error(transparent)]
+    Postgres(#[from] crate::engine::postgres::PgError),
     /// A file-system operation failed.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -214,6 +235,8 @@ impl UpgradeError {
             }
             UpgradeError::TransactionLost { .. } => "transaction-lost",
             UpgradeError::InUse { .. } => "in-use",
+            UpgradeError::HooksWithoutSandbox { .. } => "hooks-without-sandbox",
+            UpgradeError::Postgres(e) => e.code(),
             UpgradeError::Io(_) => "io",
         }
     }

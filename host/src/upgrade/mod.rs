@@ -23,8 +23,8 @@ pub use self::error::UpgradeError;
 pub use self::report::{
     Application, BackupReport, Build, DatabaseReport, DiskSpace, REPORT_FORMAT, Report, report,
 };
-pub use self::session::Reporter;
-use self::session::{Reporting, open_existing};
+pub use self::session::{Reporter, back_up_home, database_name, restore_home};
+use self::session::{Reporting, open_existing, postgres_target, release_for};
 pub use self::status::{
     AdoptCandidate, Adoptable, Adoption, BackupState, MigrationEntry, MigrationState, PluginState,
     Status, history, is_up_to_date, migration_list, status,
@@ -116,7 +116,9 @@ fn attempt(
     let mut phases = Phases::start();
     let _lock: HomeLock = home.lock(options.wait)?;
     phases.end("lock");
-    let mut db = open_existing(home)?;
+    let target = postgres_target(home)?;
+    let release = &release_for(release, target.as_ref());
+    let mut db = open_existing(home, target.as_ref())?;
     let stands = match &db {
         None => Stands::Empty,
         Some(db) => where_data_stands(home, release, db.as_ref())?,
@@ -150,6 +152,9 @@ fn attempt(
         &migrations,
         pending.accepted,
     )?;
+    if let Some(db) = &db {
+        refuse_what_the_engine_cannot_run(db.as_ref(), &migrations, &plan)?;
+    }
     phases.end("plan");
     if options.plan_only {
         return Ok(Outcome::Planned { plan });
@@ -237,6 +242,31 @@ fn plan(
         from: from.cloned(),
         to: to.clone(),
     })
+}
+
+/// Refuses, before anything starts, what the database's engine cannot run
+/// inside the upgrade: a migration's statement that cannot run in a
+/// transaction, and hooks where the engine has no sandbox for them.
+fn refuse_what_the_engine_cannot_run(
+    db: &dyn Database,
+    migrations: &[Migration],
+    plan: &Plan,
+) -> Result<(), UpgradeError> {
+    db.check_migrations(migrations)?;
+    if let Some(why) = db.refuses_hooks()
+        && !plan.hooks.is_empty()
+    {
+        return Err(UpgradeError::HooksWithoutSandbox {
+            database: db.location().display().to_string(),
+            hooks: plan
+                .hooks
+                .iter()
+                .map(|h| format!("{}/{}", h.plugin, h.hook))
+                .collect(),
+            why,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses an active plugin older than the version the data was last

@@ -1,22 +1,55 @@
-//! What the commands that write the home's database share: opening it for
-//! the transaction, and reporting as the transaction goes (`uplift upgrade`
-//! and `uplift adopt`).
+//! What the commands that use the home's database share: which engine the
+//! home's settings choose and opening the database on it (for the
+//! transaction, or to read), and reporting as the transaction goes
+//! (`uplift upgrade` and `uplift adopt`).
 
 use std::sync::Arc;
 
 use super::error::UpgradeError;
 use crate::backup::{self, Progress, ProgressUnit};
+use crate::engine::postgres::{self, PgTarget, PostgresDatabase};
 use crate::engine::sqlite::SqliteDatabase;
 use crate::engine::{Database, EngineError};
 use crate::home::{Home, Settings};
 use crate::hooks::{
     CacheOutcome, CompileRun, HookError, HookRunner, LogSink, PlannedHook, Plugin, PluginSet,
 };
+use crate::release::Release;
 use crate::transaction::{Observer, Phases};
 
-/// The home's database, when there is one, open for the upgrade (with
-/// background writeback: see [`SqliteDatabase::with_writeback`]).
-pub(super) fn open_existing(home: &Home) -> Result<Option<Box<dyn Database>>, UpgradeError> {
+/// The PostgreSQL database the home's `uplift.toml` names (`[database]`),
+/// if it names one; `None`: the home's SQLite file.
+pub(crate) fn postgres_target(home: &Home) -> Result<Option<PgTarget>, UpgradeError> {
+    let settings = home.settings()?;
+    let Some(database) = &settings.database else {
+        return Ok(None);
+    };
+    Ok(Some(PgTarget::from_settings(
+        database,
+        &home.settings_path(),
+    )?))
+}
+
+/// The release as the home's engine sees it: on PostgreSQL, with the files
+/// of `migrations/postgres/` in place of the shared ones of their number.
+pub(crate) fn release_for(release: &Release, target: Option<&PgTarget>) -> Release {
+    match target {
+        Some(_) => release.for_engine(postgres::MIGRATIONS_FOLDER),
+        None => release.clone(),
+    }
+}
+
+/// The home's database, when there is one, open for the upgrade: the
+/// PostgreSQL database `target` names (which must exist), or the home's
+/// SQLite file (with background writeback: see
+/// [`SqliteDatabase::with_writeback`]).
+pub(super) fn open_existing(
+    home: &Home,
+    target: Option<&PgTarget>,
+) -> Result<Option<Box<dyn Database>>, UpgradeError> {
+    if let Some(target) = target {
+        return Ok(Some(Box::new(PostgresDatabase::connect(target)?)));
+    }
     let path = home.db_path();
     if !path.exists() {
         return Ok(None);
@@ -27,6 +60,80 @@ pub(super) fn open_existing(home: &Home) -> Result<Option<Box<dyn Database>>, Up
             source,
         })?
         .with_writeback();
+    Ok(Some(Box::new(db)))
+}
+
+/// How messages name the home's database: the PostgreSQL database
+/// `uplift.toml` names (`postgresql://user@host/dbname`, no password), or
+/// the home's SQLite file.
+pub fn database_name(home: &Home) -> Result<String, UpgradeError> {
+    Ok(match postgres_target(home)? {
+        Some(target) => target.display().to_string(),
+        None => home.db_path().display().to_string(),
+    })
+}
+
+/// Backs up the home's database into a new file in `dir`: the database
+/// `uplift.toml` names (`[database]`: PostgreSQL, with `pg_dump`, from a
+/// snapshot of its own while the application goes on), or the home's
+/// SQLite file ([`backup::back_up_file`]). `uplift dbbackup`.
+pub fn back_up_home(
+    home: &Home,
+    dir: &std::path::Path,
+    options: &backup::BackupOptions,
+    progress: &mut dyn Progress,
+) -> Result<backup::BackupFile, backup::BackupError> {
+    let settings = home.settings().map_err(|e| backup::BackupError::Open {
+        path: home.settings_path(),
+        source: EngineError::new(e),
+    })?;
+    match &settings.database {
+        Some(database) => postgres::backup::back_up_database(
+            database,
+            &home.settings_path(),
+            dir,
+            options,
+            progress,
+        ),
+        None => backup::back_up_file(&home.db_path(), dir, options, progress),
+    }
+}
+
+/// Restores `file` over the home's database: the PostgreSQL database
+/// `uplift.toml` names (built beside it with `psql`, checked, swapped in by
+/// renaming: see `engine::postgres::restore`), or the home's SQLite file
+/// ([`backup::restore`]). `uplift dbrestore`; the caller holds the home's
+/// lock.
+pub fn restore_home(
+    home: &Home,
+    file: &std::path::Path,
+    options: &backup::RestoreOptions,
+    progress: &mut dyn Progress,
+) -> Result<backup::RestoreReport, backup::RestoreError> {
+    match &home.settings()?.database {
+        Some(database) => postgres::restore::restore(home, database, file, options, progress),
+        None => backup::restore(home, file, options, progress),
+    }
+}
+
+/// The home's database opened to read (`uplift status`, `migrations list`,
+/// `history`): the PostgreSQL database `target` names, or the home's
+/// SQLite file when it exists (read-write if the file allows it, because a
+/// database left with a hot journal by a crash must be rolled back before
+/// it can be read; read-only otherwise).
+pub(super) fn open_to_read(
+    home: &Home,
+    target: Option<&PgTarget>,
+) -> Result<Option<Box<dyn Database>>, UpgradeError> {
+    if let Some(target) = target {
+        return Ok(Some(Box::new(PostgresDatabase::connect(target)?)));
+    }
+    let path = home.db_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let db = SqliteDatabase::open_to_read(&path)
+        .map_err(|source| UpgradeError::Open { path, source })?;
     Ok(Some(Box::new(db)))
 }
 

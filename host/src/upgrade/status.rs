@@ -3,15 +3,13 @@
 //! status`, `uplift migrations list`, and the check `uplift run` makes on
 //! every start.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use super::adopt::compare_schemas;
 use super::error::UpgradeError;
+use super::session::{open_to_read, postgres_target, release_for};
 use crate::backup;
 use crate::engine::Database;
-use crate::engine::sqlite::SqliteDatabase;
 use crate::history::HistoryEntry;
 use crate::home::Home;
 use crate::hooks::{PlanScope, PlannedHook, PluginChange, PluginSet, RecordedPlugin};
@@ -26,20 +24,20 @@ use crate::version::Version;
 /// read by their section headers, nothing is compiled, no migration file
 /// opened). No database is not up to date.
 pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeError> {
-    let db_path = home.db_path();
-    if !db_path.exists() {
-        return Ok(false);
-    }
-    let db = open_to_read(&db_path)?;
-    let Some(version) = data_version(&db)? else {
+    let target = postgres_target(home)?;
+    let Some(db) = open_to_read(home, target.as_ref())? else {
         return Ok(false);
     };
-    check_app(&db, release)?;
+    let db = db.as_ref();
+    let Some(version) = data_version(db)? else {
+        return Ok(false);
+    };
+    check_app(db, release)?;
     if version != release.version || db.applied_count()? != release.migration_count() {
         return Ok(false);
     }
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
-    let recorded = recorded_plugins(Some(&db))?;
+    let recorded = recorded_plugins(Some(db))?;
     Ok(!plugins.changes(&recorded)?.any_change())
 }
 
@@ -216,7 +214,8 @@ pub struct BackupState {
 /// (plugins' manifests and backups' headers are read; nothing is compiled or
 /// verified end to end).
 pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
-    let db_path = home.db_path();
+    let target = postgres_target(home)?;
+    let release = &release_for(release, target.as_ref());
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
     let backups: Vec<BackupState> = backup::list_headers(&home.backups_dir())?
         .iter()
@@ -229,11 +228,8 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
             kind: e.kind().map(|k| k.as_str().to_string()),
         })
         .collect();
-    let db = match db_path.exists() {
-        true => Some(open_to_read(&db_path)?),
-        false => None,
-    };
-    let recorded = recorded_plugins(db.as_ref().map(|db| db as &dyn Database))?;
+    let db = open_to_read(home, target.as_ref())?;
+    let recorded = recorded_plugins(db.as_deref())?;
     let changes = plugins.changes(&recorded)?;
     let mut status = Status {
         database_exists: db.is_some(),
@@ -271,7 +267,8 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
     let Some(db) = db else {
         return Ok(status);
     };
-    status.data_version = data_version(&db)?;
+    let db = db.as_ref();
+    status.data_version = data_version(db)?;
     let applied = db.applied_migrations().map_err(MigrateError::from)?;
     let migrations = migrations::status(applied, release)?;
     status.applied = migrations.applied.len();
@@ -282,12 +279,12 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         .collect();
     status.drift = migrations.drift.iter().map(ToString::to_string).collect();
     status.accepted_edits = migrations.accepted;
-    status.adopted = adoption(&db)?;
+    status.adopted = adoption(db)?;
     let to = &release.version;
     status.state = match &status.data_version {
         None => {
             if db.has_user_tables()? {
-                status.adoptable = Some(adoptable(&db, release, &plugins)?);
+                status.adoptable = Some(adoptable(db, release, &plugins)?);
                 State::Unmanaged
             } else {
                 State::NotInstalled
@@ -413,13 +410,11 @@ impl std::fmt::Display for MigrationState {
 
 /// Every migration of the release and of the history, in order.
 pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEntry>, UpgradeError> {
-    let db_path = home.db_path();
-    let applied = if db_path.exists() {
-        open_to_read(&db_path)?
-            .applied_migrations()
-            .map_err(MigrateError::from)?
-    } else {
-        Vec::new()
+    let target = postgres_target(home)?;
+    let release = &release_for(release, target.as_ref());
+    let applied = match open_to_read(home, target.as_ref())? {
+        Some(db) => db.applied_migrations().map_err(MigrateError::from)?,
+        None => Vec::new(),
     };
     let migrations = release.migrations()?;
     let mut ids: Vec<u32> = migrations.iter().map(|m| m.id).collect();
@@ -455,16 +450,6 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
     Ok(entries)
 }
 
-/// Opens the database for reading. Read-write if the file allows it, because
-/// a database left with a hot journal by a crash must be rolled back before
-/// it can be read (SQLite does that on the first read); read-only otherwise.
-fn open_to_read(path: &Path) -> Result<SqliteDatabase, UpgradeError> {
-    SqliteDatabase::open_to_read(path).map_err(|source| UpgradeError::Open {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 fn data_version(db: &dyn Database) -> Result<Option<Version>, UpgradeError> {
     db.data_version().map_err(|source| UpgradeError::Meta {
         path: db.location().to_path_buf(),
@@ -492,9 +477,9 @@ pub(super) fn check_app(db: &dyn Database, release: &Release) -> Result<(), Upgr
 /// What uplift did to the home's database, oldest first (empty without a
 /// database, or before uplift kept a history): `uplift history`.
 pub fn history(home: &Home) -> Result<Vec<HistoryEntry>, UpgradeError> {
-    let db_path = home.db_path();
-    if !db_path.exists() {
-        return Ok(Vec::new());
+    let target = postgres_target(home)?;
+    match open_to_read(home, target.as_ref())? {
+        Some(db) => Ok(db.history()?),
+        None => Ok(Vec::new()),
     }
-    Ok(open_to_read(&db_path)?.history()?)
 }

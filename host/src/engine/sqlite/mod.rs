@@ -275,6 +275,17 @@ impl Database for SqliteDatabase {
         Ok(meta::history(&self.conn)?)
     }
 
+    fn check_migrations(&self, _migrations: &[Migration]) -> Result<(), MigrateError> {
+        // Every statement runs inside SQLite's transaction; transaction
+        // control is refused by the authorizer as the migration runs,
+        // before it can take effect (see `migration::apply`).
+        Ok(())
+    }
+
+    fn refuses_hooks(&self) -> Option<&'static str> {
+        None
+    }
+
     /// `BEGIN IMMEDIATE`: no other writer until the transaction ends.
     fn begin(&mut self) -> Result<(), MetaError> {
         let conn = &self.conn;

@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -187,6 +187,7 @@ fn prepare(
                 .map_err(sql_err("read the journal mode"))?
                 .to_ascii_lowercase(),
         ),
+        engine: None,
     };
     let schema = read_schema(conn)?;
     let mut jobs = Vec::new();
@@ -251,7 +252,7 @@ fn write_in_snapshot(
     // the service user (it is theirs to restore).
     crate::disk::hand_to_home_owner(dir, &temp_path)
         .map_err(io_err("could not give its folder's owner", &temp_path))?;
-    let path = persist(temp, dir, &prepared.header, options.compress)?;
+    let path = files::persist(temp, dir, &prepared.header, options.compress)?;
     sync_dir(dir)?;
     Ok(BackupFile {
         path,
@@ -510,36 +511,6 @@ fn write_tail(
         .as_bytes(),
     );
     Ok(())
-}
-
-/// Renames the finished temporary file to the first free name.
-fn persist(
-    mut temp: tempfile::NamedTempFile,
-    dir: &Path,
-    header: &DumpHeader,
-    compress: bool,
-) -> Result<PathBuf, BackupError> {
-    let stem = files::file_stem(header.data_version.as_deref(), header.created);
-    let ext = if compress { "dump.zst" } else { "dump" };
-    for n in 1..10_000u32 {
-        let name = if n == 1 {
-            format!("{stem}.{ext}")
-        } else {
-            format!("{stem}-{n}.{ext}")
-        };
-        let path = dir.join(name);
-        match temp.persist_noclobber(&path) {
-            Ok(_) => return Ok(path),
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => temp = e.file,
-            Err(e) => {
-                let temp_path = e.file.path().to_path_buf();
-                return Err(io_err("could not rename", &temp_path)(e.error).into());
-            }
-        }
-    }
-    Err(BackupError::NoFreeName {
-        dir: dir.to_path_buf(),
-    })
 }
 
 fn read_schema(conn: &Connection) -> Result<Vec<SchemaEntry>, BackupError> {

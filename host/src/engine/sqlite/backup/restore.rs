@@ -99,6 +99,20 @@ pub fn restore(
     options: &RestoreOptions,
     progress: &mut dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
+    if home.settings()?.database.is_some() {
+        return Err(RestoreError::NotOnPostgres {
+            path: file.to_path_buf(),
+        });
+    }
+    if let Ok(Some(header)) = files::read_header(file)
+        && header.is_postgres()
+    {
+        return Err(RestoreError::OtherEngine {
+            path: file.to_path_buf(),
+            dump: header.engine.unwrap_or_default(),
+            home: "SQLite",
+        });
+    }
     let database = home.db_path();
     let dir = database.parent().unwrap_or(Path::new(".")).to_path_buf();
     // With no database to replace (a new machine, a lost disk) and the home
