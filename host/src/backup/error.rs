@@ -292,6 +292,9 @@ impl RestoreError {
             RestoreError::InUse { .. } => "in-use",
             RestoreError::Build { .. } => "database",
             RestoreError::Io(_) => "io",
+            RestoreError::OtherEngine { .. } | RestoreError::NotOnPostgres { .. } => "other-engine",
+            RestoreError::Psql { .. } => "dump-failed",
+            RestoreError::Postgres(err) => err.code(),
         }
     }
 }
