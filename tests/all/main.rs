@@ -13,6 +13,7 @@ mod foreign_keys;
 mod hooks;
 mod io_errors;
 mod limits;
+mod multi_db;
 mod nothing_lost;
 mod packaging;
 mod plugin_versions;

@@ -187,6 +187,10 @@ pub enum UpgradeError {
     /// A file-system operation failed.
     #[error(transparent)]
     Io(#[from] IoError),
+    /// The journal modes of a home of several databases could not be
+    /// recorded, switched or restored (see `engine::sqlite::multi`).
+    #[error(transparent)]
+    JournalModes(#[from] crate::engine::sqlite::multi::JournalModeError),
 }
 
 impl UpgradeError {
@@ -221,6 +225,7 @@ impl UpgradeError {
             UpgradeError::TransactionLost { .. } => "transaction-lost",
             UpgradeError::InUse { .. } => "in-use",
             UpgradeError::Io(_) => "io",
+            UpgradeError::JournalModes(_) => "journal-modes",
         }
     }
 }

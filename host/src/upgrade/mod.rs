@@ -24,7 +24,7 @@ pub use self::report::{
     Application, BackupReport, Build, DatabaseReport, DiskSpace, REPORT_FORMAT, Report, report,
 };
 pub use self::session::Reporter;
-use self::session::{Reporting, open_existing};
+use self::session::{Reporting, open_existing, open_for_transaction, recover_interrupted};
 pub use self::status::{
     AdoptCandidate, Adoptable, Adoption, BackupState, MigrationEntry, MigrationState, PluginState,
     Status, history, is_up_to_date, migration_list, status,
@@ -42,7 +42,8 @@ use crate::hooks::{
 use crate::migrations::AcceptedEdit;
 use crate::release::{Migration, Release};
 use crate::transaction::{
-    Done, Mode, Pending, Phases, Steps, UpgradeTransaction, pending_migrations,
+    Done, Mode, Pending, Phases, Steps, UpgradeTransaction, all_migrations_counted,
+    pending_migrations,
 };
 pub use crate::transaction::{HookRun, MigrationRun, PhaseTime};
 use crate::version::Version;
@@ -116,7 +117,8 @@ fn attempt(
     let mut phases = Phases::start();
     let _lock: HomeLock = home.lock(options.wait)?;
     phases.end("lock");
-    let mut db = open_existing(home)?;
+    recover_interrupted(home)?;
+    let mut db = open_existing(home, release)?;
     let stands = match &db {
         None => Stands::Empty,
         Some(db) => where_data_stands(home, release, db.as_ref())?,
@@ -136,7 +138,7 @@ fn attempt(
         (_, Stands::UpToDate(_)) => Pending::default(),
         (Some(db), Stands::At(_)) => pending_migrations(db.as_ref(), release)?,
         _ => Pending {
-            migrations: release.migrations()?.to_vec(),
+            migrations: release.all_migrations()?.into_iter().cloned().collect(),
             accepted: Vec::new(),
         },
     };
@@ -177,6 +179,15 @@ fn attempt(
         hooks: &plan.hooks,
     };
     let backups = home.backups_dir();
+    // A home of several databases: one connection with every database
+    // attached (those missing created empty), one transaction over them all.
+    let mut created = Vec::new();
+    if release.has_several_databases() {
+        drop(db.take());
+        let (all, warnings) = open_for_transaction(home, release)?;
+        db = Some(all);
+        created = warnings;
+    }
     let (done, set_aside) = match (&mut db, &plan.from) {
         (None, _) => sqlite::install::install_new(&home.db_path(), home.root(), |db| {
             UpgradeTransaction::begin(db, Mode::Install)?.run(&steps, &mut observer)
@@ -196,13 +207,14 @@ fn attempt(
         }
     };
     drop(db);
+    created.extend(set_aside);
     Ok(outcome(
         home,
         &settings,
         plan,
         done,
         compiled,
-        set_aside,
+        created,
         observer.phases,
     ))
 }
@@ -313,7 +325,7 @@ fn where_data_stands(
     // The no-op path: the same version and as many migrations applied as the
     // release holds (counted from the folder's listing; a release that
     // gained a migration without a new version still gets it applied).
-    if version == release.version && db.applied_count()? == release.migration_count() {
+    if version == release.version && all_migrations_counted(db, release)? {
         return Ok(Stands::UpToDate(version));
     }
     if version > release.version {

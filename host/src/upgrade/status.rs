@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::adopt::compare_schemas;
 use super::error::UpgradeError;
+use super::session::{other_databases, recover_unlocked};
 use crate::backup;
 use crate::engine::Database;
 use crate::engine::sqlite::SqliteDatabase;
@@ -17,6 +18,7 @@ use crate::home::Home;
 use crate::hooks::{PlanScope, PlannedHook, PluginChange, PluginSet, RecordedPlugin};
 use crate::migrations::{self, AcceptedEdit, MigrateError};
 use crate::release::{Migration, Release};
+use crate::transaction::all_migrations_counted;
 use crate::version::Version;
 
 /// Whether the home's database is at the release's version with every
@@ -24,18 +26,24 @@ use crate::version::Version;
 /// every active plugin at the version the data recorded for it: the check
 /// `uplift run` makes on every start, in a few reads (plugins' manifests are
 /// read by their section headers, nothing is compiled, no migration file
-/// opened). No database is not up to date.
+/// opened). No database is not up to date, nor a home an interrupted
+/// upgrade of several databases left for the next upgrade to finish.
 pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeError> {
+    // An upgrade of several databases was interrupted: `upgrade` finishes
+    // what it left (`uplift run` calls it when this says no).
+    if crate::engine::sqlite::multi::interrupted(home.root()) {
+        return Ok(false);
+    }
     let db_path = home.db_path();
     if !db_path.exists() {
         return Ok(false);
     }
-    let db = open_to_read(&db_path)?;
+    let db = open_home_to_read(home, release)?;
     let Some(version) = data_version(&db)? else {
         return Ok(false);
     };
     check_app(&db, release)?;
-    if version != release.version || db.applied_count()? != release.migration_count() {
+    if version != release.version || !all_migrations_counted(&db, release)? {
         return Ok(false);
     }
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
@@ -216,6 +224,7 @@ pub struct BackupState {
 /// (plugins' manifests and backups' headers are read; nothing is compiled or
 /// verified end to end).
 pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
+    recover_unlocked(home)?;
     let db_path = home.db_path();
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
     let backups: Vec<BackupState> = backup::list_headers(&home.backups_dir())?
@@ -230,7 +239,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         })
         .collect();
     let db = match db_path.exists() {
-        true => Some(open_to_read(&db_path)?),
+        true => Some(open_home_to_read(home, release)?),
         false => None,
     };
     let recorded = recorded_plugins(db.as_ref().map(|db| db as &dyn Database))?;
@@ -242,8 +251,8 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         state: State::NotInstalled,
         applied: 0,
         pending: release
-            .migrations()?
-            .iter()
+            .all_migrations()?
+            .into_iter()
             .map(Migration::file_name)
             .collect(),
         drift: Vec::new(),
@@ -272,16 +281,21 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         return Ok(status);
     };
     status.data_version = data_version(&db)?;
-    let applied = db.applied_migrations().map_err(MigrateError::from)?;
-    let migrations = migrations::status(applied, release)?;
-    status.applied = migrations.applied.len();
-    status.pending = migrations
-        .pending
-        .iter()
-        .map(Migration::file_name)
-        .collect();
-    status.drift = migrations.drift.iter().map(ToString::to_string).collect();
-    status.accepted_edits = migrations.accepted;
+    status.pending.clear();
+    for database in &release.databases {
+        let applied = db
+            .applied_migrations(&database.name)
+            .map_err(MigrateError::from)?;
+        let migrations = migrations::status(applied, release, &database.name)?;
+        status.applied += migrations.applied.len();
+        status
+            .pending
+            .extend(migrations.pending.iter().map(Migration::file_name));
+        status
+            .drift
+            .extend(migrations.drift.iter().map(ToString::to_string));
+        status.accepted_edits.extend(migrations.accepted);
+    }
     status.adopted = adoption(&db)?;
     let to = &release.version;
     status.state = match &status.data_version {
@@ -413,21 +427,44 @@ impl std::fmt::Display for MigrationState {
 
 /// Every migration of the release and of the history, in order.
 pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEntry>, UpgradeError> {
-    let db_path = home.db_path();
-    let applied = if db_path.exists() {
-        open_to_read(&db_path)?
-            .applied_migrations()
-            .map_err(MigrateError::from)?
-    } else {
-        Vec::new()
+    recover_unlocked(home)?;
+    let db = match home.db_path().exists() {
+        true => Some(open_home_to_read(home, release)?),
+        false => None,
     };
-    let migrations = release.migrations()?;
+    let mut entries = Vec::new();
+    for database in &release.databases {
+        let applied = match &db {
+            Some(db) => db
+                .applied_migrations(&database.name)
+                .map_err(MigrateError::from)?,
+            None => Vec::new(),
+        };
+        let folder = match release.declares_databases {
+            true => format!("{}/", database.name),
+            false => String::new(),
+        };
+        entries.extend(database_migrations(
+            release.migrations_of(&database.name)?,
+            &applied,
+            &folder,
+        ));
+    }
+    Ok(entries)
+}
+
+/// One database's migrations, of the release and of its history, in
+/// order; `folder` prefixes a migration the release no longer has.
+fn database_migrations(
+    migrations: &[Migration],
+    applied: &[crate::migrations::AppliedMigration],
+    folder: &str,
+) -> Vec<MigrationEntry> {
     let mut ids: Vec<u32> = migrations.iter().map(|m| m.id).collect();
     ids.extend(applied.iter().map(|a| a.id));
     ids.sort_unstable();
     ids.dedup();
-    let entries = ids
-        .into_iter()
+    ids.into_iter()
         .map(|id| {
             let file = migrations.iter().find(|m| m.id == id);
             let record = applied.iter().find(|a| a.id == id);
@@ -438,7 +475,7 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
                 }
                 (Some(m), Some(_)) => (m.file_name(), MigrationState::Applied),
                 (None, Some(a)) => (
-                    format!("{:04}_{}.sql", a.id, a.name),
+                    format!("{folder}{:04}_{}.sql", a.id, a.name),
                     MigrationState::Missing,
                 ),
                 (None, None) => unreachable!("every id comes from a file or a record"),
@@ -451,8 +488,19 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
                 adopted: record.is_some_and(|a| a.adopted),
             }
         })
-        .collect();
-    Ok(entries)
+        .collect()
+}
+
+/// Opens the home's databases for reading (see [`open_to_read`]): the main
+/// one, with the release's others that exist attached.
+fn open_home_to_read(home: &Home, release: &Release) -> Result<SqliteDatabase, UpgradeError> {
+    let path = home.db_path();
+    SqliteDatabase::open_home_to_read(&path, &other_databases(home, release)).map_err(|source| {
+        UpgradeError::Open {
+            path: path.clone(),
+            source,
+        }
+    })
 }
 
 /// Opens the database for reading. Read-write if the file allows it, because
@@ -492,6 +540,7 @@ pub(super) fn check_app(db: &dyn Database, release: &Release) -> Result<(), Upgr
 /// What uplift did to the home's database, oldest first (empty without a
 /// database, or before uplift kept a history): `uplift history`.
 pub fn history(home: &Home) -> Result<Vec<HistoryEntry>, UpgradeError> {
+    recover_unlocked(home)?;
     let db_path = home.db_path();
     if !db_path.exists() {
         return Ok(Vec::new());
