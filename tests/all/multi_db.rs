@@ -616,3 +616,186 @@ fn power_loss_during_an_upgrade_of_three_wal_databases_leaves_all_old_or_all_new
     );
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// An application that keeps a database open (not started by `uplift
+/// run`, so the home's lock does not keep it out) stops the upgrade before
+/// anything is written: leaving WAL mode needs the database alone. The
+/// databases already switched are switched back.
+#[test]
+fn a_database_held_open_by_an_application_makes_the_upgrade_refuse_with_nothing_changed() {
+    let root = tempfile::tempdir().unwrap();
+    let (v1, v2) = releases(root.path());
+    let home = wal_home(root.path(), "home", &v1, 50);
+    let before = fingerprints(&home);
+    let app = rusqlite::Connection::open(home.join("job_storage.sqlite3")).unwrap();
+    let n: i64 = app
+        .query_row("SELECT count(*) FROM queue", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 51);
+
+    let out = run(&[
+        "--home",
+        home.to_str().unwrap(),
+        "--release",
+        v2.to_str().unwrap(),
+        "upgrade",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("job_storage.sqlite3") && err.contains("open in another process"),
+        "{err}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["error"]["code"], "journal-modes", "{json}");
+    drop(app);
+    assert_wal_and_clean(&home, "after the refusal");
+    assert_eq!(fingerprints(&home), before);
+    assert_eq!(status_json(&home, &v2)["data_version"], "1.0.0");
+}
+
+/// An applied migration of another database edited since is drift, named
+/// with its database's folder; the release accepts the edit under that
+/// name.
+#[test]
+fn an_edited_migration_of_another_database_is_drift_named_with_its_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let (v1, _) = releases(root.path());
+    let home = root.path().join("home");
+    assert!(upgrade(&home, &v1).status.success());
+    let mut edited: Vec<(&str, &str, String)> = V1
+        .iter()
+        .chain(V2.iter())
+        .map(|(d, f, s)| (*d, *f, s.to_string()))
+        .collect();
+    edited[1].2.push_str("\n-- the queue of background jobs\n");
+    let borrowed: Vec<(&str, &str, &str)> = edited
+        .iter()
+        .map(|(d, f, s)| (*d, *f, s.as_str()))
+        .collect();
+    let v2 = release(root.path(), "2.0.0", &borrowed);
+
+    let status = status_json(&home, &v2);
+    assert_eq!(status["state"], "blocked by drift", "{status}");
+    let drift = status["drift"][0].as_str().unwrap();
+    assert!(drift.contains("jobs/0001_queue.sql changed"), "{drift}");
+    let out = upgrade(&home, &v2);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("jobs/0001_queue.sql"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Accepted under its folder's name, the edit is recorded by the upgrade.
+    let recorded = uplift::release::sha256_hex(V1[1].2.as_bytes());
+    let toml = v2.join("release.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text = text.replace(
+        "[databases]",
+        &format!(
+            "[migrations]\naccepted = {{ \"jobs/0001_queue.sql\" = [\"{recorded}\"] }}\n\n[databases]"
+        ),
+    );
+    std::fs::write(&toml, text).unwrap();
+    let out = upgrade(&home, &v2);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = rusqlite::Connection::open(home.join("job_storage.sqlite3")).unwrap();
+    let checksum: String = conn
+        .query_row(
+            "SELECT checksum FROM uplift_migrations WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        checksum,
+        uplift::release::sha256_hex(edited[1].2.as_bytes())
+    );
+}
+
+/// `verify-paths` compares every database of each path with a fresh
+/// install's, and names the database of a difference; `testdb` of a release
+/// of several databases makes a folder holding each one, with its fixtures.
+#[test]
+fn verify_paths_and_testdb_cover_every_database() {
+    let root = tempfile::tempdir().unwrap();
+    let (v1, v2) = releases(root.path());
+    std::fs::create_dir_all(v1.join("fixtures/jobs")).unwrap();
+    std::fs::write(
+        v1.join("fixtures/jobs/01_queue.sql"),
+        "INSERT INTO queue (id, state, payload) VALUES ('f1', 'queued', '[1,2]');",
+    )
+    .unwrap();
+    let out = run(&[
+        "verify-paths",
+        "--json",
+        v1.to_str().unwrap(),
+        v2.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports[0]["result"], "ok", "{reports}");
+
+    // 2.0.0 edits sessions' first migration (accepted), so a fresh install
+    // has a column an upgraded site does not.
+    let mut migrations: Vec<_> = V1.iter().chain(V2.iter()).copied().collect();
+    migrations[2].2 =
+        "CREATE TABLE sessions.session (key TEXT PRIMARY KEY, data TEXT NOT NULL, ip TEXT);";
+    let v2 = release(root.path(), "2.0.0", &migrations);
+    let toml = v2.join("release.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        "[databases]",
+        &format!(
+            "[migrations]\naccepted = {{ \"sessions/0001_sessions.sql\" = [\"{}\"] }}\n\n[databases]",
+            uplift::release::sha256_hex(V1[2].2.as_bytes())
+        ),
+    );
+    std::fs::write(&toml, text).unwrap();
+    let out = run(&[
+        "verify-paths",
+        "--json",
+        v1.to_str().unwrap(),
+        v2.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports[0]["result"], "schema differs", "{reports}");
+    let problems = reports[0]["problems"].to_string();
+    assert!(
+        problems.contains("database sessions:") && problems.contains("ip"),
+        "{problems}"
+    );
+
+    let out_dir = root.path().join("test-home");
+    let out = run(&[
+        "--release",
+        v1.to_str().unwrap(),
+        "testdb",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (_, file) in DATABASES {
+        assert!(out_dir.join(file).is_file(), "{file} missing");
+    }
+    let conn = rusqlite::Connection::open(out_dir.join("job_storage.sqlite3")).unwrap();
+    let payload: String = conn
+        .query_row("SELECT payload FROM queue WHERE id = 'f1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(payload, "[1,2]");
+    let again = run(&[
+        "--release",
+        v1.to_str().unwrap(),
+        "testdb",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+}

@@ -31,8 +31,8 @@ pub use self::status::{
 };
 use self::status::{check_app, recorded_plugins};
 use crate::backup::{self, Progress, ProgressUnit};
-use crate::engine::Database;
 use crate::engine::sqlite::{self};
+use crate::engine::{Database, MetaError};
 use crate::errors::chain_text;
 use crate::home::{Home, HomeLock, Settings};
 use crate::hooks::{
@@ -193,7 +193,8 @@ fn attempt(
             UpgradeTransaction::begin(db, Mode::Install)?.run(&steps, &mut observer)
         })?,
         (Some(db), None) => {
-            let tx = UpgradeTransaction::begin(db.as_mut(), Mode::Install)?;
+            let tx =
+                UpgradeTransaction::begin(db.as_mut(), Mode::Install).map_err(journal_modes)?;
             (tx.run(&steps, &mut observer)?, Vec::new())
         }
         (Some(db), Some(from)) => {
@@ -202,7 +203,7 @@ fn attempt(
                 backups: &backups,
                 compress: settings.backups.compress,
             };
-            let tx = UpgradeTransaction::begin(db.as_mut(), mode)?;
+            let tx = UpgradeTransaction::begin(db.as_mut(), mode).map_err(journal_modes)?;
             (tx.run(&steps, &mut observer)?, Vec::new())
         }
     };
@@ -217,6 +218,26 @@ fn attempt(
         created,
         observer.phases,
     ))
+}
+
+/// A transaction over several databases that could not begin because their
+/// journal modes could not be switched (see `engine::sqlite::multi`) is
+/// reported as such (code `journal-modes`), not as unreadable bookkeeping.
+fn journal_modes(err: UpgradeError) -> UpgradeError {
+    let UpgradeError::Meta {
+        path,
+        source: MetaError::Database(engine),
+    } = err
+    else {
+        return err;
+    };
+    match engine.downcast::<sqlite::multi::JournalModeError>() {
+        Ok(modes) => UpgradeError::JournalModes(modes),
+        Err(engine) => UpgradeError::Meta {
+            path,
+            source: MetaError::Database(engine),
+        },
+    }
 }
 
 /// What the upgrade will do, from where the data and its plugins stand.

@@ -56,6 +56,19 @@ pub enum JournalModeError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Another process has the database open (in WAL mode, every
+    /// connection keeps a lock on it), and leaving or entering WAL mode
+    /// needs it alone.
+    #[error(
+        "{path} is open in another process, and switching its journal mode for the upgrade \
+         (to {mode}) needs it alone: stop the application using it, then run uplift again"
+    )]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// The mode asked for.
+        mode: String,
+    },
     /// SQLite kept another mode (another process has the database open:
     /// leaving WAL mode needs it alone).
     #[error(
@@ -279,12 +292,21 @@ fn set_mode(
             message: format!("{mode:?} is not a journal mode"),
         });
     }
-    let kept =
-        journal_mode(conn, schema, Some(mode)).map_err(|source| JournalModeError::Sqlite {
-            path: path.to_path_buf(),
-            mode: mode.to_string(),
-            source,
-        })?;
+    let kept = journal_mode(conn, schema, Some(mode)).map_err(|source| {
+        match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                JournalModeError::InUse {
+                    path: path.to_path_buf(),
+                    mode: mode.to_string(),
+                }
+            }
+            _ => JournalModeError::Sqlite {
+                path: path.to_path_buf(),
+                mode: mode.to_string(),
+                source,
+            },
+        }
+    })?;
     if kept != mode {
         return Err(JournalModeError::Kept {
             path: path.to_path_buf(),
