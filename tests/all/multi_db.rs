@@ -248,6 +248,15 @@ fn a_home_of_three_wal_databases_upgrades_as_one_and_stays_in_wal_mode() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_wal_and_clean(&home, "after the upgrade");
     assert_eq!(status_json(&home, &v2)["state"], "up to date");
+    // The backup, read inside the transaction (in rollback-journal mode),
+    // records the mode a restore gives back: WAL.
+    let backups: Vec<_> = std::fs::read_dir(home.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let dump = std::fs::read_to_string(&backups[0]).unwrap();
+    assert!(dump.contains("\n-- journal-mode: wal\n"), "{}", &dump[..400]);
     // Each database keeps its own history; the data version is main's.
     assert_eq!(
         applied(&home.join("db.sqlite3")),
@@ -798,4 +807,47 @@ fn verify_paths_and_testdb_cover_every_database() {
         "{}",
         stderr(&again)
     );
+}
+
+/// In a home of several databases, `dbrestore` (which restores the main
+/// database alone) refuses unless told `--main-alone`, changing nothing;
+/// told so, it restores the main database and leaves the others.
+#[test]
+fn dbrestore_in_a_home_of_several_databases_restores_main_only_when_told() {
+    let root = tempfile::tempdir().unwrap();
+    let (v1, v2) = releases(root.path());
+    let home = wal_home(root.path(), "home", &v1, 20);
+    assert!(upgrade(&home, &v2).status.success());
+    let upgraded = fingerprints(&home);
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "--home",
+            home.to_str().unwrap(),
+            "--release",
+            v1.to_str().unwrap(),
+            "dbrestore",
+            "--latest",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = restore(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--main-alone") && err.contains("job_storage.sqlite3"),
+        "{err}"
+    );
+    assert_eq!(fingerprints(&home), upgraded);
+
+    let out = restore(&["--main-alone"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let restored = fingerprints(&home);
+    assert!(
+        restored[0].starts_with("data version 1.0.0"),
+        "{}",
+        restored[0]
+    );
+    assert_eq!(restored[1..], upgraded[1..], "the other databases stayed");
+    assert_eq!(journal_mode(&home.join("db.sqlite3")), "wal");
 }

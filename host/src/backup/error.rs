@@ -207,6 +207,14 @@ pub enum RestoreError {
     /// A file-system operation failed.
     #[error(transparent)]
     Io(#[from] IoError),
+    /// An upgrade of the home's several databases was interrupted, and
+    /// finishing it first (see `engine::sqlite::multi`) failed.
+    #[error(
+        "an interrupted upgrade of the home's databases could not be finished before restoring: {}; \
+         nothing was restored",
+        chain_text(.0)
+    )]
+    Interrupted(#[from] crate::engine::sqlite::multi::JournalModeError),
 }
 
 impl From<BackupFileError> for RestoreError {

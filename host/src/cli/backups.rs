@@ -54,6 +54,11 @@ pub(super) struct RestoreArgs {
     /// Wait for another uplift working on this home instead of failing
     #[arg(long)]
     wait: bool,
+    /// In a home of several databases (the release's [databases]): restore
+    /// the main database alone, leaving the others as they are (at another
+    /// moment than the dump's)
+    #[arg(long)]
+    main_alone: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -124,6 +129,24 @@ pub(super) fn dbrestore(globals: &Globals, args: RestoreArgs) -> Outcome {
         (None, true) => Which::Latest(candidates),
         (None, false) => Which::Select,
     };
+    if let Some(release) = globals.release.as_deref().map(Release::load).transpose()?
+        && release.has_several_databases()
+        && !args.main_alone
+    {
+        let others: Vec<&str> = release.databases[1..]
+            .iter()
+            .map(|d| d.file.as_str())
+            .collect();
+        return Err(anyhow!(
+            "release {} names several databases, and dbrestore restores the main one ({}) alone: \
+             {} would stay at another moment than the dump's; pass --main-alone to restore it \
+             anyway; nothing was changed",
+            release.version,
+            home.db_path().display(),
+            others.join(", ")
+        )
+        .into());
+    }
     let mut options = RestoreOptions::default();
     if args.quick_check {
         options.check = IntegrityCheck::Quick;

@@ -427,13 +427,19 @@ impl Database for SqliteDatabase {
         begun
     }
 
+    /// The dump records the journal mode the database had before the
+    /// transaction (see [`multi`]): a restore gives it back.
     fn back_up(
         &mut self,
         dir: &Path,
         options: &BackupOptions,
         progress: &mut dyn Progress,
     ) -> Result<PathBuf, BackupError> {
-        Ok(self.back_up_file(dir, options, progress)?.path)
+        let mut options = options.clone();
+        if let Some(switched) = &self.switched {
+            options.journal_mode = switched.mode_of("main").map(str::to_string);
+        }
+        Ok(self.back_up_file(dir, &options, progress)?.path)
     }
 
     fn apply_migration(

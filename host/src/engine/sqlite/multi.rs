@@ -162,6 +162,14 @@ pub(crate) fn switch_to_rollback(
 }
 
 impl Switched {
+    /// The journal mode database `name` had before the switch.
+    pub(crate) fn mode_of(&self, name: &str) -> Option<&str> {
+        self.modes
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, mode)| mode.as_str())
+    }
+
     /// Switches every database back to the journal mode it had, then
     /// removes the record (its folder synced). `conn` must be out of any
     /// transaction. On failure the record stays, for [`recover`].
