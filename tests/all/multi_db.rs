@@ -256,7 +256,11 @@ fn a_home_of_three_wal_databases_upgrades_as_one_and_stays_in_wal_mode() {
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     let dump = std::fs::read_to_string(&backups[0]).unwrap();
-    assert!(dump.contains("\n-- journal-mode: wal\n"), "{}", &dump[..400]);
+    assert!(
+        dump.contains("\n-- journal-mode: wal\n"),
+        "{}",
+        &dump[..400]
+    );
     // Each database keeps its own history; the data version is main's.
     assert_eq!(
         applied(&home.join("db.sqlite3")),
