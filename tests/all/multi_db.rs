@@ -855,3 +855,47 @@ fn dbrestore_in_a_home_of_several_databases_restores_main_only_when_told() {
     assert_eq!(restored[1..], upgraded[1..], "the other databases stayed");
     assert_eq!(journal_mode(&home.join("db.sqlite3")), "wal");
 }
+
+/// A home of one database (a release without `[databases]`) upgrades to a
+/// release that names several: the main database's applied migrations are
+/// the same files moved to `migrations/main/`, and the new database is
+/// created and built in the same transaction.
+#[test]
+fn a_home_of_one_database_upgrades_to_a_release_of_several() {
+    let root = tempfile::tempdir().unwrap();
+    let single = root.path().join("release-single");
+    std::fs::create_dir_all(single.join("migrations")).unwrap();
+    std::fs::write(
+        single.join("release.toml"),
+        "app = \"multi\"\nversion = \"0.9.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(single.join("migrations").join(V1[0].1), V1[0].2).unwrap();
+    let home = root.path().join("home");
+    assert!(upgrade(&home, &single).status.success());
+    rusqlite::Connection::open(home.join("db.sqlite3"))
+        .unwrap()
+        .execute_batch("PRAGMA journal_mode=WAL; INSERT INTO item (id, name) VALUES (1, 'kept');")
+        .unwrap();
+
+    let (_, v2) = releases(root.path());
+    let status = status_json(&home, &v2);
+    assert_eq!(status["applied"], 1, "{status}");
+    assert_eq!(status["drift"], serde_json::json!([]), "{status}");
+    let out = upgrade(&home, &v2);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status_json(&home, &v2)["state"], "up to date");
+    assert_eq!(
+        applied(&home.join("job_storage.sqlite3")),
+        ["0001_queue", "0002_queue_priority"]
+    );
+    assert_eq!(journal_mode(&home.join("db.sqlite3")), "wal");
+    // A database the home did not have is created in rollback-journal mode.
+    assert_eq!(journal_mode(&home.join("sessions.sqlite3")), "delete");
+    assert!(!home.join(RECORD).exists());
+    let name: String = rusqlite::Connection::open(home.join("db.sqlite3"))
+        .unwrap()
+        .query_row("SELECT name FROM item WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(name, "kept!");
+}
