@@ -381,11 +381,12 @@ fn a_migration_creating_its_table_in_main_is_refused_naming_the_file() {
         err.contains("jobs/0001_queue.sql") && err.contains("jobs.NAME"),
         "{err}"
     );
-    let conn = rusqlite::Connection::open(home.join("db.sqlite3")).unwrap();
-    let tables: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(tables, 0, "the install was rolled back");
+    for (_, file) in DATABASES {
+        assert!(
+            !home.join(file).exists(),
+            "{file}: the failed install left it behind"
+        );
+    }
 }
 
 /// `release.toml`'s `[databases]` (after `app` and `version`), and files
@@ -877,6 +878,17 @@ fn a_home_of_one_database_upgrades_to_a_release_of_several() {
         .unwrap()
         .execute_batch("PRAGMA journal_mode=WAL; INSERT INTO item (id, name) VALUES (1, 'kept');")
         .unwrap();
+
+    // A failed first upgrade leaves no new database behind.
+    let mut failing: Vec<_> = V1.iter().chain(V2.iter()).copied().collect();
+    failing[4].2 = "UPDATE jobs.queue SET state = NULL WHERE 1; SELECT no_such_function();";
+    let bad = release(root.path(), "2.0.0", &failing);
+    let out = upgrade(&home, &bad);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    for file in ["job_storage.sqlite3", "sessions.sqlite3"] {
+        assert!(!home.join(file).exists(), "{file} left by a failed upgrade");
+    }
+    assert!(!home.join(RECORD).exists());
 
     let (_, v2) = releases(root.path());
     let status = status_json(&home, &v2);

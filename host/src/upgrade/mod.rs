@@ -24,7 +24,9 @@ pub use self::report::{
     Application, BackupReport, Build, DatabaseReport, DiskSpace, REPORT_FORMAT, Report, report,
 };
 pub use self::session::Reporter;
-use self::session::{Reporting, open_existing, open_for_transaction, recover_interrupted};
+use self::session::{
+    Reporting, open_existing, open_for_transaction, recover_interrupted, remove_created,
+};
 pub use self::status::{
     AdoptCandidate, Adoptable, Adoption, BackupState, MigrationEntry, MigrationState, PluginState,
     Status, history, is_up_to_date, migration_list, status,
@@ -182,32 +184,40 @@ fn attempt(
     // A home of several databases: one connection with every database
     // attached (those missing created empty), one transaction over them all.
     let mut created = Vec::new();
+    let mut new_files = Vec::new();
     if release.has_several_databases() {
         drop(db.take());
-        let (all, warnings) = open_for_transaction(home, release)?;
-        db = Some(all);
-        created = warnings;
+        let opened = open_for_transaction(home, release)?;
+        db = Some(opened.db);
+        created = opened.warnings;
+        new_files = opened.created;
     }
-    let (done, set_aside) = match (&mut db, &plan.from) {
-        (None, _) => sqlite::install::install_new(&home.db_path(), home.root(), |db| {
-            UpgradeTransaction::begin(db, Mode::Install)?.run(&steps, &mut observer)
-        })?,
-        (Some(db), None) => {
-            let tx =
-                UpgradeTransaction::begin(db.as_mut(), Mode::Install).map_err(journal_modes)?;
-            (tx.run(&steps, &mut observer)?, Vec::new())
-        }
-        (Some(db), Some(from)) => {
-            let mode = Mode::Upgrade {
-                from,
-                backups: &backups,
-                compress: settings.backups.compress,
-            };
-            let tx = UpgradeTransaction::begin(db.as_mut(), mode).map_err(journal_modes)?;
-            (tx.run(&steps, &mut observer)?, Vec::new())
-        }
-    };
+    let ran = (|| -> Result<_, UpgradeError> {
+        Ok(match (&mut db, &plan.from) {
+            (None, _) => sqlite::install::install_new(&home.db_path(), home.root(), |db| {
+                UpgradeTransaction::begin(db, Mode::Install)?.run(&steps, &mut observer)
+            })?,
+            (Some(db), None) => {
+                let tx =
+                    UpgradeTransaction::begin(db.as_mut(), Mode::Install).map_err(journal_modes)?;
+                (tx.run(&steps, &mut observer)?, Vec::new())
+            }
+            (Some(db), Some(from)) => {
+                let mode = Mode::Upgrade {
+                    from,
+                    backups: &backups,
+                    compress: settings.backups.compress,
+                };
+                let tx = UpgradeTransaction::begin(db.as_mut(), mode).map_err(journal_modes)?;
+                (tx.run(&steps, &mut observer)?, Vec::new())
+            }
+        })
+    })();
     drop(db);
+    if ran.is_err() {
+        remove_created(home, &new_files);
+    }
+    let (done, set_aside) = ran?;
     created.extend(set_aside);
     Ok(outcome(
         home,

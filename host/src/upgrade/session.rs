@@ -47,15 +47,12 @@ pub(super) fn open_existing(
 /// (empty: its migrations build it inside the transaction), after moving
 /// aside the files SQLite left beside one that is gone (returned as
 /// warnings). A home of one database is opened as [`open_existing`] does.
-pub(super) fn open_for_transaction(
-    home: &Home,
-    release: &Release,
-) -> Result<(Box<dyn Database>, Vec<String>), UpgradeError> {
+pub(super) fn open_for_transaction(home: &Home, release: &Release) -> Result<Opened, UpgradeError> {
     let mut warnings = Vec::new();
     let main = home.db_path();
     let mut all = vec![(crate::release::MAIN_DATABASE.to_string(), main.clone())];
     all.extend(other_databases(home, release));
-    let mut created = false;
+    let mut created = Vec::new();
     for (_, path) in &all {
         if path.exists() {
             continue;
@@ -82,9 +79,9 @@ pub(super) fn open_for_transaction(
         disk::Owner::for_new_file_in(home.root())
             .and_then(|owner| owner.apply(path))
             .map_err(disk::io_err("could not give the home's owner", path))?;
-        created = true;
+        created.push(path.clone());
     }
-    if created {
+    if !created.is_empty() {
         disk::sync_dir(home.root()).map_err(disk::io_err("could not sync", home.root()))?;
     }
     let db = SqliteDatabase::open_home(&main, &all[1..], home.root())
@@ -93,7 +90,37 @@ pub(super) fn open_for_transaction(
             source,
         })?
         .with_writeback();
-    Ok((Box::new(db), warnings))
+    Ok(Opened {
+        db: Box::new(db),
+        warnings,
+        created,
+    })
+}
+
+/// What [`open_for_transaction`] opened.
+pub(super) struct Opened {
+    /// Every database, on one connection.
+    pub(super) db: Box<dyn Database>,
+    /// Leftovers moved aside, for the operator.
+    pub(super) warnings: Vec<String>,
+    /// The database files it created (empty).
+    pub(super) created: Vec<PathBuf>,
+}
+
+/// Removes the database files [`open_for_transaction`] created that are
+/// still empty once the transaction that was to build them failed (its
+/// connection closed): a failed install or upgrade leaves the home as it
+/// was.
+pub(super) fn remove_created(home: &Home, created: &[PathBuf]) {
+    let mut removed = false;
+    for path in created {
+        if crate::engine::sqlite::multi::is_empty_database(path) {
+            removed |= std::fs::remove_file(path).is_ok();
+        }
+    }
+    if removed {
+        let _ = disk::sync_dir(home.root());
+    }
 }
 
 /// The home's databases but `main`, with their files.

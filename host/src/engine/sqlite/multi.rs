@@ -269,6 +269,27 @@ fn remove_cold_journal(database: &Path) -> Result<(), JournalModeError> {
     Ok(())
 }
 
+/// Whether the file at `path` is an empty database: no bytes, or no schema
+/// object at all (what a rolled-back transaction leaves of a database it
+/// created: SQLite keeps the first page it wrote).
+pub(crate) fn is_empty_database(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => return true,
+        Ok(meta) if meta.is_file() => {}
+        _ => return false,
+    }
+    let Ok(conn) = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        return false;
+    };
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .is_ok_and(|n| n == 0)
+}
+
 /// Whether `home` holds a record of an interrupted transaction over
 /// several databases.
 pub(crate) fn interrupted(home: &Path) -> bool {
