@@ -233,8 +233,6 @@ fn write_in_snapshot(
     progress: &mut dyn Progress,
 ) -> Result<BackupFile, BackupError> {
     let prepared = prepare(conn, dir, options)?;
-    // A caller's transaction may hold changes of its own, which another
-    // connection would not see.
     let journal_mode = current_journal_mode(conn)?;
     let helper = hold.and_then(|hold| second_reader(conn, &journal_mode, hold));
     let connections = 1 + usize::from(helper.is_some());
@@ -289,12 +287,11 @@ fn write_file(
     path: &Path,
     progress: &mut dyn Progress,
 ) -> Result<(Finished, u64), BackupError> {
-    let (regions, written_regions) = match options.verify {
-        true => {
-            let (tx, rx) = mpsc::channel();
-            (Some(tx), Some(rx))
-        }
-        false => (None, None),
+    let (regions, written_regions) = if options.verify {
+        let (tx, rx) = mpsc::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
     };
     let bytes = DumpFile::new(file, path, regions);
     let sink = if options.compress {
