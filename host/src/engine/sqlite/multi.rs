@@ -248,6 +248,9 @@ pub(crate) fn recover(home: &Path) -> Result<Option<Recovered>, JournalModeError
             remove_cold_journal(&path)?;
         }
     }
+    if let Some(main) = record.databases.first() {
+        remove_orphan_super_journals(home, &main.file)?;
+    }
     remove_record(&record_path)?;
     Ok(Some(recovered))
 }
@@ -265,6 +268,35 @@ fn remove_cold_journal(database: &Path) -> Result<(), JournalModeError> {
             .map_err(disk::io_err("could not sync", disk::parent_of(database)))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(disk::io_err("could not remove", &journal)(e).into()),
+    }
+    Ok(())
+}
+
+/// Removes the super-journals (`<main file>-mjXXXXXX9XX`, hexadecimal) a killed commit
+/// left in `home` without any journal naming them: SQLite writes the
+/// super-journal before it names it in each database's journal, so a crash
+/// in between leaves one that nothing will ever read or remove. Called once
+/// every database of the record has been opened (each hot journal played
+/// back, and with it the super-journal it named removed).
+fn remove_orphan_super_journals(home: &Path, main_file: &str) -> Result<(), JournalModeError> {
+    let prefix = format!("{main_file}-mj");
+    let entries = std::fs::read_dir(home).map_err(disk::io_err("could not list", home))?;
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(disk::io_err("could not list", home))?;
+        let name = entry.file_name();
+        let is_super = name.to_str().is_some_and(|n| {
+            n.strip_prefix(&prefix)
+                .is_some_and(|rest| rest.len() == 9 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
+        if is_super {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(disk::io_err("could not remove", &path))?;
+            removed = true;
+        }
+    }
+    if removed {
+        disk::sync_dir(home).map_err(disk::io_err("could not sync", home))?;
     }
     Ok(())
 }
@@ -440,6 +472,27 @@ mod tests {
         let conn = Connection::open(&a).unwrap();
         assert_eq!(journal_mode(&conn, "main", None).unwrap(), "wal");
         assert!(recover(dir.path()).unwrap().is_none());
+    }
+
+    /// A super-journal no journal names (a crash before the commit named it
+    /// in the journals) is removed by the recovery; other files stay.
+    #[test]
+    fn recovery_removes_an_orphan_super_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.sqlite3");
+        wal_db(&a);
+        let conn = Connection::open(&a).unwrap();
+        let switched =
+            switch_to_rollback(&conn, dir.path(), &[("main".to_string(), a.clone())]).unwrap();
+        drop(conn);
+        std::mem::forget(switched);
+        let orphan = dir.path().join("a.sqlite3-mj1A2B3C9D4");
+        std::fs::write(&orphan, "/some/journal\0").unwrap();
+        let other = dir.path().join("a.sqlite3-mjnotes");
+        std::fs::write(&other, "kept").unwrap();
+        recover(dir.path()).unwrap().unwrap();
+        assert!(!orphan.exists());
+        assert!(other.exists());
     }
 
     /// A damaged record is refused by name, and left for the operator.
