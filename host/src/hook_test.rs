@@ -360,15 +360,19 @@ pub fn run_trial(
     if planned.is_empty() && opts.release.is_none() {
         return Ok(report);
     }
+    // The copy is of one database, the main one (what hooks reach): in a
+    // release of several databases, only the main database's migrations
+    // apply to it.
     let migrations = match &opts.release {
-        Some(release) => {
-            pending_migrations(&db, release)
-                .map_err(|cause| TrialError::Migrations {
-                    version: release.version.clone(),
-                    cause: Box::new(cause),
-                })?
-                .migrations
-        }
+        Some(release) => pending_migrations(&db, release)
+            .map_err(|cause| TrialError::Migrations {
+                version: release.version.clone(),
+                cause: Box::new(cause),
+            })?
+            .migrations
+            .into_iter()
+            .filter(|m| m.database == crate::release::MAIN_DATABASE)
+            .collect(),
         None => Vec::new(),
     };
     let plugins = PluginSet::default();

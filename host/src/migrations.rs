@@ -65,6 +65,22 @@ pub enum MigrateError {
         /// Why, and what to write instead.
         why: &'static str,
     },
+    /// A migration of one database created an object in another (an
+    /// unqualified `CREATE` lands in `main`).
+    #[error(
+        "migration {file} creates {what} in database {database}, but it is a migration of \
+         database {own}: name it {own}.NAME (an unqualified CREATE makes it in main)"
+    )]
+    OtherDatabase {
+        /// The migration's file name (`jobs/0001_queue.sql`).
+        file: String,
+        /// What it creates (`table queue`).
+        what: String,
+        /// Where it would be created.
+        database: String,
+        /// The migration's own database.
+        own: String,
+    },
     /// Applied migrations no longer match the release's files.
     #[error("{}", describe_drift(.0))]
     Drift(Vec<Drift>),
@@ -82,6 +98,7 @@ impl MigrateError {
             MigrateError::TimedOut { .. } => "migration-timeout",
             MigrateError::TransactionControl { .. } => "migration-transaction-control",
             MigrateError::NotTransactional { .. } => "migration-not-transactional",
+            MigrateError::OtherDatabase { .. } => "migration-other-database",
             MigrateError::Release(err) => err.code(),
             MigrateError::Database(_) | MigrateError::Failed { .. } => "migration-failed",
         }
@@ -123,6 +140,9 @@ pub struct AppliedMigration {
 pub enum Drift {
     /// The file changed since it was applied.
     Changed {
+        /// The database's folder in a release declaring `[databases]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
         /// The migration's number.
         id: u32,
         /// The migration's name.
@@ -134,6 +154,9 @@ pub enum Drift {
     },
     /// The file is gone from the release.
     Missing {
+        /// The database's folder in a release declaring `[databases]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
         /// The migration's number.
         id: u32,
         /// The migration's name.
@@ -142,6 +165,9 @@ pub enum Drift {
     /// The file is new, but a migration numbered after it was already
     /// applied: it would run after migrations written to follow it.
     OutOfOrder {
+        /// The database's folder in a release declaring `[databases]`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
         /// The migration's number.
         id: u32,
         /// The migration's name.
@@ -153,28 +179,44 @@ pub enum Drift {
 
 impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let folder = |database: &Option<String>| match database {
+            Some(db) => format!("{db}/"),
+            None => String::new(),
+        };
         match self {
             Drift::Changed {
-                id, name, recorded, ..
+                database,
+                id,
+                name,
+                recorded,
+                ..
             } => {
+                let db = folder(database);
                 write!(
                     f,
-                    "migration {id:04}_{name}.sql changed after it was applied (if the edit \
+                    "migration {db}{id:04}_{name}.sql changed after it was applied (if the edit \
                      changes nothing the database needs, the release can accept it: \
-                     [migrations] accepted = {{ \"{id:04}_{name}.sql\" = [\"{recorded}\"] }} \
+                     [migrations] accepted = {{ \"{db}{id:04}_{name}.sql\" = [\"{recorded}\"] }} \
                      in release.toml)"
                 )
             }
-            Drift::Missing { id, name } => {
+            Drift::Missing { database, id, name } => {
+                let db = folder(database);
                 write!(
                     f,
-                    "migration {id:04}_{name}.sql was applied but is not in the release"
+                    "migration {db}{id:04}_{name}.sql was applied but is not in the release"
                 )
             }
-            Drift::OutOfOrder { id, name, after } => {
+            Drift::OutOfOrder {
+                database,
+                id,
+                name,
+                after,
+            } => {
+                let db = folder(database);
                 write!(
                     f,
-                    "migration {id:04}_{name}.sql is new but {after:04} was already applied \
+                    "migration {db}{id:04}_{name}.sql is new but {db}{after:04} was already applied \
                      (a release must number new migrations after every applied one: renumber it)"
                 )
             }
@@ -187,6 +229,9 @@ impl std::fmt::Display for Drift {
 /// upgrade records the new checksum, and the edit in the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AcceptedEdit {
+    /// The database the migration is of (`main` in a home of one).
+    #[serde(skip_serializing_if = "is_main")]
+    pub database: String,
     /// The migration's number.
     pub id: u32,
     /// Its file name.
@@ -195,6 +240,10 @@ pub struct AcceptedEdit {
     pub recorded: String,
     /// The checksum of the release's file.
     pub actual: String,
+}
+
+fn is_main(database: &str) -> bool {
+    database == crate::release::MAIN_DATABASE
 }
 
 /// Where the database stands against a release's migrations.
@@ -210,18 +259,22 @@ pub struct MigrationStatus {
     pub accepted: Vec<AcceptedEdit>,
 }
 
-/// Compares the history with the release's migrations.
+/// Compares database `database`'s history with its migrations in the
+/// release.
 pub fn status(
     applied: Vec<AppliedMigration>,
     release: &Release,
+    database: &str,
 ) -> Result<MigrationStatus, MigrateError> {
-    let migrations = release.migrations()?;
-    check_accepted_names(release, migrations)?;
+    let migrations = release.migrations_of(database)?;
+    check_accepted_names(release)?;
+    let folder = release.declares_databases.then(|| database.to_string());
     let mut drift = Vec::new();
     let mut accepted = Vec::new();
     for record in &applied {
         match migrations.iter().find(|m| m.id == record.id) {
             None => drift.push(Drift::Missing {
+                database: folder.clone(),
                 id: record.id,
                 name: record.name.clone(),
             }),
@@ -233,6 +286,7 @@ pub fn status(
                     .is_some_and(|sums| sums.contains(&record.checksum));
                 if accepts {
                     accepted.push(AcceptedEdit {
+                        database: database.to_string(),
                         id: record.id,
                         file,
                         recorded: record.checksum.clone(),
@@ -240,6 +294,7 @@ pub fn status(
                     });
                 } else {
                     drift.push(Drift::Changed {
+                        database: folder.clone(),
                         id: record.id,
                         name: record.name.clone(),
                         recorded: record.checksum.clone(),
@@ -258,6 +313,7 @@ pub fn status(
     if let Some(after) = applied.iter().map(|a| a.id).max() {
         for m in pending.iter().filter(|m| m.id < after) {
             drift.push(Drift::OutOfOrder {
+                database: folder.clone(),
                 id: m.id,
                 name: m.name.clone(),
                 after,
@@ -274,7 +330,11 @@ pub fn status(
 
 /// Refuses `[migrations] accepted` naming a file the release does not have
 /// (a typo would otherwise accept nothing, silently).
-fn check_accepted_names(release: &Release, migrations: &[Migration]) -> Result<(), MigrateError> {
+fn check_accepted_names(release: &Release) -> Result<(), MigrateError> {
+    if release.accepted_edits.is_empty() {
+        return Ok(());
+    }
+    let migrations = release.all_migrations()?;
     for file in release.accepted_edits.keys() {
         if !migrations.iter().any(|m| m.file_name() == *file) {
             return Err(MigrateError::Release(ReleaseError::Manifest {

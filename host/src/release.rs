@@ -19,6 +19,19 @@
 //! [migrations]
 //! accepted = { "0003_learner_email.sql" = ["9f86d08188...(64 hex digits)"] }
 //! ```
+//!
+//! A home of several databases names them, each by a name (how SQL and
+//! messages call it) and its file in the home; `main` is required and is
+//! the home's `db.sqlite3`, where the data version is recorded. Each
+//! database's migrations are then in `migrations/<name>/NNNN_name.sql`
+//! (see [`DatabaseSpec`]). A release without `[databases]` has the one
+//! database `main` and its migrations directly in `migrations/`.
+//!
+//! ```toml
+//! [databases]
+//! main = "db.sqlite3"
+//! jobs = "job_storage.sqlite3"
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,6 +100,37 @@ pub enum ReleaseError {
         /// The other file.
         second: PathBuf,
     },
+    /// `[databases]` names a database or a file that cannot be one.
+    #[error("invalid {path}: `databases.{name}`: {problem}")]
+    Database {
+        /// The `release.toml` file.
+        path: PathBuf,
+        /// The database's name as written.
+        name: String,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
+    /// A release that declares `[databases]` has a migration directly in
+    /// `migrations/`, which belongs to no database.
+    #[error(
+        "migration file {path} is directly in migrations/, but release.toml declares [databases]: \
+         move it into migrations/<database>/ (migrations/main/ for the main database)"
+    )]
+    MigrationOutsideDatabase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A folder in `migrations/` names no database of `[databases]`.
+    #[error(
+        "{path} is not the migrations of any database in release.toml's [databases] ({known}): \
+         rename it after one, or add the database"
+    )]
+    UnknownDatabaseFolder {
+        /// The folder.
+        path: PathBuf,
+        /// The databases declared, comma-separated.
+        known: String,
+    },
     /// A migration does not apply to an empty database (or SQLite could not
     /// open one in memory), so the release's schema is unknown.
     #[error("migration {path} does not apply to an empty database: {cause}")]
@@ -123,6 +167,7 @@ struct ReleaseToml {
     adopt: AdoptToml,
     #[serde(default)]
     migrations: MigrationsToml,
+    databases: Option<BTreeMap<String, String>>,
 }
 
 /// The `[migrations]` table of `release.toml` as written.
@@ -181,14 +226,38 @@ pub struct Release {
     /// checksums of the earlier files the release accepts as applied
     /// (`[migrations] accepted`), so that a harmless edit is not drift.
     pub accepted_edits: BTreeMap<String, Vec<String>>,
-    /// The release's migrations, read on first use (see
-    /// [`Release::migrations`]).
-    migrations: OnceLock<Vec<Migration>>,
+    /// The home's databases, `main` first; without `[databases]` in
+    /// `release.toml`, `main` (`db.sqlite3`) alone.
+    pub databases: Vec<DatabaseSpec>,
+    /// Whether `release.toml` declares `[databases]`: each database's
+    /// migrations are then in `migrations/<name>/`.
+    pub declares_databases: bool,
+    /// The release's migrations by database, read on first use (see
+    /// [`Release::migrations_of`]).
+    migrations: OnceLock<BTreeMap<String, Vec<Migration>>>,
     /// The engine folder under `migrations/` whose files replace the
     /// shared ones of the same number (`postgres`), if any: see
     /// [`Release::for_engine`].
     engine_folder: Option<&'static str>,
 }
+
+/// One database of the home, as `release.toml`'s `[databases]` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSpec {
+    /// Its name: `main`, or how SQL reaches it (`jobs.queue`) and messages
+    /// call it. Lowercase letters, digits and underscores, starting with a
+    /// letter.
+    pub name: String,
+    /// Its file in the home: a plain file name.
+    pub file: String,
+}
+
+/// The name of the database that records the data version: the home's
+/// `db.sqlite3`.
+pub const MAIN_DATABASE: &str = "main";
+
+/// The main database's file in the home.
+pub const MAIN_FILE: &str = "db.sqlite3";
 
 /// The folders under a release's `migrations/` that hold one engine's own
 /// files (`migrations/postgres/0004_progress.sql` replaces
@@ -199,6 +268,11 @@ pub const ENGINE_FOLDERS: &[&str] = &["postgres"];
 /// One schema migration file.
 #[derive(Debug, Clone)]
 pub struct Migration {
+    /// The database it changes (`main`, or a name of `[databases]`).
+    pub database: String,
+    /// Whether it is in `migrations/<database>/` (a release declaring
+    /// `[databases]`), rather than directly in `migrations/`.
+    pub in_database_folder: bool,
     /// The number in the file name (`0003` → 3); migrations run in this order.
     pub id: u32,
     /// The part of the file name after the number (`0003_add_email.sql` →
@@ -213,12 +287,21 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// The file name, e.g. `0003_add_email.sql`: how messages name it.
+    /// The file name, e.g. `0003_add_email.sql`, prefixed with its
+    /// database's folder in a release declaring `[databases]`
+    /// (`jobs/0001_queue.sql`): how messages and `[migrations] accepted`
+    /// name it.
     pub fn file_name(&self) -> String {
-        self.path
+        let file = self
+            .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| format!("{:04}_{}.sql", self.id, self.name))
+            .unwrap_or_else(|| format!("{:04}_{}.sql", self.id, self.name));
+        if self.in_database_folder {
+            format!("{}/{file}", self.database)
+        } else {
+            file
+        }
     }
 }
 
@@ -249,6 +332,14 @@ impl Release {
         }
         let adopt = adoptable(&toml_path, parsed.adopt)?;
         let accepted_edits = accepted_edits(&toml_path, parsed.migrations)?;
+        let declares_databases = parsed.databases.is_some();
+        let databases = match parsed.databases {
+            Some(written) => databases(&toml_path, written)?,
+            None => vec![DatabaseSpec {
+                name: MAIN_DATABASE.into(),
+                file: MAIN_FILE.into(),
+            }],
+        };
         Ok(Release {
             dir: dir.to_path_buf(),
             app: parsed.app,
@@ -256,6 +347,8 @@ impl Release {
             core_plugins: parsed.core_plugins,
             adopt,
             accepted_edits,
+            databases,
+            declares_databases,
             migrations: OnceLock::new(),
             engine_folder: None,
         })
@@ -275,31 +368,119 @@ impl Release {
         }
     }
 
-    /// How many migrations the release holds, counted from the folder's
-    /// listing without reading any (see [`count_migration_files`]).
-    pub fn migration_count(&self) -> usize {
-        match self.migrations.get() {
-            Some(migrations) => migrations.len(),
-            None => count_migration_files(&self.dir.join("migrations")),
+    /// Whether the home holds more than the main database: its upgrade is
+    /// one transaction over all of them (see `engine::sqlite::multi`).
+    pub fn has_several_databases(&self) -> bool {
+        self.databases.len() > 1
+    }
+
+    /// Where database `name`'s migrations are.
+    fn migrations_dir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.join("migrations");
+        if self.declares_databases {
+            dir.join(name)
+        } else {
+            dir
         }
     }
 
-    /// The release's migrations, in order of their numbers: read, checked
-    /// and hashed the first time they are asked for, so that the no-op
-    /// upgrade (`uplift run` on every start) never reads them.
+    /// How many migrations the main database has in the release, counted
+    /// from the folder's listing without reading any (see
+    /// [`count_migration_files`]).
+    pub fn migration_count(&self) -> usize {
+        self.migration_count_of(MAIN_DATABASE)
+    }
+
+    /// How many migrations database `name` has in the release, counted
+    /// from the folder's listing without reading any.
+    pub fn migration_count_of(&self, name: &str) -> usize {
+        match self.migrations.get() {
+            Some(migrations) => migrations.get(name).map_or(0, Vec::len),
+            None => count_migration_files(&self.migrations_dir(name)),
+        }
+    }
+
+    /// The main database's migrations, in order of their numbers (see
+    /// [`Release::migrations_of`]).
+    pub fn migrations(&self) -> Result<&[Migration], ReleaseError> {
+        self.migrations_of(MAIN_DATABASE)
+    }
+
+    /// Database `name`'s migrations, in order of their numbers: read,
+    /// checked and hashed (every database's at once) the first time they
+    /// are asked for, so that the no-op upgrade (`uplift run` on every
+    /// start) never reads them. A name the release does not declare has
+    /// none.
     ///
     /// Fails when a file in `migrations/` is misnamed, unreadable or not
-    /// UTF-8, or two share a number.
-    pub fn migrations(&self) -> Result<&[Migration], ReleaseError> {
-        if let Some(migrations) = self.migrations.get() {
-            return Ok(migrations);
+    /// UTF-8, or two share a number; in a release declaring `[databases]`,
+    /// also when a migration is directly in `migrations/` or a folder there
+    /// names no database.
+    pub fn migrations_of(&self, name: &str) -> Result<&[Migration], ReleaseError> {
+        let all = match self.migrations.get() {
+            Some(all) => all,
+            None => {
+                let loaded = self.load_all_migrations()?;
+                self.migrations.get_or_init(|| loaded)
+            }
+        };
+        Ok(all.get(name).map_or(&[], Vec::as_slice))
+    }
+
+    /// Every database's migrations, `main`'s first.
+    pub fn all_migrations(&self) -> Result<Vec<&Migration>, ReleaseError> {
+        let mut all = Vec::new();
+        for db in &self.databases {
+            all.extend(self.migrations_of(&db.name)?);
         }
+        Ok(all)
+    }
+
+    fn load_all_migrations(&self) -> Result<BTreeMap<String, Vec<Migration>>, ReleaseError> {
+        let mut all = BTreeMap::new();
+        if !self.declares_databases {
+            let dir = self.migrations_dir(MAIN_DATABASE);
+            let mut main = load_migrations(&dir, MAIN_DATABASE, false)?;
+            if let Some(folder) = self.engine_folder {
+                replace_with_engine_files(&mut main, &dir.join(folder))?;
+            }
+            all.insert(MAIN_DATABASE.to_string(), main);
+            return Ok(all);
+        }
+        self.check_migrations_folder()?;
+        for db in &self.databases {
+            let loaded = load_migrations(&self.migrations_dir(&db.name), &db.name, true)?;
+            all.insert(db.name.clone(), loaded);
+        }
+        Ok(all)
+    }
+
+    /// In a release declaring `[databases]`: `migrations/` holds only a
+    /// folder per database (and files that are no migration, a README).
+    fn check_migrations_folder(&self) -> Result<(), ReleaseError> {
         let dir = self.dir.join("migrations");
-        let mut loaded = load_migrations(&dir)?;
-        if let Some(folder) = self.engine_folder {
-            replace_with_engine_files(&mut loaded, &dir.join(folder))?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(io_err("could not read", &dir)(source).into()),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("could not read", &dir))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !self.databases.iter().any(|d| d.name == name) {
+                    let known: Vec<&str> = self.databases.iter().map(|d| d.name.as_str()).collect();
+                    return Err(ReleaseError::UnknownDatabaseFolder {
+                        path,
+                        known: known.join(", "),
+                    });
+                }
+            } else if migration_stem(&name, &path)?.is_some() {
+                return Err(ReleaseError::MigrationOutsideDatabase { path });
+            }
         }
-        Ok(self.migrations.get_or_init(|| loaded))
+        Ok(())
     }
 
     /// The versions a database this release did not create can be adopted
@@ -345,6 +526,109 @@ impl Release {
     pub fn read_version(dir: &Path) -> Result<Version, ReleaseError> {
         Ok(read_release_toml(dir)?.2)
     }
+}
+
+/// Checks `[databases]`: `main` is there and is the home's `db.sqlite3`;
+/// every name is a plain identifier SQL can use unquoted (and not one
+/// SQLite keeps for itself); every file is a plain file name in the home,
+/// none named twice, none one of SQLite's or uplift's own files. Returns
+/// the databases, `main` first.
+fn databases(
+    toml_path: &Path,
+    written: BTreeMap<String, String>,
+) -> Result<Vec<DatabaseSpec>, ReleaseError> {
+    let invalid = |name: &str, problem: String| ReleaseError::Database {
+        path: toml_path.to_path_buf(),
+        name: name.to_string(),
+        problem,
+    };
+    if !written.contains_key(MAIN_DATABASE) {
+        return Err(ReleaseError::Manifest {
+            path: toml_path.to_path_buf(),
+            message: format!(
+                "[databases] has no `main`: add `main = \"{MAIN_FILE}\"` (the database that \
+                 records the data version)"
+            ),
+        });
+    }
+    let mut specs: Vec<DatabaseSpec> = Vec::new();
+    for (name, file) in written {
+        let valid_name = name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && name.len() <= 64;
+        if !valid_name {
+            return Err(invalid(
+                &name,
+                "a database's name is lowercase letters, digits and underscores, starting with \
+                 a letter (at most 64): rename it"
+                    .into(),
+            ));
+        }
+        if name == "temp"
+            || name.starts_with("sqlite_")
+            || name.starts_with("uplift")
+            || ENGINE_FOLDERS.contains(&name.as_str())
+        {
+            return Err(invalid(
+                &name,
+                "`temp`, `sqlite_*`, `uplift*` and `postgres` are SQLite's and uplift's own \
+                 names (`migrations/postgres/` holds PostgreSQL's own migrations): rename it"
+                    .into(),
+            ));
+        }
+        if name == MAIN_DATABASE && file != MAIN_FILE {
+            return Err(invalid(
+                &name,
+                format!(
+                    "the main database is the home's {MAIN_FILE:?} (every command reads the data \
+                     version there): write `main = \"{MAIN_FILE}\"`"
+                ),
+            ));
+        }
+        let plain = !file.is_empty()
+            && !file.contains(['/', '\\', '\0'])
+            && !file.starts_with('.')
+            && file != "..";
+        if !plain {
+            return Err(invalid(
+                &name,
+                format!(
+                    "{file:?} is not a plain file name: a database is a file directly in the home \
+                     (no folders, not hidden), such as \"{name}.sqlite3\""
+                ),
+            ));
+        }
+        let reserved = ["-journal", "-wal", "-shm"]
+            .iter()
+            .any(|s| file.ends_with(s))
+            || file.contains("-mj")
+            || file.ends_with(".tmp")
+            || ["uplift.toml", "uplift.lock", "plugins.toml"].contains(&file.as_str())
+            || file.starts_with("uplift-");
+        if reserved && file != MAIN_FILE {
+            return Err(invalid(
+                &name,
+                format!(
+                    "{file:?} is the name of one of SQLite's or uplift's own files: name the \
+                     database's file otherwise, such as \"{name}.sqlite3\""
+                ),
+            ));
+        }
+        if let Some(other) = specs.iter().find(|s| s.file.eq_ignore_ascii_case(&file)) {
+            return Err(invalid(
+                &name,
+                format!(
+                    "its file {file:?} is also database `{}`'s: give each database its own file",
+                    other.name
+                ),
+            ));
+        }
+        specs.push(DatabaseSpec { name, file });
+    }
+    specs.sort_by_key(|s| s.name != MAIN_DATABASE);
+    Ok(specs)
 }
 
 /// Checks `[migrations] accepted`: each checksum is a SHA-256 in hex, as
@@ -446,9 +730,16 @@ fn read_to_string(path: &Path) -> Result<String, ReleaseError> {
     })
 }
 
-/// Reads `dir/NNNN_name.sql` files in order. A missing folder means no
-/// migrations; files not ending in `.sql` are ignored (a README, say).
-fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
+/// Reads `dir/NNNN_name.sql` files in order, database `database`'s
+/// migrations (`in_database_folder`: `dir` is `migrations/<database>/`). A
+/// missing folder means no migrations; files not ending in `.sql` are
+/// ignored (a README, say), and so are folders in a release without
+/// `[databases]`.
+fn load_migrations(
+    dir: &Path,
+    database: &str,
+    in_database_folder: bool,
+) -> Result<Vec<Migration>, ReleaseError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -459,6 +750,9 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
         let entry = entry.map_err(io_err("could not read", dir))?;
         let path = entry.path();
         let file_name = entry.file_name().to_string_lossy().into_owned();
+        if !in_database_folder && path.is_dir() {
+            continue;
+        }
         let Some(stem) = migration_stem(&file_name, &path)? else {
             continue;
         };
@@ -470,6 +764,8 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
             message: "not UTF-8 text".into(),
         })?;
         let migration = Migration {
+            database: database.to_string(),
+            in_database_folder,
             id,
             name: name.to_string(),
             path: path.clone(),
@@ -490,7 +786,7 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, ReleaseError> {
 /// Puts each migration of the engine folder `dir` in place of the shared
 /// one of its number; refuses one that has none.
 fn replace_with_engine_files(migrations: &mut [Migration], dir: &Path) -> Result<(), ReleaseError> {
-    for own in load_migrations(dir)? {
+    for own in load_migrations(dir, MAIN_DATABASE, false)? {
         let Some(shared) = migrations.iter_mut().find(|m| m.id == own.id) else {
             return Err(ReleaseError::Manifest {
                 message: format!(
@@ -565,7 +861,105 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_migration_name;
+    use super::{Release, ReleaseError, parse_migration_name};
+
+    fn write(dir: &std::path::Path, file: &str, text: &str) {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Each database's migrations come from its folder, named with it; a
+    /// database without a folder has none; `main` comes first.
+    #[test]
+    fn a_release_of_several_databases_reads_each_ones_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "release.toml",
+            "app = \"a\"\nversion = \"1.0\"\n[databases]\njobs = \"jobs.sqlite3\"\n\
+             main = \"db.sqlite3\"\nlogs = \"logs.sqlite3\"\n",
+        );
+        write(
+            dir.path(),
+            "migrations/main/0001_a.sql",
+            "CREATE TABLE a (x);",
+        );
+        write(
+            dir.path(),
+            "migrations/jobs/0001_q.sql",
+            "CREATE TABLE jobs.q (x);",
+        );
+        write(
+            dir.path(),
+            "migrations/jobs/0002_r.sql",
+            "CREATE TABLE jobs.r (x);",
+        );
+        write(dir.path(), "migrations/README.md", "notes");
+        let release = Release::load(dir.path()).unwrap();
+        let names: Vec<&str> = release.databases.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["main", "jobs", "logs"]);
+        assert_eq!(release.migration_count_of("jobs"), 2);
+        let jobs: Vec<String> = release
+            .migrations_of("jobs")
+            .unwrap()
+            .iter()
+            .map(|m| m.file_name())
+            .collect();
+        assert_eq!(jobs, ["jobs/0001_q.sql", "jobs/0002_r.sql"]);
+        assert_eq!(
+            release.migrations().unwrap()[0].file_name(),
+            "main/0001_a.sql"
+        );
+        assert!(release.migrations_of("logs").unwrap().is_empty());
+        assert_eq!(release.all_migrations().unwrap().len(), 3);
+    }
+
+    /// A release without `[databases]` is the one database `main`, its
+    /// migrations directly in `migrations/`, named as before.
+    #[test]
+    fn a_release_without_databases_keeps_the_single_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "release.toml",
+            "app = \"a\"\nversion = \"1.0\"\n",
+        );
+        write(dir.path(), "migrations/0001_a.sql", "CREATE TABLE a (x);");
+        write(
+            dir.path(),
+            "migrations/old/0009_z.sql",
+            "CREATE TABLE z (x);",
+        );
+        let release = Release::load(dir.path()).unwrap();
+        assert!(!release.has_several_databases());
+        let files: Vec<String> = release
+            .migrations()
+            .unwrap()
+            .iter()
+            .map(|m| m.file_name())
+            .collect();
+        assert_eq!(files, ["0001_a.sql"]);
+    }
+
+    /// A migration left directly in `migrations/` of a release declaring
+    /// `[databases]` is refused by name.
+    #[test]
+    fn a_migration_outside_any_database_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "release.toml",
+            "app = \"a\"\nversion = \"1.0\"\n[databases]\nmain = \"db.sqlite3\"\n",
+        );
+        write(dir.path(), "migrations/0001_a.sql", "CREATE TABLE a (x);");
+        let release = Release::load(dir.path()).unwrap();
+        let err = release.migrations().unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::MigrationOutsideDatabase { path } if path.ends_with("0001_a.sql")),
+            "{err}"
+        );
+    }
 
     #[test]
     fn migration_names_need_a_number_and_a_name() {

@@ -574,7 +574,8 @@ impl Drop for UpgradeTransaction<'_> {
     }
 }
 
-/// What of the release's migrations an upgrade of `db` applies, and which
+/// What of the release's migrations (every database's, `main`'s first) an
+/// upgrade of `db` applies, and which
 /// applied ones it records as edited with the release's consent.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
@@ -591,13 +592,34 @@ pub(crate) fn pending_migrations(
     db: &dyn Database,
     release: &Release,
 ) -> Result<Pending, UpgradeError> {
-    let applied = db.applied_migrations().map_err(MigrateError::from)?;
-    let status = migrations::status(applied, release)?;
-    if !status.drift.is_empty() {
-        return Err(MigrateError::Drift(status.drift).into());
+    let mut pending = Pending::default();
+    let mut drift = Vec::new();
+    for database in &release.databases {
+        let applied = db
+            .applied_migrations(&database.name)
+            .map_err(MigrateError::from)?;
+        let status = migrations::status(applied, release, &database.name)?;
+        drift.extend(status.drift);
+        pending.migrations.extend(status.pending);
+        pending.accepted.extend(status.accepted);
     }
-    Ok(Pending {
-        migrations: status.pending,
-        accepted: status.accepted,
-    })
+    if !drift.is_empty() {
+        return Err(MigrateError::Drift(drift).into());
+    }
+    Ok(pending)
+}
+
+/// Whether every database of `release` records as many migrations as the
+/// release holds for it (counted from the folders' listings): with the
+/// data version, the no-op path's check.
+pub(crate) fn all_migrations_counted(
+    db: &dyn Database,
+    release: &Release,
+) -> Result<bool, EngineError> {
+    for database in &release.databases {
+        if db.applied_count(&database.name)? != release.migration_count_of(&database.name) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

@@ -165,20 +165,20 @@ pub fn verify_paths(
     let scratch = tempfile::tempdir().map_err(PathsError::Scratch)?;
     let owned = owned_prefixes(&releases, &Home::new(scratch.path().join("plugins")))?;
     let mut reports = Vec::new();
-    let mut fresh: BTreeMap<usize, Result<Schema, String>> = BTreeMap::new();
+    let mut fresh: BTreeMap<usize, Result<Schemas, String>> = BTreeMap::new();
     for j in 1..releases.len() {
         let target = &releases[j];
         let fresh_schema = fresh.entry(j).or_insert_with(|| {
             let home = Home::new(scratch.path().join(format!("fresh-{j}")));
             install(&home, target)
                 .map_err(|e| chain_text(&e))
-                .and_then(|()| schema::read_file(&home.db_path()).map_err(|e| e.to_string()))
-                .map(|schema| schema.without_prefixes(&owned))
+                .and_then(|()| home_schemas(&home, target))
+                .map(|schemas| without_prefixes(schemas, &owned))
         });
         for (i, origin) in releases.iter().enumerate().take(j) {
             let home = Home::new(scratch.path().join(format!("path-{i}-{j}")));
             let upgraded = upgrade_path(&home, origin, target)
-                .map(|(schema, plugins)| (schema.without_prefixes(&owned), plugins));
+                .map(|(schemas, plugins)| (without_prefixes(schemas, &owned), plugins));
             let failed = |problem: String| PathReport {
                 from: origin.version.clone(),
                 to: target.version.clone(),
@@ -190,7 +190,7 @@ pub fn verify_paths(
                 (Err(e), _) => failed(format!("fresh install of {} failed: {e}", target.version)),
                 (_, Err(e)) => failed(e),
                 (Ok(expected), Ok((actual, plugins))) => {
-                    let problems = expected.differences(&actual);
+                    let problems = schema_differences(expected, &actual);
                     PathReport {
                         from: origin.version.clone(),
                         to: target.version.clone(),
@@ -210,6 +210,42 @@ pub fn verify_paths(
         }
     }
     Ok(reports)
+}
+
+/// Each database's schema, by name (`main` alone in a home of one).
+type Schemas = BTreeMap<String, Schema>;
+
+/// The schema of each of `release`'s databases in `home`.
+fn home_schemas(home: &Home, release: &Release) -> Result<Schemas, String> {
+    let mut schemas = Schemas::new();
+    for database in &release.databases {
+        let path = home.root().join(&database.file);
+        let schema = schema::read_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        schemas.insert(database.name.clone(), schema);
+    }
+    Ok(schemas)
+}
+
+fn without_prefixes(schemas: Schemas, owned: &[String]) -> Schemas {
+    schemas
+        .into_iter()
+        .map(|(name, schema)| (name, schema.without_prefixes(owned)))
+        .collect()
+}
+
+/// The differences of each database's schema, those of a database other
+/// than `main` prefixed with its name.
+fn schema_differences(expected: &Schemas, actual: &Schemas) -> Vec<String> {
+    let mut problems = Vec::new();
+    let empty = Schema::default();
+    for (name, schema) in expected {
+        let differences = schema.differences(actual.get(name).unwrap_or(&empty));
+        problems.extend(differences.into_iter().map(|d| match name.as_str() {
+            crate::release::MAIN_DATABASE => d,
+            _ => format!("database {name}: {d}"),
+        }));
+    }
+    problems
 }
 
 /// The table prefixes plugins of any of the releases own: their tables are
@@ -274,10 +310,10 @@ fn upgrade_path(
     home: &Home,
     origin: &Release,
     target: &Release,
-) -> Result<(Schema, Vec<PluginChange>), String> {
+) -> Result<(Schemas, Vec<PluginChange>), String> {
     install(home, origin)
         .map_err(|e| format!("install of {} failed: {}", origin.version, chain_text(&e)))?;
-    load_fixtures(&home.db_path(), origin).map_err(|e| chain_text(&e))?;
+    load_home_fixtures(home, origin).map_err(|e| chain_text(&e))?;
     let outcome = upgrade::upgrade(
         home,
         target,
@@ -296,19 +332,44 @@ fn upgrade_path(
         Outcome::Upgraded { plan, .. } => plan.plugins,
         _ => Vec::new(),
     };
-    let schema = schema::read_file(&home.db_path()).map_err(|e| e.to_string())?;
-    let integrity = schema::integrity_check(&home.db_path()).map_err(|e| e.to_string())?;
-    if integrity != "ok" {
-        return Err(format!("integrity_check after the upgrade: {integrity}"));
+    let schemas = home_schemas(home, target)?;
+    for database in &target.databases {
+        let path = home.root().join(&database.file);
+        let integrity = schema::integrity_check(&path).map_err(|e| e.to_string())?;
+        if integrity != "ok" {
+            return Err(format!(
+                "integrity_check of {} after the upgrade: {integrity}",
+                database.file
+            ));
+        }
     }
-    Ok((schema, plugins))
+    Ok((schemas, plugins))
+}
+
+/// Loads `release`'s fixtures into the databases of `home`: `fixtures/*.sql`
+/// into `main`, and in a release declaring `[databases]`,
+/// `fixtures/<name>/*.sql` into database `name`. Returns how many files
+/// were loaded.
+pub fn load_home_fixtures(home: &Home, release: &Release) -> Result<usize, PathsError> {
+    let mut loaded = load_fixtures(&home.db_path(), release)?;
+    if release.declares_databases {
+        for database in &release.databases {
+            let dir = release.dir.join("fixtures").join(&database.name);
+            loaded += load_fixture_dir(&dir, &home.root().join(&database.file))?;
+        }
+    }
+    Ok(loaded)
 }
 
 /// Runs `<release>/fixtures/*.sql` in name order: the sample data an
 /// application ships so that paths are tested with rows in the tables.
 pub fn load_fixtures(db: &Path, release: &Release) -> Result<usize, PathsError> {
-    let dir = release.dir.join("fixtures");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+    load_fixture_dir(&release.dir.join("fixtures"), db)
+}
+
+/// Runs `dir/*.sql` in name order on the database `db`.
+fn load_fixture_dir(dir: &Path, db: &Path) -> Result<usize, PathsError> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "sql"))
@@ -334,7 +395,9 @@ pub fn load_fixtures(db: &Path, release: &Release) -> Result<usize, PathsError> 
 /// `verify-paths` starts each path, kept for `uplift hooks test` and for
 /// development (`uplift testdb`). It is built in a scratch home beside
 /// `out` and moved there whole, so `out` never holds half a database.
-/// `out` must not exist. Returns how many fixture files were loaded.
+/// `out` must not exist. For a release of several databases `out` is made a
+/// folder holding each database's file. Returns how many fixture files
+/// were loaded.
 pub fn build_test_database(release: &Release, out: &Path) -> Result<usize, PathsError> {
     if out.exists() {
         return Err(PathsError::Exists {
@@ -354,11 +417,32 @@ pub fn build_test_database(release: &Release, out: &Path) -> Result<usize, Paths
         version: release.version.clone(),
         cause: Box::new(cause),
     })?;
-    let loaded = load_fixtures(&home.db_path(), release)?;
+    let loaded = load_home_fixtures(&home, release)?;
     let keep = |source| PathsError::Keep {
         path: out.to_path_buf(),
         source,
     };
+    if release.has_several_databases() {
+        // The databases in a folder beside `out`, renamed to it whole
+        // (refused when `out` was created meanwhile: a rename onto an
+        // existing non-empty folder fails, and onto a file too).
+        let folder = scratch.path().join("databases");
+        std::fs::create_dir(&folder).map_err(keep)?;
+        for database in &release.databases {
+            std::fs::rename(
+                home.root().join(&database.file),
+                folder.join(&database.file),
+            )
+            .map_err(keep)?;
+        }
+        if out.exists() {
+            return Err(PathsError::Exists {
+                path: out.to_path_buf(),
+            });
+        }
+        std::fs::rename(&folder, out).map_err(keep)?;
+        return Ok(loaded);
+    }
     // Refuses to replace a file created meanwhile (link(2), unlike rename,
     // fails when the name exists).
     std::fs::hard_link(home.db_path(), out).map_err(keep)?;

@@ -31,7 +31,8 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn data_version(home: &Path, release: &Path) -> Option<String> {
+/// `uplift status --json` of `home` against `release`, which must succeed.
+pub(crate) fn status_json(home: &Path, release: &Path) -> serde_json::Value {
     let out = run(&[
         "--home",
         home.to_str().unwrap(),
@@ -45,8 +46,13 @@ fn data_version(home: &Path, release: &Path) -> Option<String> {
         "status failed after a crash: {}",
         stderr(&out)
     );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    json["data_version"].as_str().map(str::to_string)
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn data_version(home: &Path, release: &Path) -> Option<String> {
+    status_json(home, release)["data_version"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// A home at release 0.6.4 with enough rows (`learners`, and twice as many
@@ -148,6 +154,67 @@ fn setup() -> &'static Setup {
     })
 }
 
+/// Runs `uplift upgrade` of `home` to `release` and kills it (SIGKILL)
+/// after `delay`.
+pub(crate) fn kill_upgrade_after(home: &Path, release: &Path, delay: Duration) {
+    let mut child = uplift()
+        .args([
+            "--home",
+            home.to_str().unwrap(),
+            "--release",
+            release.to_str().unwrap(),
+            "upgrade",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill(); // SIGKILL
+    child.wait().unwrap();
+}
+
+/// Runs `kill_after(k, delay)` (which kills a run after `delay` and says
+/// whether the kill left the old version) at `moments` moments spread over
+/// 1.25 times `full`, the length of an uninterrupted run; then, since a busy
+/// machine can make the killed runs much slower (or faster) than the
+/// measured one, a few more moments further out (or sooner) until a kill
+/// lands on each side of the commit. Returns how many kills left the old
+/// version and how many the new one.
+pub(crate) fn spread_kills(
+    full: Duration,
+    moments: u32,
+    mut kill_after: impl FnMut(u32, Duration) -> bool,
+) -> (u32, u32) {
+    let mut outcomes = (0, 0); // (old, new)
+    let count = |outcomes: &mut (u32, u32), old: bool| {
+        if old {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
+        }
+    };
+    for k in 1..=moments {
+        let delay = full.mul_f64(f64::from(k) / f64::from(moments) * 1.25);
+        count(&mut outcomes, kill_after(k, delay));
+    }
+    for extra in 1..=6 {
+        if outcomes.1 == 0 {
+            count(
+                &mut outcomes,
+                kill_after(moments + extra, full * (1 << extra)),
+            );
+        }
+        if outcomes.0 == 0 {
+            count(
+                &mut outcomes,
+                kill_after(moments + extra, full / (1 << (extra + 1))),
+            );
+        }
+    }
+    outcomes
+}
+
 fn fingerprint(db: &Path) -> String {
     crate::power_loss::db_fingerprint(db).unwrap_or_else(|e| panic!("{}: {e}", db.display()))
 }
@@ -181,21 +248,7 @@ fn kill_at_many_moments(name: &str, template: &Path, release: &Path) {
     let kill_after = |k: u32, delay: Duration| -> bool {
         let home = scratch.path().join(format!("crash-{k}"));
         copy_dir(template, &home);
-        let mut child = uplift()
-            .args([
-                "--home",
-                home.to_str().unwrap(),
-                "--release",
-                release.to_str().unwrap(),
-                "upgrade",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill(); // SIGKILL
-        child.wait().unwrap();
+        kill_upgrade_after(&home, release, delay);
 
         let db = home.join("db.sqlite3");
         let version = data_version(&home, release);
@@ -253,36 +306,7 @@ fn kill_at_many_moments(name: &str, template: &Path, release: &Path) {
         std::fs::remove_dir_all(&home).unwrap();
         old
     };
-    let mut outcomes = (0, 0); // (old, new)
-    let count = |outcomes: &mut (u32, u32), old: bool| {
-        if old {
-            outcomes.0 += 1;
-        } else {
-            outcomes.1 += 1;
-        }
-    };
-    // Spread the moments over the whole run, and a little past its end.
-    for k in 1..=MOMENTS {
-        let delay = full.mul_f64(f64::from(k) / f64::from(MOMENTS) * 1.25);
-        count(&mut outcomes, kill_after(k, delay));
-    }
-    // A busy machine can make the killed runs much slower (or faster) than
-    // the measured one: a few more moments, further out (or sooner), until
-    // a kill lands on each side of the commit.
-    for extra in 1..=6 {
-        if outcomes.1 == 0 {
-            count(
-                &mut outcomes,
-                kill_after(MOMENTS + extra, full * (1 << extra)),
-            );
-        }
-        if outcomes.0 == 0 {
-            count(
-                &mut outcomes,
-                kill_after(MOMENTS + extra, full / (1 << (extra + 1))),
-            );
-        }
-    }
+    let outcomes = spread_kills(full, MOMENTS, kill_after);
     eprintln!("{name}: {outcomes:?} (old, new) of {MOMENTS} kills; an upgrade takes {full:?}");
     assert!(
         outcomes.0 > 0,

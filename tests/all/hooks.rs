@@ -1597,6 +1597,8 @@ fn control_characters_in_what_a_plugin_says_are_escaped() {
 /// A migration of the release being installed, applied as the upgrade does.
 fn migrate(conn: &Connection, id: u32, sql: &str) -> Result<(), uplift::migrations::MigrateError> {
     let migration = uplift::release::Migration {
+        database: "main".into(),
+        in_database_folder: false,
         id,
         name: format!("step{id}"),
         path: PathBuf::from(format!("{id:04}_step{id}.sql")),

@@ -16,6 +16,7 @@ mod hooks;
 mod io_errors;
 mod json;
 mod limits;
+mod multi_db;
 mod nothing_lost;
 mod packaging;
 mod plugin_versions;

@@ -274,6 +274,14 @@ pub enum RestoreError {
     /// A file-system operation failed.
     #[error(transparent)]
     Io(#[from] IoError),
+    /// An upgrade of the home's several databases was interrupted, and
+    /// finishing it first (see `engine::sqlite::multi`) failed.
+    #[error(
+        "an interrupted upgrade of the home's databases could not be finished before restoring: {}; \
+         nothing was restored",
+        chain_text(.0)
+    )]
+    Interrupted(#[from] crate::engine::sqlite::multi::JournalModeError),
 }
 
 impl RestoreError {
@@ -295,6 +303,7 @@ impl RestoreError {
             RestoreError::OtherEngine { .. } | RestoreError::NotOnPostgres { .. } => "other-engine",
             RestoreError::Psql { .. } => "dump-failed",
             RestoreError::Postgres(err) => err.code(),
+            RestoreError::Interrupted(_) => "journal-modes",
         }
     }
 }

@@ -108,6 +108,11 @@ pub struct BackupOptions {
     /// Re-read the finished file and check its checksum before renaming it
     /// into place.
     pub verify: bool,
+    /// The journal mode to record (what a restore gives the restored
+    /// database); `None` reads the database's. An upgrade of several
+    /// databases gives the mode the database had before the upgrade took
+    /// it out of WAL mode for its transaction.
+    pub journal_mode: Option<String>,
 }
 
 impl BackupOptions {
@@ -120,6 +125,7 @@ impl BackupOptions {
             app: None,
             data_version: None,
             verify: true,
+            journal_mode: None,
         }
     }
 }

@@ -54,6 +54,11 @@ pub(super) struct RestoreArgs {
     /// Wait for another uplift working on this home instead of failing
     #[arg(long)]
     wait: bool,
+    /// In a home of several databases (the release's [databases]): restore
+    /// the main database alone, leaving the others as they are (at another
+    /// moment than the dump's)
+    #[arg(long)]
+    main_alone: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -131,6 +136,21 @@ pub(super) fn dbrestore(globals: &Globals, args: RestoreArgs) -> Outcome {
         (None, true) => Which::Latest(candidates),
         (None, false) => Which::Select,
     };
+    if let Some(release) = globals.release.as_deref().map(Release::load).transpose()?
+        && release.has_several_databases()
+        && !args.main_alone
+    {
+        let others: Vec<&str> = release.databases[1..]
+            .iter()
+            .map(|d| d.file.as_str())
+            .collect();
+        return Err(CommandError::MainAlone {
+            version: release.version.to_string(),
+            main: home.db_path(),
+            others: others.join(", "),
+        }
+        .into());
+    }
     let mut options = RestoreOptions::default();
     if args.quick_check {
         options.check = IntegrityCheck::Quick;

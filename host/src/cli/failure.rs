@@ -197,6 +197,22 @@ pub(super) fn reported_unless(ok: bool, found: impl FnOnce() -> Failure) -> Outc
 /// their codes).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CommandError {
+    /// `dbrestore` of the main database alone in a home of several, without
+    /// `--main-alone`.
+    #[error(
+        "release {version} names several databases, and dbrestore restores the main one ({}) \
+         alone: {others} would stay at another moment than the dump's; pass --main-alone to \
+         restore it anyway; nothing was changed",
+        main.display()
+    )]
+    MainAlone {
+        /// The installed release.
+        version: String,
+        /// The main database.
+        main: PathBuf,
+        /// The other databases' files.
+        others: String,
+    },
     /// `dbbackup` with no database in the home.
     #[error("there is no database to back up at {}", .0.display())]
     NoDatabase(PathBuf),
@@ -285,6 +301,7 @@ impl CommandError {
     pub(crate) fn code(&self) -> &'static str {
         match self {
             CommandError::NoDatabase(_) => "no-database",
+            CommandError::MainAlone { .. } => "several-databases",
             CommandError::NoTerminal => "no-terminal",
             CommandError::NoBackup { .. } | CommandError::NoUsableBackup { .. } => "no-backup",
             CommandError::BadChoice { .. } => "invalid-choice",

@@ -52,13 +52,15 @@ pub(crate) trait Database {
     /// one read.
     fn plugin_versions(&self) -> Result<Vec<RecordedPlugin>, MetaError>;
 
-    /// The migrations recorded as applied, in order (none without uplift's
-    /// history).
-    fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, EngineError>;
+    /// The migrations database `database` (`main`, or another of the
+    /// home's) records as applied, in order (none without uplift's history,
+    /// or when that database is not there yet).
+    fn applied_migrations(&self, database: &str) -> Result<Vec<AppliedMigration>, EngineError>;
 
-    /// How many migrations the history records: the no-op path compares it
-    /// with the release's count, so it must cost one read.
-    fn applied_count(&self) -> Result<usize, EngineError>;
+    /// How many migrations database `database`'s history records: the
+    /// no-op path compares it with the release's count, so it must cost one
+    /// read.
+    fn applied_count(&self, database: &str) -> Result<usize, EngineError>;
 
     /// Whether the database holds tables of the application's (any table
     /// that is neither the engine's nor uplift's own).
@@ -90,8 +92,10 @@ pub(crate) trait Database {
     /// anything starts, never run unsandboxed.
     fn refuses_hooks(&self) -> Option<&'static str>;
 
-    /// Begins the upgrade's transaction and holds the database's write lock
-    /// until it ends; makes sure uplift's own tables exist inside it.
+    /// Begins the upgrade's transaction and holds the write lock of every
+    /// database it spans until it ends (one transaction, committed
+    /// atomically across them); makes sure uplift's own tables exist inside
+    /// it.
     fn begin(&mut self) -> Result<(), MetaError>;
 
     /// Writes a backup of the data as this transaction sees it (the state

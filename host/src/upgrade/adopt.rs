@@ -110,6 +110,18 @@ pub enum AdoptError {
         /// Where the database was looked for.
         path: PathBuf,
     },
+    /// The release names several databases: adopting compares and records
+    /// the main database's schema alone, which would leave the others
+    /// without their history.
+    #[error(
+        "release {release} names several databases ([databases] in release.toml), and `uplift adopt` \
+         adopts a home of the main database alone: adopt with a release of that one database, \
+         then upgrade"
+    )]
+    SeveralDatabases {
+        /// The release's version.
+        release: Version,
+    },
     /// The database has no tables.
     #[error(
         "database {path} has no tables, so nothing to adopt: `uplift upgrade` installs the release into it"
@@ -165,6 +177,7 @@ impl AdoptError {
     pub fn code(&self) -> &'static str {
         match self {
             AdoptError::NoDatabase { .. } => "no-database",
+            AdoptError::SeveralDatabases { .. } => "several-databases",
             AdoptError::Empty { .. } => "empty-database",
             AdoptError::AlreadyManaged { .. } => "already-managed",
             AdoptError::UnknownVersion { .. } => "unknown-version",
@@ -210,12 +223,17 @@ pub fn adopt(
     reporter: Reporter<'_>,
 ) -> Result<Adopted, AdoptError> {
     let mut phases = Phases::start();
+    if release.has_several_databases() {
+        return Err(AdoptError::SeveralDatabases {
+            release: release.version.clone(),
+        });
+    }
     let _lock = home.lock(options.wait)?;
     phases.end("lock");
     let path = home.db_path();
     let target = postgres_target(home)?;
     let release = &release_for(release, target.as_ref());
-    let mut db = open_existing(home, target.as_ref())?
+    let mut db = open_existing(home, release, target.as_ref())?
         .ok_or(AdoptError::NoDatabase { path: path.clone() })?;
     unmanaged(db.as_ref())?;
     let known = release.adoptable_versions()?;

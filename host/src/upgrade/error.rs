@@ -208,6 +208,10 @@ pub enum UpgradeError {
     /// A file-system operation failed.
     #[error(transparent)]
     Io(#[from] IoError),
+    /// The journal modes of a home of several databases could not be
+    /// recorded, switched or restored (see `engine::sqlite::multi`).
+    #[error(transparent)]
+    JournalModes(#[from] crate::engine::sqlite::multi::JournalModeError),
 }
 
 impl UpgradeError {
@@ -238,6 +242,7 @@ impl UpgradeError {
             UpgradeError::HooksWithoutSandbox { .. } => "hooks-without-sandbox",
             UpgradeError::Postgres(e) => e.code(),
             UpgradeError::Io(_) => "io",
+            UpgradeError::JournalModes(_) => "journal-modes",
         }
     }
 }

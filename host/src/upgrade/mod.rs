@@ -24,15 +24,18 @@ pub use self::report::{
     Application, BackupReport, Build, DatabaseReport, DiskSpace, REPORT_FORMAT, Report, report,
 };
 pub use self::session::{Reporter, back_up_home, database_name, restore_home};
-use self::session::{Reporting, open_existing, postgres_target, release_for};
+use self::session::{
+    Reporting, open_existing, open_for_transaction, postgres_target, recover_interrupted,
+    release_for, remove_created,
+};
 pub use self::status::{
     AdoptCandidate, Adoptable, Adoption, BackupState, MigrationEntry, MigrationState, PluginState,
     Status, history, is_up_to_date, migration_list, status,
 };
 use self::status::{check_app, recorded_plugins};
 use crate::backup::{self, Progress, ProgressUnit};
-use crate::engine::Database;
 use crate::engine::sqlite::{self};
+use crate::engine::{Database, MetaError};
 use crate::errors::chain_text;
 use crate::home::{Home, HomeLock, Settings};
 use crate::hooks::{
@@ -42,7 +45,8 @@ use crate::hooks::{
 use crate::migrations::AcceptedEdit;
 use crate::release::{Migration, Release};
 use crate::transaction::{
-    Done, Mode, Pending, Phases, Steps, UpgradeTransaction, pending_migrations,
+    Done, Mode, Pending, Phases, Steps, UpgradeTransaction, all_migrations_counted,
+    pending_migrations,
 };
 pub use crate::transaction::{HookRun, MigrationRun, PhaseTime};
 use crate::version::Version;
@@ -116,9 +120,10 @@ fn attempt(
     let mut phases = Phases::start();
     let _lock: HomeLock = home.lock(options.wait)?;
     phases.end("lock");
+    recover_interrupted(home)?;
     let target = postgres_target(home)?;
     let release = &release_for(release, target.as_ref());
-    let mut db = open_existing(home, target.as_ref())?;
+    let mut db = open_existing(home, release, target.as_ref())?;
     let stands = match &db {
         None => Stands::Empty,
         Some(db) => where_data_stands(home, release, db.as_ref())?,
@@ -138,7 +143,7 @@ fn attempt(
         (_, Stands::UpToDate(_)) => Pending::default(),
         (Some(db), Stands::At(_)) => pending_migrations(db.as_ref(), release)?,
         _ => Pending {
-            migrations: release.migrations()?.to_vec(),
+            migrations: release.all_migrations()?.into_iter().cloned().collect(),
             accepted: Vec::new(),
         },
     };
@@ -182,34 +187,73 @@ fn attempt(
         hooks: &plan.hooks,
     };
     let backups = home.backups_dir();
-    let (done, set_aside) = match (&mut db, &plan.from) {
-        (None, _) => sqlite::install::install_new(&home.db_path(), home.root(), |db| {
-            UpgradeTransaction::begin(db, Mode::Install)?.run(&steps, &mut observer)
-        })?,
-        (Some(db), None) => {
-            let tx = UpgradeTransaction::begin(db.as_mut(), Mode::Install)?;
-            (tx.run(&steps, &mut observer)?, Vec::new())
-        }
-        (Some(db), Some(from)) => {
-            let mode = Mode::Upgrade {
-                from,
-                backups: &backups,
-                compress: settings.backups.compress,
-            };
-            let tx = UpgradeTransaction::begin(db.as_mut(), mode)?;
-            (tx.run(&steps, &mut observer)?, Vec::new())
-        }
-    };
+    // A home of several databases: one connection with every database
+    // attached (those missing created empty), one transaction over them all.
+    let mut created = Vec::new();
+    let mut new_files = Vec::new();
+    if release.has_several_databases() {
+        drop(db.take());
+        let opened = open_for_transaction(home, release)?;
+        db = Some(opened.db);
+        created = opened.warnings;
+        new_files = opened.created;
+    }
+    let ran = (|| -> Result<_, UpgradeError> {
+        Ok(match (&mut db, &plan.from) {
+            (None, _) => sqlite::install::install_new(&home.db_path(), home.root(), |db| {
+                UpgradeTransaction::begin(db, Mode::Install)?.run(&steps, &mut observer)
+            })?,
+            (Some(db), None) => {
+                let tx =
+                    UpgradeTransaction::begin(db.as_mut(), Mode::Install).map_err(journal_modes)?;
+                (tx.run(&steps, &mut observer)?, Vec::new())
+            }
+            (Some(db), Some(from)) => {
+                let mode = Mode::Upgrade {
+                    from,
+                    backups: &backups,
+                    compress: settings.backups.compress,
+                };
+                let tx = UpgradeTransaction::begin(db.as_mut(), mode).map_err(journal_modes)?;
+                (tx.run(&steps, &mut observer)?, Vec::new())
+            }
+        })
+    })();
     drop(db);
+    if ran.is_err() {
+        remove_created(home, &new_files);
+    }
+    let (done, set_aside) = ran?;
+    created.extend(set_aside);
     Ok(outcome(
         home,
         &settings,
         plan,
         done,
         compiled,
-        set_aside,
+        created,
         observer.phases,
     ))
+}
+
+/// A transaction over several databases that could not begin because their
+/// journal modes could not be switched (see `engine::sqlite::multi`) is
+/// reported as such (code `journal-modes`), not as unreadable bookkeeping.
+fn journal_modes(err: UpgradeError) -> UpgradeError {
+    let UpgradeError::Meta {
+        path,
+        source: MetaError::Database(engine),
+    } = err
+    else {
+        return err;
+    };
+    match engine.downcast::<sqlite::multi::JournalModeError>() {
+        Ok(modes) => UpgradeError::JournalModes(modes),
+        Err(engine) => UpgradeError::Meta {
+            path,
+            source: MetaError::Database(engine),
+        },
+    }
 }
 
 /// What the upgrade will do, from where the data and its plugins stand.
@@ -343,7 +387,7 @@ fn where_data_stands(
     // The no-op path: the same version and as many migrations applied as the
     // release holds (counted from the folder's listing; a release that
     // gained a migration without a new version still gets it applied).
-    if version == release.version && db.applied_count()? == release.migration_count() {
+    if version == release.version && all_migrations_counted(db, release)? {
         return Ok(Stands::UpToDate(version));
     }
     if version > release.version {

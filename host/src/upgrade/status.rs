@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use super::adopt::compare_schemas;
 use super::error::UpgradeError;
-use super::session::{open_to_read, postgres_target, release_for};
+use super::session::{
+    open_to_read, other_databases, postgres_target, recover_unlocked, release_for,
+};
 use crate::backup;
 use crate::engine::Database;
 use crate::history::HistoryEntry;
@@ -15,6 +17,7 @@ use crate::home::Home;
 use crate::hooks::{PlanScope, PlannedHook, PluginChange, PluginSet, RecordedPlugin};
 use crate::migrations::{self, AcceptedEdit, MigrateError};
 use crate::release::{Migration, Release};
+use crate::transaction::all_migrations_counted;
 use crate::version::Version;
 
 /// Whether the home's database is at the release's version with every
@@ -22,10 +25,17 @@ use crate::version::Version;
 /// every active plugin at the version the data recorded for it: the check
 /// `uplift run` makes on every start, in a few reads (plugins' manifests are
 /// read by their section headers, nothing is compiled, no migration file
-/// opened). No database is not up to date.
+/// opened). No database is not up to date, nor a home an interrupted
+/// upgrade of several databases left for the next upgrade to finish.
 pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeError> {
+    // An upgrade of several databases was interrupted: `upgrade` finishes
+    // what it left (`uplift run` calls it when this says no).
+    if crate::engine::sqlite::multi::interrupted(home.root()) {
+        return Ok(false);
+    }
     let target = postgres_target(home)?;
-    let Some(db) = open_to_read(home, target.as_ref())? else {
+    let others = other_databases(home, release);
+    let Some(db) = open_to_read(home, &others, target.as_ref())? else {
         return Ok(false);
     };
     let db = db.as_ref();
@@ -33,7 +43,7 @@ pub fn is_up_to_date(home: &Home, release: &Release) -> Result<bool, UpgradeErro
         return Ok(false);
     };
     check_app(db, release)?;
-    if version != release.version || db.applied_count()? != release.migration_count() {
+    if version != release.version || !all_migrations_counted(db, release)? {
         return Ok(false);
     }
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
@@ -214,6 +224,7 @@ pub struct BackupState {
 /// (plugins' manifests and backups' headers are read; nothing is compiled or
 /// verified end to end).
 pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
+    recover_unlocked(home)?;
     let target = postgres_target(home)?;
     let release = &release_for(release, target.as_ref());
     let plugins = PluginSet::discover(&release.plugins_dir(), &release.core_plugins, home)?;
@@ -228,7 +239,7 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
             kind: e.kind().map(|k| k.as_str().to_string()),
         })
         .collect();
-    let db = open_to_read(home, target.as_ref())?;
+    let db = open_to_read(home, &other_databases(home, release), target.as_ref())?;
     let recorded = recorded_plugins(db.as_deref())?;
     let changes = plugins.changes(&recorded)?;
     let mut status = Status {
@@ -238,8 +249,8 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
         state: State::NotInstalled,
         applied: 0,
         pending: release
-            .migrations()?
-            .iter()
+            .all_migrations()?
+            .into_iter()
             .map(Migration::file_name)
             .collect(),
         drift: Vec::new(),
@@ -269,16 +280,21 @@ pub fn status(home: &Home, release: &Release) -> Result<Status, UpgradeError> {
     };
     let db = db.as_ref();
     status.data_version = data_version(db)?;
-    let applied = db.applied_migrations().map_err(MigrateError::from)?;
-    let migrations = migrations::status(applied, release)?;
-    status.applied = migrations.applied.len();
-    status.pending = migrations
-        .pending
-        .iter()
-        .map(Migration::file_name)
-        .collect();
-    status.drift = migrations.drift.iter().map(ToString::to_string).collect();
-    status.accepted_edits = migrations.accepted;
+    status.pending.clear();
+    for database in &release.databases {
+        let applied = db
+            .applied_migrations(&database.name)
+            .map_err(MigrateError::from)?;
+        let migrations = migrations::status(applied, release, &database.name)?;
+        status.applied += migrations.applied.len();
+        status
+            .pending
+            .extend(migrations.pending.iter().map(Migration::file_name));
+        status
+            .drift
+            .extend(migrations.drift.iter().map(ToString::to_string));
+        status.accepted_edits.extend(migrations.accepted);
+    }
     status.adopted = adoption(db)?;
     let to = &release.version;
     status.state = match &status.data_version {
@@ -410,19 +426,43 @@ impl std::fmt::Display for MigrationState {
 
 /// Every migration of the release and of the history, in order.
 pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEntry>, UpgradeError> {
+    recover_unlocked(home)?;
     let target = postgres_target(home)?;
     let release = &release_for(release, target.as_ref());
-    let applied = match open_to_read(home, target.as_ref())? {
-        Some(db) => db.applied_migrations().map_err(MigrateError::from)?,
-        None => Vec::new(),
-    };
-    let migrations = release.migrations()?;
+    let db = open_to_read(home, &other_databases(home, release), target.as_ref())?;
+    let mut entries = Vec::new();
+    for database in &release.databases {
+        let applied = match &db {
+            Some(db) => db
+                .applied_migrations(&database.name)
+                .map_err(MigrateError::from)?,
+            None => Vec::new(),
+        };
+        let folder = match release.declares_databases {
+            true => format!("{}/", database.name),
+            false => String::new(),
+        };
+        entries.extend(database_migrations(
+            release.migrations_of(&database.name)?,
+            &applied,
+            &folder,
+        ));
+    }
+    Ok(entries)
+}
+
+/// One database's migrations, of the release and of its history, in
+/// order; `folder` prefixes a migration the release no longer has.
+fn database_migrations(
+    migrations: &[Migration],
+    applied: &[crate::migrations::AppliedMigration],
+    folder: &str,
+) -> Vec<MigrationEntry> {
     let mut ids: Vec<u32> = migrations.iter().map(|m| m.id).collect();
     ids.extend(applied.iter().map(|a| a.id));
     ids.sort_unstable();
     ids.dedup();
-    let entries = ids
-        .into_iter()
+    ids.into_iter()
         .map(|id| {
             let file = migrations.iter().find(|m| m.id == id);
             let record = applied.iter().find(|a| a.id == id);
@@ -433,7 +473,7 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
                 }
                 (Some(m), Some(_)) => (m.file_name(), MigrationState::Applied),
                 (None, Some(a)) => (
-                    format!("{:04}_{}.sql", a.id, a.name),
+                    format!("{folder}{:04}_{}.sql", a.id, a.name),
                     MigrationState::Missing,
                 ),
                 (None, None) => unreachable!("every id comes from a file or a record"),
@@ -446,8 +486,7 @@ pub fn migration_list(home: &Home, release: &Release) -> Result<Vec<MigrationEnt
                 adopted: record.is_some_and(|a| a.adopted),
             }
         })
-        .collect();
-    Ok(entries)
+        .collect()
 }
 
 fn data_version(db: &dyn Database) -> Result<Option<Version>, UpgradeError> {
@@ -477,8 +516,9 @@ pub(super) fn check_app(db: &dyn Database, release: &Release) -> Result<(), Upgr
 /// What uplift did to the home's database, oldest first (empty without a
 /// database, or before uplift kept a history): `uplift history`.
 pub fn history(home: &Home) -> Result<Vec<HistoryEntry>, UpgradeError> {
+    recover_unlocked(home)?;
     let target = postgres_target(home)?;
-    match open_to_read(home, target.as_ref())? {
+    match open_to_read(home, &[], target.as_ref())? {
         Some(db) => Ok(db.history()?),
         None => Ok(Vec::new()),
     }

@@ -297,7 +297,11 @@ impl Database for PostgresDatabase {
             .collect()
     }
 
-    fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, EngineError> {
+    /// A PostgreSQL home is one database, `main`: another has none.
+    fn applied_migrations(&self, database: &str) -> Result<Vec<AppliedMigration>, EngineError> {
+        if database != crate::release::MAIN_DATABASE {
+            return Ok(Vec::new());
+        }
         let applied = Self::engine(self.pg(meta::applied))?;
         if !self.in_tx {
             self.seen.borrow_mut().count = Some(applied.len());
@@ -305,7 +309,10 @@ impl Database for PostgresDatabase {
         Ok(applied)
     }
 
-    fn applied_count(&self) -> Result<usize, EngineError> {
+    fn applied_count(&self, database: &str) -> Result<usize, EngineError> {
+        if database != crate::release::MAIN_DATABASE {
+            return Ok(0);
+        }
         let count = Self::engine(self.pg(meta::applied_count))?;
         if !self.in_tx {
             self.seen.borrow_mut().count = Some(count);

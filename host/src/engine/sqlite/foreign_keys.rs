@@ -272,6 +272,38 @@ pub(crate) fn foreign_key_violations(
     rows.take(limit).collect()
 }
 
+/// Runs `PRAGMA "schema".foreign_key_check` on the whole of an attached
+/// database: at most `limit` violations, their tables named `schema.table`,
+/// and how many of its tables have foreign keys.
+pub(crate) fn check_whole_database(
+    conn: &Connection,
+    schema: &str,
+    limit: usize,
+) -> rusqlite::Result<(Vec<ForeignKeyViolation>, usize)> {
+    let quoted = super::sql::quote_ident(schema);
+    let mut stmt = conn.prepare(&format!("PRAGMA {quoted}.foreign_key_check"))?;
+    let rows = stmt.query_map([], violation_from_row)?;
+    let violations = rows
+        .take(limit)
+        .map(|v| {
+            v.map(|v| ForeignKeyViolation {
+                table: format!("{schema}.{}", v.table),
+                ..v
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let tables: i64 = conn.query_row(
+        &format!(
+            "SELECT count(*) FROM {quoted}.sqlite_schema AS s
+             WHERE s.type = 'table'
+               AND EXISTS (SELECT 1 FROM pragma_foreign_key_list(s.name, ?1))"
+        ),
+        [schema],
+        |r| r.get(0),
+    )?;
+    Ok((violations, tables.max(0) as usize))
+}
+
 /// Reads a row of `foreign_key_check` (table, rowid, parent, ...).
 pub(crate) fn violation_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ForeignKeyViolation> {
     Ok(ForeignKeyViolation {

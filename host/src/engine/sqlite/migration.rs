@@ -14,22 +14,28 @@
 //!
 //! `adopted` came after the table: a history from an older uplift gains it
 //! (as 0) the next time uplift writes to it, and reads as 0 until then.
+//!
+//! In a home of several databases each database keeps its own history, in
+//! its own file (so that it travels with that database's backup); every
+//! function here takes the schema name the connection reaches it by
+//! (`main`, or the name it is attached as).
 
 use std::time::{Duration, Instant};
 
 use super::changes::WrittenTables;
-use super::sql::table_exists;
+use super::sql::{quote_ident, table_exists_in};
 use crate::migrations::{AppliedMigration, MigrateError};
 use crate::release::Migration;
 use crate::version::Version;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization, TransactionOperation};
 use rusqlite::{Connection, params};
 
-/// Creates the history table if it is missing, and its `adopted` column
-/// if the table is older than it.
-pub fn ensure_history(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS uplift_migrations (
+/// Creates database `schema`'s history table if it is missing, and its
+/// `adopted` column if the table is older than it.
+pub fn ensure_history(conn: &Connection, schema: &str) -> rusqlite::Result<()> {
+    let table = history_table(schema);
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
              id              INTEGER PRIMARY KEY,
              name            TEXT NOT NULL,
              checksum        TEXT NOT NULL,
@@ -37,37 +43,44 @@ pub fn ensure_history(conn: &Connection) -> rusqlite::Result<()> {
              release_version TEXT NOT NULL,
              duration_ms     INTEGER NOT NULL,
              adopted         INTEGER NOT NULL DEFAULT 0
-         );",
-    )?;
-    if !has_adopted_column(conn)? {
-        conn.execute_batch(
-            "ALTER TABLE uplift_migrations ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0",
-        )?;
+         );"
+    ))?;
+    if !has_adopted_column(conn, schema)? {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0"
+        ))?;
     }
     Ok(())
 }
 
-fn has_adopted_column(conn: &Connection) -> rusqlite::Result<bool> {
+/// `"schema".uplift_migrations`.
+fn history_table(schema: &str) -> String {
+    format!("{}.uplift_migrations", quote_ident(schema))
+}
+
+fn has_adopted_column(conn: &Connection, schema: &str) -> rusqlite::Result<bool> {
     conn.query_row(
-        "SELECT count(*) FROM pragma_table_info('uplift_migrations') WHERE name = 'adopted'",
-        [],
+        "SELECT count(*) FROM pragma_table_info('uplift_migrations', ?1) WHERE name = 'adopted'",
+        [schema],
         |row| row.get(0),
     )
 }
 
-/// The applied migrations, in order; empty for a database without history.
-pub fn applied(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>> {
-    if !table_exists(conn, "uplift_migrations")? {
+/// Database `schema`'s applied migrations, in order; empty for a database
+/// without history.
+pub fn applied(conn: &Connection, schema: &str) -> rusqlite::Result<Vec<AppliedMigration>> {
+    if !table_exists_in(conn, schema, "uplift_migrations")? {
         return Ok(Vec::new());
     }
-    let adopted = if has_adopted_column(conn)? {
+    let adopted = if has_adopted_column(conn, schema)? {
         "adopted"
     } else {
         "0"
     };
+    let table = history_table(schema);
     let mut stmt = conn.prepare(&format!(
         "SELECT id, name, checksum, applied_at, release_version, duration_ms, {adopted}
-         FROM uplift_migrations ORDER BY id"
+         FROM {table} ORDER BY id"
     ))?;
     let rows = stmt.query_map([], |row| {
         Ok(AppliedMigration {
@@ -83,20 +96,30 @@ pub fn applied(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>> {
     rows.collect()
 }
 
-/// How many migrations the history records (0 without a history table):
-/// the no-op path compares it with the release's count.
-pub fn applied_count(conn: &Connection) -> rusqlite::Result<usize> {
-    if !table_exists(conn, "uplift_migrations")? {
+/// How many migrations database `schema`'s history records (0 without a
+/// history table): the no-op path compares it with the release's count.
+pub fn applied_count(conn: &Connection, schema: &str) -> rusqlite::Result<usize> {
+    if !table_exists_in(conn, schema, "uplift_migrations")? {
         return Ok(0);
     }
-    let n: i64 = conn.query_row("SELECT count(*) FROM uplift_migrations", [], |r| r.get(0))?;
+    let table = history_table(schema);
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
     Ok(n.max(0) as usize)
 }
 
-/// Records `checksum` as migration `id`'s (an edit the release accepts).
-pub fn record_checksum(conn: &Connection, id: u32, checksum: &str) -> rusqlite::Result<()> {
+/// Records `checksum` as database `schema`'s migration `id`'s (an edit the
+/// release accepts).
+pub fn record_checksum(
+    conn: &Connection,
+    schema: &str,
+    id: u32,
+    checksum: &str,
+) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE uplift_migrations SET checksum = ?2 WHERE id = ?1",
+        &format!(
+            "UPDATE {} SET checksum = ?2 WHERE id = ?1",
+            history_table(schema)
+        ),
         params![id, checksum],
     )?;
     Ok(())
@@ -110,13 +133,14 @@ pub fn record_adopted(
     migrations: &[Migration],
     version: &Version,
 ) -> rusqlite::Result<()> {
-    ensure_history(conn)?;
-    let mut insert = conn.prepare(
-        "INSERT INTO uplift_migrations
-             (id, name, checksum, applied_at, release_version, duration_ms, adopted)
-         VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, 0, 1)",
-    )?;
     for migration in migrations {
+        ensure_history(conn, &migration.database)?;
+        let mut insert = conn.prepare_cached(&format!(
+            "INSERT INTO {}
+                 (id, name, checksum, applied_at, release_version, duration_ms, adopted)
+             VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, 0, 1)",
+            history_table(&migration.database)
+        ))?;
         insert.execute(params![
             migration.id,
             migration.name,
@@ -133,7 +157,11 @@ pub fn record_adopted(
 /// before it can take effect); what the file's statements write, and how
 /// they change the schema, is recorded in `written` (see [`super::changes`]:
 /// the statements run one at a time, and each ALTER TABLE is watched).
-/// Returns how long the SQL took.
+/// A migration creates objects only in its own database (`migration.
+/// database`): in a home of several databases an unqualified `CREATE TABLE`
+/// lands in `main`, so a migration of another database names it
+/// (`CREATE TABLE jobs.queue ...`), and one that does not is refused before
+/// anything is created. Returns how long the SQL took.
 pub fn apply(
     conn: &Connection,
     migration: &Migration,
@@ -141,14 +169,28 @@ pub fn apply(
     written: &WrittenTables,
     timeout: Duration,
 ) -> Result<Duration, MigrateError> {
-    ensure_history(conn)?;
+    ensure_history(conn, &migration.database)?;
     // Plugins' views step aside while the migration runs (see crate::meta).
     let views = super::meta::set_aside_plugin_views(conn)?;
-    let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<&'static str>));
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<Refusal>));
     let seen = refused.clone();
     let recorder = written.clone();
+    let own = migration.database.clone();
     conn.authorizer(Some(move |ctx: AuthContext<'_>| {
         recorder.observe(&ctx.action);
+        if let Some((kind, name)) = created_object(&ctx.action)
+            && let Some(database) = ctx.database_name
+            && database != own
+            && database != "temp"
+        {
+            if let Ok(mut slot) = seen.lock() {
+                *slot = Some(Refusal::ElsewhereCreated {
+                    what: format!("{kind} {name}"),
+                    database: database.to_string(),
+                });
+            }
+            return Authorization::Deny;
+        }
         let statement = match ctx.action {
             AuthAction::Transaction { operation } => match operation {
                 TransactionOperation::Begin => "BEGIN",
@@ -164,7 +206,7 @@ pub fn apply(
             _ => return Authorization::Allow,
         };
         if let Ok(mut slot) = seen.lock() {
-            *slot = Some(statement);
+            *slot = Some(Refusal::TransactionControl(statement));
         }
         Authorization::Deny
     }));
@@ -190,11 +232,17 @@ pub fn apply(
         });
     }
     if let Err(e) = result {
-        let statement = refused.lock().ok().and_then(|mut slot| slot.take());
-        return Err(match statement {
-            Some(statement) => MigrateError::TransactionControl {
+        let refusal = refused.lock().ok().and_then(|mut slot| slot.take());
+        return Err(match refusal {
+            Some(Refusal::TransactionControl(statement)) => MigrateError::TransactionControl {
                 file: migration.file_name(),
                 statement: statement.to_string(),
+            },
+            Some(Refusal::ElsewhereCreated { what, database }) => MigrateError::OtherDatabase {
+                file: migration.file_name(),
+                what,
+                database,
+                own: migration.database.clone(),
             },
             None => MigrateError::Failed {
                 file: migration.file_name(),
@@ -204,8 +252,11 @@ pub fn apply(
     }
     super::meta::put_back_plugin_views(conn, &views)?;
     conn.execute(
-        "INSERT INTO uplift_migrations (id, name, checksum, applied_at, release_version, duration_ms)
-         VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, ?5)",
+        &format!(
+            "INSERT INTO {} (id, name, checksum, applied_at, release_version, duration_ms)
+             VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, ?5)",
+            history_table(&migration.database)
+        ),
         params![
             migration.id,
             migration.name,
@@ -215,4 +266,24 @@ pub fn apply(
         ],
     )?;
     Ok(elapsed)
+}
+
+/// Why the authorizer refused a migration's statement.
+enum Refusal {
+    /// `BEGIN`, `COMMIT`, `SAVEPOINT`...
+    TransactionControl(&'static str),
+    /// An object created in a database other than the migration's own.
+    ElsewhereCreated { what: String, database: String },
+}
+
+/// What `action` creates, as (kind, name), if it creates a schema object.
+fn created_object(action: &AuthAction<'_>) -> Option<(&'static str, String)> {
+    Some(match action {
+        AuthAction::CreateTable { table_name } => ("table", table_name.to_string()),
+        AuthAction::CreateIndex { index_name, .. } => ("index", index_name.to_string()),
+        AuthAction::CreateView { view_name } => ("view", view_name.to_string()),
+        AuthAction::CreateTrigger { trigger_name, .. } => ("trigger", trigger_name.to_string()),
+        AuthAction::CreateVtable { table_name, .. } => ("virtual table", table_name.to_string()),
+        _ => return None,
+    })
 }

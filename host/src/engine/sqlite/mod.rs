@@ -20,6 +20,7 @@ pub(crate) mod install;
 pub(crate) mod limits;
 pub mod meta;
 pub mod migration;
+pub(crate) mod multi;
 pub(crate) mod raw;
 mod rows;
 pub(crate) mod schema;
@@ -77,6 +78,15 @@ impl From<rusqlite::Error> for MigrateError {
 pub(crate) struct SqliteDatabase {
     conn: Connection,
     path: PathBuf,
+    /// The home's other databases, attached under their names (see
+    /// [`multi`]), with their files.
+    attached: Vec<(String, PathBuf)>,
+    /// With databases attached: the home, where [`multi`] records their
+    /// journal modes while the transaction is open.
+    home: Option<PathBuf>,
+    /// The journal modes switched for the open transaction, to restore
+    /// when it ends.
+    switched: Option<multi::Switched>,
     /// The open transaction's state, from `begin` to its end.
     tx: Option<Transaction>,
     /// Declared after the connection, so dropped after it (see
@@ -128,12 +138,96 @@ impl SqliteDatabase {
         SqliteDatabase::tuned(conn, path)
     }
 
+    /// Opens the home's main database at `main` for an upgrade (as
+    /// [`SqliteDatabase::open`]) with each of `others` attached under its
+    /// name: one connection, so that one transaction spans every file.
+    /// Each file must exist. `home` is where the journal modes are recorded
+    /// while the transaction is open (see [`multi`]).
+    pub(crate) fn open_home(
+        main: &Path,
+        others: &[(String, PathBuf)],
+        home: &Path,
+    ) -> Result<SqliteDatabase, EngineError> {
+        let mut db = SqliteDatabase::open(main)?;
+        db.attach(others)?;
+        db.home = Some(home.to_path_buf());
+        Ok(db)
+    }
+
+    /// Opens the home's databases to read them (as
+    /// [`SqliteDatabase::open_to_read`]), each of `others` attached under
+    /// its name when its file exists.
+    pub(crate) fn open_home_to_read(
+        main: &Path,
+        others: &[(String, PathBuf)],
+    ) -> Result<SqliteDatabase, EngineError> {
+        let mut db = SqliteDatabase::open_to_read(main)?;
+        let existing: Vec<(String, PathBuf)> =
+            others.iter().filter(|(_, p)| p.exists()).cloned().collect();
+        db.attach(&existing)?;
+        Ok(db)
+    }
+
+    fn attach(&mut self, others: &[(String, PathBuf)]) -> Result<(), EngineError> {
+        for (name, path) in others {
+            let file = path.to_str().ok_or_else(|| {
+                EngineError::new(std::io::Error::other(format!(
+                    "{} is not a UTF-8 path, which SQLite's ATTACH needs",
+                    path.display()
+                )))
+            })?;
+            self.conn.execute(
+                &format!("ATTACH DATABASE ?1 AS {}", sql::quote_ident(name)),
+                [file],
+            )?;
+            self.conn.execute_batch(&format!(
+                "PRAGMA {}.cache_size = -32768",
+                sql::quote_ident(name)
+            ))?;
+            self.attached.push((name.clone(), path.clone()));
+        }
+        Ok(())
+    }
+
+    /// Every database of the connection: `main` (this file), then those
+    /// attached.
+    fn databases(&self) -> Vec<(String, PathBuf)> {
+        let mut all = vec![("main".to_string(), self.path.clone())];
+        all.extend(self.attached.iter().cloned());
+        all
+    }
+
+    /// Whether database `name` is reachable on this connection.
+    fn has_database(&self, name: &str) -> bool {
+        name == "main" || self.attached.iter().any(|(n, _)| n == name)
+    }
+
+    /// Switches the journal modes back after the transaction ended;
+    /// returns a warning when that failed (the record stays, and the next
+    /// uplift command restores them).
+    fn restore_journal_modes(&mut self) -> Option<String> {
+        let switched = self.switched.take()?;
+        // The transaction is over, and so is its commit gate: leaving WAL
+        // mode's header write to the gate would turn it into a rollback.
+        self.conn.commit_hook(None::<fn() -> bool>);
+        match switched.restore(&self.conn) {
+            Ok(()) => None,
+            Err(e) => Some(format!(
+                "the databases' journal modes could not be switched back yet ({});                  the next uplift command does it",
+                crate::errors::chain_text(&e)
+            )),
+        }
+    }
+
     /// Creates a new database file at `path` (or opens the empty one there).
     pub(crate) fn create(path: &Path) -> Result<SqliteDatabase, EngineError> {
         let conn = Connection::open(path)?;
         Ok(SqliteDatabase {
             conn,
             path: path.to_path_buf(),
+            attached: Vec::new(),
+            home: None,
+            switched: None,
             tx: None,
             writeback: None,
         })
@@ -157,6 +251,9 @@ impl SqliteDatabase {
         Ok(SqliteDatabase {
             conn,
             path: path.to_path_buf(),
+            attached: Vec::new(),
+            home: None,
+            switched: None,
             tx: None,
             writeback: None,
         })
@@ -184,6 +281,37 @@ impl SqliteDatabase {
     #[cfg(test)]
     pub(crate) fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
         self.conn.execute_batch(sql)
+    }
+
+    /// [`Database::begin`] once the journal modes are switched.
+    fn begin_transaction(&mut self) -> Result<(), MetaError> {
+        let conn = &self.conn;
+        // Foreign-key enforcement cannot change inside a transaction, and
+        // table rebuilds (SQLite's 12-step procedure) need it off; the check
+        // before COMMIT keeps the guarantee it gives.
+        conn.pragma_update(None, "foreign_keys", false)?;
+        // In rollback-journal mode, COMMIT deletes the journal; EXTRA also
+        // syncs the folder after that, so that an upgrade reported done
+        // cannot be rolled back by a power cut (the journal's name coming
+        // back hot). Every database's: the setting is each one's own.
+        for (name, _) in self.databases() {
+            conn.pragma_update(Some(name.as_str()), "synchronous", "EXTRA")?;
+        }
+        let gate = CommitGate::install(conn);
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let tx = Transaction {
+            gate,
+            schema_before: SchemaRows::read(conn)?,
+            changes_before: conn.total_changes(),
+            written: WrittenTables::new(),
+            had_plugin_record: meta::has_plugin_tables(conn)?,
+        };
+        self.tx = Some(tx);
+        meta::ensure_tables(&self.conn)?;
+        for (name, _) in self.databases() {
+            migration::ensure_history(&self.conn, &name)?;
+        }
+        Ok(())
     }
 
     fn request_writeback(&self) {
@@ -242,12 +370,18 @@ impl Database for SqliteDatabase {
         meta::plugin_versions(&self.conn)
     }
 
-    fn applied_migrations(&self) -> Result<Vec<AppliedMigration>, EngineError> {
-        Ok(migration::applied(&self.conn)?)
+    fn applied_migrations(&self, database: &str) -> Result<Vec<AppliedMigration>, EngineError> {
+        if !self.has_database(database) {
+            return Ok(Vec::new());
+        }
+        Ok(migration::applied(&self.conn, database)?)
     }
 
-    fn applied_count(&self) -> Result<usize, EngineError> {
-        Ok(migration::applied_count(&self.conn)?)
+    fn applied_count(&self, database: &str) -> Result<usize, EngineError> {
+        if !self.has_database(database) {
+            return Ok(0);
+        }
+        Ok(migration::applied_count(&self.conn, database)?)
     }
 
     fn has_user_tables(&self) -> Result<bool, EngineError> {
@@ -286,40 +420,37 @@ impl Database for SqliteDatabase {
         None
     }
 
-    /// `BEGIN IMMEDIATE`: no other writer until the transaction ends.
+    /// `BEGIN IMMEDIATE`: no other writer until the transaction ends. With
+    /// databases attached, their journal modes are recorded and every WAL
+    /// database leaves WAL mode first, so that the commit is atomic across
+    /// the files (see [`multi`]); `BEGIN IMMEDIATE` then takes every file's
+    /// write lock.
     fn begin(&mut self) -> Result<(), MetaError> {
-        let conn = &self.conn;
-        // Foreign-key enforcement cannot change inside a transaction, and
-        // table rebuilds (SQLite's 12-step procedure) need it off; the check
-        // before COMMIT keeps the guarantee it gives.
-        conn.pragma_update(None, "foreign_keys", false)?;
-        // In rollback-journal mode, COMMIT deletes the journal; EXTRA also
-        // syncs the folder after that, so that an upgrade reported done
-        // cannot be rolled back by a power cut (the journal's name coming
-        // back hot).
-        conn.pragma_update(None, "synchronous", "EXTRA")?;
-        let gate = CommitGate::install(conn);
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let tx = Transaction {
-            gate,
-            schema_before: SchemaRows::read(conn)?,
-            changes_before: conn.total_changes(),
-            written: WrittenTables::new(),
-            had_plugin_record: meta::has_plugin_tables(conn)?,
-        };
-        self.tx = Some(tx);
-        meta::ensure_tables(&self.conn)?;
-        migration::ensure_history(&self.conn)?;
-        Ok(())
+        if let Some(home) = self.home.as_ref().filter(|_| !self.attached.is_empty()) {
+            let switched = multi::switch_to_rollback(&self.conn, home, &self.databases())
+                .map_err(EngineError::new)?;
+            self.switched = Some(switched);
+        }
+        let begun = self.begin_transaction();
+        if begun.is_err() {
+            self.rollback();
+        }
+        begun
     }
 
+    /// The dump records the journal mode the database had before the
+    /// transaction (see [`multi`]): a restore gives it back.
     fn back_up(
         &mut self,
         dir: &Path,
         options: &BackupOptions,
         progress: &mut dyn Progress,
     ) -> Result<PathBuf, BackupError> {
-        Ok(self.back_up_file(dir, options, progress)?.path)
+        let mut options = options.clone();
+        if let Some(switched) = &self.switched {
+            options.journal_mode = switched.mode_of("main").map(str::to_string);
+        }
+        Ok(self.back_up_file(dir, &options, progress)?.path)
     }
 
     fn apply_migration(
@@ -392,7 +523,7 @@ impl Database for SqliteDatabase {
         release: &Version,
     ) -> Result<(), MetaError> {
         for edit in edits {
-            migration::record_checksum(&self.conn, edit.id, &edit.actual)
+            migration::record_checksum(&self.conn, &edit.database, edit.id, &edit.actual)
                 .map_err(EngineError::from)?;
             meta::record_history(&self.conn, &HistoryEntry::accepted_edit(edit, release))?;
         }
@@ -438,14 +569,20 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
+    /// The main database's tables the upgrade could have broken; each
+    /// attached database whole (`PRAGMA "name".foreign_key_check`: a
+    /// foreign key never crosses databases).
     fn check_foreign_keys(&mut self, limit: usize) -> Result<ForeignKeyCheck, EngineError> {
         let tx = self.tx();
-        Ok(foreign_keys::check_foreign_keys(
-            &self.conn,
-            &tx.written,
-            &tx.schema_before,
-            limit,
-        )?)
+        let mut check =
+            foreign_keys::check_foreign_keys(&self.conn, &tx.written, &tx.schema_before, limit)?;
+        for (name, _) in &self.attached {
+            let (violations, tables) = foreign_keys::check_whole_database(&self.conn, name, limit)?;
+            check.tables_checked += tables;
+            let room = limit.saturating_sub(check.violations.len());
+            check.violations.extend(violations.into_iter().take(room));
+        }
+        Ok(check)
     }
 
     fn table_rows(&self, include: &dyn Fn(&str) -> bool) -> Result<TableRows, EngineError> {
@@ -455,7 +592,11 @@ impl Database for SqliteDatabase {
     fn commit(&mut self) -> Result<Option<String>, CommitError> {
         let warning = self.tx().gate.commit(&self.conn)?;
         self.tx = None;
-        Ok(warning)
+        let restored = self.restore_journal_modes();
+        Ok(match (warning, restored) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        })
     }
 
     fn in_transaction(&self) -> bool {
@@ -464,20 +605,36 @@ impl Database for SqliteDatabase {
 
     fn rollback(&mut self) {
         if self.tx.take().is_none() {
+            // A failure between switching the journal modes and the
+            // transaction's start.
+            if self.switched.is_some() {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                let _ = self.restore_journal_modes();
+            }
             return;
         }
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
+            // Best effort: a failure leaves the record for the next command.
+            let _ = self.restore_journal_modes();
         } else {
             // SQLite ended the transaction by itself after an I/O error or
             // a full disk, and may have left its journal on disk for the
             // next reader to play back: read once, so that it is played back
             // now rather than whenever the application next opens the file.
-            let _ = self
-                .conn
-                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-                    r.get::<_, i64>(0)
-                });
+            for (name, _) in self.databases() {
+                let _ = self.conn.query_row(
+                    &format!(
+                        "SELECT count(*) FROM {}.sqlite_schema",
+                        sql::quote_ident(&name)
+                    ),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                );
+            }
+            let _ = self.restore_journal_modes();
         }
     }
 }

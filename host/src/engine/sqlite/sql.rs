@@ -25,6 +25,23 @@ pub(crate) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bo
     )
 }
 
+/// Whether database `schema` of the connection (`main`, or an attached
+/// one) has a table called exactly `name`.
+pub(crate) fn table_exists_in(
+    conn: &Connection,
+    schema: &str,
+    name: &str,
+) -> rusqlite::Result<bool> {
+    conn.query_row(
+        &format!(
+            "SELECT count(*) > 0 FROM {}.sqlite_schema WHERE type = 'table' AND name = ?1",
+            quote_ident(schema)
+        ),
+        [name],
+        |row| row.get(0),
+    )
+}
+
 /// Whether `name` is one of the names of SQLite's schema table.
 pub(crate) fn is_schema_table(name: &str) -> bool {
     [

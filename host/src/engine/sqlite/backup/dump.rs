@@ -182,11 +182,10 @@ fn prepare(
         created: jiff::Timestamp::now(),
         sqlite_version: rusqlite::version().to_string(),
         sequence: Some(files::next_sequence(dir)?),
-        journal_mode: Some(
-            conn.query_row("PRAGMA main.journal_mode", [], |r| r.get::<_, String>(0))
-                .map_err(sql_err("read the journal mode"))?
-                .to_ascii_lowercase(),
-        ),
+        journal_mode: Some(match &options.journal_mode {
+            Some(mode) => mode.clone(),
+            None => current_journal_mode(conn)?,
+        }),
         engine: None,
     };
     let schema = read_schema(conn)?;
@@ -217,6 +216,14 @@ fn prepare(
     })
 }
 
+/// The journal mode of `conn`'s main database, in lowercase.
+fn current_journal_mode(conn: &Connection) -> Result<String, BackupError> {
+    Ok(conn
+        .query_row("PRAGMA main.journal_mode", [], |r| r.get::<_, String>(0))
+        .map_err(sql_err("read the journal mode"))?
+        .to_ascii_lowercase())
+}
+
 /// Writes the dump; `hold` says how `conn` holds its snapshot when a
 /// second connection may read it too.
 fn write_in_snapshot(
@@ -227,8 +234,8 @@ fn write_in_snapshot(
     progress: &mut dyn Progress,
 ) -> Result<BackupFile, BackupError> {
     let prepared = prepare(conn, dir, options)?;
-    let journal_mode = prepared.header.journal_mode.as_deref().unwrap_or("");
-    let helper = hold.and_then(|hold| second_reader(conn, journal_mode, hold));
+    let journal_mode = current_journal_mode(conn)?;
+    let helper = hold.and_then(|hold| second_reader(conn, &journal_mode, hold));
     let connections = 1 + usize::from(helper.is_some());
 
     let temp = tempfile::Builder::new()

@@ -113,6 +113,10 @@ pub fn restore(
             home: "SQLite",
         });
     }
+    // What an interrupted upgrade of several databases left is finished
+    // first: a hot journal beside the database must never meet the
+    // restored one.
+    crate::engine::sqlite::multi::recover(home.root())?;
     let database = home.db_path();
     let dir = database.parent().unwrap_or(Path::new(".")).to_path_buf();
     // With no database to replace (a new machine, a lost disk) and the home
