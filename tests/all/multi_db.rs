@@ -774,7 +774,10 @@ fn verify_paths_and_testdb_cover_every_database() {
         v2.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A check that finds problems fails with its reports as the details.
+    let failure: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failure["error"]["code"], "path-problems", "{failure}");
+    let reports = &failure["error"]["details"];
     assert_eq!(reports[0]["result"], "schema differs", "{reports}");
     let problems = reports[0]["problems"].to_string();
     assert!(
